@@ -1,0 +1,78 @@
+/**
+ * The admin listener: health and readiness for orchestrators, on its own
+ * port (loopback by default) so it is never reachable through the public one.
+ */
+import { createServer, type Server } from 'node:http';
+
+/** A named readiness check: resolves when healthy, rejects with the reason otherwise. */
+export type ReadinessCheck = () => Promise<void>;
+
+export interface AdminServer {
+  server: Server;
+  /** Adds or replaces a readiness check. */
+  setCheck(name: string, check: ReadinessCheck | undefined): void;
+}
+
+const CHECK_TIMEOUT_MS = 2000;
+
+async function runCheck(check: ReadinessCheck): Promise<string | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      check(),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error('timed out')), CHECK_TIMEOUT_MS);
+      }),
+    ]);
+    return undefined;
+  } catch (err) {
+    return (err as Error).message || 'failed';
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function sendJson(res: import('node:http').ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'cache-control': 'no-store',
+    'x-content-type-options': 'nosniff',
+    'content-length': Buffer.byteLength(text),
+  });
+  res.end(text);
+}
+
+export function createAdminServer(): AdminServer {
+  const checks = new Map<string, ReadinessCheck>();
+  const server = createServer(async (req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      sendJson(res, 405, { status: 405, title: 'Method not allowed.' });
+      return;
+    }
+    if (path === '/healthz') {
+      sendJson(res, 200, { status: 'alive' });
+      return;
+    }
+    if (path === '/readyz') {
+      const results = await Promise.all(
+        [...checks].map(async ([name, check]) => [name, await runCheck(check)] as const),
+      );
+      const failing = results.filter(([, error]) => error !== undefined);
+      sendJson(res, failing.length === 0 ? 200 : 503, {
+        status: failing.length === 0 ? 'ready' : 'not ready',
+        checks: Object.fromEntries(results.map(([name, error]) => [name, error === undefined ? 'ok' : error])),
+      });
+      return;
+    }
+    sendJson(res, 404, { status: 404, title: 'No such resource.' });
+  });
+  return {
+    server,
+    setCheck(name, check) {
+      if (check === undefined) checks.delete(name);
+      else checks.set(name, check);
+    },
+  };
+}

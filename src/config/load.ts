@@ -1,0 +1,438 @@
+/**
+ * Loads the YAML config: parse (with line numbers), validate against the
+ * schema, check what a schema cannot (references between sections), resolve
+ * secret references, and compile units. Every problem is collected, so one
+ * run lists them all; nothing starts unless the list is empty.
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { Ajv, type ErrorObject } from 'ajv';
+import { isMap, isSeq, LineCounter, type Node, parseDocument } from 'yaml';
+import { isPrivateOrLoopbackHost, parseCidr } from '../util/ip.js';
+import { parseDuration, parseSize } from '../util/units.js';
+import { ConfigSchema, type RawConfig, type RawCors, type RawRoute } from './schema.js';
+import { isSecretRef, resolveSecretRef } from './secrets.js';
+import type { CorsSettings, GatewayConfig, RouteSettings, UpstreamSettings } from './types.js';
+
+/** One problem in a config file, located by YAML path and line. */
+export interface ConfigIssue {
+  file: string;
+  /** Dotted YAML path such as `routes[2].upstream`; empty for the whole file. */
+  path: string;
+  line?: number;
+  column?: number;
+  message: string;
+}
+
+export function formatIssue(issue: ConfigIssue): string {
+  const where = issue.line === undefined ? issue.file : `${issue.file}:${issue.line}:${issue.column ?? 1}`;
+  return `${where}: ${issue.path === '' ? '' : `${issue.path}: `}${issue.message}`;
+}
+
+/** Thrown when a config cannot be used; `issues` lists every problem. */
+export class ConfigError extends Error {
+  readonly issues: readonly ConfigIssue[];
+  constructor(issues: ConfigIssue[]) {
+    super(`invalid configuration:\n${issues.map((i) => `  ${formatIssue(i)}`).join('\n')}`);
+    this.name = 'ConfigError';
+    this.issues = issues;
+  }
+}
+
+export interface LoadedConfig {
+  config: GatewayConfig;
+  /** Security warnings: the config is valid, but something deserves a look. */
+  warnings: ConfigIssue[];
+}
+
+export interface LoadOptions {
+  env?: NodeJS.ProcessEnv;
+  /** Changes applied to the parsed document before validation (the demo points the upstream at its port). */
+  patch?: (raw: Record<string, unknown>) => void;
+}
+
+const ajv = new Ajv({ allErrors: true, useDefaults: true, verbose: true, strict: true });
+ajv.addKeyword({ keyword: 'expected', schemaType: 'string' });
+ajv.addKeyword({ keyword: 'secret', schemaType: 'boolean' });
+const validateSchema = ajv.compile<RawConfig>(ConfigSchema);
+
+type Segment = string | number;
+
+/** `['routes', 2, 'upstream']` → `routes[2].upstream`. */
+export function formatPath(segments: readonly Segment[]): string {
+  let out = '';
+  for (const s of segments) out += typeof s === 'number' ? `[${s}]` : out === '' ? s : `.${s}`;
+  return out;
+}
+
+function pointerToSegments(pointer: string, data: unknown): Segment[] {
+  if (pointer === '') return [];
+  const segments: Segment[] = [];
+  let cur: unknown = data;
+  for (const raw of pointer.slice(1).split('/')) {
+    const key = raw.replace(/~1/g, '/').replace(/~0/g, '~');
+    const seg: Segment = Array.isArray(cur) ? Number(key) : key;
+    segments.push(seg);
+    cur = cur === null || typeof cur !== 'object' ? undefined : (cur as Record<string, unknown>)[key];
+  }
+  return segments;
+}
+
+/** Helper that turns a YAML path into a line and column in the source. */
+class Locator {
+  constructor(
+    private readonly doc: ReturnType<typeof parseDocument>,
+    private readonly lines: LineCounter,
+  ) {}
+
+  locate(segments: readonly Segment[], key?: string): { line?: number; column?: number } {
+    let node: unknown = this.doc.contents;
+    let last: unknown = node;
+    for (const seg of segments) {
+      if (isMap(node)) {
+        const pair = node.items.find((p) => (p.key as { value?: unknown } | null)?.value === seg);
+        node = pair?.value;
+      } else if (isSeq(node)) {
+        node = node.items[seg as number];
+      } else break;
+      if (node) last = node;
+    }
+    let target = last as Node | undefined;
+    if (key !== undefined && isMap(last)) {
+      const pair = last.items.find((p) => (p.key as { value?: unknown } | null)?.value === key);
+      if (pair?.key) target = pair.key as Node;
+    }
+    const offset = target?.range?.[0];
+    if (offset === undefined) return {};
+    const pos = this.lines.linePos(offset);
+    return { line: pos.line, column: pos.col };
+  }
+}
+
+function describeValue(value: unknown, secret: boolean): string {
+  if (secret) return 'a literal value (not shown)';
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'a list';
+  if (typeof value === 'object') return 'a mapping';
+  if (typeof value === 'string') return JSON.stringify(value.length > 60 ? `${value.slice(0, 57)}...` : value);
+  return String(value);
+}
+
+function schemaExpected(schema: Record<string, unknown> | undefined): string | undefined {
+  if (!schema) return undefined;
+  if (typeof schema.expected === 'string') return schema.expected;
+  const branches = schema.anyOf as Record<string, unknown>[] | undefined;
+  if (branches?.every((b) => 'const' in b)) return `one of ${branches.map((b) => JSON.stringify(b.const)).join(', ')}`;
+  return undefined;
+}
+
+/** One readable sentence per schema error; anyOf branch noise folded into the anyOf. */
+function schemaIssues(errors: ErrorObject[], data: unknown, file: string, locator: Locator): ConfigIssue[] {
+  const anyOfPaths = errors.filter((e) => e.keyword === 'anyOf').map((e) => e.schemaPath);
+  const issues: ConfigIssue[] = [];
+  const seen = new Set<string>();
+  for (const e of errors) {
+    if (anyOfPaths.some((p) => e.schemaPath !== p && e.schemaPath.startsWith(p.replace(/anyOf$/, 'anyOf/')))) {
+      continue;
+    }
+    const segments = pointerToSegments(e.instancePath, data);
+    const parent = e.parentSchema as Record<string, unknown> | undefined;
+    const secret = parent?.secret === true;
+    let message: string;
+    let key: string | undefined;
+    switch (e.keyword) {
+      case 'additionalProperties': {
+        key = String((e.params as { additionalProperty: string }).additionalProperty);
+        const allowed = Object.keys((parent?.properties as object | undefined) ?? {});
+        message =
+          allowed.length > 0
+            ? `unknown key "${key}"; expected one of: ${allowed.join(', ')}`
+            : `unknown key "${key}"`;
+        segments.push(key);
+        break;
+      }
+      case 'required': {
+        const missing = (e.params as { missingProperty: string }).missingProperty;
+        message = `missing required key "${missing}"`;
+        break;
+      }
+      case 'type':
+        message = `expected ${schemaExpected(parent) ?? (e.params as { type: string }).type}, got ${describeValue(e.data, false)}`;
+        break;
+      case 'pattern':
+      case 'format':
+      case 'anyOf':
+      case 'const':
+      case 'enum':
+        message = `expected ${schemaExpected(parent) ?? `a value that ${e.message ?? 'is valid'}`}, got ${describeValue(e.data, secret)}`;
+        break;
+      default:
+        message = `expected a value that ${e.message ?? 'is valid'}`;
+    }
+    const dedupe = `${e.instancePath}|${message}`;
+    if (seen.has(dedupe)) continue;
+    seen.add(dedupe);
+    const at = locator.locate(key === undefined ? segments : segments.slice(0, -1), key);
+    issues.push({ file, path: formatPath(segments), ...at, message });
+  }
+  return issues;
+}
+
+/** Converts `/users/{id}/orders` to find-my-way's `/users/:id/orders`, or reports why it can't. */
+export function toRouterPath(template: string): { path: string; params: string[] } | { error: string } {
+  const params: string[] = [];
+  const segments = template.split('/').slice(1);
+  const out: string[] = [];
+  for (const [i, seg] of segments.entries()) {
+    if (seg === '*' && i === segments.length - 1) {
+      out.push('*');
+      continue;
+    }
+    const m = /^\{([A-Za-z_][A-Za-z0-9_]*)\}$/.exec(seg);
+    if (m) {
+      if (params.includes(m[1]!)) return { error: `parameter {${m[1]}} appears twice` };
+      params.push(m[1]!);
+      out.push(`:${m[1]}`);
+      continue;
+    }
+    if (seg === '' && i !== segments.length - 1) return { error: 'empty segment ("//")' };
+    if (seg === '.' || seg === '..') return { error: 'dot segments are not allowed' };
+    if (!/^[A-Za-z0-9\-._~!$&'()+,;=@%]*$/.test(seg) || seg.includes('{') || seg.includes('*')) {
+      return {
+        error: `segment "${seg}" must be literal characters, a whole {param}, or a final "*"`,
+      };
+    }
+    out.push(seg.replace(/:/g, '::'));
+  }
+  return { path: `/${out.join('/')}`, params };
+}
+
+function compileCors(raw: RawCors, methods: string[]): CorsSettings {
+  const wildcard = raw.origins.includes('*');
+  return {
+    anyOrigin: wildcard,
+    origins: new Set(raw.origins.filter((o) => o !== '*')),
+    allowMethods: (raw.methods ?? methods).join(', '),
+    allowHeaders: raw.headers.map((h) => h.toLowerCase()),
+    exposeHeaders: raw.expose_headers.join(', '),
+    credentials: raw.credentials,
+    maxAgeSeconds: Math.floor(parseDuration(raw.max_age) / 1000),
+  };
+}
+
+/** Walks every string value; references are replaced in place by what they point at. */
+function resolveReferences(
+  node: unknown,
+  segments: Segment[],
+  visit: (ref: string, segments: Segment[]) => string | undefined,
+): void {
+  if (Array.isArray(node)) {
+    node.forEach((v, i) => {
+      if (typeof v === 'string') {
+        const out = isSecretRef(v) ? visit(v, [...segments, i]) : undefined;
+        if (out !== undefined) node[i] = out;
+      } else resolveReferences(v, [...segments, i], visit);
+    });
+  } else if (node !== null && typeof node === 'object') {
+    const obj = node as Record<string, unknown>;
+    for (const [k, v] of Object.entries(obj)) {
+      if (typeof v === 'string') {
+        const out = isSecretRef(v) ? visit(v, [...segments, k]) : undefined;
+        if (out !== undefined) obj[k] = out;
+      } else resolveReferences(v, [...segments, k], visit);
+    }
+  }
+}
+
+/**
+ * Reads, validates and compiles a config file. Throws ConfigError listing
+ * every problem found.
+ */
+export function loadConfig(file: string, options: LoadOptions = {}): LoadedConfig {
+  const env = options.env ?? process.env;
+  const path = resolve(file);
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError([
+      { file, path: '', message: `cannot read the file (${(err as NodeJS.ErrnoException).code ?? 'error'})` },
+    ]);
+  }
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    throw new ConfigError(
+      doc.errors.map((e) => {
+        const pos = e.linePos?.[0];
+        return {
+          file,
+          path: '',
+          ...(pos ? { line: pos.line, column: pos.col } : {}),
+          message: `not valid YAML: ${e.message.split('\n')[0]}`,
+        };
+      }),
+    );
+  }
+  const raw = doc.toJS() as unknown;
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new ConfigError([{ file, path: '', message: 'expected a mapping at the top of the file' }]);
+  }
+  options.patch?.(raw as Record<string, unknown>);
+  const locator = new Locator(doc, lines);
+  const issue = (segments: Segment[], message: string, key?: string): ConfigIssue => ({
+    file,
+    path: formatPath(key === undefined ? segments : [...segments, key]),
+    ...locator.locate(segments, key),
+    message,
+  });
+
+  // Secrets are resolved on a copy after validation, so the schema sees the
+  // references (a secret field must hold a reference) and never a secret.
+  if (!validateSchema(raw)) {
+    throw new ConfigError(schemaIssues(validateSchema.errors ?? [], raw, file, locator));
+  }
+  const issues: ConfigIssue[] = [];
+  const warnings: ConfigIssue[] = [];
+  const cfg = raw;
+
+  // References between sections and rules a schema cannot state.
+  const upstreamNames = Object.keys(cfg.upstreams);
+  const seenRoutes = new Map<string, number>();
+  const routes: RouteSettings[] = [];
+  const defaults = cfg.listen!.limits!;
+  cfg.routes.forEach((r: RawRoute, i) => {
+    const at: Segment[] = ['routes', i];
+    if (!upstreamNames.includes(r.upstream)) {
+      issues.push(
+        issue([...at, 'upstream'], `expected one of the upstreams (${upstreamNames.join(', ')}), got "${r.upstream}"`),
+      );
+    }
+    const compiled = toRouterPath(r.path);
+    if ('error' in compiled) issues.push(issue([...at, 'path'], `expected a valid path template: ${compiled.error}`));
+    const methods = [...r.methods];
+    if (methods.includes('GET') && !methods.includes('HEAD')) methods.push('HEAD');
+    for (const m of methods) {
+      const key = `${m} ${'path' in compiled ? compiled.path.replace(/:[A-Za-z0-9_]+/g, ':') : r.path}`;
+      const prev = seenRoutes.get(key);
+      if (prev !== undefined && !(m === 'HEAD' && !r.methods.includes('HEAD'))) {
+        issues.push(issue([...at, 'path'], `${m} ${r.path} is already routed by routes[${prev}]`));
+      }
+      seenRoutes.set(key, i);
+    }
+    if (r.cors?.credentials && r.cors.origins.includes('*')) {
+      issues.push(
+        issue(
+          [...at, 'cors', 'origins'],
+          'expected an explicit list of origins: "*" together with credentials: true lets any site act as the user',
+        ),
+      );
+    }
+    if (r.body_limit === 'none') {
+      warnings.push(issue([...at, 'body_limit'], 'no body limit: any client can stream an unbounded body'));
+    }
+    routes.push({
+      index: i,
+      name: r.name ?? `${r.methods.join(',')} ${r.path}`,
+      template: r.path,
+      routerPath: 'path' in compiled ? compiled.path : r.path,
+      params: 'path' in compiled ? compiled.params : [],
+      methods,
+      upstream: r.upstream,
+      auth: r.auth ?? 'required',
+      bodyLimit:
+        r.body_limit === 'none'
+          ? Number.POSITIVE_INFINITY
+          : parseSize(r.body_limit ?? defaults.body_limit),
+      cacheControl: r.cache_control,
+      cors: r.cors ? compileCors(r.cors, methods) : undefined,
+    });
+  });
+
+  const trusted = cfg.listen!.trusted_proxies;
+  trusted.forEach((c, i) => {
+    if (!parseCidr(c)) issues.push(issue(['listen', 'trusted_proxies', i], `expected an IP address or CIDR block, got "${c}"`));
+  });
+
+  const upstreams: Record<string, UpstreamSettings> = {};
+  for (const [name, u] of Object.entries(cfg.upstreams)) {
+    const url = new URL(u.url);
+    if (url.username || url.password) {
+      issues.push(issue(['upstreams', name, 'url'], 'expected a URL without credentials; they would be logged'));
+    }
+    if (url.protocol === 'http:' && !isPrivateOrLoopbackHost(url.hostname)) {
+      warnings.push(
+        issue(['upstreams', name, 'url'], `plain HTTP to ${url.hostname} crosses a network unencrypted; use https://`),
+      );
+    }
+    upstreams[name] = {
+      name,
+      origin: url.origin,
+      basePath: url.pathname === '/' ? '' : url.pathname.replace(/\/$/, ''),
+      connections: u.connections,
+      connectTimeoutMs: parseDuration(u.connect_timeout),
+      headersTimeoutMs: parseDuration(u.headers_timeout),
+      bodyTimeoutMs: parseDuration(u.body_timeout),
+      keepAliveTimeoutMs: parseDuration(u.keep_alive_timeout),
+    };
+  }
+
+  const storeUrl = cfg.store!.url;
+  if (storeUrl !== undefined && !isSecretRef(storeUrl) && /^postgres(ql)?:\/\/[^/@]*:[^/@]*@/.test(storeUrl)) {
+    issues.push(
+      issue(['store', 'url'], 'expected the password by reference: write the whole URL as ${env:NAME} or ${file:PATH}'),
+    );
+  }
+  const admin = cfg.admin!;
+  if (admin.enabled && !isPrivateOrLoopbackHost(admin.host, true)) {
+    warnings.push(issue(['admin', 'host'], `the admin listener on ${admin.host} is reachable from other machines`));
+  }
+
+  resolveReferences(cfg, [], (ref, segments) => {
+    try {
+      const secret = resolveSecretRef(ref, dirname(path), env);
+      if (secret.warning) warnings.push(issue(segments, secret.warning));
+      return secret.value;
+    } catch (err) {
+      issues.push(issue(segments, `cannot resolve ${ref}: ${(err as Error).message}`));
+      return undefined;
+    }
+  });
+
+  if (issues.length > 0) throw new ConfigError(issues);
+
+  const listen = cfg.listen!;
+  const port = env.PORTCULLIS_PORT === undefined ? listen.port : Number(env.PORTCULLIS_PORT);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new ConfigError([{ file: 'PORTCULLIS_PORT', path: '', message: 'expected a port number 0-65535' }]);
+  }
+  const log = cfg.log!;
+  const config: GatewayConfig = {
+    file: path,
+    mode: cfg.mode,
+    listen: {
+      host: listen.host,
+      port,
+      trustedProxies: trusted,
+      maxHeaderBytes: parseSize(defaults.max_header_bytes),
+      maxHeaders: defaults.max_headers,
+      headersTimeoutMs: parseDuration(defaults.headers_timeout),
+      requestTimeoutMs: parseDuration(defaults.request_timeout),
+      keepAliveTimeoutMs: parseDuration(defaults.keep_alive_timeout),
+    },
+    admin: { enabled: admin.enabled, host: admin.host, port: admin.port },
+    store: { url: storeUrl, dataDir: resolve(env.PORTCULLIS_DATA ?? 'data') },
+    log: { level: log.level, access: log.access, redact: log.redact.map((h) => h.toLowerCase()) },
+    upstreams,
+    routes,
+  };
+  return { config: deepFreeze(config), warnings };
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value) && !(value instanceof Set)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}

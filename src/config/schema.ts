@@ -1,0 +1,237 @@
+/**
+ * The configuration schema, written once as code (TypeBox → JSON Schema).
+ * It validates the YAML file, gives editors a JSON Schema
+ * (`portcullis schema > portcullis.schema.json`) and its descriptions are the
+ * configuration reference. Every object rejects unknown keys.
+ */
+import { type Static, type TObject, type TProperties, Type } from '@sinclair/typebox';
+import { DURATION_PATTERN, SIZE_PATTERN } from '../util/units.js';
+
+const strict = <T extends TProperties>(props: T, description: string): TObject<T> =>
+  Type.Object(props, { additionalProperties: false, description });
+
+/** A section whose keys all have defaults, so the section itself may be left out. */
+const section = <T extends TProperties>(props: T, description: string): TObject<T> =>
+  Type.Object(props, { additionalProperties: false, description, default: {} });
+
+const Duration = (description: string, dflt?: string) =>
+  Type.String({
+    pattern: DURATION_PATTERN,
+    description,
+    expected: 'a duration such as 500ms, 10s, 5m, 2h or 90d',
+    ...(dflt === undefined ? {} : { default: dflt }),
+  });
+
+const Size = (description: string, dflt?: string) =>
+  Type.String({
+    pattern: SIZE_PATTERN,
+    description,
+    expected: 'a size such as 512b, 16kb, 1mb or 1gb',
+    ...(dflt === undefined ? {} : { default: dflt }),
+  });
+
+/** A reference to a secret: never the secret itself. */
+export const SECRET_REF_PATTERN = '^\\$\\{(env|file):[^}]+\\}$';
+export const SecretRef = (description: string) =>
+  Type.String({
+    pattern: SECRET_REF_PATTERN,
+    description,
+    expected: 'a secret reference ${env:NAME} or ${file:PATH}, never the secret itself',
+    secret: true,
+  });
+
+const Port = (description: string, dflt: number) =>
+  Type.Integer({ minimum: 0, maximum: 65535, description, default: dflt });
+
+const Cidr = Type.String({
+  minLength: 2,
+  description: 'An IPv4 or IPv6 address or CIDR block, e.g. 10.0.0.0/8 or ::1.',
+  expected: 'an IP address or CIDR block such as 10.0.0.0/8',
+});
+
+const Method = Type.Union(
+  ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'].map((m) => Type.Literal(m)),
+  { description: 'An HTTP method, upper case.' },
+);
+
+export const ListenerLimitsSchema = section(
+  {
+    max_header_bytes: Size('Largest total size of the request line and headers.', '16kb'),
+    max_headers: Type.Integer({ minimum: 8, maximum: 1000, default: 100, description: 'Most header lines.' }),
+    headers_timeout: Duration(
+      'Time allowed to receive the complete request headers (slowloris defence).',
+      '10s',
+    ),
+    request_timeout: Duration('Time allowed to receive the complete request, body included.', '60s'),
+    keep_alive_timeout: Duration('How long an idle client connection stays open.', '5s'),
+    body_limit: Size('Default largest request body, for routes that do not set their own.', '1mb'),
+  },
+  'Protocol limits on the public listener.',
+);
+
+export const ListenSchema = section(
+  {
+    host: Type.String({ default: '0.0.0.0', description: 'Address of the public listener.' }),
+    port: Port('Port of the public listener (PORTCULLIS_PORT overrides it).', 8080),
+    trusted_proxies: Type.Array(Cidr, {
+      default: [],
+      description:
+        'Proxies whose X-Forwarded-For is believed when finding the client IP. Empty: the peer address is the client.',
+    }),
+    limits: Type.Optional(ListenerLimitsSchema),
+  },
+  'The public listener.',
+);
+
+export const AdminSchema = section(
+  {
+    enabled: Type.Boolean({ default: true, description: 'Serve /healthz, /readyz and /metrics.' }),
+    host: Type.String({
+      default: '127.0.0.1',
+      description: 'Address of the admin listener; loopback unless you have a reason.',
+    }),
+    port: Port('Port of the admin listener.', 9090),
+  },
+  'The admin listener, separate from the public one.',
+);
+
+export const StoreSchema = section(
+  {
+    url: Type.Optional(
+      Type.String({
+        minLength: 1,
+        description:
+          'Where data lives: sqlite:PATH, or postgres://… (a URL with a password must be given as ${env:NAME} or ${file:PATH}). Default: SQLite in the data folder.',
+      }),
+    ),
+  },
+  'The store for keys, clients, audit events and quotas.',
+);
+
+export const LogSchema = section(
+  {
+    level: Type.Union(
+      ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].map((l) => Type.Literal(l)),
+      { default: 'info', description: 'Lowest level written.' },
+    ),
+    access: Type.Boolean({ default: false, description: 'Write one log line per request.' }),
+    redact: Type.Array(Type.String({ minLength: 1 }), {
+      default: [],
+      description:
+        'Extra request header names whose values are never logged (Authorization, Cookie, Set-Cookie, X-API-Key and Proxy-Authorization always are).',
+    }),
+  },
+  'Structured JSON logs on stdout.',
+);
+
+export const UpstreamSchema = strict(
+  {
+    url: Type.String({
+      pattern: '^https?://[^\\s/?#]+(/[^\\s?#]*)?$',
+      description: 'Origin of the service, with an optional base path prepended to every request path.',
+      expected: 'an http:// or https:// URL without query or fragment',
+    }),
+    connections: Type.Integer({
+      minimum: 1,
+      maximum: 10000,
+      default: 128,
+      description: 'Most open connections to this upstream.',
+    }),
+    connect_timeout: Duration('Time allowed to open a connection.', '5s'),
+    headers_timeout: Duration('Time allowed for the response headers to arrive.', '30s'),
+    body_timeout: Duration('Longest pause between two chunks of the response body.', '30s'),
+    keep_alive_timeout: Duration('How long an idle upstream connection is kept.', '4s'),
+  },
+  'A service behind the gateway.',
+);
+
+export const CorsSchema = strict(
+  {
+    origins: Type.Array(Type.String({ minLength: 1 }), {
+      minItems: 1,
+      description: 'Allowed origins, exactly as browsers send them (https://app.example.com), or "*".',
+    }),
+    methods: Type.Optional(
+      Type.Array(Method, { description: "Methods allowed cross-origin; default: the route's methods." }),
+    ),
+    headers: Type.Array(Type.String({ minLength: 1 }), {
+      default: [],
+      description: 'Request headers allowed cross-origin, beyond the CORS-safelisted ones.',
+    }),
+    expose_headers: Type.Array(Type.String({ minLength: 1 }), {
+      default: [],
+      description: 'Response headers readable by the browser script.',
+    }),
+    credentials: Type.Boolean({
+      default: false,
+      description: 'Allow cookies and credentials. Never together with origin "*".',
+    }),
+    max_age: Duration('How long browsers may cache a preflight answer.', '10m'),
+  },
+  'Cross-origin resource sharing for a route; without it, no CORS header is sent.',
+);
+
+export const RouteSchema = strict(
+  {
+    name: Type.Optional(
+      Type.String({ minLength: 1, description: 'A name for logs and metrics; default "METHODS path".' }),
+    ),
+    path: Type.String({
+      pattern: '^/',
+      description:
+        'Path template: literal segments, {param} segments, and an optional final "*" for a prefix route.',
+      expected: 'a path starting with "/"',
+    }),
+    methods: Type.Array(Method, {
+      minItems: 1,
+      uniqueItems: true,
+      description: 'Methods this route accepts; others get 405. GET implies HEAD.',
+    }),
+    upstream: Type.String({ minLength: 1, description: 'Name of an entry in `upstreams`.' }),
+    auth: Type.Optional(
+      Type.Literal('none', {
+        description: 'How callers authenticate. "none" makes the route public.',
+      }),
+    ),
+    body_limit: Type.Optional(
+      Type.Union([Size('Largest request body on this route.'), Type.Literal('none')], {
+        description: 'Largest request body on this route; "none" streams any size (a warning).',
+        expected: 'a size such as 64kb or 1mb, or "none"',
+      }),
+    ),
+    cache_control: Type.String({
+      default: 'no-store',
+      description: 'Cache-Control sent to clients unless the upstream sets its own on a cacheable route.',
+    }),
+    cors: Type.Optional(CorsSchema),
+  },
+  'One allowed operation (or family of operations) and where it goes.',
+);
+
+export const ConfigSchema = strict(
+  {
+    $schema: Type.Optional(Type.String({ description: 'Editor hint; ignored.' })),
+    mode: Type.Union([Type.Literal('development'), Type.Literal('production')], {
+      default: 'development',
+      description: 'production turns warnings about unsafe settings into start-up errors where noted.',
+    }),
+    listen: Type.Optional(ListenSchema),
+    admin: Type.Optional(AdminSchema),
+    store: Type.Optional(StoreSchema),
+    log: Type.Optional(LogSchema),
+    upstreams: Type.Record(Type.String({ pattern: '^[A-Za-z0-9_-]+$' }), UpstreamSchema, {
+      description: 'Services behind the gateway, by name.',
+      minProperties: 1,
+    }),
+    routes: Type.Array(RouteSchema, {
+      minItems: 1,
+      description: 'The allow-list of routes: anything not listed gets 404 or 405.',
+    }),
+  },
+  'Portcullis gateway configuration.',
+);
+
+export type RawConfig = Static<typeof ConfigSchema>;
+export type RawRoute = Static<typeof RouteSchema>;
+export type RawUpstream = Static<typeof UpstreamSchema>;
+export type RawCors = Static<typeof CorsSchema>;

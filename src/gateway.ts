@@ -1,0 +1,326 @@
+/**
+ * One immutable gateway built from one config: the router, the compiled
+ * routes with their stages, and the upstream pools. A reload builds a new
+ * one and swaps it in; the old one finishes its requests and closes.
+ */
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { performance } from 'node:perf_hooks';
+import type { Readable } from 'node:stream';
+import FindMyWay from 'find-my-way';
+import type { GatewayConfig, RouteSettings } from './config/types.js';
+import { GatewayError, gatewayError, sendProblem } from './errors.js';
+import { type ClientAddress, createClientIpResolver } from './http/client-ip.js';
+import { corsResponseHeaders, preflightHeaders } from './http/cors.js';
+import { BadPathError, normaliseTarget } from './http/normalise.js';
+import type { Logger } from './log.js';
+import type { RequestContext, Stage } from './pipeline/context.js';
+import { type BuildDeps, buildRouteStages } from './pipeline/index.js';
+import { buildUpstreamHeaders, createUpstream, DROP_RESPONSE, forward, type Upstream } from './proxy/upstream.js';
+import type { Store } from './store/types.js';
+
+export interface CompiledRoute {
+  readonly settings: RouteSettings;
+  readonly stages: readonly Stage[];
+  readonly upstream: Upstream;
+  /** Security headers added to every response of this route, as flat pairs. */
+  readonly responseHeaders: readonly string[];
+}
+
+export interface GatewayDeps {
+  logger: Logger;
+  store: Store | undefined;
+}
+
+/** Response headers the gateway owns: an upstream's value is replaced, not merged. */
+const OWNED_RESPONSE_HEADERS = new Set([
+  'cache-control',
+  'x-content-type-options',
+  'content-security-policy',
+  'referrer-policy',
+  'x-request-id',
+  'access-control-allow-origin',
+  'access-control-allow-credentials',
+  'access-control-expose-headers',
+  'access-control-allow-methods',
+  'access-control-allow-headers',
+]);
+
+/** Identity headers only the gateway may set; stripped from every client request. */
+export const RESERVED_REQUEST_HEADERS = new Set<string>();
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{8,128}$/;
+const METHODS_WITHOUT_BODY = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS']);
+
+type Router = FindMyWay.Instance<FindMyWay.HTTPVersion.V1>;
+
+export class Gateway {
+  readonly config: GatewayConfig;
+  private readonly router: Router;
+  private readonly upstreams = new Map<string, Upstream>();
+  private readonly methods: string[];
+  private readonly resolveClient: (req: IncomingMessage) => ClientAddress;
+  private readonly logger: Logger;
+  private readonly accessLog: boolean;
+
+  constructor(config: GatewayConfig, deps: GatewayDeps) {
+    this.config = config;
+    this.logger = deps.logger;
+    this.accessLog = config.log.access;
+    this.resolveClient = createClientIpResolver(config.listen.trustedProxies);
+    this.router = FindMyWay({ caseSensitive: true, ignoreTrailingSlash: false, maxParamLength: 1000 });
+    for (const [name, settings] of Object.entries(config.upstreams)) this.upstreams.set(name, createUpstream(settings));
+    const buildDeps: BuildDeps = { logger: deps.logger, store: deps.store };
+    const methods = new Set<string>();
+    for (const settings of config.routes) {
+      const route: CompiledRoute = {
+        settings,
+        stages: buildRouteStages(settings, buildDeps),
+        upstream: this.upstreams.get(settings.upstream)!,
+        responseHeaders: [
+          'x-content-type-options',
+          'nosniff',
+          'cache-control',
+          settings.cacheControl,
+          'content-security-policy',
+          "default-src 'none'; frame-ancestors 'none'",
+          'referrer-policy',
+          'no-referrer',
+        ],
+      };
+      for (const m of settings.methods) {
+        this.router.on(m as FindMyWay.HTTPMethod, settings.routerPath, () => {}, route);
+        methods.add(m);
+      }
+    }
+    this.methods = [...methods];
+  }
+
+  /** Handles one request end to end. Never throws; every failure becomes a problem response. */
+  readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
+    const startedAt = performance.now();
+    const incomingId = req.headers['x-request-id'];
+    const id = typeof incomingId === 'string' && REQUEST_ID.test(incomingId) ? incomingId : `req_${randomUUID()}`;
+    if (this.accessLog) this.logOnFinish(req, res, id, startedAt);
+    let path: string;
+    let query: string;
+    try {
+      ({ path, query } = normaliseTarget(req.url ?? ''));
+    } catch (err) {
+      const reason = err instanceof BadPathError ? err.reason : String(err);
+      this.reject(req, res, id, gatewayError('badPath', { internal: reason }));
+      return;
+    }
+    const method = req.method ?? 'GET';
+    const found = this.router.find(method as FindMyWay.HTTPMethod, path);
+    if (found === null) {
+      this.answerUnrouted(req, res, id, method, path);
+      return;
+    }
+    const route = found.store as CompiledRoute;
+    const client = this.resolveClient(req);
+    const ctx: RequestContext = {
+      id,
+      req,
+      res,
+      startedAt,
+      clientIp: client.ip,
+      method,
+      path,
+      query,
+      route: route.settings,
+      params: found.params,
+      principal: undefined,
+      upstreamHeaders: {},
+    };
+    const pending = this.runStages(ctx, route.stages, 0);
+    if (pending === undefined) {
+      this.proxy(ctx, route, client).catch((err) => this.fail(ctx, err));
+    } else {
+      pending.then(() => this.proxy(ctx, route, client)).catch((err) => this.fail(ctx, err));
+    }
+  };
+
+  /** Runs stages synchronously until one returns a promise; then continues asynchronously. */
+  private runStages(ctx: RequestContext, stages: readonly Stage[], from: number): Promise<void> | undefined {
+    for (let i = from; i < stages.length; i++) {
+      const pending = stages[i]!.handle(ctx);
+      if (pending !== undefined) return pending.then(() => this.runStages(ctx, stages, i + 1));
+    }
+    return undefined;
+  }
+
+  private async proxy(ctx: RequestContext, route: CompiledRoute, client: ClientAddress): Promise<void> {
+    const { req, res } = ctx;
+    const limit = route.settings.bodyLimit;
+    let body: AsyncIterable<Buffer> | IncomingMessage | undefined;
+    const length = req.headers['content-length'];
+    if (length !== undefined) {
+      // llhttp has already rejected malformed and conflicting Content-Length values.
+      const n = Number(length);
+      if (n > limit) throw gatewayError('bodyTooLarge', { internal: `content-length ${n} > ${limit}` });
+      body = n > 0 ? req : undefined;
+    } else if (req.headers['transfer-encoding'] !== undefined) {
+      body = Number.isFinite(limit) ? limitBody(req, limit) : req;
+    } else if (!METHODS_WITHOUT_BODY.has(ctx.method)) {
+      body = undefined;
+    }
+    if (body !== undefined && req.headers.expect?.toLowerCase() === '100-continue') res.writeContinue();
+
+    const extra: string[] = [
+      'x-forwarded-for',
+      client.forwardedFor,
+      'x-forwarded-proto',
+      forwardedProto(req, client.peerTrusted),
+      'x-forwarded-host',
+      (client.peerTrusted ? firstValue(req.headers['x-forwarded-host']) : undefined) ?? req.headers.host ?? '',
+      'x-request-id',
+      ctx.id,
+    ];
+    for (const name in ctx.upstreamHeaders) extra.push(name, ctx.upstreamHeaders[name]!);
+    const cors = route.settings.cors;
+    const origin = req.headers.origin;
+    await forward(route.upstream, res, {
+      path: route.upstream.settings.basePath + ctx.path + (ctx.query === '' ? '' : `?${ctx.query}`),
+      method: ctx.method,
+      headers: buildUpstreamHeaders(req, RESERVED_REQUEST_HEADERS, extra),
+      // undici accepts async iterables as bodies; its types only list streams.
+      body: body as Readable | undefined,
+      onHead: (status, raw) => {
+        const out: string[] = [];
+        for (let i = 0; i < raw.length; i += 2) {
+          const name = raw[i]!.toString().toLowerCase();
+          if (DROP_RESPONSE.has(name) || OWNED_RESPONSE_HEADERS.has(name)) continue;
+          out.push(name, raw[i + 1]!.toString('latin1' as BufferEncoding));
+        }
+        out.push(...route.responseHeaders, 'x-request-id', ctx.id);
+        if (cors !== undefined) out.push(...corsResponseHeaders(cors, origin));
+        res.writeHead(status, out);
+      },
+    });
+  }
+
+  private fail(ctx: RequestContext, err: unknown): void {
+    if (err instanceof GatewayError) {
+      if (err.status >= 500) {
+        this.logger.warn({ requestId: ctx.id, route: ctx.route.name, code: err.code, reason: err.internal }, 'upstream failure');
+      }
+      this.reject(ctx.req, ctx.res, ctx.id, err);
+      return;
+    }
+    this.logger.error({ requestId: ctx.id, route: ctx.route.name, err }, 'unexpected error');
+    this.reject(ctx.req, ctx.res, ctx.id, gatewayError('internal'));
+  }
+
+  /** Sends a problem; a request whose body was not read closes the connection afterwards. */
+  private reject(req: IncomingMessage, res: ServerResponse, id: string, err: GatewayError): void {
+    const unreadBody =
+      !req.readableEnded &&
+      (req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0);
+    if (unreadBody) closeWhenDone(req, res);
+    sendProblem(res, err, id);
+  }
+
+  private answerUnrouted(req: IncomingMessage, res: ServerResponse, id: string, method: string, path: string): void {
+    const allowed = this.allowedMethods(path);
+    if (allowed.length === 0) {
+      this.reject(req, res, id, gatewayError('notFound', { internal: `${method} ${path}` }));
+      return;
+    }
+    const requested = req.headers['access-control-request-method'];
+    if (method === 'OPTIONS' && req.headers.origin !== undefined && requested !== undefined) {
+      const found = this.router.find(requested as FindMyWay.HTTPMethod, path);
+      const cors = (found?.store as CompiledRoute | undefined)?.settings.cors;
+      if (cors !== undefined) {
+        const headers = preflightHeaders(cors, req);
+        if (headers === undefined) {
+          this.reject(req, res, id, gatewayError('corsRejected'));
+          return;
+        }
+        res.writeHead(204, { ...headers, 'x-request-id': id, 'cache-control': 'no-store', 'content-length': 0 });
+        res.end();
+        return;
+      }
+    }
+    this.reject(
+      req,
+      res,
+      id,
+      gatewayError('methodNotAllowed', { headers: { allow: allowed.join(', ') }, internal: `${method} ${path}` }),
+    );
+  }
+
+  private allowedMethods(path: string): string[] {
+    return this.methods.filter((m) => this.router.find(m as FindMyWay.HTTPMethod, path) !== null);
+  }
+
+  private logOnFinish(req: IncomingMessage, res: ServerResponse, id: string, startedAt: number): void {
+    res.once('finish', () => {
+      this.logger.info(
+        {
+          requestId: id,
+          method: req.method,
+          path: req.url?.split('?')[0],
+          status: res.statusCode,
+          ms: Math.round((performance.now() - startedAt) * 100) / 100,
+        },
+        'request',
+      );
+    });
+  }
+
+  /** Closes the upstream pools once their in-flight requests finish (or after `graceMs`). */
+  async close(graceMs = 10_000): Promise<void> {
+    const pools = [...this.upstreams.values()];
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, graceMs);
+      timer.unref();
+    });
+    await Promise.race([Promise.all(pools.map((u) => u.close())), timeout]);
+    clearTimeout(timer);
+    await Promise.all(pools.map((u) => u.pool.destroy()));
+  }
+}
+
+function firstValue(header: string | string[] | undefined): string | undefined {
+  return Array.isArray(header) ? header[0] : header;
+}
+
+function forwardedProto(req: IncomingMessage, peerTrusted: boolean): string {
+  const own = (req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http';
+  if (!peerTrusted) return own;
+  const claimed = req.headers['x-forwarded-proto'];
+  return claimed === 'https' || claimed === 'http' ? claimed : own;
+}
+
+/** Streams a chunked body, failing with 413 as soon as it passes `limit`. */
+async function* limitBody(req: IncomingMessage, limit: number): AsyncIterable<Buffer> {
+  let seen = 0;
+  for await (const chunk of req) {
+    seen += (chunk as Buffer).length;
+    if (seen > limit) throw gatewayError('bodyTooLarge', { internal: `chunked body passed ${limit} bytes` });
+    yield chunk as Buffer;
+  }
+}
+
+/**
+ * After answering a request whose body was not (fully) read, close the
+ * connection instead of reading the rest: the rest may be gigabytes.
+ * The write side is ended first and the socket destroyed a moment later, so
+ * the client can read the answer before the connection goes (a lingering
+ * close, as nginx does).
+ */
+function closeWhenDone(req: IncomingMessage, res: ServerResponse): void {
+  res.shouldKeepAlive = false;
+  res.once('finish', () => {
+    const socket = req.socket;
+    req.unpipe();
+    socket.end();
+    const timer = setTimeout(() => socket.destroy(), 2000);
+    timer.unref();
+    socket.once('close', () => clearTimeout(timer));
+    // Discard what is still arriving without keeping it.
+    socket.on('data', () => {});
+  });
+}

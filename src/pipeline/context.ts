@@ -1,0 +1,50 @@
+/**
+ * The framework-neutral request context that every stage works on. The
+ * server fills in the transport facts; stages enrich it (the principal) or
+ * reject the request by throwing a GatewayError.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { RouteSettings } from '../config/types.js';
+
+/** Who is calling, as established by authentication. */
+export interface Principal {
+  kind: 'jwt' | 'api_key' | 'client' | 'mtls' | 'anonymous';
+  /** Stable id: the token subject, `key_…`, `cli_…` or a certificate fingerprint. */
+  id: string;
+  scopes: readonly string[];
+  roles: readonly string[];
+  claims: Readonly<Record<string, unknown>>;
+  tenant: string | undefined;
+}
+
+export interface RequestContext {
+  /** `req_…`, or the caller's own X-Request-Id when it is well formed. */
+  readonly id: string;
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  /** `performance.now()` when the request arrived. */
+  readonly startedAt: number;
+  /** The client's address, resolved through the trusted-proxy list. */
+  readonly clientIp: string;
+  readonly method: string;
+  /** The canonical path: the only path the upstream ever sees. */
+  readonly path: string;
+  /** The raw query string, without `?`. */
+  readonly query: string;
+  readonly route: RouteSettings;
+  /** Route parameters, decoded once by the router. */
+  readonly params: Readonly<Record<string, string | undefined>>;
+  principal: Principal | undefined;
+  /** Headers a stage adds to the upstream request (identity, tenant). */
+  readonly upstreamHeaders: Record<string, string>;
+}
+
+/**
+ * One unit of the pipeline, built once per route at start-up. `handle`
+ * returns nothing (or a promise of nothing) to let the request go on and
+ * throws a GatewayError to reject it.
+ */
+export interface Stage {
+  readonly name: string;
+  handle(ctx: RequestContext): void | Promise<void>;
+}

@@ -1,0 +1,165 @@
+/**
+ * Forwarding to an upstream with undici: one keep-alive Pool per upstream,
+ * bounded connections, timeouts, request and response bodies streamed with
+ * back-pressure, hop-by-hop headers removed both ways.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Pool } from 'undici';
+import type { Dispatcher } from 'undici';
+import type { UpstreamSettings } from '../config/types.js';
+import { GatewayError, gatewayError } from '../errors.js';
+
+/** Request headers never forwarded: hop-by-hop (RFC 9110 §7.6.1) and those the gateway sets itself. */
+const DROP_REQUEST = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'host',
+  'expect',
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+  'x-request-id',
+  'forwarded',
+  'x-http-method-override',
+  'x-method-override',
+  'x-http-method',
+]);
+
+/** Response headers never returned: hop-by-hop, and ones that only tell an attacker what runs behind. */
+export const DROP_RESPONSE = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'server',
+  'x-powered-by',
+  'x-aspnet-version',
+  'x-aspnetmvc-version',
+  'x-runtime',
+  'x-backend-server',
+]);
+
+export interface Upstream {
+  readonly settings: UpstreamSettings;
+  readonly pool: Pool;
+  close(): Promise<void>;
+}
+
+export function createUpstream(settings: UpstreamSettings): Upstream {
+  const pool = new Pool(settings.origin, {
+    connections: settings.connections,
+    pipelining: 1,
+    connectTimeout: settings.connectTimeoutMs,
+    headersTimeout: settings.headersTimeoutMs,
+    bodyTimeout: settings.bodyTimeoutMs,
+    keepAliveTimeout: settings.keepAliveTimeoutMs,
+    keepAliveMaxTimeout: Math.max(settings.keepAliveTimeoutMs, 1000),
+  });
+  return {
+    settings,
+    pool,
+    // Waits for in-flight requests; the caller bounds the wait.
+    close: () => pool.close(),
+  };
+}
+
+/**
+ * Builds the upstream request headers from the client's raw headers: drops
+ * hop-by-hop headers (and any the client names in `Connection`), drops the
+ * names in `strip` (identity headers only the gateway may set), and appends
+ * `extra`.
+ */
+export function buildUpstreamHeaders(
+  req: IncomingMessage,
+  strip: ReadonlySet<string>,
+  extra: readonly string[],
+): string[] {
+  const raw = req.rawHeaders;
+  const out: string[] = [];
+  const connection = req.headers.connection;
+  const named =
+    connection === undefined || connection === 'keep-alive' || connection === 'close'
+      ? undefined
+      : new Set(connection.split(',').map((s) => s.trim().toLowerCase()));
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase();
+    if (DROP_REQUEST.has(name) || strip.has(name) || named?.has(name)) continue;
+    out.push(name, raw[i + 1]!);
+  }
+  for (const h of extra) out.push(h);
+  return out;
+}
+
+export interface ForwardOptions {
+  path: string;
+  method: string;
+  headers: string[];
+  body: Dispatcher.DispatchOptions['body'];
+  /** Called with the upstream's status and raw header pairs; writes the response head. */
+  onHead(status: number, rawHeaders: Buffer[] | string[]): void;
+}
+
+/**
+ * Sends one request upstream and streams the response into `res`. Resolves
+ * when the response is complete; rejects with a GatewayError (502/504, or the
+ * error the request body raised) when nothing has been sent to the client
+ * yet, after which the caller renders it.
+ */
+export function forward(upstream: Upstream, res: ServerResponse, opts: ForwardOptions): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let controller: Dispatcher.DispatchController | undefined;
+    let done = false;
+    const onClose = () => {
+      if (!done) controller?.abort(new Error('client went away'));
+    };
+    res.once('close', onClose);
+    const handler: Dispatcher.DispatchHandler = {
+      onRequestStart(c) {
+        controller = c;
+      },
+      onResponseStart(c, statusCode) {
+        opts.onHead(statusCode, (c.rawHeaders as Buffer[] | undefined) ?? []);
+      },
+      onResponseData(c, chunk) {
+        if (!res.write(chunk)) {
+          c.pause();
+          res.once('drain', () => c.resume());
+        }
+      },
+      onResponseEnd() {
+        done = true;
+        res.off('close', onClose);
+        res.end();
+        resolve();
+      },
+      onResponseError(_c, err) {
+        done = true;
+        res.off('close', onClose);
+        reject(toGatewayError(err));
+      },
+    };
+    upstream.pool.dispatch(
+      { path: opts.path, method: opts.method as Dispatcher.HttpMethod, headers: opts.headers, body: opts.body },
+      handler,
+    );
+  });
+}
+
+function toGatewayError(err: unknown): GatewayError {
+  if (err instanceof GatewayError) return err;
+  const code = (err as { code?: string }).code ?? '';
+  const internal = `${code} ${(err as Error).message ?? ''}`.trim();
+  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
+    return gatewayError('upstreamTimeout', { internal, cause: err });
+  }
+  return gatewayError('upstreamUnavailable', { internal, cause: err });
+}

@@ -1,0 +1,147 @@
+/**
+ * A running Portcullis: the public listener, the admin listener, the store
+ * and the current gateway, with atomic reload and graceful shutdown.
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { type AdminServer, createAdminServer } from './admin/server.js';
+import type { GatewayConfig } from './config/types.js';
+import { PROBLEM_HEADERS, problemBody, type ErrorSpec, ERRORS } from './errors.js';
+import { Gateway } from './gateway.js';
+import type { Logger } from './log.js';
+import { openStore } from './store/index.js';
+import type { Store } from './store/types.js';
+
+export interface Running {
+  readonly publicServer: Server;
+  readonly admin: AdminServer | undefined;
+  /** The bound public port (useful with port 0). */
+  readonly port: number;
+  readonly adminPort: number | undefined;
+  readonly store: Store;
+  /** The gateway serving requests now. */
+  current(): Gateway;
+  /** Builds a gateway from `config` and swaps it in; the old one drains. Throws, keeping the old one, on failure. */
+  reload(config: GatewayConfig): Promise<void>;
+  /** Stops accepting, drains in-flight requests (at most `graceMs`), closes everything. */
+  close(graceMs?: number): Promise<void>;
+}
+
+export interface StartOptions {
+  logger: Logger;
+  /** Use this store instead of opening the configured one (tests). */
+  store?: Store;
+}
+
+/** Maps llhttp and Node's own protocol errors to the answer a client gets. */
+function clientErrorSpec(code: string | undefined): ErrorSpec {
+  if (code === 'HPE_HEADER_OVERFLOW') return ERRORS.headersTooLarge;
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return ERRORS.requestTimeout;
+  return ERRORS.badRequest;
+}
+
+function listen(server: Server, port: number, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve((server.address() as AddressInfo).port);
+    });
+  });
+}
+
+export async function startGateway(config: GatewayConfig, options: StartOptions): Promise<Running> {
+  const { logger } = options;
+  const store =
+    options.store ??
+    (await openStore({
+      url: config.store.url,
+      dataDir: config.store.dataDir,
+      onError: (err) => logger.error({ err }, 'store connection error'),
+    }));
+  if (!options.store) await store.migrate();
+
+  let gateway = new Gateway(config, { logger, store });
+  const l = config.listen;
+  const publicServer = createServer(
+    {
+      maxHeaderSize: l.maxHeaderBytes,
+      headersTimeout: l.headersTimeoutMs,
+      requestTimeout: l.requestTimeoutMs,
+      keepAliveTimeout: l.keepAliveTimeoutMs,
+      // How often Node checks the two timeouts above: often enough that a
+      // slowloris client is cut close to headers_timeout.
+      connectionsCheckingInterval: Math.min(1000, l.headersTimeoutMs),
+      requireHostHeader: true,
+      joinDuplicateHeaders: false,
+    },
+    (req, res) => gateway.handle(req, res),
+  );
+  publicServer.maxHeadersCount = l.maxHeaders;
+  publicServer.on('checkContinue', (req, res) => gateway.handle(req, res));
+  publicServer.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    if (socket.writable && !(socket as { _httpMessage?: unknown })._httpMessage) {
+      const spec = clientErrorSpec(err.code);
+      const body = problemBody(spec, undefined);
+      const head = Object.entries(PROBLEM_HEADERS)
+        .map(([k, v]) => `${k}: ${v}\r\n`)
+        .join('');
+      socket.end(
+        `HTTP/1.1 ${spec.status} ${spec.title}\r\n${head}content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      );
+    } else {
+      socket.destroy();
+    }
+    logger.debug({ code: err.code }, 'client protocol error');
+  });
+  const port = await listen(publicServer, l.port, l.host);
+
+  let admin: AdminServer | undefined;
+  let adminPort: number | undefined;
+  if (config.admin.enabled) {
+    admin = createAdminServer();
+    admin.setCheck('store', () => store.ping());
+    admin.setCheck('config', async () => {});
+    adminPort = await listen(admin.server, config.admin.port, config.admin.host);
+  }
+  logger.info(
+    { port, adminPort, routes: config.routes.length, store: store.location, mode: config.mode },
+    'portcullis listening',
+  );
+
+  let closing: Promise<void> | undefined;
+  return {
+    publicServer,
+    admin,
+    port,
+    adminPort,
+    store,
+    current: () => gateway,
+    async reload(next) {
+      const built = new Gateway(next, { logger, store });
+      const old = gateway;
+      gateway = built;
+      if (next.listen.port !== config.listen.port || next.listen.host !== config.listen.host) {
+        logger.warn('listener address changes take effect after a restart');
+      }
+      void old.close().catch((err) => logger.warn({ err }, 'closing the previous upstream pools failed'));
+    },
+    close(graceMs = 10_000) {
+      closing ??= (async () => {
+        const drained = new Promise<void>((resolve) => publicServer.close(() => resolve()));
+        publicServer.closeIdleConnections();
+        const timer = setTimeout(() => publicServer.closeAllConnections(), graceMs);
+        timer.unref();
+        await drained;
+        clearTimeout(timer);
+        await gateway.close(graceMs);
+        if (admin) {
+          await new Promise<void>((resolve) => admin.server.close(() => resolve()));
+          admin.server.closeAllConnections();
+        }
+        if (!options.store) await store.close();
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,112 @@
+/** Test harness: a real gateway on an ephemeral port in front of a real upstream. */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { stringify } from 'yaml';
+import { loadConfig } from '../config/load.js';
+import { createLogger } from '../log.js';
+import { type Running, startGateway } from '../runtime.js';
+
+export interface RecordedRequest {
+  method: string;
+  url: string;
+  headers: IncomingMessage['headers'];
+  bodyBytes: number;
+}
+
+export interface TestUpstream {
+  port: number;
+  url: string;
+  requests: RecordedRequest[];
+  close(): Promise<void>;
+}
+
+/**
+ * An upstream that records what reached it and answers with JSON describing
+ * the request. `handler` may take over for special behaviour.
+ */
+export async function startUpstream(
+  handler?: (req: IncomingMessage, res: import('node:http').ServerResponse) => boolean | undefined,
+): Promise<TestUpstream> {
+  const requests: RecordedRequest[] = [];
+  const server: Server = createServer((req, res) => {
+    let bodyBytes = 0;
+    req.on('data', (c: Buffer) => {
+      bodyBytes += c.length;
+    });
+    req.on('end', () => {
+      requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, bodyBytes });
+      if (handler?.(req, res)) return;
+      const body = JSON.stringify({ method: req.method, url: req.url, headers: req.headers, bodyBytes });
+      res.writeHead(200, {
+        'content-type': 'application/json',
+        server: 'secret-backend/1.2.3',
+        'x-powered-by': 'Express',
+      });
+      res.end(body);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    port,
+    url: `http://127.0.0.1:${port}`,
+    requests,
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+export interface TestGateway {
+  running: Running;
+  url: string;
+  port: number;
+  adminUrl: string;
+  /** Every log line written so far, parsed. */
+  logs: Record<string, unknown>[];
+  configFile: string;
+  dataDir: string;
+  close(): Promise<void>;
+}
+
+/** Starts a gateway from a config object (written to a temp YAML file), on ephemeral ports. */
+export async function startTestGateway(config: Record<string, unknown>): Promise<TestGateway> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'portcullis-test-'));
+  const configFile = join(dataDir, 'portcullis.yaml');
+  const full = {
+    listen: { host: '127.0.0.1', port: 0, ...(config.listen as object) },
+    admin: { host: '127.0.0.1', port: 0, ...(config.admin as object) },
+    log: { level: 'info', ...(config.log as object) },
+    ...Object.fromEntries(Object.entries(config).filter(([k]) => !['listen', 'admin', 'log'].includes(k))),
+  };
+  writeFileSync(configFile, stringify(full));
+  const { config: loaded } = loadConfig(configFile, { env: { ...process.env, PORTCULLIS_DATA: dataDir } });
+  const logs: Record<string, unknown>[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const line of chunk.toString().split('\n')) if (line.trim() !== '') logs.push(JSON.parse(line));
+      cb();
+    },
+  });
+  const logger = createLogger({ level: loaded.log.level, redact: loaded.log.redact }, sink);
+  const running = await startGateway(loaded, { logger });
+  return {
+    running,
+    url: `http://127.0.0.1:${running.port}`,
+    port: running.port,
+    adminUrl: `http://127.0.0.1:${running.adminPort}`,
+    logs,
+    configFile,
+    dataDir,
+    async close() {
+      await running.close(1000);
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
