@@ -1,0 +1,14 @@
+import type { Migration } from '../types.js';
+
+/**
+ * Every migration of the Portcullis database, in order. Features append their
+ * own at the end with the next version number; an applied migration is never
+ * edited, renumbered or removed, since databases record them by version and name.
+ */
+export const migrations: Migration[] = [
+  {
+    version: 1,
+    name: 'create-meta',
+    up: 'create table portcullis_meta (key text primary key, value text not null)',
+  },
+];
