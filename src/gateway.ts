@@ -5,8 +5,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import type { Readable } from 'node:stream';
+import { type Readable, Transform } from 'node:stream';
 import FindMyWay from 'find-my-way';
 import type { GatewayConfig, RouteSettings } from './config/types.js';
 import { GatewayError, gatewayError, sendProblem } from './errors.js';
@@ -16,7 +17,13 @@ import { BadPathError, normaliseTarget } from './http/normalise.js';
 import type { Logger } from './log.js';
 import type { RequestContext, Stage } from './pipeline/context.js';
 import { type BuildDeps, buildRouteStages } from './pipeline/index.js';
-import { buildUpstreamHeaders, createUpstream, DROP_RESPONSE, forward, type Upstream } from './proxy/upstream.js';
+import {
+  buildUpstreamHeaders,
+  createUpstream,
+  DROP_RESPONSE,
+  forward,
+  type Upstream,
+} from './proxy/upstream.js';
 import type { Store } from './store/types.js';
 
 export interface CompiledRoute {
@@ -69,7 +76,8 @@ export class Gateway {
     this.accessLog = config.log.access;
     this.resolveClient = createClientIpResolver(config.listen.trustedProxies);
     this.router = FindMyWay({ caseSensitive: true, ignoreTrailingSlash: false, maxParamLength: 1000 });
-    for (const [name, settings] of Object.entries(config.upstreams)) this.upstreams.set(name, createUpstream(settings));
+    for (const [name, settings] of Object.entries(config.upstreams))
+      this.upstreams.set(name, createUpstream(settings));
     const buildDeps: BuildDeps = { logger: deps.logger, store: deps.store };
     const methods = new Set<string>();
     for (const settings of config.routes) {
@@ -100,8 +108,14 @@ export class Gateway {
   readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
     const startedAt = performance.now();
     const incomingId = req.headers['x-request-id'];
-    const id = typeof incomingId === 'string' && REQUEST_ID.test(incomingId) ? incomingId : `req_${randomUUID()}`;
+    const id =
+      typeof incomingId === 'string' && REQUEST_ID.test(incomingId) ? incomingId : `req_${randomUUID()}`;
     if (this.accessLog) this.logOnFinish(req, res, id, startedAt);
+    if (req.headers.host === undefined && req.httpVersionMinor === 1) {
+      // RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request without Host.
+      this.reject(req, res, id, gatewayError('badRequest', { internal: 'missing Host header' }));
+      return;
+    }
     let path: string;
     let query: string;
     try {
@@ -153,7 +167,7 @@ export class Gateway {
   private async proxy(ctx: RequestContext, route: CompiledRoute, client: ClientAddress): Promise<void> {
     const { req, res } = ctx;
     const limit = route.settings.bodyLimit;
-    let body: AsyncIterable<Buffer> | IncomingMessage | undefined;
+    let body: Readable | undefined;
     const length = req.headers['content-length'];
     if (length !== undefined) {
       // llhttp has already rejected malformed and conflicting Content-Length values.
@@ -173,7 +187,9 @@ export class Gateway {
       'x-forwarded-proto',
       forwardedProto(req, client.peerTrusted),
       'x-forwarded-host',
-      (client.peerTrusted ? firstValue(req.headers['x-forwarded-host']) : undefined) ?? req.headers.host ?? '',
+      (client.peerTrusted ? firstValue(req.headers['x-forwarded-host']) : undefined) ??
+        req.headers.host ??
+        '',
       'x-request-id',
       ctx.id,
     ];
@@ -184,8 +200,7 @@ export class Gateway {
       path: route.upstream.settings.basePath + ctx.path + (ctx.query === '' ? '' : `?${ctx.query}`),
       method: ctx.method,
       headers: buildUpstreamHeaders(req, RESERVED_REQUEST_HEADERS, extra),
-      // undici accepts async iterables as bodies; its types only list streams.
-      body: body as Readable | undefined,
+      body,
       onHead: (status, raw) => {
         const out: string[] = [];
         for (let i = 0; i < raw.length; i += 2) {
@@ -203,7 +218,10 @@ export class Gateway {
   private fail(ctx: RequestContext, err: unknown): void {
     if (err instanceof GatewayError) {
       if (err.status >= 500) {
-        this.logger.warn({ requestId: ctx.id, route: ctx.route.name, code: err.code, reason: err.internal }, 'upstream failure');
+        this.logger.warn(
+          { requestId: ctx.id, route: ctx.route.name, code: err.code, reason: err.internal },
+          'upstream failure',
+        );
       }
       this.reject(ctx.req, ctx.res, ctx.id, err);
       return;
@@ -221,7 +239,13 @@ export class Gateway {
     sendProblem(res, err, id);
   }
 
-  private answerUnrouted(req: IncomingMessage, res: ServerResponse, id: string, method: string, path: string): void {
+  private answerUnrouted(
+    req: IncomingMessage,
+    res: ServerResponse,
+    id: string,
+    method: string,
+    path: string,
+  ): void {
     const allowed = this.allowedMethods(path);
     if (allowed.length === 0) {
       this.reject(req, res, id, gatewayError('notFound', { internal: `${method} ${path}` }));
@@ -237,7 +261,12 @@ export class Gateway {
           this.reject(req, res, id, gatewayError('corsRejected'));
           return;
         }
-        res.writeHead(204, { ...headers, 'x-request-id': id, 'cache-control': 'no-store', 'content-length': 0 });
+        res.writeHead(204, {
+          ...headers,
+          'x-request-id': id,
+          'cache-control': 'no-store',
+          'content-length': 0,
+        });
         res.end();
         return;
       }
@@ -246,7 +275,10 @@ export class Gateway {
       req,
       res,
       id,
-      gatewayError('methodNotAllowed', { headers: { allow: allowed.join(', ') }, internal: `${method} ${path}` }),
+      gatewayError('methodNotAllowed', {
+        headers: { allow: allowed.join(', ') },
+        internal: `${method} ${path}`,
+      }),
     );
   }
 
@@ -294,33 +326,47 @@ function forwardedProto(req: IncomingMessage, peerTrusted: boolean): string {
   return claimed === 'https' || claimed === 'http' ? claimed : own;
 }
 
-/** Streams a chunked body, failing with 413 as soon as it passes `limit`. */
-async function* limitBody(req: IncomingMessage, limit: number): AsyncIterable<Buffer> {
+/**
+ * Streams a chunked body, failing with 413 as soon as it passes `limit`.
+ * `pipe` (not `pipeline` or async iteration) on purpose: on failure the
+ * client's request must stay open so the 413 can be written to it.
+ */
+function limitBody(req: IncomingMessage, limit: number): Transform {
   let seen = 0;
-  for await (const chunk of req) {
-    seen += (chunk as Buffer).length;
-    if (seen > limit) throw gatewayError('bodyTooLarge', { internal: `chunked body passed ${limit} bytes` });
-    yield chunk as Buffer;
-  }
+  const limiter = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      seen += chunk.length;
+      if (seen > limit) {
+        req.unpipe(limiter);
+        callback(gatewayError('bodyTooLarge', { internal: `chunked body passed ${limit} bytes` }));
+      } else callback(null, chunk);
+    },
+  });
+  req.pipe(limiter);
+  return limiter;
 }
 
 /**
  * After answering a request whose body was not (fully) read, close the
  * connection instead of reading the rest: the rest may be gigabytes.
- * The write side is ended first and the socket destroyed a moment later, so
- * the client can read the answer before the connection goes (a lingering
- * close, as nginx does).
+ *
+ * Node closes a `Connection: close` socket with `destroySoon()`, which closes
+ * the descriptor while the client is still sending; the kernel then answers
+ * with a reset that can discard our response before the client reads it.
+ * So, for this socket only, closing becomes a lingering close (as nginx
+ * does): half-close, discard what still arrives for a moment, then destroy.
  */
 function closeWhenDone(req: IncomingMessage, res: ServerResponse): void {
   res.shouldKeepAlive = false;
-  res.once('finish', () => {
-    const socket = req.socket;
-    req.unpipe();
+  const socket = req.socket as (Socket & { destroySoon?: () => void }) | null;
+  if (!socket) return;
+  socket.destroySoon = () => {
     socket.end();
-    const timer = setTimeout(() => socket.destroy(), 2000);
+    socket.resume();
+    const timer = setTimeout(() => socket.destroy(), LINGER_MS);
     timer.unref();
     socket.once('close', () => clearTimeout(timer));
-    // Discard what is still arriving without keeping it.
-    socket.on('data', () => {});
-  });
+  };
 }
+
+const LINGER_MS = 2000;

@@ -20,7 +20,10 @@ export function createLogger(
   destination?: DestinationStream,
 ): Logger {
   const headers = [...new Set([...ALWAYS_REDACTED_HEADERS, ...(options.redact ?? [])])];
-  const paths = headers.flatMap((h) => [`req.headers[${JSON.stringify(h)}]`, `headers[${JSON.stringify(h)}]`]);
+  const paths = headers.flatMap((h) => [
+    `req.headers[${JSON.stringify(h)}]`,
+    `headers[${JSON.stringify(h)}]`,
+  ]);
   return pino(
     {
       level: options.level,

@@ -6,7 +6,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { type AdminServer, createAdminServer } from './admin/server.js';
 import type { GatewayConfig } from './config/types.js';
-import { PROBLEM_HEADERS, problemBody, type ErrorSpec, ERRORS } from './errors.js';
+import { ERRORS, type ErrorSpec, PROBLEM_HEADERS, problemBody } from './errors.js';
 import { Gateway } from './gateway.js';
 import type { Logger } from './log.js';
 import { openStore } from './store/index.js';
@@ -72,7 +72,8 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
       // How often Node checks the two timeouts above: often enough that a
       // slowloris client is cut close to headers_timeout.
       connectionsCheckingInterval: Math.min(1000, l.headersTimeoutMs),
-      requireHostHeader: true,
+      // Checked by the gateway instead, so the answer is a problem+json like every other.
+      requireHostHeader: false,
       joinDuplicateHeaders: false,
     },
     (req, res) => gateway.handle(req, res),

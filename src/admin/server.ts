@@ -62,7 +62,9 @@ export function createAdminServer(): AdminServer {
       const failing = results.filter(([, error]) => error !== undefined);
       sendJson(res, failing.length === 0 ? 200 : 503, {
         status: failing.length === 0 ? 'ready' : 'not ready',
-        checks: Object.fromEntries(results.map(([name, error]) => [name, error === undefined ? 'ok' : error])),
+        checks: Object.fromEntries(
+          results.map(([name, error]) => [name, error === undefined ? 'ok' : error]),
+        ),
       });
       return;
     }

@@ -52,7 +52,9 @@ function load(file: string, options?: LoadOptions) {
     return loadConfig(file, options);
   } catch (err) {
     if (err instanceof ConfigError) {
-      fail(`${err.issues.length} error(s) in ${file}:\n${err.issues.map((i) => `  ${formatIssue(i)}`).join('\n')}`);
+      fail(
+        `${err.issues.length} error(s) in ${file}:\n${err.issues.map((i) => `  ${formatIssue(i)}`).join('\n')}`,
+      );
     }
     throw err;
   }

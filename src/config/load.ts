@@ -114,7 +114,8 @@ function describeValue(value: unknown, secret: boolean): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'a list';
   if (typeof value === 'object') return 'a mapping';
-  if (typeof value === 'string') return JSON.stringify(value.length > 60 ? `${value.slice(0, 57)}...` : value);
+  if (typeof value === 'string')
+    return JSON.stringify(value.length > 60 ? `${value.slice(0, 57)}...` : value);
   return String(value);
 }
 
@@ -122,7 +123,8 @@ function schemaExpected(schema: Record<string, unknown> | undefined): string | u
   if (!schema) return undefined;
   if (typeof schema.expected === 'string') return schema.expected;
   const branches = schema.anyOf as Record<string, unknown>[] | undefined;
-  if (branches?.every((b) => 'const' in b)) return `one of ${branches.map((b) => JSON.stringify(b.const)).join(', ')}`;
+  if (branches?.every((b) => 'const' in b))
+    return `one of ${branches.map((b) => JSON.stringify(b.const)).join(', ')}`;
   return undefined;
 }
 
@@ -132,7 +134,9 @@ function schemaIssues(errors: ErrorObject[], data: unknown, file: string, locato
   const issues: ConfigIssue[] = [];
   const seen = new Set<string>();
   for (const e of errors) {
-    if (anyOfPaths.some((p) => e.schemaPath !== p && e.schemaPath.startsWith(p.replace(/anyOf$/, 'anyOf/')))) {
+    if (
+      anyOfPaths.some((p) => e.schemaPath !== p && e.schemaPath.startsWith(p.replace(/anyOf$/, 'anyOf/')))
+    ) {
       continue;
     }
     const segments = pointerToSegments(e.instancePath, data);
@@ -305,11 +309,15 @@ export function loadConfig(file: string, options: LoadOptions = {}): LoadedConfi
     const at: Segment[] = ['routes', i];
     if (!upstreamNames.includes(r.upstream)) {
       issues.push(
-        issue([...at, 'upstream'], `expected one of the upstreams (${upstreamNames.join(', ')}), got "${r.upstream}"`),
+        issue(
+          [...at, 'upstream'],
+          `expected one of the upstreams (${upstreamNames.join(', ')}), got "${r.upstream}"`,
+        ),
       );
     }
     const compiled = toRouterPath(r.path);
-    if ('error' in compiled) issues.push(issue([...at, 'path'], `expected a valid path template: ${compiled.error}`));
+    if ('error' in compiled)
+      issues.push(issue([...at, 'path'], `expected a valid path template: ${compiled.error}`));
     const methods = [...r.methods];
     if (methods.includes('GET') && !methods.includes('HEAD')) methods.push('HEAD');
     for (const m of methods) {
@@ -341,9 +349,7 @@ export function loadConfig(file: string, options: LoadOptions = {}): LoadedConfi
       upstream: r.upstream,
       auth: r.auth ?? 'required',
       bodyLimit:
-        r.body_limit === 'none'
-          ? Number.POSITIVE_INFINITY
-          : parseSize(r.body_limit ?? defaults.body_limit),
+        r.body_limit === 'none' ? Number.POSITIVE_INFINITY : parseSize(r.body_limit ?? defaults.body_limit),
       cacheControl: r.cache_control,
       cors: r.cors ? compileCors(r.cors, methods) : undefined,
     });
@@ -351,18 +357,26 @@ export function loadConfig(file: string, options: LoadOptions = {}): LoadedConfi
 
   const trusted = cfg.listen!.trusted_proxies;
   trusted.forEach((c, i) => {
-    if (!parseCidr(c)) issues.push(issue(['listen', 'trusted_proxies', i], `expected an IP address or CIDR block, got "${c}"`));
+    if (!parseCidr(c))
+      issues.push(
+        issue(['listen', 'trusted_proxies', i], `expected an IP address or CIDR block, got "${c}"`),
+      );
   });
 
   const upstreams: Record<string, UpstreamSettings> = {};
   for (const [name, u] of Object.entries(cfg.upstreams)) {
     const url = new URL(u.url);
     if (url.username || url.password) {
-      issues.push(issue(['upstreams', name, 'url'], 'expected a URL without credentials; they would be logged'));
+      issues.push(
+        issue(['upstreams', name, 'url'], 'expected a URL without credentials; they would be logged'),
+      );
     }
     if (url.protocol === 'http:' && !isPrivateOrLoopbackHost(url.hostname)) {
       warnings.push(
-        issue(['upstreams', name, 'url'], `plain HTTP to ${url.hostname} crosses a network unencrypted; use https://`),
+        issue(
+          ['upstreams', name, 'url'],
+          `plain HTTP to ${url.hostname} crosses a network unencrypted; use https://`,
+        ),
       );
     }
     upstreams[name] = {
@@ -378,14 +392,23 @@ export function loadConfig(file: string, options: LoadOptions = {}): LoadedConfi
   }
 
   const storeUrl = cfg.store!.url;
-  if (storeUrl !== undefined && !isSecretRef(storeUrl) && /^postgres(ql)?:\/\/[^/@]*:[^/@]*@/.test(storeUrl)) {
+  if (
+    storeUrl !== undefined &&
+    !isSecretRef(storeUrl) &&
+    /^postgres(ql)?:\/\/[^/@]*:[^/@]*@/.test(storeUrl)
+  ) {
     issues.push(
-      issue(['store', 'url'], 'expected the password by reference: write the whole URL as ${env:NAME} or ${file:PATH}'),
+      issue(
+        ['store', 'url'],
+        'expected the password by reference: write the whole URL as ${env:NAME} or ${file:PATH}',
+      ),
     );
   }
   const admin = cfg.admin!;
   if (admin.enabled && !isPrivateOrLoopbackHost(admin.host, true)) {
-    warnings.push(issue(['admin', 'host'], `the admin listener on ${admin.host} is reachable from other machines`));
+    warnings.push(
+      issue(['admin', 'host'], `the admin listener on ${admin.host} is reachable from other machines`),
+    );
   }
 
   resolveReferences(cfg, [], (ref, segments) => {

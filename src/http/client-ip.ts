@@ -16,11 +16,14 @@ export interface ClientAddress {
   peerTrusted: boolean;
 }
 
-export function createClientIpResolver(trustedProxies: readonly string[]): (req: IncomingMessage) => ClientAddress {
+export function createClientIpResolver(
+  trustedProxies: readonly string[],
+): (req: IncomingMessage) => ClientAddress {
   const trusted = createCidrMatcher(trustedProxies);
   return (req) => {
     const peer = unmapIpv4(req.socket.remoteAddress ?? '');
-    if (trustedProxies.length === 0 || !trusted(peer)) return { ip: peer, forwardedFor: peer, peerTrusted: false };
+    if (trustedProxies.length === 0 || !trusted(peer))
+      return { ip: peer, forwardedFor: peer, peerTrusted: false };
     const raw = req.headers['x-forwarded-for'];
     const header = Array.isArray(raw) ? raw.join(', ') : raw;
     if (header === undefined) return { ip: peer, forwardedFor: peer, peerTrusted: true };

@@ -9,7 +9,12 @@ function originAllowed(cors: CorsSettings, origin: string): boolean {
 /** Header pairs to add to an actual (non-preflight) response, or none. */
 export function corsResponseHeaders(cors: CorsSettings, origin: string | undefined): string[] {
   if (origin === undefined || !originAllowed(cors, origin)) return [];
-  const out = ['access-control-allow-origin', cors.anyOrigin && !cors.credentials ? '*' : origin, 'vary', 'Origin'];
+  const out = [
+    'access-control-allow-origin',
+    cors.anyOrigin && !cors.credentials ? '*' : origin,
+    'vary',
+    'Origin',
+  ];
   if (cors.credentials) out.push('access-control-allow-credentials', 'true');
   if (cors.exposeHeaders !== '') out.push('access-control-expose-headers', cors.exposeHeaders);
   return out;
@@ -19,7 +24,10 @@ export function corsResponseHeaders(cors: CorsSettings, origin: string | undefin
  * Answers a preflight: the headers of a 204 when the origin, method and
  * headers are all allowed, or undefined when the preflight must be refused.
  */
-export function preflightHeaders(cors: CorsSettings, req: IncomingMessage): Record<string, string> | undefined {
+export function preflightHeaders(
+  cors: CorsSettings,
+  req: IncomingMessage,
+): Record<string, string> | undefined {
   const origin = req.headers.origin!;
   const method = req.headers['access-control-request-method']!;
   if (!originAllowed(cors, origin)) return undefined;

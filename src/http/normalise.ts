@@ -30,7 +30,7 @@ export interface Target {
   query: string;
 }
 
-const enum Char {
+enum Char {
   Ok = 0,
   Encode = 1,
   Reject = 2,

@@ -4,8 +4,8 @@
  * back-pressure, hop-by-hop headers removed both ways.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Pool } from 'undici';
 import type { Dispatcher } from 'undici';
+import { Pool } from 'undici';
 import type { UpstreamSettings } from '../config/types.js';
 import { GatewayError, gatewayError } from '../errors.js';
 
@@ -148,7 +148,12 @@ export function forward(upstream: Upstream, res: ServerResponse, opts: ForwardOp
       },
     };
     upstream.pool.dispatch(
-      { path: opts.path, method: opts.method as Dispatcher.HttpMethod, headers: opts.headers, body: opts.body },
+      {
+        path: opts.path,
+        method: opts.method as Dispatcher.HttpMethod,
+        headers: opts.headers,
+        body: opts.body,
+      },
       handler,
     );
   });
@@ -158,7 +163,11 @@ function toGatewayError(err: unknown): GatewayError {
   if (err instanceof GatewayError) return err;
   const code = (err as { code?: string }).code ?? '';
   const internal = `${code} ${(err as Error).message ?? ''}`.trim();
-  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
+  if (
+    code === 'UND_ERR_HEADERS_TIMEOUT' ||
+    code === 'UND_ERR_CONNECT_TIMEOUT' ||
+    code === 'UND_ERR_BODY_TIMEOUT'
+  ) {
     return gatewayError('upstreamTimeout', { internal, cause: err });
   }
   return gatewayError('upstreamUnavailable', { internal, cause: err });

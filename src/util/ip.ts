@@ -2,7 +2,9 @@
 import { BlockList, isIP } from 'node:net';
 
 /** Parses `10.0.0.0/8`, `::1`, `192.168.1.7` into a family, address and prefix, or undefined. */
-export function parseCidr(text: string): { family: 'ipv4' | 'ipv6'; address: string; prefix: number } | undefined {
+export function parseCidr(
+  text: string,
+): { family: 'ipv4' | 'ipv6'; address: string; prefix: number } | undefined {
   const [address = '', prefixText, ...rest] = text.split('/');
   if (rest.length > 0) return undefined;
   const v = isIP(address);

@@ -1,0 +1,71 @@
+/** Small real-HTTP helpers for tests: exact paths (no client-side normalisation) and raw sockets. */
+import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import { connect, type Socket } from 'node:net';
+
+export interface Reply {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: string;
+  json<T = Record<string, unknown>>(): T;
+}
+
+/** Sends a request with the path exactly as given (fetch would normalise it first). */
+export function send(
+  baseUrl: string,
+  path: string,
+  options: { method?: string; headers?: Record<string, string>; body?: string | Buffer } = {},
+): Promise<Reply> {
+  const url = new URL(baseUrl);
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      { host: url.hostname, port: url.port, path, method: options.method ?? 'GET', headers: options.headers },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const body = Buffer.concat(chunks).toString();
+          resolve({
+            status: res.statusCode ?? 0,
+            headers: res.headers,
+            body,
+            json: <T>() => JSON.parse(body) as T,
+          });
+        });
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(options.body);
+  });
+}
+
+/** Writes raw bytes on a fresh connection and collects everything until the server closes it. */
+export function sendRaw(port: number, data: string, timeoutMs = 5000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket: Socket = connect(port, '127.0.0.1');
+    let received = '';
+    const timer = setTimeout(() => {
+      socket.destroy();
+      resolve(received);
+    }, timeoutMs);
+    socket.on('data', (c) => {
+      received += c.toString('latin1');
+    });
+    socket.on('close', () => {
+      clearTimeout(timer);
+      resolve(received);
+    });
+    socket.on('error', (err) => {
+      clearTimeout(timer);
+      if (received !== '') resolve(received);
+      else reject(err);
+    });
+    socket.write(data);
+  });
+}
+
+/** The status code of the first response in a raw HTTP exchange, or 0. */
+export function rawStatus(response: string): number {
+  const m = /^HTTP\/1\.1 (\d{3})/.exec(response);
+  return m ? Number(m[1]) : 0;
+}
