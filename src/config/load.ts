@@ -264,7 +264,7 @@ export function loadConfig(file: string, options: LoadOptions = {}): LoadedConfi
     ]);
   }
   const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
     throw new ConfigError(
       doc.errors.map((e) => {
@@ -444,7 +444,7 @@ export function loadConfig(file: string, options: LoadOptions = {}): LoadedConfi
       keepAliveTimeoutMs: parseDuration(defaults.keep_alive_timeout),
     },
     admin: { enabled: admin.enabled, host: admin.host, port: admin.port },
-    store: { url: storeUrl, dataDir: resolve(env.PORTCULLIS_DATA ?? 'data') },
+    store: { url: cfg.store!.url, dataDir: resolve(env.PORTCULLIS_DATA ?? 'data') },
     log: { level: log.level, access: log.access, redact: log.redact.map((h) => h.toLowerCase()) },
     upstreams,
     routes,
