@@ -61,7 +61,7 @@ else
   export BENCH_PINNED=0
 fi
 
-read -r port_nginx port_bare port_gw port_admin < <(node "$bench/free-ports.mjs" 4)
+read -r port_nginx port_bare port_gw port_admin port_undici < <(node "$bench/free-ports.mjs" 5)
 results=$tmp/results.jsonl
 : >"$results"
 mkdir -p "$bench/results"
@@ -120,6 +120,16 @@ start_bare() {
   pids+=($!)
   node "$bench/wait-http.mjs" "http://127.0.0.1:$port_bare/bench" 10 $! || {
     cat "$tmp/bare.stderr" >&2
+    return 1
+  }
+}
+
+undici_state=new
+start_undici() {
+  "${pin_test[@]}" node "$bench/bare-undici-proxy.mjs" "$port_undici" "$port_nginx" 2>"$tmp/undici.stderr" &
+  pids+=($!)
+  node "$bench/wait-http.mjs" "http://127.0.0.1:$port_undici/bench" 10 $! || {
+    cat "$tmp/undici.stderr" >&2
     return 1
   }
 }
@@ -215,6 +225,12 @@ scenario() {
       return 0
     fi
     ;;
+  bare-undici*)
+    if ! ensure undici start_undici; then
+      record "$name" "$url" failed "bare undici proxy did not start"
+      return 0
+    fi
+    ;;
   bare-proxy*)
     if ! ensure bare start_bare; then
       record "$name" "$url" failed "bare proxy did not start"
@@ -239,6 +255,7 @@ scenario() {
 
 scenario direct "http://127.0.0.1:$port_nginx/bench"
 scenario bare-proxy "http://127.0.0.1:$port_bare/bench"
+scenario bare-undici "http://127.0.0.1:$port_undici/bench"
 scenario portcullis "http://127.0.0.1:$port_gw/bench"
 
 export BENCH_NGINX_VERSION BENCH_WRK_VERSION

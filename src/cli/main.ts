@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ConfigError, formatIssue, type LoadOptions, loadConfig } from '../config/load.js';
+import { configReference } from '../config/reference.js';
 import { ConfigSchema } from '../config/schema.js';
 import { startOrdersApi } from '../demo/orders-api.js';
 import { createLogger } from '../log.js';
@@ -21,7 +22,7 @@ Usage:
   portcullis start [--config FILE]   run the gateway (default config: $PORTCULLIS_CONFIG or ./portcullis.yaml)
   portcullis check [--config FILE]   validate a config: errors (exit 2) and security warnings
   portcullis demo                    run the gateway in front of the bundled demo API
-  portcullis schema                  print the config's JSON Schema (for editors)
+  portcullis schema [--markdown]     print the config's JSON Schema (for editors), or its reference table
   portcullis --version | --help
 
 Environment:
@@ -112,6 +113,7 @@ async function main(argv: string[]): Promise<void> {
       config: { type: 'string', short: 'c' },
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean', short: 'v' },
+      markdown: { type: 'boolean' },
     },
   });
   const [command] = positionals;
@@ -128,7 +130,7 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
     case 'schema':
-      return out(JSON.stringify(ConfigSchema, null, 2));
+      return out(values.markdown ? configReference() : JSON.stringify(ConfigSchema, null, 2));
     case 'demo': {
       const api = await startOrdersApi(Number(process.env.PORTCULLIS_DEMO_UPSTREAM_PORT ?? 0));
       return run(

@@ -213,7 +213,8 @@ export const ConfigSchema = strict(
     $schema: Type.Optional(Type.String({ description: 'Editor hint; ignored.' })),
     mode: Type.Union([Type.Literal('development'), Type.Literal('production')], {
       default: 'development',
-      description: 'production turns warnings about unsafe settings into start-up errors where noted.',
+      description:
+        'development or production; production refuses settings that are only safe on a developer machine.',
     }),
     listen: Type.Optional(ListenSchema),
     admin: Type.Optional(AdminSchema),
