@@ -12,7 +12,14 @@ import { isPrivateOrLoopbackHost, parseCidr } from '../util/ip.js';
 import { parseDuration, parseSize } from '../util/units.js';
 import { ConfigSchema, type RawConfig, type RawCors, type RawRoute } from './schema.js';
 import { isSecretRef, resolveSecretRef } from './secrets.js';
-import type { CorsSettings, GatewayConfig, RouteSettings, UpstreamSettings } from './types.js';
+import type {
+  AuthMethod,
+  AuthSettings,
+  CorsSettings,
+  GatewayConfig,
+  RouteSettings,
+  UpstreamSettings,
+} from './types.js';
 
 /** One problem in a config file, located by YAML path and line. */
 export interface ConfigIssue {
@@ -301,6 +308,38 @@ export function loadConfig(file: string, options: LoadOptions = {}): LoadedConfi
   const cfg = raw;
 
   // References between sections and rules a schema cannot state.
+  const rawAuth = cfg.auth!;
+  const configuredMethods: AuthMethod[] = [];
+  if (rawAuth.jwt || rawAuth.issuer) configuredMethods.push('jwt');
+  if (rawAuth.introspection) configuredMethods.push('introspection');
+  if (rawAuth.api_keys) configuredMethods.push('api_key');
+  rawAuth.jwt?.providers.forEach((p, i) => {
+    const at: Segment[] = ['auth', 'jwt', 'providers', i];
+    const hmac = p.algorithms.filter((a) => a.startsWith('HS'));
+    if (hmac.length > 0 && p.hmac_secret === undefined) {
+      issues.push(issue([...at, 'algorithms'], `expected hmac_secret to be set: ${hmac.join(', ')} needs a shared secret`));
+    }
+    if (hmac.length === 0 && p.hmac_secret !== undefined) {
+      issues.push(issue([...at, 'hmac_secret'], 'expected an HS* algorithm in algorithms, or no hmac_secret'));
+    }
+    if (hmac.length > 0 && hmac.length < p.algorithms.length) {
+      issues.push(
+        issue([...at, 'algorithms'], 'expected either only HS* or only asymmetric algorithms: one provider, one key type'),
+      );
+    }
+    const jwks = p.jwks_uri ?? p.issuer;
+    if (jwks.startsWith('http://') && !isPrivateOrLoopbackHost(new URL(jwks).hostname, true)) {
+      warnings.push(issue([...at, p.jwks_uri ? 'jwks_uri' : 'issuer'], 'signing keys fetched over plain HTTP can be replaced in transit'));
+    }
+  });
+  if (cfg.mode === 'production') {
+    if (rawAuth.api_keys && rawAuth.api_keys.pepper === undefined) {
+      issues.push(issue(['auth', 'api_keys'], 'expected pepper: production needs it by reference, not a generated file', 'pepper'));
+    }
+    if (rawAuth.issuer && rawAuth.issuer.master_key === undefined) {
+      issues.push(issue(['auth', 'issuer'], 'expected master_key: production needs it by reference, not a generated file'));
+    }
+  }
   const upstreamNames = Object.keys(cfg.upstreams);
   const seenRoutes = new Map<string, number>();
   const routes: RouteSettings[] = [];
@@ -336,6 +375,29 @@ export function loadConfig(file: string, options: LoadOptions = {}): LoadedConfi
         ),
       );
     }
+    let auth: 'none' | AuthMethod[];
+    if (r.auth === 'none') auth = 'none';
+    else if (r.auth === undefined) {
+      auth = configuredMethods;
+      if (auth.length === 0) {
+        issues.push(
+          issue(
+            at,
+            'expected auth: every route requires authentication unless it says auth: none, and no method is configured under auth',
+          ),
+        );
+      }
+    } else {
+      auth = r.auth as AuthMethod[];
+      for (const m of auth) {
+        if (!configuredMethods.includes(m)) {
+          issues.push(issue([...at, 'auth'], `expected a configured method: ${m} is not set up under auth`));
+        }
+      }
+    }
+    if (r.api_key_in_query && (auth === 'none' || !auth.includes('api_key'))) {
+      issues.push(issue([...at, 'api_key_in_query'], 'expected api_key among the route\'s auth methods'));
+    }
     if (r.body_limit === 'none') {
       warnings.push(issue([...at, 'body_limit'], 'no body limit: any client can stream an unbounded body'));
     }
@@ -347,7 +409,8 @@ export function loadConfig(file: string, options: LoadOptions = {}): LoadedConfi
       params: 'path' in compiled ? compiled.params : [],
       methods,
       upstream: r.upstream,
-      auth: r.auth ?? 'required',
+      auth,
+      apiKeyInQuery: r.api_key_in_query,
       bodyLimit:
         r.body_limit === 'none' ? Number.POSITIVE_INFINITY : parseSize(r.body_limit ?? defaults.body_limit),
       cacheControl: r.cache_control,
@@ -448,8 +511,78 @@ export function loadConfig(file: string, options: LoadOptions = {}): LoadedConfi
     log: { level: log.level, access: log.access, redact: log.redact.map((h) => h.toLowerCase()) },
     upstreams,
     routes,
+    auth: compileAuth(rawAuth, configuredMethods),
   };
   return { config: deepFreeze(config), warnings };
+}
+
+function compileAuth(raw: NonNullable<RawConfig['auth']>, methods: AuthMethod[]): AuthSettings {
+  const ih = raw.identity_headers!;
+  const bf = raw.brute_force!;
+  return {
+    jwt: raw.jwt && {
+      cacheSize: raw.jwt.cache_size,
+      providers: raw.jwt.providers.map((p) => ({
+        name: p.name,
+        issuer: p.issuer,
+        audience: p.audience,
+        jwksUri: p.jwks_uri,
+        algorithms: p.algorithms,
+        hmacSecret: p.hmac_secret,
+        clockSkewSeconds: Math.floor(parseDuration(p.clock_skew) / 1000),
+        requireTyp: p.require_typ,
+        maxTokenBytes: parseSize(p.max_token_size),
+        scopesClaim: p.scopes_claim,
+        rolesClaim: p.roles_claim,
+        tenantClaim: p.tenant_claim,
+        jwksCacheMs: parseDuration(p.jwks_cache),
+        jwksCooldownMs: parseDuration(p.jwks_cooldown),
+        jwksTimeoutMs: parseDuration(p.jwks_timeout),
+      })),
+    },
+    introspection: raw.introspection && {
+      providers: raw.introspection.providers.map((p) => ({
+        name: p.name,
+        endpoint: p.endpoint,
+        issuer: p.issuer,
+        clientId: p.client_id,
+        clientSecret: p.client_secret,
+        cacheTtlMs: parseDuration(p.cache_ttl),
+        inactiveCacheTtlMs: parseDuration(p.inactive_cache_ttl),
+        timeoutMs: parseDuration(p.timeout),
+        onFailure: p.on_failure,
+      })),
+    },
+    apiKeys: raw.api_keys && {
+      header: raw.api_keys.header.toLowerCase(),
+      queryParam: raw.api_keys.query_param,
+      pepper: raw.api_keys.pepper,
+      cacheSize: raw.api_keys.cache_size,
+      cacheTtlMs: parseDuration(raw.api_keys.cache_ttl),
+    },
+    issuer: raw.issuer && {
+      issuer: raw.issuer.issuer.replace(/\/$/, ''),
+      audience: raw.issuer.audience,
+      tokenTtlMs: parseDuration(raw.issuer.token_ttl),
+      masterKey: raw.issuer.master_key,
+      keyRotationMs: parseDuration(raw.issuer.key_rotation),
+    },
+    identityHeaders: {
+      subject: ih.subject.toLowerCase(),
+      kind: ih.kind.toLowerCase(),
+      scopes: ih.scopes.toLowerCase(),
+      roles: ih.roles.toLowerCase(),
+      tenant: ih.tenant.toLowerCase(),
+    },
+    bruteForce: {
+      enabled: bf.enabled,
+      maxFailures: bf.max_failures,
+      windowMs: parseDuration(bf.window),
+      lockoutMs: parseDuration(bf.lockout),
+      maxLockoutMs: parseDuration(bf.max_lockout),
+    },
+    methods,
+  };
 }
 
 function deepFreeze<T>(value: T): T {

@@ -171,6 +171,178 @@ export const CorsSchema = strict(
   'Cross-origin resource sharing for a route; without it, no CORS header is sent.',
 );
 
+export const JWT_ALGORITHMS = [
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+  'ES256',
+  'ES384',
+  'ES512',
+  'EdDSA',
+  'HS256',
+  'HS384',
+  'HS512',
+] as const;
+
+const HttpUrl = (description: string) =>
+  Type.String({
+    pattern: '^https?://[^\\s]+$',
+    description,
+    expected: 'an http:// or https:// URL',
+  });
+
+export const JwtProviderSchema = strict(
+  {
+    name: Type.String({ pattern: '^[A-Za-z0-9_-]+$', description: 'A name for logs and metrics.' }),
+    issuer: Type.String({ minLength: 1, description: 'The exact `iss` value; tokens are matched to providers by it.' }),
+    audience: Type.Array(Type.String({ minLength: 1 }), {
+      minItems: 1,
+      description: 'Accepted `aud` values; a token must carry at least one.',
+    }),
+    jwks_uri: Type.Optional(
+      HttpUrl('Where the signing keys are; default: discovered from issuer + /.well-known/openid-configuration.'),
+    ),
+    algorithms: Type.Array(
+      Type.Union(
+        JWT_ALGORITHMS.map((a) => Type.Literal(a)),
+        { description: 'A JWS algorithm.' },
+      ),
+      {
+        minItems: 1,
+        uniqueItems: true,
+        default: ['RS256', 'PS256', 'ES256', 'EdDSA'],
+        description: 'Accepted algorithms. HS256/384/512 only together with hmac_secret.',
+      },
+    ),
+    hmac_secret: Type.Optional(SecretRef('Shared secret for HS* algorithms (at least 32 bytes).')),
+    clock_skew: Duration('Tolerance for exp, nbf and iat.', '30s'),
+    require_typ: Type.Boolean({
+      default: false,
+      description: 'Require the RFC 9068 header typ "at+jwt" (access tokens only, never ID tokens).',
+    }),
+    max_token_size: Size('Longest token accepted; longer ones are rejected before any parsing.', '8kb'),
+    scopes_claim: Type.String({
+      default: 'scope',
+      description: 'Claim with the scopes: a space-separated string (RFC 9068 scope) or a list (scp).',
+    }),
+    roles_claim: Type.Optional(
+      Type.String({ minLength: 1, description: 'Dotted path to the roles list, e.g. realm_access.roles or groups.' }),
+    ),
+    tenant_claim: Type.Optional(Type.String({ minLength: 1, description: 'Dotted path to the tenant id.' })),
+    jwks_cache: Duration('How long fetched keys are used before a background refresh.', '10m'),
+    jwks_cooldown: Duration('Least time between two fetches triggered by an unknown kid.', '30s'),
+    jwks_timeout: Duration('Time allowed for a discovery or JWKS request.', '5s'),
+  },
+  'An OAuth 2.0 / OpenID Connect provider whose JWT access tokens are accepted.',
+);
+
+export const IntrospectionProviderSchema = strict(
+  {
+    name: Type.String({ pattern: '^[A-Za-z0-9_-]+$', description: 'A name for logs and metrics.' }),
+    endpoint: HttpUrl('The RFC 7662 introspection endpoint.'),
+    issuer: Type.Optional(Type.String({ minLength: 1, description: 'Required `iss` of active tokens, if any.' })),
+    client_id: Type.String({ minLength: 1, description: 'Client id the gateway authenticates with.' }),
+    client_secret: SecretRef('Client secret the gateway authenticates with (client_secret_basic).'),
+    cache_ttl: Duration('Longest time an active result is reused (never past the token exp).', '5m'),
+    inactive_cache_ttl: Duration('How long an inactive result is remembered.', '10s'),
+    timeout: Duration('Time allowed for the introspection request.', '5s'),
+    on_failure: Type.Union([Type.Literal(401), Type.Literal(503)], {
+      default: 503,
+      description: 'Status when the endpoint cannot answer: 503, or 401. Never lets the request through.',
+    }),
+  },
+  'An RFC 7662 token introspection endpoint, for opaque access tokens.',
+);
+
+export const AuthSchema = section(
+  {
+    jwt: Type.Optional(
+      strict(
+        {
+          providers: Type.Array(JwtProviderSchema, { minItems: 1, description: 'Accepted token issuers.' }),
+          cache_size: Type.Integer({
+            minimum: 0,
+            default: 10000,
+            description: 'Verified tokens remembered (by hash) until they expire; 0 turns the cache off.',
+          }),
+        },
+        'JWT access tokens (Authorization: Bearer).',
+      ),
+    ),
+    introspection: Type.Optional(
+      strict(
+        {
+          providers: Type.Array(IntrospectionProviderSchema, { minItems: 1, description: 'Introspection endpoints.' }),
+        },
+        'Opaque access tokens, checked by introspection (Authorization: Bearer).',
+      ),
+    ),
+    api_keys: Type.Optional(
+      strict(
+        {
+          header: Type.String({ default: 'x-api-key', description: 'Request header carrying the key.' }),
+          query_param: Type.String({
+            default: 'api_key',
+            description: 'Query parameter carrying the key, read only on routes with api_key_in_query.',
+          }),
+          pepper: Type.Optional(
+            SecretRef(
+              'Server secret the stored key hashes are keyed with. Default: a generated file in the data folder (refused in production).',
+            ),
+          ),
+          cache_size: Type.Integer({ minimum: 0, default: 10000, description: 'Key lookups remembered.' }),
+          cache_ttl: Duration('How long a key lookup is remembered on this instance.', '30s'),
+        },
+        'API keys made with `portcullis keys create`.',
+      ),
+    ),
+    issuer: Type.Optional(
+      strict(
+        {
+          issuer: HttpUrl('Public base URL of this gateway, the `iss` of the tokens it issues.'),
+          audience: Type.String({ default: 'portcullis', description: '`aud` of the tokens it issues.' }),
+          token_ttl: Duration('Lifetime of an issued access token.', '10m'),
+          master_key: Type.Optional(
+            SecretRef(
+              'Key (32 bytes, base64) that encrypts the signing keys at rest. Default: a generated file in the data folder (refused in production).',
+            ),
+          ),
+          key_rotation: Duration('Age at which a new signing key replaces the current one.', '30d'),
+        },
+        'The built-in OAuth 2.0 client-credentials issuer (POST /oauth2/token).',
+      ),
+    ),
+    identity_headers: section(
+      {
+        subject: Type.String({ default: 'x-portcullis-subject', description: 'Header with the principal id.' }),
+        kind: Type.String({ default: 'x-portcullis-auth', description: 'Header with how it authenticated.' }),
+        scopes: Type.String({ default: 'x-portcullis-scopes', description: 'Header with the scopes, space-separated.' }),
+        roles: Type.String({ default: 'x-portcullis-roles', description: 'Header with the roles, comma-separated.' }),
+        tenant: Type.String({ default: 'x-portcullis-tenant', description: 'Header with the tenant.' }),
+      },
+      'Headers the gateway sets for the upstream; the same names from clients are always removed.',
+    ),
+    brute_force: section(
+      {
+        enabled: Type.Boolean({ default: true, description: 'Lock out sources of repeated failed authentication.' }),
+        max_failures: Type.Integer({
+          minimum: 1,
+          default: 10,
+          description: 'Failures per client IP, or per credential id, within the window before a lockout.',
+        }),
+        window: Duration('Window in which failures are counted.', '1m'),
+        lockout: Duration('First lockout; it doubles on each repeat.', '1m'),
+        max_lockout: Duration('Longest lockout.', '1h'),
+      },
+      'Brute-force protection: answered with 429 before any cryptographic work.',
+    ),
+  },
+  'How callers authenticate.',
+);
+
 export const RouteSchema = strict(
   {
     name: Type.Optional(
@@ -189,10 +361,25 @@ export const RouteSchema = strict(
     }),
     upstream: Type.String({ minLength: 1, description: 'Name of an entry in `upstreams`.' }),
     auth: Type.Optional(
-      Type.Literal('none', {
-        description: 'How callers authenticate. "none" makes the route public.',
-      }),
+      Type.Union(
+        [
+          Type.Literal('none'),
+          Type.Array(
+            Type.Union(['jwt', 'introspection', 'api_key', 'mtls'].map((m) => Type.Literal(m))),
+            { minItems: 1, uniqueItems: true },
+          ),
+        ],
+        {
+          description:
+            'Accepted ways to authenticate, e.g. [jwt, api_key]; default: every configured one. "none" makes the route public.',
+          expected: '"none" or a list of jwt, introspection, api_key, mtls',
+        },
+      ),
     ),
+    api_key_in_query: Type.Boolean({
+      default: false,
+      description: 'Also read the API key from the query string (it is redacted from logs). Avoid.',
+    }),
     body_limit: Type.Optional(
       Type.Union([Size('Largest request body on this route.'), Type.Literal('none')], {
         description: 'Largest request body on this route; "none" streams any size (a warning).',
@@ -220,6 +407,7 @@ export const ConfigSchema = strict(
     admin: Type.Optional(AdminSchema),
     store: Type.Optional(StoreSchema),
     log: Type.Optional(LogSchema),
+    auth: Type.Optional(AuthSchema),
     upstreams: Type.Record(Type.String({ pattern: '^[A-Za-z0-9_-]+$' }), UpstreamSchema, {
       description: 'Services behind the gateway, by name.',
       minProperties: 1,

@@ -23,7 +23,10 @@ export interface RouteSettings {
   /** Accepted methods; HEAD is added wherever GET is. */
   methods: readonly string[];
   upstream: string;
-  auth: 'none' | 'required';
+  /** `none` (public) or the accepted methods, in the order they are tried. */
+  auth: 'none' | readonly AuthMethod[];
+  /** Whether the API key may come in the query string. */
+  apiKeyInQuery: boolean;
   /** Bytes; Infinity when the route opts out of a limit. */
   bodyLimit: number;
   cacheControl: string;
@@ -64,4 +67,68 @@ export interface GatewayConfig {
   log: { level: string; access: boolean; redact: readonly string[] };
   upstreams: Readonly<Record<string, UpstreamSettings>>;
   routes: readonly RouteSettings[];
+  auth: AuthSettings;
+}
+
+export type AuthMethod = 'jwt' | 'introspection' | 'api_key' | 'mtls';
+
+export interface JwtProviderSettings {
+  name: string;
+  issuer: string;
+  audience: readonly string[];
+  /** Undefined: discovered from `issuer`. */
+  jwksUri: string | undefined;
+  algorithms: readonly string[];
+  /** The resolved secret for HS* algorithms. */
+  hmacSecret: string | undefined;
+  clockSkewSeconds: number;
+  requireTyp: boolean;
+  maxTokenBytes: number;
+  scopesClaim: string;
+  rolesClaim: string | undefined;
+  tenantClaim: string | undefined;
+  jwksCacheMs: number;
+  jwksCooldownMs: number;
+  jwksTimeoutMs: number;
+}
+
+export interface IntrospectionProviderSettings {
+  name: string;
+  endpoint: string;
+  issuer: string | undefined;
+  clientId: string;
+  clientSecret: string;
+  cacheTtlMs: number;
+  inactiveCacheTtlMs: number;
+  timeoutMs: number;
+  onFailure: 401 | 503;
+}
+
+export interface ApiKeySettings {
+  header: string;
+  queryParam: string;
+  /** The resolved pepper, or undefined for the generated one in the data folder. */
+  pepper: string | undefined;
+  cacheSize: number;
+  cacheTtlMs: number;
+}
+
+export interface IssuerSettings {
+  issuer: string;
+  audience: string;
+  tokenTtlMs: number;
+  /** The resolved master key (base64), or undefined for the generated one in the data folder. */
+  masterKey: string | undefined;
+  keyRotationMs: number;
+}
+
+export interface AuthSettings {
+  jwt: { providers: readonly JwtProviderSettings[]; cacheSize: number } | undefined;
+  introspection: { providers: readonly IntrospectionProviderSettings[] } | undefined;
+  apiKeys: ApiKeySettings | undefined;
+  issuer: IssuerSettings | undefined;
+  identityHeaders: { subject: string; kind: string; scopes: string; roles: string; tenant: string };
+  bruteForce: { enabled: boolean; maxFailures: number; windowMs: number; lockoutMs: number; maxLockoutMs: number };
+  /** The methods configured at all (the issuer counts as jwt). */
+  methods: readonly AuthMethod[];
 }

@@ -1,0 +1,35 @@
+/**
+ * The contract between the authenticate stage and each authentication
+ * method (JWT, introspection, API key, mTLS).
+ */
+export type { Principal } from '../pipeline/context.js';
+
+/**
+ * A credential was presented but is not acceptable. `reason` is internal
+ * (logs, audit, metrics label): the client only ever sees a generic 401.
+ */
+export class AuthFailure extends Error {
+  constructor(
+    /** Stable snake_case reason, e.g. `token_expired`, `unknown_kid`, `key_revoked`. */
+    readonly reason: string,
+    /** A non-secret id of the credential (API key id, token `jti` or hash prefix), for brute-force counting. */
+    readonly credentialId?: string,
+    options?: { cause?: unknown },
+  ) {
+    super(reason, options);
+    this.name = 'AuthFailure';
+  }
+}
+
+/** The credential could not be checked because a dependency failed (JWKS or introspection down). */
+export class AuthUnavailable extends Error {
+  constructor(
+    readonly reason: string,
+    /** Status to answer: 503 by default; 401 where configured. */
+    readonly status: 401 | 503 = 503,
+    options?: { cause?: unknown },
+  ) {
+    super(reason, options);
+    this.name = 'AuthUnavailable';
+  }
+}
