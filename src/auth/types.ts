@@ -33,3 +33,33 @@ export class AuthUnavailable extends Error {
     this.name = 'AuthUnavailable';
   }
 }
+
+/**
+ * A JWT provider whose keys are local (the built-in issuer): no discovery,
+ * no JWKS fetch. The verifier treats it like any configured provider,
+ * selected by `iss`.
+ */
+export interface LocalJwtProvider {
+  name: string;
+  issuer: string;
+  audience: readonly string[];
+  algorithms: readonly string[];
+  /** The current public keys (JWKS), including previous keys still within their tokens' lifetime. */
+  getKeySet(): { keys: import('jose').JWK[] };
+  /** Whether a token id has been revoked (RFC 7009). */
+  isRevoked?(jti: string): boolean | Promise<boolean>;
+  scopesClaim: string;
+  clockSkewSeconds: number;
+  maxTokenBytes: number;
+}
+
+/**
+ * Brute-force protection shared by every place that checks a credential.
+ * `check` runs before any cryptographic work and throws a 429 GatewayError
+ * (with Retry-After) while the source or the credential is locked out.
+ */
+export interface BruteForceGuard {
+  check(clientIp: string, credentialId: string | undefined): void;
+  recordFailure(clientIp: string, credentialId: string | undefined): void;
+  recordSuccess(clientIp: string, credentialId: string | undefined): void;
+}

@@ -317,27 +317,53 @@ export function loadConfig(file: string, options: LoadOptions = {}): LoadedConfi
     const at: Segment[] = ['auth', 'jwt', 'providers', i];
     const hmac = p.algorithms.filter((a) => a.startsWith('HS'));
     if (hmac.length > 0 && p.hmac_secret === undefined) {
-      issues.push(issue([...at, 'algorithms'], `expected hmac_secret to be set: ${hmac.join(', ')} needs a shared secret`));
+      issues.push(
+        issue(
+          [...at, 'algorithms'],
+          `expected hmac_secret to be set: ${hmac.join(', ')} needs a shared secret`,
+        ),
+      );
     }
     if (hmac.length === 0 && p.hmac_secret !== undefined) {
-      issues.push(issue([...at, 'hmac_secret'], 'expected an HS* algorithm in algorithms, or no hmac_secret'));
+      issues.push(
+        issue([...at, 'hmac_secret'], 'expected an HS* algorithm in algorithms, or no hmac_secret'),
+      );
     }
     if (hmac.length > 0 && hmac.length < p.algorithms.length) {
       issues.push(
-        issue([...at, 'algorithms'], 'expected either only HS* or only asymmetric algorithms: one provider, one key type'),
+        issue(
+          [...at, 'algorithms'],
+          'expected either only HS* or only asymmetric algorithms: one provider, one key type',
+        ),
       );
     }
     const jwks = p.jwks_uri ?? p.issuer;
     if (jwks.startsWith('http://') && !isPrivateOrLoopbackHost(new URL(jwks).hostname, true)) {
-      warnings.push(issue([...at, p.jwks_uri ? 'jwks_uri' : 'issuer'], 'signing keys fetched over plain HTTP can be replaced in transit'));
+      warnings.push(
+        issue(
+          [...at, p.jwks_uri ? 'jwks_uri' : 'issuer'],
+          'signing keys fetched over plain HTTP can be replaced in transit',
+        ),
+      );
     }
   });
   if (cfg.mode === 'production') {
     if (rawAuth.api_keys && rawAuth.api_keys.pepper === undefined) {
-      issues.push(issue(['auth', 'api_keys'], 'expected pepper: production needs it by reference, not a generated file', 'pepper'));
+      issues.push(
+        issue(
+          ['auth', 'api_keys'],
+          'expected pepper: production needs it by reference, not a generated file',
+          'pepper',
+        ),
+      );
     }
     if (rawAuth.issuer && rawAuth.issuer.master_key === undefined) {
-      issues.push(issue(['auth', 'issuer'], 'expected master_key: production needs it by reference, not a generated file'));
+      issues.push(
+        issue(
+          ['auth', 'issuer'],
+          'expected master_key: production needs it by reference, not a generated file',
+        ),
+      );
     }
   }
   const upstreamNames = Object.keys(cfg.upstreams);
@@ -396,7 +422,7 @@ export function loadConfig(file: string, options: LoadOptions = {}): LoadedConfi
       }
     }
     if (r.api_key_in_query && (auth === 'none' || !auth.includes('api_key'))) {
-      issues.push(issue([...at, 'api_key_in_query'], 'expected api_key among the route\'s auth methods'));
+      issues.push(issue([...at, 'api_key_in_query'], "expected api_key among the route's auth methods"));
     }
     if (r.body_limit === 'none') {
       warnings.push(issue([...at, 'body_limit'], 'no body limit: any client can stream an unbounded body'));

@@ -197,13 +197,18 @@ const HttpUrl = (description: string) =>
 export const JwtProviderSchema = strict(
   {
     name: Type.String({ pattern: '^[A-Za-z0-9_-]+$', description: 'A name for logs and metrics.' }),
-    issuer: Type.String({ minLength: 1, description: 'The exact `iss` value; tokens are matched to providers by it.' }),
+    issuer: Type.String({
+      minLength: 1,
+      description: 'The exact `iss` value; tokens are matched to providers by it.',
+    }),
     audience: Type.Array(Type.String({ minLength: 1 }), {
       minItems: 1,
       description: 'Accepted `aud` values; a token must carry at least one.',
     }),
     jwks_uri: Type.Optional(
-      HttpUrl('Where the signing keys are; default: discovered from issuer + /.well-known/openid-configuration.'),
+      HttpUrl(
+        'Where the signing keys are; default: discovered from issuer + /.well-known/openid-configuration.',
+      ),
     ),
     algorithms: Type.Array(
       Type.Union(
@@ -229,7 +234,10 @@ export const JwtProviderSchema = strict(
       description: 'Claim with the scopes: a space-separated string (RFC 9068 scope) or a list (scp).',
     }),
     roles_claim: Type.Optional(
-      Type.String({ minLength: 1, description: 'Dotted path to the roles list, e.g. realm_access.roles or groups.' }),
+      Type.String({
+        minLength: 1,
+        description: 'Dotted path to the roles list, e.g. realm_access.roles or groups.',
+      }),
     ),
     tenant_claim: Type.Optional(Type.String({ minLength: 1, description: 'Dotted path to the tenant id.' })),
     jwks_cache: Duration('How long fetched keys are used before a background refresh.', '10m'),
@@ -243,7 +251,9 @@ export const IntrospectionProviderSchema = strict(
   {
     name: Type.String({ pattern: '^[A-Za-z0-9_-]+$', description: 'A name for logs and metrics.' }),
     endpoint: HttpUrl('The RFC 7662 introspection endpoint.'),
-    issuer: Type.Optional(Type.String({ minLength: 1, description: 'Required `iss` of active tokens, if any.' })),
+    issuer: Type.Optional(
+      Type.String({ minLength: 1, description: 'Required `iss` of active tokens, if any.' }),
+    ),
     client_id: Type.String({ minLength: 1, description: 'Client id the gateway authenticates with.' }),
     client_secret: SecretRef('Client secret the gateway authenticates with (client_secret_basic).'),
     cache_ttl: Duration('Longest time an active result is reused (never past the token exp).', '5m'),
@@ -275,7 +285,10 @@ export const AuthSchema = section(
     introspection: Type.Optional(
       strict(
         {
-          providers: Type.Array(IntrospectionProviderSchema, { minItems: 1, description: 'Introspection endpoints.' }),
+          providers: Type.Array(IntrospectionProviderSchema, {
+            minItems: 1,
+            description: 'Introspection endpoints.',
+          }),
         },
         'Opaque access tokens, checked by introspection (Authorization: Bearer).',
       ),
@@ -317,17 +330,29 @@ export const AuthSchema = section(
     ),
     identity_headers: section(
       {
-        subject: Type.String({ default: 'x-portcullis-subject', description: 'Header with the principal id.' }),
+        subject: Type.String({
+          default: 'x-portcullis-subject',
+          description: 'Header with the principal id.',
+        }),
         kind: Type.String({ default: 'x-portcullis-auth', description: 'Header with how it authenticated.' }),
-        scopes: Type.String({ default: 'x-portcullis-scopes', description: 'Header with the scopes, space-separated.' }),
-        roles: Type.String({ default: 'x-portcullis-roles', description: 'Header with the roles, comma-separated.' }),
+        scopes: Type.String({
+          default: 'x-portcullis-scopes',
+          description: 'Header with the scopes, space-separated.',
+        }),
+        roles: Type.String({
+          default: 'x-portcullis-roles',
+          description: 'Header with the roles, comma-separated.',
+        }),
         tenant: Type.String({ default: 'x-portcullis-tenant', description: 'Header with the tenant.' }),
       },
       'Headers the gateway sets for the upstream; the same names from clients are always removed.',
     ),
     brute_force: section(
       {
-        enabled: Type.Boolean({ default: true, description: 'Lock out sources of repeated failed authentication.' }),
+        enabled: Type.Boolean({
+          default: true,
+          description: 'Lock out sources of repeated failed authentication.',
+        }),
         max_failures: Type.Integer({
           minimum: 1,
           default: 10,
@@ -364,10 +389,10 @@ export const RouteSchema = strict(
       Type.Union(
         [
           Type.Literal('none'),
-          Type.Array(
-            Type.Union(['jwt', 'introspection', 'api_key', 'mtls'].map((m) => Type.Literal(m))),
-            { minItems: 1, uniqueItems: true },
-          ),
+          Type.Array(Type.Union(['jwt', 'introspection', 'api_key', 'mtls'].map((m) => Type.Literal(m))), {
+            minItems: 1,
+            uniqueItems: true,
+          }),
         ],
         {
           description:

@@ -128,7 +128,13 @@ export interface AuthSettings {
   apiKeys: ApiKeySettings | undefined;
   issuer: IssuerSettings | undefined;
   identityHeaders: { subject: string; kind: string; scopes: string; roles: string; tenant: string };
-  bruteForce: { enabled: boolean; maxFailures: number; windowMs: number; lockoutMs: number; maxLockoutMs: number };
+  bruteForce: {
+    enabled: boolean;
+    maxFailures: number;
+    windowMs: number;
+    lockoutMs: number;
+    maxLockoutMs: number;
+  };
   /** The methods configured at all (the issuer counts as jwt). */
   methods: readonly AuthMethod[];
 }

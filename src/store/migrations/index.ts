@@ -1,4 +1,6 @@
 import type { Migration } from '../types.js';
+import { apiKeysMigration } from './002-api-keys.js';
+import { oauthMigration } from './003-oauth.js';
 
 /**
  * Every migration of the Portcullis database, in order. Features append their
@@ -11,4 +13,6 @@ export const migrations: Migration[] = [
     name: 'create-meta',
     up: 'create table portcullis_meta (key text primary key, value text not null)',
   },
+  apiKeysMigration,
+  oauthMigration,
 ];
