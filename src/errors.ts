@@ -33,6 +33,26 @@ export const ERRORS = {
     status: 405,
     title: 'The method is not allowed on this resource.',
   },
+  authRequired: {
+    code: 'auth.required',
+    status: 401,
+    title: 'Authentication is required.',
+  },
+  authInvalid: {
+    code: 'auth.invalid_credentials',
+    status: 401,
+    title: 'The credentials are not valid.',
+  },
+  authLocked: {
+    code: 'auth.locked_out',
+    status: 429,
+    title: 'Too many failed attempts; try again later.',
+  },
+  authUnavailable: {
+    code: 'auth.unavailable',
+    status: 503,
+    title: 'Credentials cannot be checked right now.',
+  },
   corsRejected: { code: 'cors.rejected', status: 403, title: 'The cross-origin request is not allowed.' },
   upstreamUnavailable: {
     code: 'upstream.unavailable',

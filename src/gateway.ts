@@ -9,6 +9,7 @@ import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { type Readable, Transform } from 'node:stream';
 import FindMyWay from 'find-my-way';
+import type { AuthServices } from './auth/services.js';
 import type { GatewayConfig, RouteSettings } from './config/types.js';
 import { GatewayError, gatewayError, sendProblem } from './errors.js';
 import { type ClientAddress, createClientIpResolver } from './http/client-ip.js';
@@ -37,6 +38,20 @@ export interface CompiledRoute {
 export interface GatewayDeps {
   logger: Logger;
   store: Store | undefined;
+  auth: AuthServices;
+  /** Endpoints the gateway serves itself (the built-in issuer), matched before routes. */
+  endpoints?: readonly GatewayEndpoint[];
+}
+
+/** An endpoint answered by the gateway itself rather than an upstream. */
+export interface GatewayEndpoint {
+  method: 'GET' | 'POST';
+  path: string;
+  handle(
+    req: IncomingMessage,
+    res: ServerResponse,
+    ctx: { clientIp: string; requestId: string },
+  ): Promise<void>;
 }
 
 /** Response headers the gateway owns: an upstream's value is replaced, not merged. */
@@ -53,9 +68,6 @@ const OWNED_RESPONSE_HEADERS = new Set([
   'access-control-allow-headers',
 ]);
 
-/** Identity headers only the gateway may set; stripped from every client request. */
-export const RESERVED_REQUEST_HEADERS = new Set<string>();
-
 const REQUEST_ID = /^[A-Za-z0-9._:-]{8,128}$/;
 const METHODS_WITHOUT_BODY = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS']);
 
@@ -69,6 +81,9 @@ export class Gateway {
   private readonly resolveClient: (req: IncomingMessage) => ClientAddress;
   private readonly logger: Logger;
   private readonly accessLog: boolean;
+  /** Request headers never forwarded: identity headers only the gateway sets, and the API key. */
+  private readonly stripHeaders: ReadonlySet<string>;
+  private readonly endpoints: Map<string, GatewayEndpoint>;
 
   constructor(config: GatewayConfig, deps: GatewayDeps) {
     this.config = config;
@@ -78,7 +93,17 @@ export class Gateway {
     this.router = FindMyWay({ caseSensitive: true, ignoreTrailingSlash: false, maxParamLength: 1000 });
     for (const [name, settings] of Object.entries(config.upstreams))
       this.upstreams.set(name, createUpstream(settings));
-    const buildDeps: BuildDeps = { logger: deps.logger, store: deps.store };
+    const identity = config.auth.identityHeaders;
+    this.stripHeaders = new Set([
+      identity.subject,
+      identity.kind,
+      identity.scopes,
+      identity.roles,
+      identity.tenant,
+      ...(config.auth.apiKeys ? [config.auth.apiKeys.header] : []),
+    ]);
+    this.endpoints = new Map((deps.endpoints ?? []).map((e) => [`${e.method} ${e.path}`, e]));
+    const buildDeps: BuildDeps = { config, logger: deps.logger, store: deps.store, auth: deps.auth };
     const methods = new Set<string>();
     for (const settings of config.routes) {
       const route: CompiledRoute = {
@@ -126,6 +151,17 @@ export class Gateway {
       return;
     }
     const method = req.method ?? 'GET';
+    if (this.endpoints.size > 0) {
+      const endpoint = this.endpoints.get(`${method} ${path}`);
+      if (endpoint !== undefined) {
+        const clientIp = this.resolveClient(req).ip;
+        endpoint.handle(req, res, { clientIp, requestId: id }).catch((err) => {
+          if (!(err instanceof GatewayError)) this.logger.error({ requestId: id, err }, 'unexpected error');
+          this.reject(req, res, id, err instanceof GatewayError ? err : gatewayError('internal'));
+        });
+        return;
+      }
+    }
     const found = this.router.find(method as FindMyWay.HTTPMethod, path);
     if (found === null) {
       this.answerUnrouted(req, res, id, method, path);
@@ -199,7 +235,7 @@ export class Gateway {
     await forward(route.upstream, res, {
       path: route.upstream.settings.basePath + ctx.path + (ctx.query === '' ? '' : `?${ctx.query}`),
       method: ctx.method,
-      headers: buildUpstreamHeaders(req, RESERVED_REQUEST_HEADERS, extra),
+      headers: buildUpstreamHeaders(req, this.stripHeaders, extra),
       body,
       onHead: (status, raw) => {
         const out: string[] = [];

@@ -5,6 +5,8 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { type AdminServer, createAdminServer } from './admin/server.js';
+import { createBruteForceGuard } from './auth/brute-force.js';
+import { buildAuth } from './auth/build.js';
 import type { GatewayConfig } from './config/types.js';
 import { ERRORS, type ErrorSpec, PROBLEM_HEADERS, problemBody } from './errors.js';
 import { Gateway } from './gateway.js';
@@ -61,7 +63,12 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     }));
   if (!options.store) await store.migrate();
 
-  let gateway = new Gateway(config, { logger, store });
+  const guard = createBruteForceGuard(config.auth.bruteForce, {
+    onLockout: (key, until) =>
+      logger.warn({ key, until: new Date(until).toISOString() }, 'brute-force lockout'),
+  });
+  let auth = await buildAuth(config, { logger, store, guard });
+  let gateway = new Gateway(config, { logger, store, auth: auth.services, endpoints: auth.endpoints });
   const l = config.listen;
   const publicServer = createServer(
     {
@@ -103,6 +110,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     admin = createAdminServer();
     admin.setCheck('store', () => store.ping());
     admin.setCheck('config', async () => {});
+    for (const [name, check] of Object.entries(auth.checks)) admin.setCheck(name, check);
     adminPort = await listen(admin.server, config.admin.port, config.admin.host);
   }
   logger.info(
@@ -119,9 +127,23 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     store,
     current: () => gateway,
     async reload(next) {
-      const built = new Gateway(next, { logger, store });
+      const nextAuth = await buildAuth(next, { logger, store, guard });
+      let built: Gateway;
+      try {
+        built = new Gateway(next, { logger, store, auth: nextAuth.services, endpoints: nextAuth.endpoints });
+      } catch (err) {
+        nextAuth.close();
+        throw err;
+      }
       const old = gateway;
+      const oldAuth = auth;
       gateway = built;
+      auth = nextAuth;
+      if (admin) {
+        for (const name of Object.keys(oldAuth.checks)) admin.setCheck(name, undefined);
+        for (const [name, check] of Object.entries(auth.checks)) admin.setCheck(name, check);
+      }
+      oldAuth.close();
       if (next.listen.port !== config.listen.port || next.listen.host !== config.listen.host) {
         logger.warn('listener address changes take effect after a restart');
       }
@@ -136,6 +158,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
         await drained;
         clearTimeout(timer);
         await gateway.close(graceMs);
+        auth.close();
         if (admin) {
           await new Promise<void>((resolve) => admin.server.close(() => resolve()));
           admin.server.closeAllConnections();

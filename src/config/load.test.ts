@@ -199,7 +199,14 @@ describe('the example config', () => {
   const examplePath = new URL('../../portcullis.example.yaml', import.meta.url);
 
   it('is valid', () => {
-    loadConfig(examplePath.pathname, { env: { PORTCULLIS_EXAMPLE_DB: 'postgres://localhost/x' } });
+    loadConfig(examplePath.pathname, {
+      env: {
+        PORTCULLIS_EXAMPLE_DB: 'postgres://localhost/x',
+        PORTCULLIS_EXAMPLE_INTROSPECTION_SECRET: 's',
+        PORTCULLIS_EXAMPLE_PEPPER: 'p',
+        PORTCULLIS_EXAMPLE_MASTER_KEY: 'k',
+      },
+    });
   });
 
   it('documents every key of the schema', () => {

@@ -5,8 +5,11 @@
  * switch a stage off for a route (its factory returns undefined); it never
  * reorders them.
  */
-import type { RouteSettings } from '../config/types.js';
+import type { AuthServices } from '../auth/services.js';
+import type { GatewayConfig, RouteSettings } from '../config/types.js';
 import type { Logger } from '../log.js';
+import { authenticateStage } from '../stages/authenticate/index.js';
+import { preAuthStage } from '../stages/pre-auth/index.js';
 import type { Store } from '../store/types.js';
 import type { Stage } from './context.js';
 
@@ -23,8 +26,10 @@ export type RouteStageName = (typeof ROUTE_STAGE_ORDER)[number];
 
 /** What a stage factory may use while it builds. */
 export interface BuildDeps {
+  config: GatewayConfig;
   logger: Logger;
   store: Store | undefined;
+  auth: AuthServices;
 }
 
 export interface StageFactory {
@@ -34,7 +39,13 @@ export interface StageFactory {
 }
 
 /** The factories, in pipeline order. Features add theirs here. */
-export const STAGE_FACTORIES: readonly StageFactory[] = [];
+export const STAGE_FACTORIES: readonly StageFactory[] = [preAuthStage, authenticateStage];
+
+for (const [i, f] of STAGE_FACTORIES.entries()) {
+  if (ROUTE_STAGE_ORDER.indexOf(f.name) < ROUTE_STAGE_ORDER.indexOf(STAGE_FACTORIES[i - 1]?.name ?? f.name)) {
+    throw new Error(`stage ${f.name} is out of pipeline order`);
+  }
+}
 
 /** The stages of one route, in order, with the ones it switches off left out. */
 export function buildRouteStages(route: RouteSettings, deps: BuildDeps): Stage[] {

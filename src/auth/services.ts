@@ -1,0 +1,24 @@
+/**
+ * The authentication services a gateway is built with. They are created
+ * once (they hold key sets, caches and counters) and shared by the
+ * authenticate stage of every route.
+ */
+import type { Principal } from '../pipeline/context.js';
+import type { BruteForceGuard } from './types.js';
+
+export interface TokenVerifier {
+  verify(token: string): Promise<Principal>;
+}
+
+export interface ApiKeyService {
+  /** The public key id of a well-formed key (checksum verified), without any I/O; undefined otherwise. */
+  keyId(raw: string): string | undefined;
+  authenticate(raw: string): Promise<Principal>;
+}
+
+export interface AuthServices {
+  jwt: TokenVerifier | undefined;
+  introspection: { introspect(token: string): Promise<Principal> } | undefined;
+  apiKeys: ApiKeyService | undefined;
+  guard: BruteForceGuard;
+}

@@ -1,0 +1,223 @@
+/**
+ * Checks a presented API key: format and checksum first (no I/O), then the
+ * stored record by key id (through a small cache), then the secret's HMAC in
+ * constant time, then revocation and expiry.
+ *
+ * Caching and revocation: `invalidate(id)` drops a key from this instance's
+ * cache, so a revoke or rotate made through the same process (admin API) is
+ * seen by the very next request. Another instance (or a `portcullis keys`
+ * command, which is another process) is not told: it keeps serving a
+ * cached, since-revoked key for at most `cacheTtlMs` after it last looked it
+ * up. Expiry needs no invalidation: it is checked at every use.
+ */
+import { timingSafeEqual } from 'node:crypto';
+import { AuthFailure, AuthUnavailable, type Principal } from '../auth/types.js';
+import type { ApiKeySettings } from '../config/types.js';
+import type { Db } from '../store/types.js';
+import { ensureLocalSecret } from '../util/local-secret.js';
+import { parseApiKey } from './format.js';
+import { type ApiKeyCredential, createApiKeyStore, digestSecret, type WarningLogger } from './store.js';
+
+/** Options of {@link createApiKeyAuthenticator}. */
+export interface ApiKeyAuthenticatorOptions {
+  settings: Pick<ApiKeySettings, 'cacheSize' | 'cacheTtlMs'>;
+  /** The resolved pepper (see {@link resolvePepper}). */
+  pepper: string;
+  /** A store migrated to include `api_keys`. */
+  db: Db;
+  logger: WarningLogger;
+  /** Epoch milliseconds; injectable for tests. */
+  now?: () => number;
+}
+
+/** Counters since the authenticator was built, and the cache's current size. */
+export interface ApiKeyAuthenticatorStats {
+  cacheHits: number;
+  cacheMisses: number;
+  /** Queries made to the store for a key id. */
+  storeLookups: number;
+  /** Cached known keys. */
+  cachedKeys: number;
+  /** Cached ids that the store does not know (negative entries). */
+  cachedUnknown: number;
+}
+
+/** Built once per configuration; `authenticate` is the per-request function. */
+export interface ApiKeyAuthenticator {
+  /**
+   * Returns the key's principal.
+   *
+   * @throws AuthFailure `malformed_key` (bad shape or checksum: the store is
+   * not consulted), or `key_unknown`, `key_mismatch`, `key_revoked`,
+   * `key_expired`, each with the key id as `credentialId`.
+   * @throws AuthUnavailable `key_store_unavailable` (503) when the store fails.
+   */
+  authenticate(raw: string): Promise<Principal>;
+  /** Forgets what this instance cached about key `id` (after a revoke or rotate). */
+  invalidate(id: string): void;
+  /** A snapshot of the counters. */
+  readonly stats: ApiKeyAuthenticatorStats;
+  /** Resolves when pending last-used writes have finished (before closing the store). */
+  settle(): Promise<void>;
+}
+
+interface KnownEntry {
+  known: true;
+  fetchedAt: number;
+  digest: Buffer;
+  revoked: boolean;
+  expiresAt: number | undefined;
+  principal: Principal;
+}
+
+interface UnknownEntry {
+  known: false;
+  fetchedAt: number;
+}
+
+type Entry = KnownEntry | UnknownEntry;
+
+/**
+ * The pepper to key digests with: the configured one, or else the one
+ * generated on first use in `<dataDir>/secrets/api-key-pepper` (the embedded
+ * default; production configs must give one by reference). The gateway and
+ * `portcullis keys` both call this, so they agree.
+ */
+export function resolvePepper(settings: ApiKeySettings | undefined, dataDir: string): string {
+  return settings?.pepper ?? ensureLocalSecret(dataDir, 'api-key-pepper');
+}
+
+function toEntry(credential: ApiKeyCredential | undefined, fetchedAt: number): Entry {
+  if (!credential) return { known: false, fetchedAt };
+  const { record, digest } = credential;
+  return {
+    known: true,
+    fetchedAt,
+    digest,
+    revoked: record.revokedAt !== undefined,
+    expiresAt: record.expiresAt,
+    principal: Object.freeze({
+      kind: 'api_key',
+      id: record.id,
+      scopes: Object.freeze([...record.scopes]),
+      roles: Object.freeze([]),
+      claims: Object.freeze({ name: record.name }),
+      tenant: record.tenant,
+    }),
+  };
+}
+
+/**
+ * Builds the API key check.
+ *
+ * The cache holds at most `cacheSize` entries (0 turns it off), each for
+ * `cacheTtlMs`, least recently used evicted first. Unknown ids are cached
+ * too, so repeating a made-up key costs one query per ttl; but they take at
+ * most a quarter of the cache and are evicted before any known key, so a
+ * flood of made-up ids cannot push real keys out.
+ */
+export function createApiKeyAuthenticator(options: ApiKeyAuthenticatorOptions): ApiKeyAuthenticator {
+  const { settings, pepper, logger } = options;
+  const now = options.now ?? Date.now;
+  const store = createApiKeyStore(options.db, { pepper, logger, now });
+  const size = Math.max(0, Math.floor(settings.cacheSize));
+  const unknownCap = size === 0 ? 0 : Math.max(1, Math.floor(size / 4));
+  const ttl = settings.cacheTtlMs;
+  // Map order is insertion order: re-inserting on a hit makes the first entry the least recently used.
+  const known = new Map<string, KnownEntry>();
+  const unknown = new Map<string, UnknownEntry>();
+  const inflight = new Map<string, Promise<Entry>>();
+  // Bumped by invalidate(): a lookup that started before it must not cache what it read.
+  let epoch = 0;
+  const counters = { cacheHits: 0, cacheMisses: 0, storeLookups: 0 };
+
+  function cached(id: string, at: number): Entry | undefined {
+    const map: Map<string, Entry> = known.has(id) ? known : unknown;
+    const entry = map.get(id);
+    if (!entry) return undefined;
+    map.delete(id);
+    if (at - entry.fetchedAt >= ttl) return undefined;
+    map.set(id, entry);
+    return entry;
+  }
+
+  function remember(id: string, entry: Entry): void {
+    if (size === 0) return;
+    known.delete(id);
+    unknown.delete(id);
+    if (entry.known) {
+      while (known.size + unknown.size >= size) {
+        const victim = unknown.size > 0 ? unknown : known;
+        victim.delete(victim.keys().next().value!);
+      }
+      known.set(id, entry);
+    } else {
+      if (unknown.size >= unknownCap || known.size + unknown.size >= size) {
+        if (unknown.size === 0) return;
+        unknown.delete(unknown.keys().next().value!);
+      }
+      unknown.set(id, entry);
+    }
+  }
+
+  function load(id: string): Promise<Entry> {
+    const running = inflight.get(id);
+    if (running) return running;
+    const started = epoch;
+    counters.storeLookups++;
+    const lookup = store.lookup(id).then(
+      (credential) => {
+        const entry = toEntry(credential, now());
+        if (epoch === started) remember(id, entry);
+        return entry;
+      },
+      (err: unknown) => {
+        throw new AuthUnavailable('key_store_unavailable', 503, { cause: err });
+      },
+    );
+    inflight.set(id, lookup);
+    const forget = () => {
+      if (inflight.get(id) === lookup) inflight.delete(id);
+    };
+    lookup.then(forget, forget);
+    return lookup;
+  }
+
+  return {
+    async authenticate(raw) {
+      const parsed = parseApiKey(raw);
+      if (!parsed) throw new AuthFailure('malformed_key');
+      const { id, secret } = parsed;
+      let entry = cached(id, now());
+      if (entry) counters.cacheHits++;
+      else {
+        counters.cacheMisses++;
+        entry = await load(id);
+      }
+      if (!entry.known) throw new AuthFailure('key_unknown', id);
+      // The secret is checked before the status, so `key_revoked` and
+      // `key_expired` are only ever reported to whoever holds the key.
+      const presented = digestSecret(pepper, secret);
+      if (entry.digest.length !== presented.length || !timingSafeEqual(entry.digest, presented)) {
+        throw new AuthFailure('key_mismatch', id);
+      }
+      if (entry.revoked) throw new AuthFailure('key_revoked', id);
+      if (entry.expiresAt !== undefined && entry.expiresAt <= now()) throw new AuthFailure('key_expired', id);
+      void store.touch(id);
+      return entry.principal;
+    },
+
+    invalidate(id) {
+      epoch++;
+      known.delete(id);
+      unknown.delete(id);
+      inflight.delete(id);
+    },
+
+    get stats() {
+      return { ...counters, cachedKeys: known.size, cachedUnknown: unknown.size };
+    },
+
+    settle: () => store.settle(),
+  };
+}

@@ -1,0 +1,329 @@
+/**
+ * `portcullis keys`: create, list, revoke and rotate API keys.
+ *
+ * The store and pepper come from `--config FILE` (or `$PORTCULLIS_CONFIG`),
+ * as the gateway started with that config would use them; without either,
+ * from the embedded default the demo (`npm start`) runs on: SQLite and a
+ * generated pepper in `$PORTCULLIS_DATA` (default `./data`). A key made right
+ * after the quick start therefore works against the running demo.
+ */
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { ConfigError, formatIssue, loadConfig } from '../config/load.js';
+import type { ApiKeySettings } from '../config/types.js';
+import { openStore, type Store, StoreError } from '../store/index.js';
+import { parseDuration } from '../util/units.js';
+import { resolvePepper } from './authenticator.js';
+import {
+  ApiKeyError,
+  type ApiKeyRecord,
+  type ApiKeyStore,
+  apiKeyStatus,
+  createApiKeyStore,
+} from './store.js';
+
+/** Where `runKeysCommand` writes (each call is one line or block, without the final newline) and reads its environment. */
+export interface KeysCommandIo {
+  out(text: string): void;
+  err(text: string): void;
+  env: NodeJS.ProcessEnv;
+}
+
+const USAGE = `Usage:
+  portcullis keys create --name NAME --scopes a,b [--expires 90d] [--tenant T]
+  portcullis keys list [--json]
+  portcullis keys revoke ID
+  portcullis keys rotate ID [--overlap 24h] [--expires 90d]
+
+Every command also takes --config FILE: use that config's store and
+auth.api_keys (default: $PORTCULLIS_CONFIG; without it, SQLite and a generated
+pepper in $PORTCULLIS_DATA, default ./data, as the demo uses).
+Durations: 30s, 15m, 24h, 90d. A rotated key's successor gets the same
+lifetime unless --expires says otherwise.`;
+
+const DEFAULT_HEADER = 'x-api-key';
+const DEFAULT_CACHE_TTL = '30s';
+const DEFAULT_OVERLAP = '24h';
+const MAX_DURATION_MS = parseDuration('36500d');
+
+/** Bad arguments: exit 2 with the message and the usage. */
+class UsageError extends Error {}
+
+interface Context {
+  store: Store;
+  /** The repository; `forNewKeys` warns when the config will not accept the keys made. */
+  keys(forNewKeys?: boolean): ApiKeyStore;
+  settings: ApiKeySettings | undefined;
+}
+
+const COMMON = {
+  config: { type: 'string', short: 'c' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+function duration(flag: string, text: string, allowZero: boolean): number {
+  let ms: number;
+  try {
+    ms = parseDuration(text);
+  } catch {
+    throw new UsageError(
+      `--${flag} expects a duration such as 30s, 15m, 24h or 90d, got ${JSON.stringify(text)}`,
+    );
+  }
+  if ((!allowZero && ms === 0) || ms > MAX_DURATION_MS) {
+    throw new UsageError(`--${flag} must be ${allowZero ? '' : 'more than 0 and '}at most 36500d`);
+  }
+  return ms;
+}
+
+function onlyId(positionals: string[], command: string): string {
+  if (positionals.length !== 1) throw new UsageError(`keys ${command} takes exactly one key id`);
+  return positionals[0]!;
+}
+
+const when = (ms: number | undefined): string =>
+  ms === undefined ? '-' : new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows
+    .map((r) =>
+      r
+        .map((cell, i) => cell.padEnd(widths[i]!))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
+}
+
+function describeRecord(record: ApiKeyRecord): string {
+  const parts = [`scopes: ${record.scopes.join(', ') || '(none)'}`];
+  if (record.tenant !== undefined) parts.push(`tenant: ${record.tenant}`);
+  parts.push(record.expiresAt === undefined ? 'no expiry' : `expires ${when(record.expiresAt)}`);
+  return `${record.id} "${record.name}" (${parts.join('; ')})`;
+}
+
+/**
+ * Runs `portcullis keys …`. `argv` is what follows `keys` (a leading `keys`
+ * is skipped too). Resolves to the exit code: 0 success, 1 runtime failure
+ * (unknown key, store unreachable), 2 bad usage or an invalid config.
+ */
+export async function runKeysCommand(argv: string[], io: KeysCommandIo): Promise<number> {
+  const args = argv[0] === 'keys' ? argv.slice(1) : argv;
+  const [command, ...rest] = args;
+  if (command === 'help' || command === '--help' || command === '-h') {
+    io.out(USAGE);
+    return 0;
+  }
+  let context: Context | undefined;
+  try {
+    switch (command) {
+      case 'create': {
+        const { values, positionals } = parse(rest, {
+          name: { type: 'string' },
+          scopes: { type: 'string' },
+          expires: { type: 'string' },
+          tenant: { type: 'string' },
+        });
+        if (values.help) return help(io);
+        if (positionals.length > 0)
+          throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
+        if (values.name === undefined) throw new UsageError('keys create needs --name NAME');
+        if (values.scopes === undefined) throw new UsageError('keys create needs --scopes a,b');
+        const scopes = values.scopes
+          .split(',')
+          .map((s) => s.trim())
+          .filter((s) => s !== '');
+        if (scopes.length === 0) throw new UsageError('--scopes needs at least one scope');
+        const lifetime =
+          values.expires === undefined ? undefined : duration('expires', values.expires, false);
+        context = await open(values.config, io);
+        const { record, key } = await context.keys(true).create({
+          name: values.name,
+          scopes,
+          tenant: values.tenant,
+          expiresAt: lifetime === undefined ? undefined : Date.now() + lifetime,
+        });
+        io.err(`Created ${describeRecord(record)} in ${context.store.location}.`);
+        io.out(key);
+        io.err(
+          `Store it now; it cannot be shown again. Send it in the ${context.settings?.header ?? DEFAULT_HEADER} header.`,
+        );
+        return 0;
+      }
+      case 'list': {
+        const { values, positionals } = parse(rest, { json: { type: 'boolean' } });
+        if (values.help) return help(io);
+        if (positionals.length > 0)
+          throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
+        context = await open(values.config, io);
+        const records = await context.keys().list();
+        const now = Date.now();
+        if (values.json) {
+          const iso = (ms: number | undefined) => (ms === undefined ? null : new Date(ms).toISOString());
+          const json = records.map((r) => ({
+            id: r.id,
+            name: r.name,
+            scopes: r.scopes,
+            tenant: r.tenant ?? null,
+            createdAt: iso(r.createdAt),
+            expiresAt: iso(r.expiresAt),
+            revokedAt: iso(r.revokedAt),
+            lastUsedAt: iso(r.lastUsedAt),
+            replacedBy: r.replacedBy ?? null,
+            status: apiKeyStatus(r, now),
+          }));
+          io.out(JSON.stringify(json, null, 2));
+        } else if (records.length === 0) {
+          io.out('No API keys.');
+        } else {
+          io.out(
+            table([
+              ['ID', 'NAME', 'SCOPES', 'TENANT', 'CREATED', 'EXPIRES', 'LAST USED', 'STATUS'],
+              ...records.map((r) => [
+                r.id,
+                r.name,
+                r.scopes.join(','),
+                r.tenant ?? '-',
+                when(r.createdAt),
+                when(r.expiresAt),
+                when(r.lastUsedAt),
+                r.replacedBy === undefined
+                  ? apiKeyStatus(r, now)
+                  : `${apiKeyStatus(r, now)} → ${r.replacedBy}`,
+              ]),
+            ]),
+          );
+        }
+        return 0;
+      }
+      case 'revoke': {
+        const { values, positionals } = parse(rest, {});
+        if (values.help) return help(io);
+        const id = onlyId(positionals, 'revoke');
+        context = await open(values.config, io);
+        const { record, alreadyRevoked } = await context.keys().revoke(id);
+        io.out(
+          alreadyRevoked
+            ? `${record.id} was already revoked at ${when(record.revokedAt)}.`
+            : `Revoked ${record.id} "${record.name}". ${propagation(context)}`,
+        );
+        return 0;
+      }
+      case 'rotate': {
+        const { values, positionals } = parse(rest, {
+          overlap: { type: 'string' },
+          expires: { type: 'string' },
+        });
+        if (values.help) return help(io);
+        const id = onlyId(positionals, 'rotate');
+        const overlapMs = duration('overlap', values.overlap ?? DEFAULT_OVERLAP, true);
+        const lifetime =
+          values.expires === undefined ? undefined : duration('expires', values.expires, false);
+        context = await open(values.config, io);
+        const { previous, next, key } = await context
+          .keys(true)
+          .rotate(
+            id,
+            lifetime === undefined ? { overlapMs } : { overlapMs, expiresAt: Date.now() + lifetime },
+          );
+        io.err(`Rotated ${previous.id} → ${describeRecord(next)}.`);
+        io.out(key);
+        io.err(
+          `Store it now; it cannot be shown again. ${previous.id} keeps working until ${when(previous.expiresAt)}, then stops. ${propagation(context)}`,
+        );
+        return 0;
+      }
+      default:
+        throw new UsageError(command === undefined ? 'missing command' : `unknown command "keys ${command}"`);
+    }
+  } catch (err) {
+    return report(err, io);
+  } finally {
+    await context?.store.close().catch(() => {});
+  }
+}
+
+function parse<T extends Record<string, { type: 'string' | 'boolean' }>>(args: string[], options: T) {
+  try {
+    return parseArgs({ args, allowPositionals: true, strict: true, options: { ...COMMON, ...options } });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
+function help(io: KeysCommandIo): number {
+  io.out(USAGE);
+  return 0;
+}
+
+function propagation(context: Context): string {
+  const ttl = context.settings === undefined ? DEFAULT_CACHE_TTL : `${context.settings.cacheTtlMs / 1000}s`;
+  return `Running gateways that cached the key see the change within ${ttl} (their key cache ttl).`;
+}
+
+function report(err: unknown, io: KeysCommandIo): number {
+  if (err instanceof UsageError) {
+    io.err(`portcullis keys: ${err.message}\n\n${USAGE}`);
+    return 2;
+  }
+  if (err instanceof ConfigError) {
+    io.err(
+      `${err.issues.length} error(s) in the config:\n${err.issues.map((i) => `  ${formatIssue(i)}`).join('\n')}`,
+    );
+    return 2;
+  }
+  if (err instanceof ApiKeyError) {
+    io.err(`portcullis keys: ${err.message}`);
+    return err.code === 'keys.invalid_input' ? 2 : 1;
+  }
+  if (err instanceof StoreError && err.code === 'store.unsupported_url') {
+    io.err(`portcullis keys: ${err.message}`);
+    return 2;
+  }
+  io.err(`portcullis keys: ${(err as Error).message ?? String(err)}`);
+  return 1;
+}
+
+async function open(configFile: string | undefined, io: KeysCommandIo): Promise<Context> {
+  const file = configFile ?? (io.env.PORTCULLIS_CONFIG || undefined);
+  let url: string | undefined;
+  let dataDir: string;
+  let settings: ApiKeySettings | undefined;
+  if (file === undefined) {
+    dataDir = resolve(io.env.PORTCULLIS_DATA ?? 'data');
+  } else {
+    const { config } = loadConfig(file, { env: io.env });
+    url = config.store.url;
+    dataDir = config.store.dataDir;
+    settings = config.auth.apiKeys;
+  }
+  const store = await openStore({
+    url,
+    dataDir,
+    onError: (err) => io.err(`portcullis keys: store connection error: ${err.message}`),
+  });
+  try {
+    await store.migrate();
+  } catch (err) {
+    await store.close().catch(() => {});
+    throw err;
+  }
+  let keys: ApiKeyStore | undefined;
+  return {
+    store,
+    settings,
+    keys(forNewKeys = false) {
+      if (forNewKeys && file !== undefined && settings === undefined) {
+        io.err(
+          `warning: ${file} does not configure auth.api_keys: the gateway accepts no API keys until it does, and a pepper configured then will not match keys made now.`,
+        );
+      }
+      keys ??= createApiKeyStore(store, {
+        pepper: resolvePepper(settings, dataDir),
+        logger: { warn: (_details, message) => io.err(`warning: ${message}`) },
+      });
+      return keys;
+    },
+  };
+}

@@ -1,0 +1,146 @@
+/**
+ * Authenticate: turns the request's credential into a Principal, or rejects
+ * it with 401. Which credentials a route accepts is its `auth` list; a route
+ * without `auth: none` always requires one (default deny).
+ *
+ * The client learns nothing about why a credential failed (RFC 6750 §3.1:
+ * `error="invalid_token"` and nothing more specific); the reason goes to the
+ * log and, later, the audit trail.
+ */
+import type { IncomingMessage } from 'node:http';
+import { AuthFailure, AuthUnavailable } from '../../auth/types.js';
+import type { AuthMethod } from '../../config/types.js';
+import { GatewayError, gatewayError } from '../../errors.js';
+import type { Principal, RequestContext } from '../../pipeline/context.js';
+import type { StageFactory } from '../../pipeline/index.js';
+
+const CHALLENGE = 'Bearer realm="portcullis"';
+const INVALID_TOKEN = 'Bearer realm="portcullis", error="invalid_token"';
+
+/** The token of `Authorization: Bearer <token>` (RFC 6750 §2.1), or undefined. */
+export function bearerToken(req: IncomingMessage): string | undefined {
+  const header = req.headers.authorization;
+  if (header === undefined || header.length < 8) return undefined;
+  if (header.slice(0, 7).toLowerCase() !== 'bearer ') return undefined;
+  const token = header.slice(7).trim();
+  return token === '' ? undefined : token;
+}
+
+function queryParam(query: string, name: string): string | undefined {
+  if (query === '') return undefined;
+  for (const part of query.split('&')) {
+    const eq = part.indexOf('=');
+    if ((eq === -1 ? part : part.slice(0, eq)) === name) {
+      try {
+        return decodeURIComponent(part.slice(eq + 1).replace(/\+/g, ' '));
+      } catch {
+        return undefined;
+      }
+    }
+  }
+  return undefined;
+}
+
+export const authenticateStage: StageFactory = {
+  name: 'authenticate',
+  create(route, deps) {
+    if (route.auth === 'none') return undefined;
+    const methods: readonly AuthMethod[] = route.auth;
+    const { jwt, introspection, apiKeys, guard } = deps.auth;
+    const keySettings = deps.config.auth.apiKeys;
+    const keyHeader = keySettings?.header;
+    const useJwt = methods.includes('jwt') && jwt !== undefined;
+    const useIntrospection = methods.includes('introspection') && introspection !== undefined;
+    const useKeys = methods.includes('api_key') && apiKeys !== undefined;
+    const headers = deps.config.auth.identityHeaders;
+    const logger = deps.logger;
+
+    const fail = (
+      ctx: RequestContext,
+      err: unknown,
+      credentialId: string | undefined,
+      kind: string,
+    ): never => {
+      if (err instanceof AuthFailure) {
+        guard.recordFailure(ctx.clientIp, err.credentialId ?? credentialId);
+        logger.info(
+          { requestId: ctx.id, route: route.name, method: kind, reason: err.reason },
+          'authentication failed',
+        );
+        throw gatewayError('authInvalid', {
+          headers: { 'www-authenticate': INVALID_TOKEN },
+          internal: `${kind}: ${err.reason}`,
+        });
+      }
+      if (err instanceof AuthUnavailable) {
+        logger.warn(
+          { requestId: ctx.id, route: route.name, method: kind, reason: err.reason },
+          'authentication unavailable',
+        );
+        throw err.status === 401
+          ? gatewayError('authInvalid', {
+              headers: { 'www-authenticate': INVALID_TOKEN },
+              internal: err.reason,
+            })
+          : gatewayError('authUnavailable', { headers: { 'retry-after': '5' }, internal: err.reason });
+      }
+      if (err instanceof GatewayError) throw err;
+      throw err;
+    };
+
+    const accept = (ctx: RequestContext, principal: Principal, credentialId: string | undefined): void => {
+      guard.recordSuccess(ctx.clientIp, credentialId);
+      ctx.principal = principal;
+      const up = ctx.upstreamHeaders;
+      up[headers.subject] = principal.id;
+      up[headers.kind] = principal.kind;
+      if (principal.scopes.length > 0) up[headers.scopes] = principal.scopes.join(' ');
+      if (principal.roles.length > 0) up[headers.roles] = principal.roles.join(',');
+      if (principal.tenant !== undefined) up[headers.tenant] = principal.tenant;
+    };
+
+    return {
+      name: 'authenticate',
+      async handle(ctx) {
+        const token = useJwt || useIntrospection ? bearerToken(ctx.req) : undefined;
+        if (token !== undefined) {
+          // A compact JWS has exactly two dots; anything else is an opaque token.
+          const isJwt = token.split('.').length === 3;
+          if (isJwt && useJwt) {
+            try {
+              return accept(ctx, await jwt!.verify(token), undefined);
+            } catch (err) {
+              return fail(ctx, err, undefined, 'jwt');
+            }
+          }
+          if (useIntrospection) {
+            try {
+              return accept(ctx, await introspection!.introspect(token), undefined);
+            } catch (err) {
+              return fail(ctx, err, undefined, 'introspection');
+            }
+          }
+          return fail(ctx, new AuthFailure('unsupported_token'), undefined, 'bearer');
+        }
+        if (useKeys) {
+          let raw = ctx.req.headers[keyHeader!];
+          if (Array.isArray(raw)) raw = raw[0];
+          if (raw === undefined && route.apiKeyInQuery) raw = queryParam(ctx.query, keySettings!.queryParam);
+          if (raw !== undefined) {
+            const id = apiKeys!.keyId(raw);
+            guard.check(ctx.clientIp, id);
+            try {
+              return accept(ctx, await apiKeys!.authenticate(raw), id);
+            } catch (err) {
+              return fail(ctx, err, id, 'api_key');
+            }
+          }
+        }
+        throw gatewayError('authRequired', {
+          headers: { 'www-authenticate': CHALLENGE },
+          internal: 'no credentials',
+        });
+      },
+    };
+  },
+};
