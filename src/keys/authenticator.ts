@@ -53,6 +53,12 @@ export interface ApiKeyAuthenticator {
    * @throws AuthUnavailable `key_store_unavailable` (503) when the store fails.
    */
   authenticate(raw: string): Promise<Principal>;
+  /**
+   * The key id (`key_…`) of a well-formed key with a correct checksum, or
+   * undefined; no I/O, so the brute-force guard can count per key before any
+   * lookup or cryptography.
+   */
+  keyId(raw: string): string | undefined;
   /** Forgets what this instance cached about key `id` (after a revoke or rotate). */
   invalidate(id: string): void;
   /** A snapshot of the counters. */
@@ -112,9 +118,9 @@ function toEntry(credential: ApiKeyCredential | undefined, fetchedAt: number): E
  *
  * The cache holds at most `cacheSize` entries (0 turns it off), each for
  * `cacheTtlMs`, least recently used evicted first. Unknown ids are cached
- * too, so repeating a made-up key costs one query per ttl; but they take at
- * most a quarter of the cache and are evicted before any known key, so a
- * flood of made-up ids cannot push real keys out.
+ * too, so repeating a made-up key costs one query per ttl; they take at most
+ * a quarter of the cache and are evicted before any known key, so a flood of
+ * made-up ids displaces at most a quarter of the known keys.
  */
 export function createApiKeyAuthenticator(options: ApiKeyAuthenticatorOptions): ApiKeyAuthenticator {
   const { settings, pepper, logger } = options;
@@ -152,10 +158,9 @@ export function createApiKeyAuthenticator(options: ApiKeyAuthenticatorOptions): 
       }
       known.set(id, entry);
     } else {
-      if (unknown.size >= unknownCap || known.size + unknown.size >= size) {
-        if (unknown.size === 0) return;
-        unknown.delete(unknown.keys().next().value!);
-      }
+      const victim =
+        unknown.size >= unknownCap ? unknown : known.size + unknown.size >= size ? known : undefined;
+      victim?.delete(victim.keys().next().value!);
       unknown.set(id, entry);
     }
   }
@@ -206,6 +211,8 @@ export function createApiKeyAuthenticator(options: ApiKeyAuthenticatorOptions): 
       void store.touch(id);
       return entry.principal;
     },
+
+    keyId: (raw) => parseApiKey(raw)?.id,
 
     invalidate(id) {
       epoch++;

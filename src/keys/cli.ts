@@ -274,8 +274,9 @@ function report(err: unknown, io: KeysCommandIo): number {
     return 2;
   }
   if (err instanceof ApiKeyError) {
+    if (err.code === 'keys.invalid_input') return report(new UsageError(err.message), io);
     io.err(`portcullis keys: ${err.message}`);
-    return err.code === 'keys.invalid_input' ? 2 : 1;
+    return 1;
   }
   if (err instanceof StoreError && err.code === 'store.unsupported_url') {
     io.err(`portcullis keys: ${err.message}`);
@@ -320,7 +321,7 @@ async function open(configFile: string | undefined, io: KeysCommandIo): Promise<
         );
       }
       keys ??= createApiKeyStore(store, {
-        pepper: resolvePepper(settings, dataDir),
+        pepper: () => resolvePepper(settings, dataDir),
         logger: { warn: (_details, message) => io.err(`warning: ${message}`) },
       });
       return keys;

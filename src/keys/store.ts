@@ -130,8 +130,12 @@ export interface WarningLogger {
 
 /** Options of {@link createApiKeyStore}. */
 export interface ApiKeyStoreOptions {
-  /** The server secret the digests are keyed with; its UTF-8 bytes are the HMAC key. */
-  pepper: string;
+  /**
+   * The server secret the digests are keyed with; its UTF-8 bytes are the
+   * HMAC key. A function is called when a digest is first needed, so a
+   * read-only use (list, revoke) never creates a generated pepper.
+   */
+  pepper: string | (() => string);
   logger: WarningLogger;
   /** Epoch milliseconds; injectable for tests. */
   now?: () => number;
@@ -219,16 +223,26 @@ function checkScopes(scopes: readonly string[]): string[] {
   return unique;
 }
 
-/**
- * Builds the repository on `db` (migrated to include `api_keys`).
- *
- * @throws TypeError when the pepper is shorter than {@link MIN_PEPPER_BYTES}.
- */
-export function createApiKeyStore(db: Db, options: ApiKeyStoreOptions): ApiKeyStore {
-  const { pepper, logger } = options;
+function checkPepper(pepper: unknown): string {
   if (typeof pepper !== 'string' || Buffer.byteLength(pepper) < MIN_PEPPER_BYTES) {
     throw new TypeError(`the API key pepper must be at least ${MIN_PEPPER_BYTES} bytes`);
   }
+  return pepper;
+}
+
+/**
+ * Builds the repository on `db` (migrated to include `api_keys`).
+ *
+ * @throws TypeError when the pepper is shorter than {@link MIN_PEPPER_BYTES}
+ * (at once for a string, at the first digest for a function).
+ */
+export function createApiKeyStore(db: Db, options: ApiKeyStoreOptions): ApiKeyStore {
+  const { logger } = options;
+  let resolved = typeof options.pepper === 'string' ? checkPepper(options.pepper) : undefined;
+  const pepper = (): string => {
+    resolved ??= checkPepper((options.pepper as () => string)());
+    return resolved;
+  };
   const now = options.now ?? Date.now;
   const touched = new Map<string, number>();
   const pending = new Set<Promise<void>>();
@@ -257,7 +271,7 @@ export function createApiKeyStore(db: Db, options: ApiKeyStoreOptions): ApiKeySt
       [
         id,
         record.name,
-        digestSecret(pepper, secret).toString('hex'),
+        digestSecret(pepper(), secret).toString('hex'),
         JSON.stringify(scopes),
         record.tenant ?? null,
         iso(at),
@@ -356,7 +370,7 @@ export function createApiKeyStore(db: Db, options: ApiKeyStoreOptions): ApiKeySt
       touched.set(id, at);
       const write = db
         .execute(
-          'update api_keys set last_used_at = $1 where id = $2 and (last_used_at is null or last_used_at < $3)',
+          'update api_keys set last_used_at = $1 where id = $2 and (last_used_at is null or last_used_at <= $3)',
           [iso(at), id, iso(at - TOUCH_INTERVAL_MS)],
         )
         .then(
