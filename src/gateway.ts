@@ -183,7 +183,13 @@ export class Gateway {
       principal: undefined,
       upstreamHeaders: {},
     };
-    const pending = this.runStages(ctx, route.stages, 0);
+    let pending: Promise<void> | undefined;
+    try {
+      pending = this.runStages(ctx, route.stages, 0);
+    } catch (err) {
+      this.fail(ctx, err);
+      return;
+    }
     if (pending === undefined) {
       this.proxy(ctx, route, client).catch((err) => this.fail(ctx, err));
     } else {
