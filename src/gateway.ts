@@ -262,7 +262,7 @@ export class Gateway {
       if (err.status >= 500) {
         this.logger.warn(
           { requestId: ctx.id, route: ctx.route.name, code: err.code, reason: err.internal },
-          'upstream failure',
+          'request failed',
         );
       }
       this.reject(ctx.req, ctx.res, ctx.id, err);
