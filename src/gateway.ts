@@ -33,6 +33,8 @@ export interface CompiledRoute {
   readonly upstream: Upstream;
   /** Security headers added to every response of this route, as flat pairs. */
   readonly responseHeaders: readonly string[];
+  /** A query parameter never forwarded (the API key, on routes that accept it there). */
+  readonly stripQueryParam: string | undefined;
 }
 
 export interface GatewayDeps {
@@ -110,6 +112,7 @@ export class Gateway {
         settings,
         stages: buildRouteStages(settings, buildDeps),
         upstream: this.upstreams.get(settings.upstream)!,
+        stripQueryParam: settings.apiKeyInQuery ? config.auth.apiKeys?.queryParam : undefined,
         responseHeaders: [
           'x-content-type-options',
           'nosniff',
@@ -238,8 +241,9 @@ export class Gateway {
     for (const name in ctx.upstreamHeaders) extra.push(name, ctx.upstreamHeaders[name]!);
     const cors = route.settings.cors;
     const origin = req.headers.origin;
+    const query = route.stripQueryParam === undefined ? ctx.query : withoutParam(ctx.query, route.stripQueryParam);
     await forward(route.upstream, res, {
-      path: route.upstream.settings.basePath + ctx.path + (ctx.query === '' ? '' : `?${ctx.query}`),
+      path: route.upstream.settings.basePath + ctx.path + (query === '' ? '' : `?${query}`),
       method: ctx.method,
       headers: buildUpstreamHeaders(req, this.stripHeaders, extra),
       body,
@@ -355,6 +359,15 @@ export class Gateway {
     clearTimeout(timer);
     await Promise.all(pools.map((u) => u.pool.destroy()));
   }
+}
+
+/** The query string without any occurrence of parameter `name`. */
+function withoutParam(query: string, name: string): string {
+  if (!query.includes(name)) return query;
+  return query
+    .split('&')
+    .filter((part) => (part.includes('=') ? part.slice(0, part.indexOf('=')) : part) !== name)
+    .join('&');
 }
 
 function firstValue(header: string | string[] | undefined): string | undefined {

@@ -7,6 +7,7 @@ import type { GatewayConfig } from '../config/types.js';
 import type { GatewayEndpoint } from '../gateway.js';
 import type { Logger } from '../log.js';
 import type { Store } from '../store/types.js';
+import { createApiKeyAuthenticator, resolvePepper } from '../keys/authenticator.js';
 import { createIntrospector } from './introspection.js';
 import type { AuthServices } from './services.js';
 import type { BruteForceGuard } from './types.js';
@@ -29,7 +30,14 @@ export async function buildAuth(
     introspection: auth.introspection
       ? createIntrospector({ providers: auth.introspection.providers, logger: deps.logger })
       : undefined,
-    apiKeys: undefined,
+    apiKeys: auth.apiKeys
+      ? createApiKeyAuthenticator({
+          settings: auth.apiKeys,
+          pepper: resolvePepper(auth.apiKeys, config.store.dataDir),
+          db: deps.store,
+          logger: deps.logger,
+        })
+      : undefined,
     guard: deps.guard,
   };
   return { services, endpoints: [], checks: {}, close() {} };

@@ -10,6 +10,7 @@ import { ConfigError, formatIssue, type LoadOptions, loadConfig } from '../confi
 import { configReference } from '../config/reference.js';
 import { ConfigSchema } from '../config/schema.js';
 import { startOrdersApi } from '../demo/orders-api.js';
+import { runKeysCommand } from '../keys/cli.js';
 import { createLogger } from '../log.js';
 import { type Running, startGateway } from '../runtime.js';
 
@@ -22,6 +23,9 @@ Usage:
   portcullis start [--config FILE]   run the gateway (default config: $PORTCULLIS_CONFIG or ./portcullis.yaml)
   portcullis check [--config FILE]   validate a config: errors (exit 2) and security warnings
   portcullis demo                    run the gateway in front of the bundled demo API
+  portcullis keys create --name N --scopes a,b [--expires 90d] [--tenant T]
+  portcullis keys list | revoke ID | rotate ID [--overlap 24h]
+                                     manage API keys (each takes --config FILE; default: the data folder)
   portcullis schema [--markdown]     print the config's JSON Schema (for editors), or its reference table
   portcullis --version | --help
 
@@ -106,6 +110,9 @@ async function run(file: string, options?: LoadOptions, onReady?: (running: Runn
 }
 
 async function main(argv: string[]): Promise<void> {
+  // Subcommands with options of their own parse their arguments themselves.
+  const io = { out, err: (s: string) => process.stderr.write(`${s}\n`), env: process.env };
+  if (argv[0] === 'keys') process.exit(await runKeysCommand(argv.slice(1), io));
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,

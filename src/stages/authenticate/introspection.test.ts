@@ -2,7 +2,12 @@ import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { startTestGateway, startUpstream, type TestGateway, type TestUpstream } from '../../test-support/gateway.js';
+import {
+  startTestGateway,
+  startUpstream,
+  type TestGateway,
+  type TestUpstream,
+} from '../../test-support/gateway.js';
 import { send } from '../../test-support/http.js';
 
 interface Endpoint {
@@ -163,7 +168,12 @@ describe('opaque tokens by introspection', () => {
       auth: {
         introspection: {
           providers: [
-            { name: 'down', endpoint: 'http://127.0.0.1:1/introspect', client_id: 'a', client_secret: '${env:PC_TEST_INTROSPECTION_SECRET}' },
+            {
+              name: 'down',
+              endpoint: 'http://127.0.0.1:1/introspect',
+              client_id: 'a',
+              client_secret: '${env:PC_TEST_INTROSPECTION_SECRET}',
+            },
           ],
         },
       },
