@@ -20,9 +20,9 @@ import {
 } from 'jose';
 import type { JwtProviderSettings } from '../../config/types.js';
 import type { Logger } from '../../log.js';
+import { LruCache } from '../../util/lru.js';
 import { AuthFailure, AuthUnavailable, type LocalJwtProvider, type Principal } from '../types.js';
 import { type KeySource, LocalKeySource, RemoteKeySource } from './jwks.js';
-import { LruCache } from './lru.js';
 
 /** Verifies JWT access tokens against the configured providers. */
 export interface JwtVerifier {
@@ -90,8 +90,6 @@ interface Provider {
 
 interface CachedToken {
   principal: Principal;
-  /** The token's `exp` in milliseconds: the entry is never used past it. */
-  expiresAt: number;
   provider: Provider;
   kid: string | undefined;
   jti: string | undefined;
@@ -102,7 +100,9 @@ interface CachedToken {
  * from the provider's configuration, never from the token (RFC 8725 §3.10,
  * CVE-2018-0114 for `jwk`): a token carrying one is rejected outright rather
  * than ignored, since no honest issuer needs them for access tokens and a
- * token that carries them is most likely probing for that bug.
+ * token that carries them is most likely probing for that bug. `x5c` and
+ * `x5t` are not refused, because some providers (Azure AD, AD FS) send them
+ * by habit; they are simply never read.
  */
 const FORBIDDEN_HEADERS = ['jku', 'x5u', 'jwk'] as const;
 
@@ -124,7 +124,9 @@ export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
     signatureChecks: 0,
     failures: Object.create(null) as Record<string, number>,
   };
-  const cache = options.cacheSize > 0 ? new LruCache<string, CachedToken>(options.cacheSize) : undefined;
+  // Keyed by the token's SHA-256, so the cache holds no bearer credential;
+  // each entry expires at the token's exp, never later.
+  const cache = options.cacheSize > 0 ? new LruCache<string, CachedToken>(options.cacheSize, now) : undefined;
 
   const providers: Provider[] = [
     ...options.providers.map((p) => remoteProvider(p, { logger, now, stats, signal: abort.signal })),
@@ -141,8 +143,8 @@ export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
   const remotes = providers.filter((p) => p.remote !== undefined);
 
   async function verifyToken(token: string): Promise<Principal> {
-    // RFC 8725 §3.4 asks for care with untrusted input: bound the work before
-    // hashing or decoding anything.
+    // Bound the work before hashing or decoding anything: only the per-IP
+    // throttle runs before this, and an attacker picks the token's length.
     if (typeof token !== 'string') throw new AuthFailure('malformed');
     if (token.length > largestToken) throw new AuthFailure('token_too_large');
     const hash = createHash('sha256').update(token).digest('base64url');
@@ -153,7 +155,7 @@ export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
     if (cache !== undefined) {
       const hit = cache.get(hash);
       if (hit !== undefined) {
-        if (now() < hit.expiresAt && keyStillPublished(hit)) {
+        if (keyStillPublished(hit)) {
           await checkRevocation(hit.provider, hit.jti, fail);
           stats.cacheHits++;
           return hit.principal;
@@ -178,8 +180,8 @@ export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
     // RFC 8725 §3.1: "none" is never acceptable, in any spelling.
     if (alg.toLowerCase() === 'none') throw fail('alg_not_allowed');
     if (FORBIDDEN_HEADERS.some((name) => Object.hasOwn(header, name))) throw fail('forbidden_header');
-    // RFC 7515 §4.1.11: no extension is understood for JWTs (jose knows only
-    // b64, which RFC 7797 §7 rules out for JWTs), so any crit is refused.
+    // RFC 7515 §4.1.11: no extension is understood here (jose knows only
+    // b64, and a JWT never has an unencoded payload), so any crit is refused.
     if (header.crit !== undefined) throw fail('crit_unsupported');
     if (header.kid !== undefined && typeof header.kid !== 'string') throw fail('malformed');
 
@@ -210,6 +212,11 @@ export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
     }
 
     const claims = result.payload;
+    // JSON.parse turns 1e400 into Infinity, which jose accepts as a number:
+    // a token that never expires (RFC 7519 §2 NumericDate is a finite value).
+    for (const claim of ['exp', 'nbf', 'iat'] as const) {
+      if (claims[claim] !== undefined && !Number.isFinite(claims[claim])) throw fail('invalid_claim');
+    }
     const nowSeconds = Math.floor(now() / 1000);
     // jose checks iat only together with maxTokenAge; a token issued in the
     // future is a clock or forgery problem either way (RFC 7519 §4.1.6).
@@ -224,19 +231,23 @@ export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
     const expiresAt = (claims.exp as number) * 1000;
     if (cache !== undefined && expiresAt > now()) {
       const kid = typeof result.protectedHeader.kid === 'string' ? result.protectedHeader.kid : undefined;
-      cache.set(hash, { principal, expiresAt, provider, kid, jti });
+      cache.set(hash, { principal, provider, kid, jti }, expiresAt);
     }
     return principal;
   }
 
-  async function verifyWithProvider(token: string, alg: string, provider: Provider): Promise<JWTVerifyResult> {
+  async function verifyWithProvider(
+    token: string,
+    alg: string,
+    provider: Provider,
+  ): Promise<JWTVerifyResult> {
     const verifyOptions: JWTVerifyOptions = {
       algorithms: [...provider.algorithms],
       issuer: provider.issuer,
       audience: provider.audience,
       clockTolerance: provider.clockSkewSeconds,
       currentDate: new Date(now()),
-      // RFC 9068 §4: exp is REQUIRED; a token without it would never expire.
+      // RFC 9068 §2.2: exp is REQUIRED; a token without it would never expire.
       requiredClaims: ['exp'],
     };
     // RFC 9068 §2.1 / RFC 8725 §3.11: explicit typing keeps ID tokens and

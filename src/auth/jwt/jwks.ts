@@ -10,6 +10,7 @@
  * small cache and hands jose a `createLocalJWKSet` built from each fetch.
  */
 import {
+  type CryptoKey,
   createLocalJWKSet,
   errors,
   type JSONWebKeySet,
@@ -155,13 +156,15 @@ export class RemoteKeySource implements KeySource {
       this.#o.stats.jwksFetches++;
       const document = await getJson(uri, this.#o.jwksTimeoutMs, this.#o.signal);
       const { set, dropped } = publicKeySet(document);
+      if (dropped > 0) {
+        logger.warn({ provider: name, dropped }, 'JWKS members that are not public keys were ignored');
+      }
+      // An empty set would make the provider look ready while accepting nothing.
+      if (set.keys.length === 0) throw new Error('JWKS has no usable public keys');
       const keys = createLocalJWKSet(set);
       this.#keys = keys;
       this.#kids = new Set(set.keys.flatMap((k) => (typeof k.kid === 'string' ? [k.kid] : [])));
       this.#fetchedAt = this.#o.now();
-      if (dropped > 0) {
-        logger.warn({ provider: name, dropped }, 'JWKS members that are not public keys were ignored');
-      }
       logger.debug({ provider: name, keys: set.keys.length }, 'JWKS fetched');
     } catch (err) {
       if (this.#o.jwksUri === undefined) this.#discoveredUri = undefined;
