@@ -59,6 +59,11 @@ export const ERRORS = {
     status: 502,
     title: 'The service behind the gateway is unavailable.',
   },
+  upstreamTooLarge: {
+    code: 'upstream.response_too_large',
+    status: 502,
+    title: 'The service behind the gateway gave an answer that cannot be checked.',
+  },
   upstreamTimeout: {
     code: 'upstream.timeout',
     status: 504,

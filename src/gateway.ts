@@ -16,7 +16,7 @@ import { type ClientAddress, createClientIpResolver } from './http/client-ip.js'
 import { corsResponseHeaders, preflightHeaders } from './http/cors.js';
 import { BadPathError, normaliseTarget } from './http/normalise.js';
 import type { Logger } from './log.js';
-import type { RequestContext, Stage } from './pipeline/context.js';
+import type { RequestContext, ResponseFilter, Stage } from './pipeline/context.js';
 import { type BuildDeps, buildRouteStages } from './pipeline/index.js';
 import {
   buildUpstreamHeaders,
@@ -35,6 +35,10 @@ export interface CompiledRoute {
   readonly responseHeaders: readonly string[];
   /** A query parameter never forwarded (the API key, on routes that accept it there). */
   readonly stripQueryParam: string | undefined;
+  /** Response filters of the route's stages, in pipeline order. */
+  readonly filters: readonly ResponseFilter[];
+  /** Request headers never forwarded on this route. */
+  readonly stripHeaders: ReadonlySet<string>;
 }
 
 export interface GatewayDeps {
@@ -108,9 +112,15 @@ export class Gateway {
     const buildDeps: BuildDeps = { config, logger: deps.logger, store: deps.store, auth: deps.auth };
     const methods = new Set<string>();
     for (const settings of config.routes) {
+      const stages = buildRouteStages(settings, buildDeps);
       const route: CompiledRoute = {
         settings,
-        stages: buildRouteStages(settings, buildDeps),
+        stages,
+        filters: stages.flatMap((s) => (s.response ? [s.response] : [])),
+        // A filtered response must arrive uncompressed to be read.
+        stripHeaders: stages.some((s) => s.response)
+          ? new Set([...this.stripHeaders, 'accept-encoding'])
+          : this.stripHeaders,
         upstream: this.upstreams.get(settings.upstream)!,
         stripQueryParam: settings.apiKeyInQuery ? config.auth.apiKeys?.queryParam : undefined,
         responseHeaders: [
@@ -185,6 +195,10 @@ export class Gateway {
       params: found.params,
       principal: undefined,
       upstreamHeaders: {},
+      body: undefined,
+      parsedBody: undefined,
+      responseHeaders: [],
+      shadowDenials: [],
     };
     let pending: Promise<void> | undefined;
     try {
@@ -211,20 +225,26 @@ export class Gateway {
 
   private async proxy(ctx: RequestContext, route: CompiledRoute, client: ClientAddress): Promise<void> {
     const { req, res } = ctx;
-    const limit = route.settings.bodyLimit;
-    let body: Readable | undefined;
-    const length = req.headers['content-length'];
-    if (length !== undefined) {
-      // llhttp has already rejected malformed and conflicting Content-Length values.
-      const n = Number(length);
-      if (n > limit) throw gatewayError('bodyTooLarge', { internal: `content-length ${n} > ${limit}` });
-      body = n > 0 ? req : undefined;
-    } else if (req.headers['transfer-encoding'] !== undefined) {
-      body = Number.isFinite(limit) ? limitBody(req, limit) : req;
-    } else if (!METHODS_WITHOUT_BODY.has(ctx.method)) {
-      body = undefined;
+    let body: Readable | Buffer | undefined;
+    let bodyHeaders: string[] = [];
+    if (ctx.body !== undefined) {
+      // A stage read the body: send exactly those bytes, framed by length.
+      body = ctx.body;
+      if (req.headers['transfer-encoding'] !== undefined)
+        bodyHeaders = ['content-length', String(ctx.body.length)];
+    } else {
+      const limit = route.settings.bodyLimit;
+      const length = req.headers['content-length'];
+      if (length !== undefined) {
+        // llhttp has already rejected malformed and conflicting Content-Length values.
+        const n = Number(length);
+        if (n > limit) throw gatewayError('bodyTooLarge', { internal: `content-length ${n} > ${limit}` });
+        body = n > 0 ? req : undefined;
+      } else if (req.headers['transfer-encoding'] !== undefined) {
+        body = Number.isFinite(limit) ? limitBody(req, limit) : req;
+      }
+      if (body !== undefined && req.headers.expect?.toLowerCase() === '100-continue') res.writeContinue();
     }
-    if (body !== undefined && req.headers.expect?.toLowerCase() === '100-continue') res.writeContinue();
 
     const extra: string[] = [
       'x-forwarded-for',
@@ -239,13 +259,13 @@ export class Gateway {
       ctx.id,
     ];
     for (const name in ctx.upstreamHeaders) extra.push(name, ctx.upstreamHeaders[name]!);
-    const cors = route.settings.cors;
-    const origin = req.headers.origin;
-    const query = route.stripQueryParam === undefined ? ctx.query : withoutParam(ctx.query, route.stripQueryParam);
+    for (const h of bodyHeaders) extra.push(h);
+    const query =
+      route.stripQueryParam === undefined ? ctx.query : withoutParam(ctx.query, route.stripQueryParam);
     await forward(route.upstream, res, {
       path: route.upstream.settings.basePath + ctx.path + (query === '' ? '' : `?${query}`),
       method: ctx.method,
-      headers: buildUpstreamHeaders(req, this.stripHeaders, extra),
+      headers: buildUpstreamHeaders(req, route.stripHeaders, extra),
       body,
       onHead: (status, raw) => {
         const out: string[] = [];
@@ -254,11 +274,36 @@ export class Gateway {
           if (DROP_RESPONSE.has(name) || OWNED_RESPONSE_HEADERS.has(name)) continue;
           out.push(name, raw[i + 1]!.toString('latin1' as BufferEncoding));
         }
-        out.push(...route.responseHeaders, 'x-request-id', ctx.id);
-        if (cors !== undefined) out.push(...corsResponseHeaders(cors, origin));
-        res.writeHead(status, out);
+        const filters = route.filters;
+        if (filters.length > 0) {
+          const wanted = filters.filter((f) => f.wants(ctx, status, out));
+          if (wanted.length > 0) {
+            return {
+              limit: Math.min(...wanted.map((f) => f.limit)),
+              complete: (bodyBytes) => {
+                let response = { status, headers: out, body: bodyBytes };
+                for (const f of wanted) response = f.filter(ctx, response);
+                const headers = withoutHeaders(response.headers, BODY_FRAMING);
+                headers.push('content-length', String(response.body.length));
+                this.writeHead(ctx, route, response.status, headers);
+                res.end(response.body);
+              },
+            };
+          }
+        }
+        this.writeHead(ctx, route, status, out);
+        return undefined;
       },
     });
+  }
+
+  /** Writes the response head: the upstream's headers plus everything the gateway owns. */
+  private writeHead(ctx: RequestContext, route: CompiledRoute, status: number, headers: string[]): void {
+    headers.push(...route.responseHeaders, 'x-request-id', ctx.id);
+    if (ctx.responseHeaders.length > 0) headers.push(...ctx.responseHeaders);
+    const cors = route.settings.cors;
+    if (cors !== undefined) headers.push(...corsResponseHeaders(cors, ctx.req.headers.origin));
+    ctx.res.writeHead(status, headers);
   }
 
   private fail(ctx: RequestContext, err: unknown): void {
@@ -368,6 +413,15 @@ function withoutParam(query: string, name: string): string {
     .split('&')
     .filter((part) => (part.includes('=') ? part.slice(0, part.indexOf('=')) : part) !== name)
     .join('&');
+}
+
+/** Headers that describe the framing of a body the gateway has replaced. */
+const BODY_FRAMING = new Set(['content-length', 'transfer-encoding', 'content-encoding', 'etag']);
+
+function withoutHeaders(pairs: readonly string[], names: ReadonlySet<string>): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < pairs.length; i += 2) if (!names.has(pairs[i]!)) out.push(pairs[i]!, pairs[i + 1]!);
+  return out;
 }
 
 function firstValue(header: string | string[] | undefined): string | undefined {

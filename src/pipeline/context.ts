@@ -37,6 +37,37 @@ export interface RequestContext {
   principal: Principal | undefined;
   /** Headers a stage adds to the upstream request (identity, tenant). */
   readonly upstreamHeaders: Record<string, string>;
+  /**
+   * The request body, when a stage read it (see `readBody`): bounded by the
+   * route's limit. The upstream then receives exactly these bytes.
+   */
+  body: Buffer | undefined;
+  /** The body as parsed by the validate stage (JSON or form), for rules bound to body fields. */
+  parsedBody: unknown;
+  /** Response headers a stage adds to the client's response (e.g. RateLimit), as flat pairs. */
+  readonly responseHeaders: string[];
+  /** Names of shadow-mode rules that would have denied this request. */
+  readonly shadowDenials: string[];
+}
+
+/** The upstream's answer as a response filter sees it, collected whole. */
+export interface UpstreamResponse {
+  status: number;
+  /** Lower-cased header names and values as flat pairs; filters may change them. */
+  headers: string[];
+  body: Buffer;
+}
+
+/**
+ * The response side of a stage (pipeline steps 10–11). When `wants` returns
+ * true for the upstream's status and headers, the gateway collects the body
+ * (up to `limit` bytes; past it, 502 `upstream.response_too_large`) and passes it
+ * through `filter` before anything is sent.
+ */
+export interface ResponseFilter {
+  limit: number;
+  wants(ctx: RequestContext, status: number, headers: readonly string[]): boolean;
+  filter(ctx: RequestContext, response: UpstreamResponse): UpstreamResponse;
 }
 
 /**
@@ -47,4 +78,6 @@ export interface RequestContext {
 export interface Stage {
   readonly name: string;
   handle(ctx: RequestContext): void | Promise<void>;
+  /** Response-side work, when the stage has any. */
+  readonly response?: ResponseFilter;
 }

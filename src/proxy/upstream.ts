@@ -99,25 +99,42 @@ export function buildUpstreamHeaders(
   return out;
 }
 
+/**
+ * Where a response body goes when it must be seen whole before it is sent
+ * (response filtering): the gateway collects it, up to `limit` bytes, and
+ * hands it to `complete`, which writes the response.
+ */
+export interface BufferedResponse {
+  limit: number;
+  complete(body: Buffer): void;
+}
+
 export interface ForwardOptions {
   path: string;
   method: string;
   headers: string[];
   body: Dispatcher.DispatchOptions['body'];
-  /** Called with the upstream's status and raw header pairs; writes the response head. */
-  onHead(status: number, rawHeaders: Buffer[] | string[]): void;
+  /**
+   * Called with the upstream's status and raw header pairs. Either writes
+   * the response head itself (the body then streams through) and returns
+   * undefined, or returns a BufferedResponse to collect the body first.
+   */
+  onHead(status: number, rawHeaders: Buffer[] | string[]): BufferedResponse | undefined;
 }
 
 /**
- * Sends one request upstream and streams the response into `res`. Resolves
- * when the response is complete; rejects with a GatewayError (502/504, or the
- * error the request body raised) when nothing has been sent to the client
- * yet, after which the caller renders it.
+ * Sends one request upstream and streams (or collects) the response into
+ * `res`. Resolves when the response is complete; rejects with a GatewayError
+ * (502/504, or the error the request body raised) when nothing has been sent
+ * to the client yet, after which the caller renders it.
  */
 export function forward(upstream: Upstream, res: ServerResponse, opts: ForwardOptions): Promise<void> {
   return new Promise((resolve, reject) => {
     let controller: Dispatcher.DispatchController | undefined;
     let done = false;
+    let buffered: BufferedResponse | undefined;
+    let chunks: Buffer[] = [];
+    let size = 0;
     const onClose = () => {
       if (!done) controller?.abort(new Error('client went away'));
     };
@@ -127,9 +144,21 @@ export function forward(upstream: Upstream, res: ServerResponse, opts: ForwardOp
         controller = c;
       },
       onResponseStart(c, statusCode) {
-        opts.onHead(statusCode, (c.rawHeaders as Buffer[] | undefined) ?? []);
+        buffered = opts.onHead(statusCode, (c.rawHeaders as Buffer[] | undefined) ?? []);
       },
       onResponseData(c, chunk) {
+        if (buffered !== undefined) {
+          size += chunk.length;
+          if (size > buffered.limit) {
+            chunks = [];
+            c.abort(
+              gatewayError('upstreamTooLarge', { internal: `response passed ${buffered.limit} bytes` }),
+            );
+            return;
+          }
+          chunks.push(chunk);
+          return;
+        }
         if (!res.write(chunk)) {
           c.pause();
           res.once('drain', () => c.resume());
@@ -138,8 +167,13 @@ export function forward(upstream: Upstream, res: ServerResponse, opts: ForwardOp
       onResponseEnd() {
         done = true;
         res.off('close', onClose);
-        res.end();
-        resolve();
+        try {
+          if (buffered !== undefined) buffered.complete(Buffer.concat(chunks, size));
+          else res.end();
+          resolve();
+        } catch (err) {
+          reject(err);
+        }
       },
       onResponseError(_c, err) {
         done = true;
