@@ -75,7 +75,6 @@ const OWNED_RESPONSE_HEADERS = new Set([
 ]);
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{8,128}$/;
-const METHODS_WITHOUT_BODY = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS']);
 
 type Router = FindMyWay.Instance<FindMyWay.HTTPVersion.V1>;
 
