@@ -9,6 +9,7 @@ import type { Logger } from '../log.js';
 import type { Store } from '../store/types.js';
 import { createApiKeyAuthenticator, resolvePepper } from '../keys/authenticator.js';
 import { createIntrospector } from './introspection.js';
+import { createJwtVerifier } from './jwt/index.js';
 import type { AuthServices } from './services.js';
 import type { BruteForceGuard } from './types.js';
 
@@ -25,8 +26,17 @@ export async function buildAuth(
   deps: { logger: Logger; store: Store; guard: BruteForceGuard },
 ): Promise<BuiltAuth> {
   const { auth } = config;
+  const jwt =
+    auth.jwt !== undefined
+      ? createJwtVerifier({ providers: auth.jwt.providers, cacheSize: auth.jwt.cacheSize, logger: deps.logger })
+      : undefined;
+  // Keys are fetched now, but a provider that is down does not stop the start:
+  // its routes answer 503 and /readyz reports it until the keys arrive.
+  await jwt?.start();
+  const checks: Record<string, () => Promise<void>> = {};
+  if (jwt) checks.jwks = () => jwt.readiness();
   const services: AuthServices = {
-    jwt: undefined,
+    jwt,
     introspection: auth.introspection
       ? createIntrospector({ providers: auth.introspection.providers, logger: deps.logger })
       : undefined,
@@ -40,5 +50,12 @@ export async function buildAuth(
       : undefined,
     guard: deps.guard,
   };
-  return { services, endpoints: [], checks: {}, close() {} };
+  return {
+    services,
+    endpoints: [],
+    checks,
+    close() {
+      jwt?.close();
+    },
+  };
 }
