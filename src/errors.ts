@@ -53,6 +53,11 @@ export const ERRORS = {
     status: 503,
     title: 'Credentials cannot be checked right now.',
   },
+  forbidden: {
+    code: 'authz.forbidden',
+    status: 403,
+    title: 'You are not allowed to do this.',
+  },
   corsRejected: { code: 'cors.rejected', status: 403, title: 'The cross-origin request is not allowed.' },
   upstreamUnavailable: {
     code: 'upstream.unavailable',

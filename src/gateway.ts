@@ -372,6 +372,24 @@ export class Gateway {
     );
   }
 
+  /**
+   * Which route a canonical path and method reach: the route and its
+   * parameters, the allowed methods (405), or nothing (404). The same
+   * lookup the request path uses; `portcullis explain` relies on it.
+   */
+  match(
+    method: string,
+    path: string,
+  ):
+    | { route: RouteSettings; params: Record<string, string | undefined> }
+    | { allowed: string[] }
+    | undefined {
+    const found = this.router.find(method as FindMyWay.HTTPMethod, path);
+    if (found !== null) return { route: (found.store as CompiledRoute).settings, params: found.params };
+    const allowed = this.allowedMethods(path);
+    return allowed.length > 0 ? { allowed } : undefined;
+  }
+
   private allowedMethods(path: string): string[] {
     return this.methods.filter((m) => this.router.find(m as FindMyWay.HTTPMethod, path) !== null);
   }

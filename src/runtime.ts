@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { type AdminServer, createAdminServer } from './admin/server.js';
 import { createBruteForceGuard } from './auth/brute-force.js';
 import { buildAuth } from './auth/build.js';
+import type { AuthServices } from './auth/services.js';
 import type { GatewayConfig } from './config/types.js';
 import { ERRORS, type ErrorSpec, PROBLEM_HEADERS, problemBody } from './errors.js';
 import { Gateway } from './gateway.js';
@@ -23,6 +24,8 @@ export interface Running {
   readonly store: Store;
   /** The gateway serving requests now. */
   current(): Gateway;
+  /** The authentication services of the current gateway. */
+  authServices(): AuthServices;
   /** Builds a gateway from `config` and swaps it in; the old one drains. Throws, keeping the old one, on failure. */
   reload(config: GatewayConfig): Promise<void>;
   /** Stops accepting, drains in-flight requests (at most `graceMs`), closes everything. */
@@ -126,6 +129,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     adminPort,
     store,
     current: () => gateway,
+    authServices: () => auth.services,
     async reload(next) {
       const nextAuth = await buildAuth(next, { logger, store, guard });
       let built: Gateway;

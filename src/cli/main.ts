@@ -4,15 +4,22 @@
  * 2 bad usage or an invalid config.
  */
 import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { createBruteForceGuard } from '../auth/brute-force.js';
+import { buildAuth } from '../auth/build.js';
+import { explainRequest, formatExplanation } from '../authz/explain.js';
 import { ConfigError, formatIssue, type LoadOptions, loadConfig } from '../config/load.js';
 import { configReference } from '../config/reference.js';
 import { ConfigSchema } from '../config/schema.js';
 import { startOrdersApi } from '../demo/orders-api.js';
+import { DEMO_SECRET_ENV, DEMO_USERS, demoTokenSecret, signDemoToken } from '../demo/tokens.js';
+import { Gateway } from '../gateway.js';
 import { runKeysCommand } from '../keys/cli.js';
 import { createLogger } from '../log.js';
 import { type Running, startGateway } from '../runtime.js';
+import { openStore } from '../store/index.js';
 
 const ROOT = new URL('../../', import.meta.url);
 const DEMO_CONFIG = fileURLToPath(new URL('demo/portcullis.yaml', ROOT));
@@ -26,6 +33,9 @@ Usage:
   portcullis keys create --name N --scopes a,b [--expires 90d] [--tenant T]
   portcullis keys list | revoke ID | rotate ID [--overlap 24h]
                                      manage API keys (each takes --config FILE; default: the data folder)
+  portcullis explain --request "GET /users/42/orders" [--token T | --key K | --claims JSON]
+                    [--header "Name: value"]… [--ip IP] [--json] [--config FILE]
+                                     the decision trail for one request; never calls the upstream
   portcullis schema [--markdown]     print the config's JSON Schema (for editors), or its reference table
   portcullis --version | --help
 
@@ -121,6 +131,13 @@ async function main(argv: string[]): Promise<void> {
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean', short: 'v' },
       markdown: { type: 'boolean' },
+      request: { type: 'string' },
+      token: { type: 'string' },
+      key: { type: 'string' },
+      claims: { type: 'string' },
+      header: { type: 'string', multiple: true },
+      ip: { type: 'string' },
+      json: { type: 'boolean' },
     },
   });
   const [command] = positionals;
@@ -136,10 +153,16 @@ async function main(argv: string[]): Promise<void> {
       out(`${file}: valid${warnings.length > 0 ? `, ${warnings.length} warning(s)` : ''}`);
       return;
     }
+    case 'explain':
+      return explain(values);
     case 'schema':
       return out(values.markdown ? configReference() : JSON.stringify(ConfigSchema, null, 2));
     case 'demo': {
+      const dataDir = resolve(process.env.PORTCULLIS_DATA ?? 'data');
+      const secret = demoTokenSecret(dataDir);
+      process.env[DEMO_SECRET_ENV] = secret;
       const api = await startOrdersApi(Number(process.env.PORTCULLIS_DEMO_UPSTREAM_PORT ?? 0));
+      const tokens = await Promise.all(DEMO_USERS.map((u) => signDemoToken(secret, u)));
       return run(
         values.config ?? DEMO_CONFIG,
         {
@@ -148,7 +171,7 @@ async function main(argv: string[]): Promise<void> {
             if (upstreams?.orders) upstreams.orders.url = `http://127.0.0.1:${api.port}`;
           },
         },
-        (running) => printDemo(running.port, running.adminPort),
+        (running) => printDemo(running.port, running.adminPort, tokens),
       );
     }
     default:
@@ -156,19 +179,80 @@ async function main(argv: string[]): Promise<void> {
   }
 }
 
-function printDemo(port: number, adminPort: number | undefined): void {
+async function explain(values: {
+  config?: string;
+  request?: string;
+  token?: string;
+  key?: string;
+  claims?: string;
+  header?: string[];
+  ip?: string;
+  json?: boolean;
+}): Promise<void> {
+  const m = /^([A-Z]+)\s+(\S+)$/.exec(values.request ?? '');
+  if (!m) fail('explain needs --request "METHOD /path?query"');
+  let claims: Record<string, unknown> | undefined;
+  if (values.claims !== undefined) {
+    try {
+      claims = JSON.parse(values.claims) as Record<string, unknown>;
+    } catch {
+      fail('--claims must be a JSON object');
+    }
+  }
+  const headers: Record<string, string> = {};
+  for (const h of values.header ?? []) {
+    const i = h.indexOf(':');
+    if (i < 1) fail(`--header must be "Name: value", got "${h}"`);
+    headers[h.slice(0, i).trim().toLowerCase()] = h.slice(i + 1).trim();
+  }
+  const { config } = load(configPath(values.config));
+  const logger = createLogger({ level: 'silent' });
+  const store = await openStore({ url: config.store.url, dataDir: config.store.dataDir });
+  await store.migrate();
+  const guard = createBruteForceGuard({ ...config.auth.bruteForce, enabled: false });
+  const auth = await buildAuth(config, { logger, store, guard });
+  const gateway = new Gateway(config, { logger, store, auth: auth.services, endpoints: auth.endpoints });
+  try {
+    const e = await explainRequest(config, gateway, auth.services, {
+      method: m[1]!,
+      target: m[2]!,
+      headers,
+      ...(values.token === undefined ? {} : { token: values.token }),
+      ...(values.key === undefined ? {} : { key: values.key }),
+      ...(claims === undefined ? {} : { claims }),
+      clientIp: values.ip ?? '127.0.0.1',
+    });
+    out(values.json ? JSON.stringify(e) : formatExplanation(e));
+  } finally {
+    auth.close();
+    await gateway.close(0);
+    await store.close();
+  }
+}
+
+function printDemo(port: number, adminPort: number | undefined, tokens: string[]): void {
   const base = `http://127.0.0.1:${port}`;
+  const [alice, bob, carol] = tokens;
   process.stderr.write(`
-Portcullis is running in front of the demo orders API.
+Portcullis is running in front of the demo orders API, on ${base}.
+
+Tokens for the demo users, as an identity provider would issue them (valid 24 h):
+  export ALICE=${alice}   # user 1, tenant acme
+  export BOB=${bob}   # user 2, tenant globex
+  export CAROL=${carol}   # user 3, admin
 
 Try:
-  curl -i ${base}/public/catalog                 # allowed: a public route
-  curl -i ${base}/users/1/orders                 # a user's orders
-  curl -i ${base}/nope                           # 404: not in the allow-list
-  curl -i -X PUT ${base}/orders/ord_1001         # 405: method not allowed, with Allow
-  curl -i --path-as-is ${base}/public/../admin/users   # normalised to /admin/users before routing
-  curl -i ${base}/users/1%2f..                   # 400: encoded slash
-${adminPort === undefined ? '' : `  curl -i http://127.0.0.1:${adminPort}/readyz     # readiness (admin listener)\n`}
+  curl -i ${base}/public/catalog                                    # 200: a public route
+  curl -i ${base}/users/1/orders                                    # 401: no credentials
+  curl -i -H "Authorization: Bearer $ALICE" ${base}/users/1/orders  # 200: alice's own orders
+  curl -i -H "Authorization: Bearer $BOB" ${base}/users/1/orders    # 403: not bob's (BOLA stopped)
+  curl -i -H "Authorization: Bearer $CAROL" ${base}/admin/users     # 200: admins only
+  curl -i -H "Authorization: Bearer $ALICE" ${base}/admin/users     # 403
+  curl -i ${base}/nope                                              # 404: not in the allow-list
+  curl -i --path-as-is ${base}/public/../admin/users                # routed as /admin/users: 401
+  KEY=$(npx portcullis keys create --name ci --scopes orders:read --tenant acme)
+  curl -i -H "X-API-Key: $KEY" ${base}/tenants/acme/orders          # 200: an API key of tenant acme
+${adminPort === undefined ? '' : `  curl -i http://127.0.0.1:${adminPort}/readyz                          # readiness (admin listener)\n`}
 Stop with Ctrl-C.
 `);
 }

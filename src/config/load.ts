@@ -421,6 +421,59 @@ export function loadConfig(file: string, options: LoadOptions = {}): LoadedConfi
         }
       }
     }
+    if (auth !== 'none' && r.authorize === undefined) {
+      issues.push(
+        issue(
+          at,
+          'expected authorize: a route that authenticates must say who may call it (scopes, roles, owner, …) or authorize: any-authenticated',
+        ),
+      );
+    }
+    if (auth === 'none' && r.authorize !== undefined) {
+      const a = r.authorize;
+      if (a === 'any-authenticated' || Object.keys(a).some((k) => k !== 'network' && k !== 'mode')) {
+        issues.push(
+          issue(
+            [...at, 'authorize'],
+            'expected only network rules on a public route (auth: none has no principal)',
+          ),
+        );
+      }
+    }
+    if (r.authorize !== undefined && r.authorize !== 'any-authenticated') {
+      const sets = [r.authorize, ...(r.authorize.any ?? [])];
+      sets.forEach((set, j) => {
+        const base: Segment[] = j === 0 ? [...at, 'authorize'] : [...at, 'authorize', 'any', j - 1];
+        for (const [list, cidrs] of Object.entries(set.network ?? {})) {
+          (cidrs as string[]).forEach((c, k) => {
+            if (!parseCidr(c))
+              issues.push(
+                issue([...base, 'network', list, k], `expected an IP address or CIDR block, got "${c}"`),
+              );
+          });
+        }
+        for (const [claim, cond] of Object.entries(set.claims ?? {})) {
+          const m =
+            cond !== null && typeof cond === 'object' ? (cond as { matches?: string }).matches : undefined;
+          if (m !== undefined) {
+            try {
+              new RegExp(m, 'u');
+            } catch {
+              issues.push(
+                issue([...base, 'claims', claim, 'matches'], 'expected a valid regular expression'),
+              );
+            }
+          }
+        }
+        for (const p of [set.owner?.param, set.tenant?.param].flat()) {
+          if (p === undefined || !p.startsWith('path.')) continue;
+          const name = p.slice(5);
+          if ('params' in compiled && !compiled.params.includes(name)) {
+            issues.push(issue([...base], `expected ${p} to name a parameter of ${r.path}`));
+          }
+        }
+      });
+    }
     if (r.api_key_in_query && (auth === 'none' || !auth.includes('api_key'))) {
       issues.push(issue([...at, 'api_key_in_query'], "expected api_key among the route's auth methods"));
     }
@@ -437,6 +490,7 @@ export function loadConfig(file: string, options: LoadOptions = {}): LoadedConfi
       upstream: r.upstream,
       auth,
       apiKeyInQuery: r.api_key_in_query,
+      authorize: r.authorize,
       bodyLimit:
         r.body_limit === 'none' ? Number.POSITIVE_INFINITY : parseSize(r.body_limit ?? defaults.body_limit),
       cacheControl: r.cache_control,
@@ -444,6 +498,14 @@ export function loadConfig(file: string, options: LoadOptions = {}): LoadedConfi
     });
   });
 
+  for (const [list, cidrs] of Object.entries(cfg.authorization?.network ?? {})) {
+    (cidrs as string[]).forEach((c, k) => {
+      if (!parseCidr(c))
+        issues.push(
+          issue(['authorization', 'network', list, k], `expected an IP address or CIDR block, got "${c}"`),
+        );
+    });
+  }
   const trusted = cfg.listen!.trusted_proxies;
   trusted.forEach((c, i) => {
     if (!parseCidr(c))
@@ -538,6 +600,7 @@ export function loadConfig(file: string, options: LoadOptions = {}): LoadedConfi
     upstreams,
     routes,
     auth: compileAuth(rawAuth, configuredMethods),
+    authorization: { network: cfg.authorization?.network },
   };
   return { config: deepFreeze(config), warnings };
 }

@@ -5,6 +5,7 @@
  * configuration reference. Every object rejects unknown keys.
  */
 import { type Static, type TObject, type TProperties, Type } from '@sinclair/typebox';
+import { AuthorizationSchema, AuthorizeSchema } from '../authz/schema.js';
 import { DURATION_PATTERN, SIZE_PATTERN } from '../util/units.js';
 
 const strict = <T extends TProperties>(props: T, description: string): TObject<T> =>
@@ -401,6 +402,7 @@ export const RouteSchema = strict(
         },
       ),
     ),
+    authorize: Type.Optional(AuthorizeSchema),
     api_key_in_query: Type.Boolean({
       default: false,
       description: 'Also read the API key from the query string (it is redacted from logs). Avoid.',
@@ -433,6 +435,7 @@ export const ConfigSchema = strict(
     store: Type.Optional(StoreSchema),
     log: Type.Optional(LogSchema),
     auth: Type.Optional(AuthSchema),
+    authorization: Type.Optional(AuthorizationSchema),
     upstreams: Type.Record(Type.String({ pattern: '^[A-Za-z0-9_-]+$' }), UpstreamSchema, {
       description: 'Services behind the gateway, by name.',
       minProperties: 1,

@@ -1,3 +1,5 @@
+import type { RawAuthorize, RawNetwork } from '../authz/policy.js';
+
 /** The compiled, frozen configuration the gateway runs on: units parsed, references resolved. */
 
 export interface CorsSettings {
@@ -27,6 +29,8 @@ export interface RouteSettings {
   auth: 'none' | readonly AuthMethod[];
   /** Whether the API key may come in the query string. */
   apiKeyInQuery: boolean;
+  /** The route's policy as written (compiled by the authorize stage); undefined on public routes. */
+  authorize: RawAuthorize | undefined;
   /** Bytes; Infinity when the route opts out of a limit. */
   bodyLimit: number;
   cacheControl: string;
@@ -68,6 +72,7 @@ export interface GatewayConfig {
   upstreams: Readonly<Record<string, UpstreamSettings>>;
   routes: readonly RouteSettings[];
   auth: AuthSettings;
+  authorization: { network: RawNetwork | undefined };
 }
 
 export type AuthMethod = 'jwt' | 'introspection' | 'api_key' | 'mtls';

@@ -229,6 +229,10 @@ export function createOrdersApi(): http.Server {
       orders.splice(orders.indexOf(findOrder(params['orderId'])), 1);
       return { status: 204 };
     }),
+    route('GET', '/tenants/:tenantId/orders', ({ params }) => ({
+      status: 200,
+      body: orders.filter((o) => o.tenant === params['tenantId']),
+    })),
     route('GET', '/admin/users', () => ({ status: 200, body: users })),
     route('GET', '/admin/stats', () => {
       const byStatus = Object.fromEntries(

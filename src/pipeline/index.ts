@@ -9,6 +9,7 @@ import type { AuthServices } from '../auth/services.js';
 import type { GatewayConfig, RouteSettings } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { authenticateStage } from '../stages/authenticate/index.js';
+import { authorizeStage } from '../stages/authorize/index.js';
 import { preAuthStage } from '../stages/pre-auth/index.js';
 import type { Store } from '../store/types.js';
 import type { Stage } from './context.js';
@@ -39,7 +40,7 @@ export interface StageFactory {
 }
 
 /** The factories, in pipeline order. Features add theirs here. */
-export const STAGE_FACTORIES: readonly StageFactory[] = [preAuthStage, authenticateStage];
+export const STAGE_FACTORIES: readonly StageFactory[] = [preAuthStage, authenticateStage, authorizeStage];
 
 for (const [i, f] of STAGE_FACTORIES.entries()) {
   if (ROUTE_STAGE_ORDER.indexOf(f.name) < ROUTE_STAGE_ORDER.indexOf(STAGE_FACTORIES[i - 1]?.name ?? f.name)) {

@@ -25,8 +25,15 @@ describe('API keys at the gateway', () => {
       auth: { api_keys: { cache_ttl: '200ms' }, brute_force: { max_failures: 3 } },
       upstreams: { app: { url: upstream.url } },
       routes: [
-        { path: '/orders', methods: ['GET'], upstream: 'app' },
-        { path: '/legacy', methods: ['GET'], upstream: 'app', auth: ['api_key'], api_key_in_query: true },
+        { path: '/orders', methods: ['GET'], upstream: 'app', authorize: 'any-authenticated' },
+        {
+          path: '/legacy',
+          methods: ['GET'],
+          upstream: 'app',
+          auth: ['api_key'],
+          api_key_in_query: true,
+          authorize: 'any-authenticated',
+        },
       ],
     });
     // The same pepper the gateway generated in its data folder.

@@ -76,7 +76,7 @@ describe('opaque tokens by introspection', () => {
       },
       upstreams: { app: { url: upstream.url } },
       routes: [
-        { path: '/orders', methods: ['GET'], upstream: 'app' },
+        { path: '/orders', methods: ['GET'], upstream: 'app', authorize: 'any-authenticated' },
         { path: '/public', methods: ['GET'], upstream: 'app', auth: 'none' },
       ],
     });
@@ -178,7 +178,7 @@ describe('opaque tokens by introspection', () => {
         },
       },
       upstreams: { app: { url: upstream.url } },
-      routes: [{ path: '/orders', methods: ['GET'], upstream: 'app' }],
+      routes: [{ path: '/orders', methods: ['GET'], upstream: 'app', authorize: 'any-authenticated' }],
     });
     try {
       const before = upstream.requests.length;

@@ -30,7 +30,9 @@ describe('JWT access tokens from a real OpenID provider, through the gateway', (
         },
       },
       upstreams: { app: { url: upstream.url } },
-      routes: [{ path: '/orders', methods: ['GET'], upstream: 'app', auth: ['jwt'] }],
+      routes: [
+        { path: '/orders', methods: ['GET'], upstream: 'app', auth: ['jwt'], authorize: 'any-authenticated' },
+      ],
     });
     token = await obtainToken(issuer);
   });
