@@ -5,9 +5,10 @@
  */
 import type { GatewayConfig } from '../config/types.js';
 import type { GatewayEndpoint } from '../gateway.js';
+import { createIssuer } from '../issuer/index.js';
+import { createApiKeyAuthenticator, resolvePepper } from '../keys/authenticator.js';
 import type { Logger } from '../log.js';
 import type { Store } from '../store/types.js';
-import { createApiKeyAuthenticator, resolvePepper } from '../keys/authenticator.js';
 import { createIntrospector } from './introspection.js';
 import { createJwtVerifier } from './jwt/index.js';
 import type { AuthServices } from './services.js';
@@ -26,9 +27,23 @@ export async function buildAuth(
   deps: { logger: Logger; store: Store; guard: BruteForceGuard },
 ): Promise<BuiltAuth> {
   const { auth } = config;
+  const issuer = auth.issuer
+    ? await createIssuer({
+        settings: auth.issuer,
+        db: deps.store,
+        dataDir: config.store.dataDir,
+        logger: deps.logger,
+        guard: deps.guard,
+      })
+    : undefined;
   const jwt =
-    auth.jwt !== undefined
-      ? createJwtVerifier({ providers: auth.jwt.providers, cacheSize: auth.jwt.cacheSize, logger: deps.logger })
+    auth.jwt !== undefined || issuer !== undefined
+      ? createJwtVerifier({
+          providers: auth.jwt?.providers ?? [],
+          local: issuer ? [issuer.provider] : [],
+          cacheSize: auth.jwt?.cacheSize ?? 10_000,
+          logger: deps.logger,
+        })
       : undefined;
   // Keys are fetched now, but a provider that is down does not stop the start:
   // its routes answer 503 and /readyz reports it until the keys arrive.
@@ -52,10 +67,11 @@ export async function buildAuth(
   };
   return {
     services,
-    endpoints: [],
+    endpoints: issuer ? [...issuer.routes] : [],
     checks,
     close() {
       jwt?.close();
+      issuer?.close();
     },
   };
 }

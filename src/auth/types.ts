@@ -49,6 +49,10 @@ export interface LocalJwtProvider {
   /** Whether a token id has been revoked (RFC 7009). */
   isRevoked?(jti: string): boolean | Promise<boolean>;
   scopesClaim: string;
+  /** Claim with the tenant id, when tokens carry one. */
+  tenantClaim?: string;
+  /** Require the RFC 9068 `typ: at+jwt` header. */
+  requireTyp?: boolean;
   clockSkewSeconds: number;
   maxTokenBytes: number;
 }

@@ -16,6 +16,8 @@ import { ConfigSchema } from '../config/schema.js';
 import { startOrdersApi } from '../demo/orders-api.js';
 import { DEMO_SECRET_ENV, DEMO_USERS, demoTokenSecret, signDemoToken } from '../demo/tokens.js';
 import { Gateway } from '../gateway.js';
+import { runClientsCommand } from '../issuer/cli.js';
+import { IssuerError } from '../issuer/errors.js';
 import { runKeysCommand } from '../keys/cli.js';
 import { createLogger } from '../log.js';
 import { type Running, startGateway } from '../runtime.js';
@@ -33,6 +35,8 @@ Usage:
   portcullis keys create --name N --scopes a,b [--expires 90d] [--tenant T]
   portcullis keys list | revoke ID | rotate ID [--overlap 24h]
                                      manage API keys (each takes --config FILE; default: the data folder)
+  portcullis clients create --name N --scopes a,b [--tenant T] | list | revoke ID
+                                     manage OAuth clients of the built-in issuer (POST /oauth2/token)
   portcullis explain --request "GET /users/42/orders" [--token T | --key K | --claims JSON]
                     [--header "Name: value"]… [--ip IP] [--json] [--config FILE]
                                      the decision trail for one request; never calls the upstream
@@ -84,7 +88,9 @@ async function run(file: string, options?: LoadOptions, onReady?: (running: Runn
   try {
     running = await startGateway(config, { logger });
   } catch (err) {
-    logger.fatal({ err }, 'could not start');
+    // A known start-up problem (wrong master key, …) is reported without a stack trace.
+    if (err instanceof IssuerError) logger.fatal({ code: err.code }, err.message);
+    else logger.fatal({ err }, 'could not start');
     logger.flush();
     fail(`portcullis: could not start: ${(err as Error).message}`, 1);
   }
@@ -123,6 +129,7 @@ async function main(argv: string[]): Promise<void> {
   // Subcommands with options of their own parse their arguments themselves.
   const io = { out, err: (s: string) => process.stderr.write(`${s}\n`), env: process.env };
   if (argv[0] === 'keys') process.exit(await runKeysCommand(argv.slice(1), io));
+  if (argv[0] === 'clients') process.exit(await runClientsCommand(argv.slice(1), io));
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
@@ -169,6 +176,10 @@ async function main(argv: string[]): Promise<void> {
           patch: (raw) => {
             const upstreams = raw.upstreams as Record<string, { url: string }> | undefined;
             if (upstreams?.orders) upstreams.orders.url = `http://127.0.0.1:${api.port}`;
+            const issuer = (raw.auth as { issuer?: { issuer: string } } | undefined)?.issuer;
+            const port =
+              process.env.PORTCULLIS_PORT ?? (raw.listen as { port?: number } | undefined)?.port ?? 8080;
+            if (issuer) issuer.issuer = `http://127.0.0.1:${port}`;
           },
         },
         (running) => printDemo(running.port, running.adminPort, tokens),
@@ -252,6 +263,8 @@ Try:
   curl -i --path-as-is ${base}/public/../admin/users                # routed as /admin/users: 401
   KEY=$(npx portcullis keys create --name ci --scopes orders:read --tenant acme)
   curl -i -H "X-API-Key: $KEY" ${base}/tenants/acme/orders          # 200: an API key of tenant acme
+  npx portcullis clients create --name batch --scopes orders:read   # prints a client id and secret
+  curl -s -u "CLIENT_ID:SECRET" -d grant_type=client_credentials ${base}/oauth2/token
 ${adminPort === undefined ? '' : `  curl -i http://127.0.0.1:${adminPort}/readyz                          # readiness (admin listener)\n`}
 Stop with Ctrl-C.
 `);

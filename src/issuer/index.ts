@@ -349,6 +349,8 @@ export async function createIssuer(options: CreateIssuerOptions): Promise<Issuer
     getKeySet: () => keys.keySet(),
     isRevoked: (jti: string) => revocations.has(jti),
     scopesClaim: 'scope',
+    tenantClaim: TENANT_CLAIM,
+    requireTyp: true,
     clockSkewSeconds: 30,
     maxTokenBytes: 8 * 1024,
   });

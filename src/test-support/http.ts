@@ -69,3 +69,13 @@ export function rawStatus(response: string): number {
   const m = /^HTTP\/1\.1 (\d{3})/.exec(response);
   return m ? Number(m[1]) : 0;
 }
+
+/** A TCP port free on 127.0.0.1 right now (for servers whose config must name their own URL). */
+export async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as import('node:net').AddressInfo;
+  await new Promise<void>((r) => server.close(() => r()));
+  return port;
+}
