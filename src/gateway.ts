@@ -3,7 +3,7 @@
  * routes with their stages, and the upstream pools. A reload builds a new
  * one and swaps it in; the old one finishes its requests and closes.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
@@ -12,6 +12,7 @@ import FindMyWay from 'find-my-way';
 import type { AuthServices } from './auth/services.js';
 import type { GatewayConfig, RouteSettings } from './config/types.js';
 import { GatewayError, gatewayError, sendProblem } from './errors.js';
+import type { EventSink, RequestEvent } from './events/types.js';
 import { type ClientAddress, createClientIpResolver } from './http/client-ip.js';
 import { corsResponseHeaders, preflightHeaders } from './http/cors.js';
 import { BadPathError, normaliseTarget } from './http/normalise.js';
@@ -47,6 +48,8 @@ export interface GatewayDeps {
   auth: AuthServices;
   /** Endpoints the gateway serves itself (the built-in issuer), matched before routes. */
   endpoints?: readonly GatewayEndpoint[];
+  /** Receives one security event per completed request. */
+  events?: EventSink;
 }
 
 /** An endpoint answered by the gateway itself rather than an upstream. */
@@ -89,6 +92,7 @@ export class Gateway {
   /** Request headers never forwarded: identity headers only the gateway sets, and the API key. */
   private readonly stripHeaders: ReadonlySet<string>;
   private readonly endpoints: Map<string, GatewayEndpoint>;
+  private readonly events: EventSink | undefined;
 
   constructor(config: GatewayConfig, deps: GatewayDeps) {
     this.config = config;
@@ -108,6 +112,7 @@ export class Gateway {
       ...(config.auth.apiKeys ? [config.auth.apiKeys.header] : []),
     ]);
     this.endpoints = new Map((deps.endpoints ?? []).map((e) => [`${e.method} ${e.path}`, e]));
+    this.events = deps.events;
     const buildDeps: BuildDeps = { config, logger: deps.logger, store: deps.store, auth: deps.auth };
     const methods = new Set<string>();
     for (const settings of config.routes) {
@@ -148,6 +153,10 @@ export class Gateway {
     const id =
       typeof incomingId === 'string' && REQUEST_ID.test(incomingId) ? incomingId : `req_${randomUUID()}`;
     if (this.accessLog) this.logOnFinish(req, res, id, startedAt);
+    const seen: { ctx: RequestContext | undefined; path: string | undefined } | undefined = this.events
+      ? { ctx: undefined, path: undefined }
+      : undefined;
+    if (seen !== undefined) res.once('close', () => this.emitEvent(req, res, id, startedAt, seen));
     if (req.headers.host === undefined && req.httpVersionMinor === 1) {
       // RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request without Host.
       this.reject(req, res, id, gatewayError('badRequest', { internal: 'missing Host header' }));
@@ -163,6 +172,7 @@ export class Gateway {
       return;
     }
     const method = req.method ?? 'GET';
+    if (seen !== undefined) seen.path = path;
     if (this.endpoints.size > 0) {
       const endpoint = this.endpoints.get(`${method} ${path}`);
       if (endpoint !== undefined) {
@@ -198,7 +208,11 @@ export class Gateway {
       parsedBody: undefined,
       responseHeaders: [],
       shadowDenials: [],
+      stage: undefined,
+      upstreamStartedAt: undefined,
+      upstreamEndedAt: undefined,
     };
+    if (seen !== undefined) seen.ctx = ctx;
     let pending: Promise<void> | undefined;
     try {
       pending = this.runStages(ctx, route.stages, 0);
@@ -216,9 +230,11 @@ export class Gateway {
   /** Runs stages synchronously until one returns a promise; then continues asynchronously. */
   private runStages(ctx: RequestContext, stages: readonly Stage[], from: number): Promise<void> | undefined {
     for (let i = from; i < stages.length; i++) {
+      ctx.stage = stages[i]!.name;
       const pending = stages[i]!.handle(ctx);
       if (pending !== undefined) return pending.then(() => this.runStages(ctx, stages, i + 1));
     }
+    ctx.stage = undefined;
     return undefined;
   }
 
@@ -256,9 +272,13 @@ export class Gateway {
         '',
       'x-request-id',
       ctx.id,
+      'traceparent',
+      traceparentFor(req, ctx.id),
     ];
     for (const name in ctx.upstreamHeaders) extra.push(name, ctx.upstreamHeaders[name]!);
     for (const h of bodyHeaders) extra.push(h);
+    ctx.stage = 'proxy';
+    ctx.upstreamStartedAt = performance.now();
     const query =
       route.stripQueryParam === undefined ? ctx.query : withoutParam(ctx.query, route.stripQueryParam);
     await forward(route.upstream, res, {
@@ -267,6 +287,7 @@ export class Gateway {
       headers: buildUpstreamHeaders(req, route.stripHeaders, extra),
       body,
       onHead: (status, raw) => {
+        ctx.upstreamEndedAt = performance.now();
         const out: string[] = [];
         for (let i = 0; i < raw.length; i += 2) {
           const name = raw[i]!.toString().toLowerCase();
@@ -322,6 +343,7 @@ export class Gateway {
 
   /** Sends a problem; a request whose body was not read closes the connection afterwards. */
   private reject(req: IncomingMessage, res: ServerResponse, id: string, err: GatewayError): void {
+    if (this.events) rejections.set(res, err);
     const unreadBody =
       !req.readableEnded &&
       (req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0);
@@ -394,6 +416,42 @@ export class Gateway {
     return this.methods.filter((m) => this.router.find(m as FindMyWay.HTTPMethod, path) !== null);
   }
 
+  private emitEvent(
+    req: IncomingMessage,
+    res: ServerResponse,
+    id: string,
+    startedAt: number,
+    seen: { ctx: RequestContext | undefined; path: string | undefined },
+  ): void {
+    const err = rejections.get(res);
+    const ctx = seen.ctx;
+    const p = ctx?.principal;
+    const status = err?.status ?? (res.headersSent ? res.statusCode : 0);
+    const event: RequestEvent = {
+      type: 'request',
+      time: new Date(Date.now() - (performance.now() - startedAt)).toISOString(),
+      requestId: id,
+      traceId: traceIdOf(req, id),
+      clientIp: ctx?.clientIp ?? this.resolveClient(req).ip,
+      method: req.method ?? '',
+      path: seen.path ?? '',
+      route: ctx?.route.name,
+      principal: p === undefined ? undefined : { kind: p.kind, id: p.id, tenant: p.tenant },
+      decision: err === undefined ? (status === 0 ? 'error' : 'allow') : err.status >= 500 ? 'error' : 'deny',
+      reason: err?.code ?? (status === 0 ? 'client.closed' : 'ok'),
+      detail: err?.internal,
+      status,
+      latencyMs: performance.now() - startedAt,
+      upstreamMs:
+        ctx?.upstreamStartedAt === undefined
+          ? undefined
+          : (ctx.upstreamEndedAt ?? performance.now()) - ctx.upstreamStartedAt,
+      stage: err === undefined ? undefined : (ctx?.stage ?? 'route'),
+      shadowDenials: ctx?.shadowDenials ?? [],
+    };
+    this.events!.emit(event);
+  }
+
   private logOnFinish(req: IncomingMessage, res: ServerResponse, id: string, startedAt: number): void {
     res.once('finish', () => {
       this.logger.info(
@@ -430,6 +488,29 @@ function withoutParam(query: string, name: string): string {
     .split('&')
     .filter((part) => (part.includes('=') ? part.slice(0, part.indexOf('=')) : part) !== name)
     .join('&');
+}
+
+/** The answer the gateway itself gave to a request, for its security event. */
+const rejections = new WeakMap<ServerResponse, GatewayError>();
+
+const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$/;
+
+/** The W3C trace id: the caller's, or one derived from the request id. */
+function traceIdOf(req: IncomingMessage, requestId: string): string {
+  const header = req.headers.traceparent;
+  const m = typeof header === 'string' ? TRACEPARENT.exec(header) : null;
+  if (m && m[1] !== '00000000000000000000000000000000') return m[1]!;
+  // Our own request ids are random UUIDs already: reuse their 122 random bits.
+  if (requestId.length === 40 && requestId.startsWith('req_')) return requestId.slice(4).replaceAll('-', '');
+  return createHash('sha256').update(requestId).digest('hex').slice(0, 32);
+}
+
+/** The `traceparent` for the upstream: the caller's when valid, else a new trace (W3C Trace Context §3.2). */
+function traceparentFor(req: IncomingMessage, requestId: string): string {
+  const header = req.headers.traceparent;
+  if (typeof header === 'string' && TRACEPARENT.test(header)) return header;
+  const trace = traceIdOf(req, requestId);
+  return `00-${trace}-${trace.slice(0, 16)}-01`;
 }
 
 /** Headers that describe the framing of a body the gateway has replaced. */

@@ -10,6 +10,7 @@ import { buildAuth } from './auth/build.js';
 import type { AuthServices } from './auth/services.js';
 import type { GatewayConfig } from './config/types.js';
 import { ERRORS, type ErrorSpec, PROBLEM_HEADERS, problemBody } from './errors.js';
+import { EventBus } from './events/types.js';
 import { Gateway } from './gateway.js';
 import type { Logger } from './log.js';
 import { openStore } from './store/index.js';
@@ -26,6 +27,8 @@ export interface Running {
   current(): Gateway;
   /** The authentication services of the current gateway. */
   authServices(): AuthServices;
+  /** Every security event: one per request, and administrative acts. */
+  readonly events: EventBus;
   /** Builds a gateway from `config` and swaps it in; the old one drains. Throws, keeping the old one, on failure. */
   reload(config: GatewayConfig): Promise<void>;
   /** Stops accepting, drains in-flight requests (at most `graceMs`), closes everything. */
@@ -36,6 +39,8 @@ export interface StartOptions {
   logger: Logger;
   /** Use this store instead of opening the configured one (tests). */
   store?: Store;
+  /** Use this event bus (tests subscribe before the first request). */
+  events?: EventBus;
 }
 
 /** Maps llhttp and Node's own protocol errors to the answer a client gets. */
@@ -70,8 +75,15 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     onLockout: (key, until) =>
       logger.warn({ key, until: new Date(until).toISOString() }, 'brute-force lockout'),
   });
+  const events = options.events ?? new EventBus((err) => logger.error({ err }, 'an event subscriber failed'));
   let auth = await buildAuth(config, { logger, store, guard });
-  let gateway = new Gateway(config, { logger, store, auth: auth.services, endpoints: auth.endpoints });
+  let gateway = new Gateway(config, {
+    logger,
+    store,
+    auth: auth.services,
+    endpoints: auth.endpoints,
+    events,
+  });
   const l = config.listen;
   const publicServer = createServer(
     {
@@ -128,13 +140,20 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     port,
     adminPort,
     store,
+    events,
     current: () => gateway,
     authServices: () => auth.services,
     async reload(next) {
       const nextAuth = await buildAuth(next, { logger, store, guard });
       let built: Gateway;
       try {
-        built = new Gateway(next, { logger, store, auth: nextAuth.services, endpoints: nextAuth.endpoints });
+        built = new Gateway(next, {
+          logger,
+          store,
+          auth: nextAuth.services,
+          endpoints: nextAuth.endpoints,
+          events,
+        });
       } catch (err) {
         nextAuth.close();
         throw err;
@@ -148,6 +167,14 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
         for (const [name, check] of Object.entries(auth.checks)) admin.setCheck(name, check);
       }
       oldAuth.close();
+      events.emit({
+        type: 'admin',
+        time: new Date().toISOString(),
+        action: 'config.reloaded',
+        actor: 'system',
+        target: next.file,
+        detail: { routes: next.routes.length },
+      });
       if (next.listen.port !== config.listen.port || next.listen.host !== config.listen.host) {
         logger.warn('listener address changes take effect after a restart');
       }

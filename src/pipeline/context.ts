@@ -48,6 +48,11 @@ export interface RequestContext {
   readonly responseHeaders: string[];
   /** Names of shadow-mode rules that would have denied this request. */
   readonly shadowDenials: string[];
+  /** The stage running now, or the one that rejected the request. */
+  stage: string | undefined;
+  /** When the upstream request started and ended (`performance.now()`), when it was called. */
+  upstreamStartedAt: number | undefined;
+  upstreamEndedAt: number | undefined;
 }
 
 /** The upstream's answer as a response filter sees it, collected whole. */

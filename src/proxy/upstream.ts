@@ -25,6 +25,7 @@ const DROP_REQUEST = new Set([
   'x-forwarded-proto',
   'x-forwarded-host',
   'x-request-id',
+  'traceparent',
   'forwarded',
   'x-http-method-override',
   'x-method-override',
