@@ -95,7 +95,7 @@ http {
   keepalive_requests 1000000;
   server {
     listen 127.0.0.1:$port_nginx;
-    location = /bench {
+    location /bench {
       default_type application/json;
       return 200 '$body';
     }
@@ -155,6 +155,11 @@ start_portcullis() {
 listen: { host: 127.0.0.1, port: $port_gw }
 admin: { host: 127.0.0.1, port: $port_admin }
 log: { level: warn }
+auth:
+  jwt:
+    providers:
+      - { name: bench, issuer: "urn:bench", audience: [bench], algorithms: [HS256], hmac_secret: "\${env:BENCH_JWT_SECRET}" }
+  api_keys: {}
 upstreams:
   backend: { url: "http://127.0.0.1:$port_nginx" }
 routes:
@@ -162,8 +167,19 @@ routes:
     methods: [GET]
     upstream: backend
     auth: none
+  - path: /bench-jwt
+    methods: [GET]
+    upstream: backend
+    auth: [jwt]
+    authorize: { scopes: [bench] }
+  - path: /bench-key
+    methods: [GET]
+    upstream: backend
+    auth: [api_key]
+    authorize: { scopes: [bench] }
 EOF
   mkdir -p "$tmp/portcullis-data"
+  export BENCH_JWT_SECRET=bench-secret-of-at-least-thirty-two-bytes
   PORTCULLIS_DATA=$tmp/portcullis-data "${pin_test[@]}" node "$main" start --config "$tmp/portcullis.yaml" \
     >"$tmp/portcullis.stdout" 2>"$tmp/portcullis.stderr" &
   pids+=($!)
@@ -257,6 +273,18 @@ scenario direct "http://127.0.0.1:$port_nginx/bench"
 scenario bare-proxy "http://127.0.0.1:$port_bare/bench"
 scenario bare-undici "http://127.0.0.1:$port_undici/bench"
 scenario portcullis "http://127.0.0.1:$port_gw/bench"
+if wanted 'portcullis-*' && ensure portcullis start_portcullis; then
+  # One token and one key, reused by every request: the caches are warm, as for a busy client.
+  bench_token=$(cd "$root" && node --input-type=module -e "
+    import { SignJWT } from 'jose';
+    process.stdout.write(await new SignJWT({ scope: 'bench' }).setProtectedHeader({ alg: 'HS256' })
+      .setIssuer('urn:bench').setAudience('bench').setSubject('bench').setExpirationTime('1h')
+      .sign(new TextEncoder().encode(process.env.BENCH_JWT_SECRET)));")
+  bench_key=$(PORTCULLIS_DATA=$tmp/portcullis-data node "$root/dist/cli/main.js" keys create \
+    --config "$tmp/portcullis.yaml" --name bench --scopes bench 2>/dev/null)
+  scenario portcullis-jwt "http://127.0.0.1:$port_gw/bench-jwt" -H "Authorization: Bearer $bench_token"
+  scenario portcullis-apikey "http://127.0.0.1:$port_gw/bench-key" -H "X-API-Key: $bench_key"
+fi
 
 export BENCH_NGINX_VERSION BENCH_WRK_VERSION
 BENCH_NGINX_VERSION=$(nginx -v 2>&1 | sed 's|.*/||')

@@ -22,6 +22,7 @@ for (const s of scenarios) {
 }
 
 const label = {
+  portcullis: 'portcullis pass-through',
   direct: 'direct nginx',
   'bare-proxy': 'bare node:http proxy',
   'bare-undici': 'bare undici proxy',
@@ -47,6 +48,7 @@ for (const s of scenarios) {
   compare(s.name, 'bare-proxy');
   compare(s.name, 'bare-undici');
   compare(s.name, 'direct');
+  if (s.name !== 'portcullis') compare(s.name, 'portcullis');
 }
 compare('bare-proxy', 'direct');
 
