@@ -295,3 +295,65 @@ describe('upstream failures', () => {
     assert.match(String(line.reason), /ECONNREFUSED/);
   });
 });
+
+describe('an unexpected exception inside the gateway', () => {
+  it('is a 500 with a generic body, and the details go to the log only', async () => {
+    const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { createServer } = await import('node:http');
+    const { Writable } = await import('node:stream');
+    const { loadConfig } = await import('./config/load.js');
+    const { createLogger } = await import('./log.js');
+    const { Gateway } = await import('./gateway.js');
+    const dir = mkdtempSync(join(tmpdir(), 'portcullis-500-'));
+    const file = join(dir, 'c.yaml');
+    writeFileSync(
+      file,
+      'upstreams: { app: { url: "http://127.0.0.1:1" } }\nroutes: [{ path: /a, methods: [GET], upstream: app, auth: none }]\n',
+    );
+    const { config } = loadConfig(file, { env: {} });
+    const lines: string[] = [];
+    const logger = createLogger(
+      { level: 'info' },
+      new Writable({
+        write(c, _e, cb) {
+          lines.push(c.toString());
+          cb();
+        },
+      }),
+    );
+    const gateway = new Gateway(config, {
+      logger,
+      store: undefined,
+      auth: {
+        jwt: undefined,
+        introspection: undefined,
+        apiKeys: undefined,
+        guard: { check() {}, recordFailure() {}, recordSuccess() {} },
+      },
+      endpoints: [
+        {
+          method: 'GET',
+          path: '/boom',
+          handle: async () => {
+            throw new Error('database password is hunter2 at /srv/app/db.ts:42');
+          },
+        },
+      ],
+    });
+    const server = createServer(gateway.handle);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const { port } = server.address() as import('node:net').AddressInfo;
+      const reply = await send(`http://127.0.0.1:${port}`, '/boom');
+      assertProblem(reply, 500, 'gateway.internal');
+      assert.doesNotMatch(reply.body, /hunter2|db\.ts|Error|stack/);
+      assert.match(lines.join(''), /unexpected error/);
+    } finally {
+      server.close();
+      await gateway.close(0);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
