@@ -31,7 +31,23 @@ describe('routing and proxying', () => {
   let gw: TestGateway;
 
   before(async () => {
-    publicApi = await startUpstream();
+    publicApi = await startUpstream((req, res) => {
+      if (req.url !== '/public/big') return undefined;
+      const chunk = Buffer.alloc(64 * 1024, 'b');
+      let sent = 0;
+      const write = () => {
+        while (sent < 80) {
+          sent++;
+          if (!res.write(chunk)) {
+            res.once('drain', write);
+            return;
+          }
+        }
+        res.end();
+      };
+      write();
+      return true;
+    });
     adminApi = await startUpstream();
     gw = await startTestGateway({
       upstreams: { pub: { url: publicApi.url }, admin: { url: `${adminApi.url}/base` } },
@@ -67,6 +83,12 @@ describe('routing and proxying', () => {
     const reply = await send(gw.url, '/items/42?x=1');
     assert.equal(reply.status, 200);
     assert.equal(reply.json().url, '/items/42?x=1');
+  });
+
+  it('streams a large response through intact', async () => {
+    const reply = await send(gw.url, '/public/big');
+    assert.equal(reply.status, 200);
+    assert.equal(Buffer.byteLength(reply.body), 80 * 64 * 1024);
   });
 
   it('adds the security headers and strips Server and X-Powered-By', async () => {

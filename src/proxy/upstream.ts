@@ -120,7 +120,7 @@ export interface ForwardOptions {
    * the response head itself (the body then streams through) and returns
    * undefined, or returns a BufferedResponse to collect the body first.
    */
-  onHead(status: number, rawHeaders: Buffer[] | string[]): BufferedResponse | undefined;
+  onHead(status: number, rawHeaders: Buffer[]): BufferedResponse | undefined;
 }
 
 /**
@@ -131,41 +131,46 @@ export interface ForwardOptions {
  */
 export function forward(upstream: Upstream, res: ServerResponse, opts: ForwardOptions): Promise<void> {
   return new Promise((resolve, reject) => {
-    let controller: Dispatcher.DispatchController | undefined;
+    let abort: ((err: Error) => void) | undefined;
     let done = false;
     let buffered: BufferedResponse | undefined;
     let chunks: Buffer[] = [];
     let size = 0;
     const onClose = () => {
-      if (!done) controller?.abort(new Error('client went away'));
+      if (!done) abort?.(new Error('client went away'));
     };
     res.once('close', onClose);
-    const handler: Dispatcher.DispatchHandler = {
-      onRequestStart(c) {
-        controller = c;
+    // undici's original handler interface: a handler with the newer
+    // onRequestStart/onResponse* methods is wrapped by undici in an adapter
+    // that parses every response's headers into an object, which the
+    // gateway does not need (it reads the raw pairs). Major 7 supports both.
+    const handler = {
+      onConnect(a: (err: Error) => void) {
+        abort = a;
       },
-      onResponseStart(c, statusCode) {
-        buffered = opts.onHead(statusCode, (c.rawHeaders as Buffer[] | undefined) ?? []);
+      onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
+        if (statusCode < 200) return true;
+        buffered = opts.onHead(statusCode, rawHeaders);
+        if (buffered === undefined) res.on('drain', resume);
+        return true;
       },
-      onResponseData(c, chunk) {
+      onData(chunk: Buffer): boolean {
         if (buffered !== undefined) {
           size += chunk.length;
           if (size > buffered.limit) {
             chunks = [];
-            c.abort(
+            abort?.(
               gatewayError('upstreamTooLarge', { internal: `response passed ${buffered.limit} bytes` }),
             );
-            return;
+            return true;
           }
           chunks.push(chunk);
-          return;
+          return true;
         }
-        if (!res.write(chunk)) {
-          c.pause();
-          res.once('drain', () => c.resume());
-        }
+        // false pauses the upstream socket until 'drain' calls resume().
+        return res.write(chunk);
       },
-      onResponseEnd() {
+      onComplete() {
         done = true;
         res.off('close', onClose);
         try {
@@ -176,7 +181,7 @@ export function forward(upstream: Upstream, res: ServerResponse, opts: ForwardOp
           reject(err);
         }
       },
-      onResponseError(_c, err) {
+      onError(err: Error) {
         done = true;
         res.off('close', onClose);
         reject(toGatewayError(err));
@@ -189,7 +194,7 @@ export function forward(upstream: Upstream, res: ServerResponse, opts: ForwardOp
         headers: opts.headers,
         body: opts.body,
       },
-      handler,
+      handler as unknown as Dispatcher.DispatchHandler,
     );
   });
 }
