@@ -365,11 +365,25 @@ describe('certificates on the HTTPS listener', () => {
     it('is ready while certificates are valid, and not ready once one has expired', async () => {
       const { logger } = captureLogger();
       let now = Date.now();
-      const l = createHttpsServer(listenerSettings([source(first)]), () => {}, logger, { now: () => now });
+      const l = createHttpsServer(
+        listenerSettings([source(first)], { expiryWarningMs: 7 * 86_400_000 }),
+        () => {},
+        logger,
+        { now: () => now },
+      );
       try {
+        await l.readinessCheck();
+        assert.deepEqual(
+          l.report().map((r) => r.status),
+          ['ok'],
+        );
+        now = l.certificates()[0]!.notAfter.getTime() - 86_400_000;
+        assert.equal(l.report()[0]!.status, 'expiring');
+        assert.equal(l.report()[0]!.days_left, 1);
         await l.readinessCheck();
         now = l.certificates()[0]!.notAfter.getTime() + 1000;
         await assert.rejects(l.readinessCheck(), /TLS certificate expired: localhost/);
+        assert.equal(l.report()[0]!.status, 'expired');
       } finally {
         l.close();
       }

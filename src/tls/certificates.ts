@@ -312,3 +312,28 @@ export function checkExpiry(infos: readonly CertificateInfo[], now: number, warn
   }
   return { expired, expiringSoon };
 }
+
+/** One certificate's line in `/readyz`: no key material, nothing a client could not see in the handshake. */
+export interface CertificateStatus {
+  name: string;
+  not_after: string;
+  days_left: number;
+  status: 'ok' | 'expiring' | 'expired';
+}
+
+/** A JSON-ready summary of the certificates for readiness output. */
+export function certificateReport(
+  infos: readonly CertificateInfo[],
+  now: number,
+  warnMs: number,
+): CertificateStatus[] {
+  return infos.map((i) => {
+    const left = i.notAfter.getTime() - now;
+    return {
+      name: i.name,
+      not_after: i.notAfter.toISOString(),
+      days_left: Math.floor(left / 86_400_000),
+      status: left <= 0 ? 'expired' : left <= warnMs ? 'expiring' : 'ok',
+    };
+  });
+}

@@ -148,6 +148,45 @@ describe('mutual TLS', () => {
     });
   });
 
+  describe('session resumption', () => {
+    it('a resumed session keeps its verified certificate, and one resumed without a certificate stays anonymous', async () => {
+      const running = await startListener(
+        listenerSettings(certs(), { clientAuth: clientAuth('optional') }),
+        principalHandler('fingerprint'),
+      );
+      const get = async (client: PemFiles | undefined, session?: Buffer) => {
+        const h = await handshake({
+          port: running.port,
+          ...as(client),
+          maxVersion: 'TLSv1.2',
+          ...(session ? { session } : {}),
+        });
+        try {
+          const r = await requestOn(h.socket, '/');
+          return {
+            body: JSON.parse(r.body),
+            session: h.socket.getSession()!,
+            reused: h.socket.isSessionReused(),
+          };
+        } finally {
+          h.socket.destroy();
+        }
+      };
+      try {
+        const first = await get(alice);
+        const resumed = await get(alice, first.session);
+        assert.equal(resumed.reused, true);
+        assert.equal(resumed.body.id, fingerprintOf(alice.cert));
+        const anonymous = await get(undefined);
+        const anonymousResumed = await get(undefined, anonymous.session);
+        assert.equal(anonymousResumed.reused, true);
+        assert.deepEqual(anonymousResumed.body, { anonymous: true });
+      } finally {
+        await running.close();
+      }
+    });
+  });
+
   describe('a listener with client_auth: optional and a route that requires a certificate', () => {
     let running: RunningListener;
     before(async () => {

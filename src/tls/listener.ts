@@ -16,6 +16,8 @@ import type { Logger } from '../log.js';
 import {
   type CertificateInfo,
   type CertificateSet,
+  type CertificateStatus,
+  certificateReport,
   checkExpiry,
   createCertificateStore,
 } from './certificates.js';
@@ -33,6 +35,8 @@ export interface HttpsListener {
   certificates(): readonly CertificateInfo[];
   /** Rejects when a certificate has expired (for `/readyz`). */
   readinessCheck(): Promise<void>;
+  /** Each certificate's name, expiry and status (`ok`, `expiring` within expiry_warning, `expired`), for `/readyz`. */
+  report(): CertificateStatus[];
   /** Replaces the session ticket key now (the timer does it every `ticketKeyRotationMs`). */
   rotateTicketKeys(): void;
   /** Stops the file watchers and timers. Closing and draining the server stays with the caller. */
@@ -204,6 +208,7 @@ export function createHttpsServer(
         );
       }
     },
+    report: () => certificateReport(store.current().infos(), now(), settings.expiryWarningMs),
     rotateTicketKeys() {
       ticketKey = randomBytes(TICKET_KEY_BYTES);
       srv.setTicketKeys(ticketKey);

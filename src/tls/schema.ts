@@ -442,7 +442,7 @@ export function compileTls(raw: RawTlsInput, options: { baseDir: string }): Comp
     redirect = {
       host: rawRedirect.host ?? listenHost,
       port: rawRedirect.port ?? 80,
-      httpsPort: httpsPort === 0 ? 443 : httpsPort,
+      httpsPort,
       canonicalHost: rawRedirect.canonical_host?.toLowerCase(),
     };
   }

@@ -60,7 +60,11 @@ export interface TlsListenerSettings {
 export interface RedirectSettings {
   host: string;
   port: number;
-  /** The port put in the Location (443 is left out); default: the HTTPS listener's port. */
+  /**
+   * The port put in the Location (443 is left out); default: listen.port.
+   * 0 (listen.port 0, in tests) means the port the HTTPS listener bound: the
+   * runtime puts that in.
+   */
   httpsPort: number;
   /** Every redirect goes to this host; undefined: the request's own Host, when it is well formed. */
   canonicalHost: string | undefined;
