@@ -43,6 +43,11 @@ export const ERRORS = {
     status: 401,
     title: 'The credentials are not valid.',
   },
+  clientCertificateRequired: {
+    code: 'auth.client_certificate_required',
+    status: 401,
+    title: 'A valid client certificate is required.',
+  },
   authLocked: {
     code: 'auth.locked_out',
     status: 429,

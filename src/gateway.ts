@@ -27,6 +27,7 @@ import {
   type Upstream,
 } from './proxy/upstream.js';
 import type { Store } from './store/types.js';
+import { hstsHeaderValue } from './tls/listener.js';
 
 export interface CompiledRoute {
   readonly settings: RouteSettings;
@@ -65,6 +66,7 @@ export interface GatewayEndpoint {
 
 /** Response headers the gateway owns: an upstream's value is replaced, not merged. */
 const OWNED_RESPONSE_HEADERS = new Set([
+  'strict-transport-security',
   'cache-control',
   'x-content-type-options',
   'content-security-policy',
@@ -93,6 +95,8 @@ export class Gateway {
   private readonly stripHeaders: ReadonlySet<string>;
   private readonly endpoints: Map<string, GatewayEndpoint>;
   private readonly events: EventSink | undefined;
+  /** Headers added to the gateway's own answers (HSTS on HTTPS). */
+  private readonly problemHeaders: Record<string, string> | undefined;
 
   constructor(config: GatewayConfig, deps: GatewayDeps) {
     this.config = config;
@@ -100,8 +104,12 @@ export class Gateway {
     this.accessLog = config.log.access;
     this.resolveClient = createClientIpResolver(config.listen.trustedProxies);
     this.router = FindMyWay({ caseSensitive: true, ignoreTrailingSlash: false, maxParamLength: 1000 });
-    for (const [name, settings] of Object.entries(config.upstreams))
-      this.upstreams.set(name, createUpstream(settings));
+    for (const [name, settings] of Object.entries(config.upstreams)) {
+      this.upstreams.set(name, createUpstream(settings, config.tls.upstreams[name]));
+    }
+    const hsts = config.tls.listener?.hsts;
+    // Every response of an HTTPS listener carries HSTS (RFC 6797 §7.1); the redirect listener never does.
+    this.problemHeaders = hsts ? { 'strict-transport-security': hstsHeaderValue(hsts) } : undefined;
     const identity = config.auth.identityHeaders;
     this.stripHeaders = new Set([
       identity.subject,
@@ -136,6 +144,9 @@ export class Gateway {
           "default-src 'none'; frame-ancestors 'none'",
           'referrer-policy',
           'no-referrer',
+          ...(this.problemHeaders
+            ? ['strict-transport-security', this.problemHeaders['strict-transport-security']!]
+            : []),
         ],
       };
       for (const m of settings.methods) {
@@ -348,7 +359,7 @@ export class Gateway {
       !req.readableEnded &&
       (req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0);
     if (unreadBody) closeWhenDone(req, res);
-    sendProblem(res, err, id);
+    sendProblem(res, err, id, this.problemHeaders);
   }
 
   private answerUnrouted(

@@ -2,7 +2,8 @@
  * A running Portcullis: the public listener, the admin listener, the store
  * and the current gateway, with atomic reload and graceful shutdown.
  */
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { type AdminServer, createAdminServer } from './admin/server.js';
 import { createBruteForceGuard } from './auth/brute-force.js';
@@ -15,9 +16,13 @@ import { Gateway } from './gateway.js';
 import type { Logger } from './log.js';
 import { openStore } from './store/index.js';
 import type { Store } from './store/types.js';
+import { createHttpsServer, createRedirectServer, type HttpsListener } from './tls/listener.js';
 
 export interface Running {
-  readonly publicServer: Server;
+  readonly publicServer: Server | HttpsServer;
+  /** The plain-HTTP listener that only redirects to HTTPS, when enabled. */
+  readonly redirectPort: number | undefined;
+  readonly tls: HttpsListener | undefined;
   readonly admin: AdminServer | undefined;
   /** The bound public port (useful with port 0). */
   readonly port: number;
@@ -85,21 +90,23 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     events,
   });
   const l = config.listen;
-  const publicServer = createServer(
-    {
-      maxHeaderSize: l.maxHeaderBytes,
-      headersTimeout: l.headersTimeoutMs,
-      requestTimeout: l.requestTimeoutMs,
-      keepAliveTimeout: l.keepAliveTimeoutMs,
-      // How often Node checks the two timeouts above: often enough that a
-      // slowloris client is cut close to headers_timeout.
-      connectionsCheckingInterval: Math.min(1000, l.headersTimeoutMs),
-      // Checked by the gateway instead, so the answer is a problem+json like every other.
-      requireHostHeader: false,
-      joinDuplicateHeaders: false,
-    },
-    (req, res) => gateway.handle(req, res),
-  );
+  const httpOptions = {
+    maxHeaderSize: l.maxHeaderBytes,
+    headersTimeout: l.headersTimeoutMs,
+    requestTimeout: l.requestTimeoutMs,
+    keepAliveTimeout: l.keepAliveTimeoutMs,
+    // How often Node checks the two timeouts above: often enough that a
+    // slowloris client is cut close to headers_timeout.
+    connectionsCheckingInterval: Math.min(1000, l.headersTimeoutMs),
+    // Checked by the gateway instead, so the answer is a problem+json like every other.
+    requireHostHeader: false,
+    joinDuplicateHeaders: false,
+  };
+  const handler = (req: IncomingMessage, res: ServerResponse) => gateway.handle(req, res);
+  const tls = config.tls.listener
+    ? createHttpsServer(config.tls.listener, handler, logger, { http: httpOptions })
+    : undefined;
+  const publicServer: Server | HttpsServer = tls ? tls.server : createServer(httpOptions, handler);
   publicServer.maxHeadersCount = l.maxHeaders;
   publicServer.on('checkContinue', (req, res) => gateway.handle(req, res));
   publicServer.on('clientError', (err: NodeJS.ErrnoException, socket) => {
@@ -118,6 +125,18 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     logger.debug({ code: err.code }, 'client protocol error');
   });
   const port = await listen(publicServer, l.port, l.host);
+  let redirect: Server | undefined;
+  let redirectPort: number | undefined;
+  if (config.tls.redirect) {
+    const r = config.tls.redirect;
+    redirect = createRedirectServer({
+      httpsPort: r.httpsPort === 0 ? port : r.httpsPort,
+      canonicalHost: r.canonicalHost,
+      headersTimeoutMs: l.headersTimeoutMs,
+      maxHeaderBytes: l.maxHeaderBytes,
+    });
+    redirectPort = await listen(redirect, r.port, r.host);
+  }
 
   let admin: AdminServer | undefined;
   let adminPort: number | undefined;
@@ -126,16 +145,27 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     admin.setCheck('store', () => store.ping());
     admin.setCheck('config', async () => {});
     for (const [name, check] of Object.entries(auth.checks)) admin.setCheck(name, check);
+    if (tls) admin.setCheck('tls', () => tls.readinessCheck());
     adminPort = await listen(admin.server, config.admin.port, config.admin.host);
   }
   logger.info(
-    { port, adminPort, routes: config.routes.length, store: store.location, mode: config.mode },
+    {
+      port,
+      adminPort,
+      redirectPort,
+      tls: tls !== undefined,
+      routes: config.routes.length,
+      store: store.location,
+      mode: config.mode,
+    },
     'portcullis listening',
   );
 
   let closing: Promise<void> | undefined;
   return {
     publicServer,
+    redirectPort,
+    tls,
     admin,
     port,
     adminPort,
@@ -144,6 +174,19 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     current: () => gateway,
     authServices: () => auth.services,
     async reload(next) {
+      if (tls) {
+        try {
+          await tls.reload();
+        } catch (err) {
+          logger.error(
+            { reason: (err as Error).message },
+            'TLS certificates could not be reloaded; the previous ones keep serving',
+          );
+        }
+      }
+      if (JSON.stringify(next.tls.listener) !== JSON.stringify(config.tls.listener)) {
+        logger.warn('TLS listener settings other than the certificate files take effect after a restart');
+      }
       const nextAuth = await buildAuth(next, { logger, store, guard });
       let built: Gateway;
       try {
@@ -190,6 +233,12 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
         clearTimeout(timer);
         await gateway.close(graceMs);
         auth.close();
+        tls?.close();
+        if (redirect) {
+          const r = redirect;
+          await new Promise<void>((resolve) => r.close(() => resolve()));
+          r.closeAllConnections();
+        }
         if (admin) {
           await new Promise<void>((resolve) => admin.server.close(() => resolve()));
           admin.server.closeAllConnections();

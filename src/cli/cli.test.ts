@@ -62,7 +62,8 @@ describe('the portcullis command', () => {
     const r = cli(['check', '--config', file]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /warning: .*upstreams\.app\.url: plain HTTP/);
-    assert.match(r.stdout, /valid, 1 warning/);
+    assert.match(r.stdout, /warning: .*listen\.host: the public listener on 0\.0\.0\.0 serves plain HTTP/);
+    assert.match(r.stdout, /valid, 2 warning/);
   });
 
   it('refuses an unknown command with exit 2', () => {

@@ -4,7 +4,7 @@
  * 2 bad usage or an invalid config.
  */
 import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createBruteForceGuard } from '../auth/brute-force.js';
@@ -22,6 +22,8 @@ import { runKeysCommand } from '../keys/cli.js';
 import { createLogger } from '../log.js';
 import { type Running, startGateway } from '../runtime.js';
 import { openStore } from '../store/index.js';
+import { defaultDevCertificateDir, runCertCommand } from '../tls/cli.js';
+import { ensureDevCertificates } from '../tls/dev-cert.js';
 
 const ROOT = new URL('../../', import.meta.url);
 const DEMO_CONFIG = fileURLToPath(new URL('demo/portcullis.yaml', ROOT));
@@ -37,6 +39,9 @@ Usage:
                                      manage API keys (each takes --config FILE; default: the data folder)
   portcullis clients create --name N --scopes a,b [--tenant T] | list | revoke ID
                                      manage OAuth clients of the built-in issuer (POST /oauth2/token)
+  portcullis cert dev [--out DIR] [--force]
+                                     make a local development CA and a localhost certificate (default DIR: $PORTCULLIS_DATA/tls)
+  portcullis cert pin FILE           print the pin_sha256 of the certificates in FILE
   portcullis explain --request "GET /users/42/orders" [--token T | --key K | --claims JSON]
                     [--header "Name: value"]… [--ip IP] [--json] [--config FILE]
                                      the decision trail for one request; never calls the upstream
@@ -130,6 +135,7 @@ async function main(argv: string[]): Promise<void> {
   const io = { out, err: (s: string) => process.stderr.write(`${s}\n`), env: process.env };
   if (argv[0] === 'keys') process.exit(await runKeysCommand(argv.slice(1), io));
   if (argv[0] === 'clients') process.exit(await runClientsCommand(argv.slice(1), io));
+  if (argv[0] === 'cert') process.exit(await runCertCommand(argv.slice(1), io));
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
@@ -169,6 +175,8 @@ async function main(argv: string[]): Promise<void> {
       const secret = demoTokenSecret(dataDir);
       process.env[DEMO_SECRET_ENV] = secret;
       const api = await startOrdersApi(Number(process.env.PORTCULLIS_DEMO_UPSTREAM_PORT ?? 0));
+      // The demo serves HTTPS with a local development CA made on first start.
+      const dev = await ensureDevCertificates(defaultDevCertificateDir(process.env));
       const tokens = await Promise.all(DEMO_USERS.map((u) => signDemoToken(secret, u)));
       return run(
         values.config ?? DEMO_CONFIG,
@@ -179,10 +187,14 @@ async function main(argv: string[]): Promise<void> {
             const issuer = (raw.auth as { issuer?: { issuer: string } } | undefined)?.issuer;
             const port =
               process.env.PORTCULLIS_PORT ?? (raw.listen as { port?: number } | undefined)?.port ?? 8080;
-            if (issuer) issuer.issuer = `http://127.0.0.1:${port}`;
+            if (issuer) issuer.issuer = `https://localhost:${port}`;
+            const listen = (raw.listen ??= {}) as Record<string, unknown>;
+            listen.tls ??= { certificates: [{ cert: dev.files.cert, key: dev.files.key }] };
+            listen.http_redirect ??= { port: Number(process.env.PORTCULLIS_DEMO_HTTP_PORT ?? 8080) };
           },
         },
-        (running) => printDemo(running.port, running.adminPort, tokens),
+        (running) =>
+          printDemo(running.port, running.adminPort, running.redirectPort, tokens, dev.files.caCert),
       );
     }
     default:
@@ -241,11 +253,20 @@ async function explain(values: {
   }
 }
 
-function printDemo(port: number, adminPort: number | undefined, tokens: string[]): void {
-  const base = `http://127.0.0.1:${port}`;
+function printDemo(
+  port: number,
+  adminPort: number | undefined,
+  redirectPort: number | undefined,
+  tokens: string[],
+  caFile: string,
+): void {
+  const base = `https://localhost:${port}`;
+  const rel = relative(process.cwd(), caFile);
+  const ca = rel !== '' && !rel.startsWith('..') ? rel : caFile;
+  const c = `curl -i --cacert ${ca}`;
   const [alice, bob, carol] = tokens;
   process.stderr.write(`
-Portcullis is running in front of the demo orders API, on ${base}.
+Portcullis is running on ${base} (HTTPS, local development CA: ${ca}), in front of the demo orders API.
 
 Tokens for the demo users, as an identity provider would issue them (valid 24 h):
   export ALICE=${alice}   # user 1, tenant acme
@@ -253,19 +274,19 @@ Tokens for the demo users, as an identity provider would issue them (valid 24 h)
   export CAROL=${carol}   # user 3, admin
 
 Try:
-  curl -i ${base}/public/catalog                                    # 200: a public route
-  curl -i ${base}/users/1/orders                                    # 401: no credentials
-  curl -i -H "Authorization: Bearer $ALICE" ${base}/users/1/orders  # 200: alice's own orders
-  curl -i -H "Authorization: Bearer $BOB" ${base}/users/1/orders    # 403: not bob's (BOLA stopped)
-  curl -i -H "Authorization: Bearer $CAROL" ${base}/admin/users     # 200: admins only
-  curl -i -H "Authorization: Bearer $ALICE" ${base}/admin/users     # 403
-  curl -i ${base}/nope                                              # 404: not in the allow-list
-  curl -i --path-as-is ${base}/public/../admin/users                # routed as /admin/users: 401
+  ${c} ${base}/public/catalog                                    # 200 over TLS, with HSTS
+${redirectPort === undefined ? '' : `  curl -i http://localhost:${redirectPort}/public/catalog                           # 308: plain HTTP only redirects\n`}  ${c} ${base}/users/1/orders                                    # 401: no credentials
+  ${c} -H "Authorization: Bearer $ALICE" ${base}/users/1/orders  # 200: alice's own orders
+  ${c} -H "Authorization: Bearer $BOB" ${base}/users/1/orders    # 403: not bob's (BOLA stopped)
+  ${c} -H "Authorization: Bearer $CAROL" ${base}/admin/users     # 200: admins only
+  ${c} -H "Authorization: Bearer $ALICE" ${base}/admin/users     # 403
+  ${c} ${base}/nope                                              # 404: not in the allow-list
+  ${c} --path-as-is ${base}/public/../admin/users                # routed as /admin/users: 401
   KEY=$(npx portcullis keys create --name ci --scopes orders:read --tenant acme)
-  curl -i -H "X-API-Key: $KEY" ${base}/tenants/acme/orders          # 200: an API key of tenant acme
+  ${c} -H "X-API-Key: $KEY" ${base}/tenants/acme/orders          # 200: an API key of tenant acme
   npx portcullis clients create --name batch --scopes orders:read   # prints a client id and secret
-  curl -s -u "CLIENT_ID:SECRET" -d grant_type=client_credentials ${base}/oauth2/token
-${adminPort === undefined ? '' : `  curl -i http://127.0.0.1:${adminPort}/readyz                          # readiness (admin listener)\n`}
+  curl -s --cacert ${ca} -u "CLIENT_ID:SECRET" -d grant_type=client_credentials ${base}/oauth2/token
+${adminPort === undefined ? '' : `  curl -i http://127.0.0.1:${adminPort}/readyz                                  # readiness (admin listener)\n`}
 Stop with Ctrl-C.
 `);
 }

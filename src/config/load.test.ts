@@ -166,13 +166,20 @@ routes:
 
   describe('security warnings', () => {
     it('warns about plain HTTP to an upstream on another network', () => {
-      const { warnings } = loadConfig(write(VALID.replace('127.0.0.1:3000', 'api.example.com')), { env: {} });
+      const { warnings } = loadConfig(
+        write(`listen:\n  host: 127.0.0.1\n${VALID.replace('127.0.0.1:3000', 'api.example.com')}`),
+        {
+          env: {},
+        },
+      );
       assert.equal(warnings[0]!.path, 'upstreams.app.url');
       assert.match(warnings[0]!.message, /plain HTTP/);
     });
 
     it('warns about a route without a body limit', () => {
-      const { warnings } = loadConfig(write(`${VALID}    body_limit: none\n`), { env: {} });
+      const { warnings } = loadConfig(write(`listen:\n  host: 127.0.0.1\n${VALID}    body_limit: none\n`), {
+        env: {},
+      });
       assert.match(warnings[0]!.message, /no body limit/);
     });
 
@@ -181,8 +188,14 @@ routes:
       assert.equal(warnings[0]!.path, 'admin.host');
     });
 
-    it('has no warnings for the safe minimal config', () => {
-      assert.deepEqual(loadConfig(write(VALID), { env: {} }).warnings, []);
+    it('warns about plain HTTP on a public address', () => {
+      const { warnings } = loadConfig(write(VALID), { env: {} });
+      assert.equal(warnings[0]!.path, 'listen.host');
+      assert.match(warnings[0]!.message, /serves plain HTTP/);
+    });
+
+    it('has no warnings for the safe minimal config on loopback', () => {
+      assert.deepEqual(loadConfig(write(`listen:\n  host: 127.0.0.1\n${VALID}`), { env: {} }).warnings, []);
     });
   });
 

@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
 import { isMap, isSeq, LineCounter, type Node, parseDocument } from 'yaml';
+import { compileTls, type RawTlsInput } from '../tls/schema.js';
 import { isPrivateOrLoopbackHost, parseCidr } from '../util/ip.js';
 import { parseDuration, parseSize } from '../util/units.js';
 import { ConfigSchema, type RawConfig, type RawCors, type RawRoute } from './schema.js';
@@ -313,6 +314,10 @@ export function loadConfig(file: string, options: LoadOptions = {}): LoadedConfi
   if (rawAuth.jwt || rawAuth.issuer) configuredMethods.push('jwt');
   if (rawAuth.introspection) configuredMethods.push('introspection');
   if (rawAuth.api_keys) configuredMethods.push('api_key');
+  const rawTls = cfg.listen!.tls;
+  if (rawTls && rawTls.enabled !== false && (rawTls.client_auth?.mode ?? 'off') !== 'off') {
+    configuredMethods.push('mtls');
+  }
   rawAuth.jwt?.providers.forEach((p, i) => {
     const at: Segment[] = ['auth', 'jwt', 'providers', i];
     const hmac = p.algorithms.filter((a) => a.startsWith('HS'));
@@ -573,13 +578,18 @@ export function loadConfig(file: string, options: LoadOptions = {}): LoadedConfi
     }
   });
 
-  if (issues.length > 0) throw new ConfigError(issues);
-
   const listen = cfg.listen!;
   const port = env.PORTCULLIS_PORT === undefined ? listen.port : Number(env.PORTCULLIS_PORT);
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     throw new ConfigError([{ file: 'PORTCULLIS_PORT', path: '', message: 'expected a port number 0-65535' }]);
   }
+  // After secret resolution: key passphrases are references.
+  const tls = compileTls({ ...cfg, listen: { ...listen, port } } as RawTlsInput, { baseDir: dirname(path) });
+  for (const i of tls.issues) issues.push(issue(i.path, i.message));
+  for (const w of tls.warnings) warnings.push(issue(w.path, w.message));
+
+  if (issues.length > 0) throw new ConfigError(issues);
+
   const log = cfg.log!;
   const config: GatewayConfig = {
     file: path,
@@ -601,6 +611,7 @@ export function loadConfig(file: string, options: LoadOptions = {}): LoadedConfi
     routes,
     auth: compileAuth(rawAuth, configuredMethods),
     authorization: { network: cfg.authorization?.network },
+    tls: tls.settings,
   };
   return { config: deepFreeze(config), warnings };
 }

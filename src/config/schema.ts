@@ -6,6 +6,13 @@
  */
 import { type Static, type TObject, type TProperties, Type } from '@sinclair/typebox';
 import { AuthorizationSchema, AuthorizeSchema } from '../authz/schema.js';
+import {
+  AllowInsecureSchema,
+  HttpRedirectSchema,
+  ListenTlsSchema,
+  RouteMtlsSchema,
+  UpstreamTlsSchema,
+} from '../tls/schema.js';
 import { DURATION_PATTERN, SIZE_PATTERN } from '../util/units.js';
 
 const strict = <T extends TProperties>(props: T, description: string): TObject<T> =>
@@ -80,6 +87,8 @@ export const ListenSchema = section(
         'Proxies whose X-Forwarded-For is believed when finding the client IP. Empty: the peer address is the client.',
     }),
     limits: Type.Optional(ListenerLimitsSchema),
+    tls: Type.Optional(ListenTlsSchema),
+    http_redirect: Type.Optional(HttpRedirectSchema),
   },
   'The public listener.',
 );
@@ -142,6 +151,7 @@ export const UpstreamSchema = strict(
     headers_timeout: Duration('Time allowed for the response headers to arrive.', '30s'),
     body_timeout: Duration('Longest pause between two chunks of the response body.', '30s'),
     keep_alive_timeout: Duration('How long an idle upstream connection is kept.', '4s'),
+    tls: Type.Optional(UpstreamTlsSchema),
   },
   'A service behind the gateway.',
 );
@@ -418,6 +428,7 @@ export const RouteSchema = strict(
       description: 'Cache-Control sent to clients unless the upstream sets its own on a cacheable route.',
     }),
     cors: Type.Optional(CorsSchema),
+    mtls: Type.Optional(RouteMtlsSchema),
   },
   'One allowed operation (or family of operations) and where it goes.',
 );
@@ -430,6 +441,7 @@ export const ConfigSchema = strict(
       description:
         'development or production; production refuses settings that are only safe on a developer machine.',
     }),
+    allow_insecure: Type.Optional(AllowInsecureSchema),
     listen: Type.Optional(ListenSchema),
     admin: Type.Optional(AdminSchema),
     store: Type.Optional(StoreSchema),

@@ -1,4 +1,5 @@
 import type { RawAuthorize, RawNetwork } from '../authz/policy.js';
+import type { TlsSettings } from '../tls/types.js';
 
 /** The compiled, frozen configuration the gateway runs on: units parsed, references resolved. */
 
@@ -73,6 +74,8 @@ export interface GatewayConfig {
   routes: readonly RouteSettings[];
   auth: AuthSettings;
   authorization: { network: RawNetwork | undefined };
+  /** HTTPS listener, redirect listener, upstream TLS and route mTLS. */
+  tls: TlsSettings;
 }
 
 export type AuthMethod = 'jwt' | 'introspection' | 'api_key' | 'mtls';

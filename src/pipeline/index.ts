@@ -10,12 +10,14 @@ import type { GatewayConfig, RouteSettings } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { authenticateStage } from '../stages/authenticate/index.js';
 import { authorizeStage } from '../stages/authorize/index.js';
+import { clientCertStage } from '../stages/client-cert/index.js';
 import { preAuthStage } from '../stages/pre-auth/index.js';
 import type { Store } from '../store/types.js';
 import type { Stage } from './context.js';
 
 export const ROUTE_STAGE_ORDER = [
   'pre-auth',
+  'client-cert',
   'authenticate',
   'authorize',
   'rate-limit',
@@ -40,7 +42,12 @@ export interface StageFactory {
 }
 
 /** The factories, in pipeline order. Features add theirs here. */
-export const STAGE_FACTORIES: readonly StageFactory[] = [preAuthStage, authenticateStage, authorizeStage];
+export const STAGE_FACTORIES: readonly StageFactory[] = [
+  preAuthStage,
+  clientCertStage,
+  authenticateStage,
+  authorizeStage,
+];
 
 for (const [i, f] of STAGE_FACTORIES.entries()) {
   if (ROUTE_STAGE_ORDER.indexOf(f.name) < ROUTE_STAGE_ORDER.indexOf(STAGE_FACTORIES[i - 1]?.name ?? f.name)) {

@@ -8,6 +8,8 @@ import type { Dispatcher } from 'undici';
 import { Pool } from 'undici';
 import type { UpstreamSettings } from '../config/types.js';
 import { GatewayError, gatewayError } from '../errors.js';
+import type { UpstreamTlsSettings } from '../tls/types.js';
+import { upstreamConnectOptions } from '../tls/upstream-tls.js';
 
 /** Request headers never forwarded: hop-by-hop (RFC 9110 §7.6.1) and those the gateway sets itself. */
 const DROP_REQUEST = new Set([
@@ -55,8 +57,9 @@ export interface Upstream {
   close(): Promise<void>;
 }
 
-export function createUpstream(settings: UpstreamSettings): Upstream {
+export function createUpstream(settings: UpstreamSettings, tls?: UpstreamTlsSettings): Upstream {
   const pool = new Pool(settings.origin, {
+    ...(tls ? { connect: upstreamConnectOptions(tls) } : {}),
     connections: settings.connections,
     pipelining: 1,
     connectTimeout: settings.connectTimeoutMs,

@@ -13,6 +13,7 @@ import type { AuthMethod } from '../../config/types.js';
 import { GatewayError, gatewayError } from '../../errors.js';
 import type { Principal, RequestContext } from '../../pipeline/context.js';
 import type { StageFactory } from '../../pipeline/index.js';
+import { checkTokenBinding, clientCertificatePrincipal } from '../../tls/client-auth.js';
 
 const CHALLENGE = 'Bearer realm="portcullis"';
 const INVALID_TOKEN = 'Bearer realm="portcullis", error="invalid_token"';
@@ -52,6 +53,9 @@ export const authenticateStage: StageFactory = {
     const useJwt = methods.includes('jwt') && jwt !== undefined;
     const useIntrospection = methods.includes('introspection') && introspection !== undefined;
     const useKeys = methods.includes('api_key') && apiKeys !== undefined;
+    const clientAuth = deps.config.tls.listener?.clientAuth;
+    const useMtls = methods.includes('mtls') && clientAuth !== undefined && clientAuth.mode !== 'off';
+    const bindingRequired = clientAuth?.tokenBinding === 'required';
     const headers = deps.config.auth.identityHeaders;
     const logger = deps.logger;
 
@@ -88,6 +92,13 @@ export const authenticateStage: StageFactory = {
       throw err;
     };
 
+    /** RFC 8705: a certificate-bound token is only good over the connection with that certificate. */
+    const bound = (ctx: RequestContext, principal: Principal): Principal => {
+      const binding = checkTokenBinding(principal, ctx.req.socket, { required: bindingRequired });
+      if (!binding.ok) throw new AuthFailure(`token_binding_${binding.reason}`);
+      return principal;
+    };
+
     const accept = (ctx: RequestContext, principal: Principal, credentialId: string | undefined): void => {
       guard.recordSuccess(ctx.clientIp, credentialId);
       ctx.principal = principal;
@@ -108,14 +119,14 @@ export const authenticateStage: StageFactory = {
           const isJwt = token.split('.').length === 3;
           if (isJwt && useJwt) {
             try {
-              return accept(ctx, await jwt!.verify(token), undefined);
+              return accept(ctx, bound(ctx, await jwt!.verify(token)), undefined);
             } catch (err) {
               return fail(ctx, err, undefined, 'jwt');
             }
           }
           if (useIntrospection) {
             try {
-              return accept(ctx, await introspection!.introspect(token), undefined);
+              return accept(ctx, bound(ctx, await introspection!.introspect(token)), undefined);
             } catch (err) {
               return fail(ctx, err, undefined, 'introspection');
             }
@@ -135,6 +146,10 @@ export const authenticateStage: StageFactory = {
               return fail(ctx, err, id, 'api_key');
             }
           }
+        }
+        if (useMtls) {
+          const principal = clientCertificatePrincipal(ctx.req.socket, clientAuth.principal);
+          if (principal !== undefined) return accept(ctx, principal, undefined);
         }
         throw gatewayError('authRequired', {
           headers: { 'www-authenticate': CHALLENGE },
