@@ -9,6 +9,7 @@ import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { type Readable, Transform } from 'node:stream';
 import FindMyWay from 'find-my-way';
+import type { Blocklist } from './alerts/index.js';
 import type { AuthServices } from './auth/services.js';
 import type { GatewayConfig, RouteSettings } from './config/types.js';
 import { GatewayError, gatewayError, sendProblem } from './errors.js';
@@ -51,6 +52,8 @@ export interface GatewayDeps {
   endpoints?: readonly GatewayEndpoint[];
   /** Receives one security event per completed request. */
   events?: EventSink;
+  /** Blocked IPs, keys and principals. */
+  blocklist?: Blocklist;
 }
 
 /** An endpoint answered by the gateway itself rather than an upstream. */
@@ -121,7 +124,13 @@ export class Gateway {
     ]);
     this.endpoints = new Map((deps.endpoints ?? []).map((e) => [`${e.method} ${e.path}`, e]));
     this.events = deps.events;
-    const buildDeps: BuildDeps = { config, logger: deps.logger, store: deps.store, auth: deps.auth };
+    const buildDeps: BuildDeps = {
+      config,
+      logger: deps.logger,
+      store: deps.store,
+      auth: deps.auth,
+      blocklist: deps.blocklist,
+    };
     const methods = new Set<string>();
     for (const settings of config.routes) {
       const stages = buildRouteStages(settings, buildDeps);
@@ -222,6 +231,7 @@ export class Gateway {
       stage: undefined,
       upstreamStartedAt: undefined,
       upstreamEndedAt: undefined,
+      credentialId: undefined,
     };
     if (seen !== undefined) seen.ctx = ctx;
     let pending: Promise<void> | undefined;
@@ -459,6 +469,14 @@ export class Gateway {
           : (ctx.upstreamEndedAt ?? performance.now()) - ctx.upstreamStartedAt,
       stage: err === undefined ? undefined : (ctx?.stage ?? 'route'),
       shadowDenials: ctx?.shadowDenials ?? [],
+      objectId:
+        ctx === undefined || ctx.route.params.length === 0
+          ? undefined
+          : ctx.route.params
+              .map((name) => ctx.params[name] ?? '')
+              .join('/')
+              .slice(0, 200),
+      credentialId: ctx?.credentialId,
     };
     this.events!.emit(event);
   }

@@ -6,6 +6,14 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { type AdminServer, createAdminServer } from './admin/server.js';
+import {
+  createAlerter,
+  createAlertStore,
+  createBlocklist,
+  createBlockStore,
+  observeAlerting,
+} from './alerts/index.js';
+import { blockPolicies, createAnomalyEngine } from './anomaly/index.js';
 import { createBruteForceGuard } from './auth/brute-force.js';
 import { buildAuth } from './auth/build.js';
 import type { AuthServices } from './auth/services.js';
@@ -14,9 +22,11 @@ import { ERRORS, type ErrorSpec, PROBLEM_HEADERS, problemBody } from './errors.j
 import { EventBus } from './events/types.js';
 import { Gateway } from './gateway.js';
 import type { Logger } from './log.js';
+import { createMetrics, type Metrics } from './metrics/index.js';
 import { openStore } from './store/index.js';
 import type { Store } from './store/types.js';
 import { createHttpsServer, createRedirectServer, type HttpsListener } from './tls/listener.js';
+import { registerCertificateMetrics } from './tls/metrics.js';
 
 export interface Running {
   readonly publicServer: Server | HttpsServer;
@@ -34,6 +44,7 @@ export interface Running {
   authServices(): AuthServices;
   /** Every security event: one per request, and administrative acts. */
   readonly events: EventBus;
+  readonly metrics: Metrics;
   /** Builds a gateway from `config` and swaps it in; the old one drains. Throws, keeping the old one, on failure. */
   reload(config: GatewayConfig): Promise<void>;
   /** Stops accepting, drains in-flight requests (at most `graceMs`), closes everything. */
@@ -81,6 +92,34 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
       logger.warn({ key, until: new Date(until).toISOString() }, 'brute-force lockout'),
   });
   const events = options.events ?? new EventBus((err) => logger.error({ err }, 'an event subscriber failed'));
+  // One metrics registry per process: it samples the Node.js process itself.
+  const metrics = createMetrics();
+  events.subscribe(metrics);
+  const blocklist = createBlocklist({
+    store: createBlockStore(store),
+    settings: config.blocks,
+    onEvent: (e) => events.emit(e),
+    logger,
+  });
+  await blocklist.start();
+  const buildDetection = (cfg: GatewayConfig) => {
+    const alerter = createAlerter({
+      store: createAlertStore(store),
+      settings: cfg.alerts,
+      blocklist,
+      blockPolicies: blockPolicies(cfg.anomaly),
+      onEvent: (e) => events.emit(e),
+      logger,
+    });
+    const anomaly = createAnomalyEngine(cfg.anomaly, { onFinding: (f) => alerter.raise(f) });
+    return { alerter, anomaly, unsubscribe: events.subscribe(anomaly) };
+  };
+  let detection = buildDetection(config);
+  observeAlerting(metrics, {
+    anomaly: () => detection.anomaly,
+    alerter: () => detection.alerter,
+    blocklist: () => blocklist,
+  });
   let auth = await buildAuth(config, { logger, store, guard });
   let gateway = new Gateway(config, {
     logger,
@@ -88,7 +127,22 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     auth: auth.services,
     endpoints: auth.endpoints,
     events,
+    blocklist,
   });
+  observeAuthCaches(metrics, () => auth.services);
+  let storeUp = true;
+  const storeProbe = setInterval(() => {
+    store.ping().then(
+      () => {
+        storeUp = true;
+      },
+      () => {
+        storeUp = false;
+      },
+    );
+  }, 10_000);
+  storeProbe.unref();
+  metrics.observeDependency('store', () => storeUp);
   const l = config.listen;
   const httpOptions = {
     maxHeaderSize: l.maxHeaderBytes,
@@ -107,6 +161,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     ? createHttpsServer(config.tls.listener, handler, logger, { http: httpOptions })
     : undefined;
   const publicServer: Server | HttpsServer = tls ? tls.server : createServer(httpOptions, handler);
+  if (tls) registerCertificateMetrics(metrics.registry, () => tls.certificates());
   publicServer.maxHeadersCount = l.maxHeaders;
   publicServer.on('checkContinue', (req, res) => gateway.handle(req, res));
   publicServer.on('clientError', (err: NodeJS.ErrnoException, socket) => {
@@ -146,6 +201,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     admin.setCheck('config', async () => {});
     for (const [name, check] of Object.entries(auth.checks)) admin.setCheck(name, check);
     if (tls) admin.setCheck('tls', () => tls.readinessCheck());
+    admin.addRoute('/metrics', metrics.handler);
     adminPort = await listen(admin.server, config.admin.port, config.admin.host);
   }
   logger.info(
@@ -171,6 +227,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     adminPort,
     store,
     events,
+    metrics,
     current: () => gateway,
     authServices: () => auth.services,
     async reload(next) {
@@ -196,6 +253,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
           auth: nextAuth.services,
           endpoints: nextAuth.endpoints,
           events,
+          blocklist,
         });
       } catch (err) {
         nextAuth.close();
@@ -210,6 +268,10 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
         for (const [name, check] of Object.entries(auth.checks)) admin.setCheck(name, check);
       }
       oldAuth.close();
+      const oldDetection = detection;
+      detection = buildDetection(next);
+      oldDetection.unsubscribe();
+      void oldDetection.alerter.close();
       events.emit({
         type: 'admin',
         time: new Date().toISOString(),
@@ -234,6 +296,10 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
         await gateway.close(graceMs);
         auth.close();
         tls?.close();
+        clearInterval(storeProbe);
+        detection.unsubscribe();
+        await detection.alerter.close();
+        blocklist.close();
         if (redirect) {
           const r = redirect;
           await new Promise<void>((resolve) => r.close(() => resolve()));
@@ -248,4 +314,18 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
       return closing;
     },
   };
+}
+
+/** Cache hit ratios of the authentication services, read at scrape time. */
+function observeAuthCaches(metrics: Metrics, services: () => AuthServices): void {
+  const stats = (s: unknown) =>
+    (s as { stats?: { cacheHits?: number; cacheMisses?: number } } | undefined)?.stats;
+  metrics.observeCache('tokens', () => {
+    const st = stats(services().jwt);
+    return { hits: st?.cacheHits ?? 0, misses: st?.cacheMisses ?? 0 };
+  });
+  metrics.observeCache('api_keys', () => {
+    const st = stats(services().apiKeys);
+    return { hits: st?.cacheHits ?? 0, misses: st?.cacheMisses ?? 0 };
+  });
 }

@@ -2,7 +2,7 @@
  * The admin listener: health and readiness for orchestrators, on its own
  * port (loopback by default) so it is never reachable through the public one.
  */
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 
 /** A named readiness check: resolves when healthy, rejects with the reason otherwise. */
 export type ReadinessCheck = () => Promise<void>;
@@ -11,6 +11,8 @@ export interface AdminServer {
   server: Server;
   /** Adds or replaces a readiness check. */
   setCheck(name: string, check: ReadinessCheck | undefined): void;
+  /** Serves GET/HEAD `path` with `handler` (e.g. `/metrics`). */
+  addRoute(path: string, handler: (req: IncomingMessage, res: ServerResponse) => void): void;
 }
 
 const CHECK_TIMEOUT_MS = 2000;
@@ -32,7 +34,7 @@ async function runCheck(check: ReadinessCheck): Promise<string | undefined> {
   }
 }
 
-function sendJson(res: import('node:http').ServerResponse, status: number, body: unknown): void {
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
   res.writeHead(status, {
     'content-type': 'application/json',
@@ -45,6 +47,7 @@ function sendJson(res: import('node:http').ServerResponse, status: number, body:
 
 export function createAdminServer(): AdminServer {
   const checks = new Map<string, ReadinessCheck>();
+  const routes = new Map<string, (req: IncomingMessage, res: ServerResponse) => void>();
   const server = createServer(async (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -68,10 +71,18 @@ export function createAdminServer(): AdminServer {
       });
       return;
     }
+    const route = routes.get(path ?? '');
+    if (route) {
+      route(req, res);
+      return;
+    }
     sendJson(res, 404, { status: 404, title: 'No such resource.' });
   });
   return {
     server,
+    addRoute(path, handler) {
+      routes.set(path, handler);
+    },
     setCheck(name, check) {
       if (check === undefined) checks.delete(name);
       else checks.set(name, check);

@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { runAlertsCommand, runBlocksCommand } from '../alerts/index.js';
 import { createBruteForceGuard } from '../auth/brute-force.js';
 import { buildAuth } from '../auth/build.js';
 import { explainRequest, formatExplanation } from '../authz/explain.js';
@@ -42,6 +43,9 @@ Usage:
   portcullis cert dev [--out DIR] [--force]
                                      make a local development CA and a localhost certificate (default DIR: $PORTCULLIS_DATA/tls)
   portcullis cert pin FILE           print the pin_sha256 of the certificates in FILE
+  portcullis alerts list [--since 24h] [--json]      alerts raised
+  portcullis blocks list [--all] [--json] | add (--ip IP|--key KEY_ID|--principal ID) --for 1h [--status 429|403]
+  portcullis blocks lift (ID|--ip IP|--key KEY_ID|--principal ID)
   portcullis explain --request "GET /users/42/orders" [--token T | --key K | --claims JSON]
                     [--header "Name: value"]… [--ip IP] [--json] [--config FILE]
                                      the decision trail for one request; never calls the upstream
@@ -136,6 +140,8 @@ async function main(argv: string[]): Promise<void> {
   if (argv[0] === 'keys') process.exit(await runKeysCommand(argv.slice(1), io));
   if (argv[0] === 'clients') process.exit(await runClientsCommand(argv.slice(1), io));
   if (argv[0] === 'cert') process.exit(await runCertCommand(argv.slice(1), io));
+  if (argv[0] === 'alerts') process.exit(await runAlertsCommand(argv.slice(1), io));
+  if (argv[0] === 'blocks') process.exit(await runBlocksCommand(argv.slice(1), io));
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,

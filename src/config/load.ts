@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
 import { isMap, isSeq, LineCounter, type Node, parseDocument } from 'yaml';
+import { compileAlerts, compileAnomaly, compileBlocks } from '../anomaly/schema.js';
 import { compileTls, type RawTlsInput } from '../tls/schema.js';
 import { isPrivateOrLoopbackHost, parseCidr } from '../util/ip.js';
 import { parseDuration, parseSize } from '../util/units.js';
@@ -587,6 +588,10 @@ export function loadConfig(file: string, options: LoadOptions = {}): LoadedConfi
   const tls = compileTls({ ...cfg, listen: { ...listen, port } } as RawTlsInput, { baseDir: dirname(path) });
   for (const i of tls.issues) issues.push(issue(i.path, i.message));
   for (const w of tls.warnings) warnings.push(issue(w.path, w.message));
+  const alerts = compileAlerts(cfg.alerts!);
+  for (const i of alerts.issues) {
+    issues.push(issue(['alerts', ...i.path.slice(0, -1)], i.message, String(i.path.at(-1))));
+  }
 
   if (issues.length > 0) throw new ConfigError(issues);
 
@@ -612,6 +617,9 @@ export function loadConfig(file: string, options: LoadOptions = {}): LoadedConfi
     auth: compileAuth(rawAuth, configuredMethods),
     authorization: { network: cfg.authorization?.network },
     tls: tls.settings,
+    anomaly: compileAnomaly(cfg.anomaly!),
+    alerts: alerts.settings,
+    blocks: compileBlocks(cfg.blocks!),
   };
   return { config: deepFreeze(config), warnings };
 }

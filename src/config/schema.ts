@@ -5,6 +5,7 @@
  * configuration reference. Every object rejects unknown keys.
  */
 import { type Static, type TObject, type TProperties, Type } from '@sinclair/typebox';
+import { AlertsSchema, AnomalySchema, BlocksSchema } from '../anomaly/schema.js';
 import { AuthorizationSchema, AuthorizeSchema } from '../authz/schema.js';
 import {
   AllowInsecureSchema,
@@ -448,6 +449,9 @@ export const ConfigSchema = strict(
     log: Type.Optional(LogSchema),
     auth: Type.Optional(AuthSchema),
     authorization: Type.Optional(AuthorizationSchema),
+    anomaly: Type.Optional(AnomalySchema),
+    alerts: Type.Optional(AlertsSchema),
+    blocks: Type.Optional(BlocksSchema),
     upstreams: Type.Record(Type.String({ pattern: '^[A-Za-z0-9_-]+$' }), UpstreamSchema, {
       description: 'Services behind the gateway, by name.',
       minProperties: 1,

@@ -1,3 +1,4 @@
+import type { AlertSettings, AnomalySettings, BlockSettings } from '../anomaly/schema.js';
 import type { RawAuthorize, RawNetwork } from '../authz/policy.js';
 import type { TlsSettings } from '../tls/types.js';
 
@@ -76,6 +77,9 @@ export interface GatewayConfig {
   authorization: { network: RawNetwork | undefined };
   /** HTTPS listener, redirect listener, upstream TLS and route mTLS. */
   tls: TlsSettings;
+  anomaly: AnomalySettings;
+  alerts: AlertSettings;
+  blocks: BlockSettings;
 }
 
 export type AuthMethod = 'jwt' | 'introspection' | 'api_key' | 'mtls';

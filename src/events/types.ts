@@ -35,6 +35,17 @@ export interface RequestEvent {
   stage: string | undefined;
   /** Whether a shadow-mode rule would have denied this allowed request. */
   shadowDenials: readonly string[];
+  /**
+   * The object the request addressed: the route's path parameter values,
+   * joined with `/`; undefined on routes without parameters. Anomaly
+   * detection counts distinct ones (BOLA scraping).
+   */
+  objectId?: string | undefined;
+  /**
+   * A non-secret id of the credential that failed authentication (an API key
+   * id, a token hash prefix), never the secret.
+   */
+  credentialId?: string | undefined;
 }
 
 export interface AdminEvent {

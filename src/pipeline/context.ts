@@ -53,6 +53,8 @@ export interface RequestContext {
   /** When the upstream request started and ended (`performance.now()`), when it was called. */
   upstreamStartedAt: number | undefined;
   upstreamEndedAt: number | undefined;
+  /** The non-secret id of a credential that failed authentication. */
+  credentialId: string | undefined;
 }
 
 /** The upstream's answer as a response filter sees it, collected whole. */

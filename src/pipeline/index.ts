@@ -5,6 +5,7 @@
  * switch a stage off for a route (its factory returns undefined); it never
  * reorders them.
  */
+import type { Blocklist } from '../alerts/index.js';
 import type { AuthServices } from '../auth/services.js';
 import type { GatewayConfig, RouteSettings } from '../config/types.js';
 import type { Logger } from '../log.js';
@@ -33,6 +34,8 @@ export interface BuildDeps {
   logger: Logger;
   store: Store | undefined;
   auth: AuthServices;
+  /** Blocked IPs, keys and principals; undefined where blocks are not used. */
+  blocklist?: Blocklist | undefined;
 }
 
 export interface StageFactory {

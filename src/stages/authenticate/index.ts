@@ -57,6 +57,7 @@ export const authenticateStage: StageFactory = {
     const useMtls = methods.includes('mtls') && clientAuth !== undefined && clientAuth.mode !== 'off';
     const bindingRequired = clientAuth?.tokenBinding === 'required';
     const headers = deps.config.auth.identityHeaders;
+    const blocklist = deps.blocklist;
     const logger = deps.logger;
 
     const fail = (
@@ -66,7 +67,8 @@ export const authenticateStage: StageFactory = {
       kind: string,
     ): never => {
       if (err instanceof AuthFailure) {
-        guard.recordFailure(ctx.clientIp, err.credentialId ?? credentialId);
+        ctx.credentialId = err.credentialId ?? credentialId;
+        guard.recordFailure(ctx.clientIp, ctx.credentialId);
         logger.info(
           { requestId: ctx.id, route: route.name, method: kind, reason: err.reason },
           'authentication failed',
@@ -102,6 +104,7 @@ export const authenticateStage: StageFactory = {
     const accept = (ctx: RequestContext, principal: Principal, credentialId: string | undefined): void => {
       guard.recordSuccess(ctx.clientIp, credentialId);
       ctx.principal = principal;
+      blocklist?.checkPrincipal(principal);
       const up = ctx.upstreamHeaders;
       up[headers.subject] = principal.id;
       up[headers.kind] = principal.kind;

@@ -1,6 +1,7 @@
 import type { Migration } from '../types.js';
 import { apiKeysMigration } from './002-api-keys.js';
 import { oauthMigration } from './003-oauth.js';
+import { alertsMigration } from './006-alerts.js';
 
 /**
  * Every migration of the Portcullis database, in order. Features append their
@@ -15,4 +16,5 @@ export const migrations: Migration[] = [
   },
   apiKeysMigration,
   oauthMigration,
+  alertsMigration,
 ];
