@@ -215,7 +215,7 @@ describe('portcullis keys', () => {
     const config = join(root, `config-${dirs}.yaml`);
     writeFileSync(
       config,
-      `store:\n  url: sqlite:${join(dir, 'keys.db')}\nauth:\n  api_keys:\n    pepper: \${env:TEST_PEPPER}\n    cache_ttl: 5s\nupstreams:\n  app:\n    url: http://127.0.0.1:3000\nroutes:\n  - path: /a\n    methods: [GET]\n    upstream: app\n`,
+      `store:\n  url: sqlite:${join(dir, 'keys.db')}\nauth:\n  api_keys:\n    pepper: \${env:TEST_PEPPER}\n    cache_ttl: 5s\nupstreams:\n  app:\n    url: http://127.0.0.1:3000\nroutes:\n  - path: /a\n    methods: [GET]\n    upstream: app\n    authorize: any-authenticated\n`,
     );
     const env = { PORTCULLIS_DATA: join(dir, 'unused'), TEST_PEPPER: pepper };
     const { key, id } = await createKey(env, ['--config', config]);
