@@ -27,6 +27,7 @@ import {
   forward,
   type Upstream,
 } from './proxy/upstream.js';
+import type { RateLimitService } from './ratelimit/index.js';
 import type { Store } from './store/types.js';
 import { hstsHeaderValue } from './tls/listener.js';
 
@@ -54,6 +55,8 @@ export interface GatewayDeps {
   events?: EventSink;
   /** Blocked IPs, keys and principals. */
   blocklist?: Blocklist;
+  /** Rate limiters, quotas and concurrency counters. */
+  rateLimit?: RateLimitService;
 }
 
 /** An endpoint answered by the gateway itself rather than an upstream. */
@@ -70,6 +73,8 @@ export interface GatewayEndpoint {
 /** Response headers the gateway owns: an upstream's value is replaced, not merged. */
 const OWNED_RESPONSE_HEADERS = new Set([
   'strict-transport-security',
+  'ratelimit',
+  'ratelimit-policy',
   'cache-control',
   'x-content-type-options',
   'content-security-policy',
@@ -130,6 +135,7 @@ export class Gateway {
       store: deps.store,
       auth: deps.auth,
       blocklist: deps.blocklist,
+      rateLimit: deps.rateLimit,
     };
     const methods = new Set<string>();
     for (const settings of config.routes) {

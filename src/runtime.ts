@@ -23,6 +23,7 @@ import { EventBus } from './events/types.js';
 import { Gateway } from './gateway.js';
 import type { Logger } from './log.js';
 import { createMetrics, type Metrics } from './metrics/index.js';
+import { buildRateLimit } from './ratelimit/index.js';
 import { openStore } from './store/index.js';
 import type { Store } from './store/types.js';
 import { createHttpsServer, createRedirectServer, type HttpsListener } from './tls/listener.js';
@@ -121,6 +122,8 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     blocklist: () => blocklist,
   });
   let auth = await buildAuth(config, { logger, store, guard });
+  // Never throws for a Redis that is down: the configured failure policy answers.
+  let rateLimit = await buildRateLimit(config.rateLimit, { logger, store });
   let gateway = new Gateway(config, {
     logger,
     store,
@@ -128,6 +131,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     endpoints: auth.endpoints,
     events,
     blocklist,
+    rateLimit,
   });
   observeAuthCaches(metrics, () => auth.services);
   let storeUp = true;
@@ -201,7 +205,20 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     admin.setCheck('config', async () => {});
     for (const [name, check] of Object.entries(auth.checks)) admin.setCheck(name, check);
     if (tls) admin.setCheck('tls', () => tls.readinessCheck());
-    admin.addRoute('/metrics', metrics.handler);
+    for (const [name, check] of Object.entries(rateLimit.checks)) admin.setCheck(name, check);
+    admin.addRoute('/metrics', (req, res) => {
+      // The rate limiter's registry is rebuilt with each config; it is appended at scrape time.
+      Promise.all([metrics.text(), rateLimit.registry.metrics()]).then(
+        ([main, limits]) => {
+          res.writeHead(200, { 'content-type': metrics.contentType, 'cache-control': 'no-store' });
+          res.end(req.method === 'HEAD' ? undefined : main + limits);
+        },
+        (err) => {
+          logger.error({ err }, 'metrics collection failed');
+          res.writeHead(500).end();
+        },
+      );
+    });
     adminPort = await listen(admin.server, config.admin.port, config.admin.host);
   }
   logger.info(
@@ -245,6 +262,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
         logger.warn('TLS listener settings other than the certificate files take effect after a restart');
       }
       const nextAuth = await buildAuth(next, { logger, store, guard });
+      const nextRateLimit = await buildRateLimit(next.rateLimit, { logger, store });
       let built: Gateway;
       try {
         built = new Gateway(next, {
@@ -254,11 +272,22 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
           endpoints: nextAuth.endpoints,
           events,
           blocklist,
+          rateLimit: nextRateLimit,
         });
       } catch (err) {
         nextAuth.close();
+        await nextRateLimit.close();
         throw err;
       }
+      const oldRateLimit = rateLimit;
+      rateLimit = nextRateLimit;
+      if (admin) {
+        for (const name of Object.keys(oldRateLimit.checks)) admin.setCheck(name, undefined);
+        for (const [name, check] of Object.entries(rateLimit.checks)) admin.setCheck(name, check);
+      }
+      void oldRateLimit
+        .close()
+        .catch((err) => logger.warn({ err }, 'closing the previous rate limiter failed'));
       const old = gateway;
       const oldAuth = auth;
       gateway = built;
@@ -295,6 +324,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
         clearTimeout(timer);
         await gateway.close(graceMs);
         auth.close();
+        await rateLimit.close();
         tls?.close();
         clearInterval(storeProbe);
         detection.unsubscribe();

@@ -4,8 +4,12 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 
-/** A named readiness check: resolves when healthy, rejects with the reason otherwise. */
-export type ReadinessCheck = () => Promise<void>;
+/**
+ * A named readiness check: resolves when healthy (with a note when it serves
+ * degraded, e.g. rate limits falling back to local counters), rejects with
+ * the reason when the instance should not get traffic.
+ */
+export type ReadinessCheck = () => Promise<string | undefined | void>;
 
 export interface AdminServer {
   server: Server;
@@ -17,18 +21,18 @@ export interface AdminServer {
 
 const CHECK_TIMEOUT_MS = 2000;
 
-async function runCheck(check: ReadinessCheck): Promise<string | undefined> {
+async function runCheck(check: ReadinessCheck): Promise<{ ok: boolean; note: string }> {
   let timer: NodeJS.Timeout | undefined;
   try {
-    await Promise.race([
+    const note = await Promise.race([
       check(),
       new Promise((_, reject) => {
         timer = setTimeout(() => reject(new Error('timed out')), CHECK_TIMEOUT_MS);
       }),
     ]);
-    return undefined;
+    return { ok: true, note: typeof note === 'string' && note !== '' ? note : 'ok' };
   } catch (err) {
-    return (err as Error).message || 'failed';
+    return { ok: false, note: (err as Error).message || 'failed' };
   } finally {
     clearTimeout(timer);
   }
@@ -62,12 +66,10 @@ export function createAdminServer(): AdminServer {
       const results = await Promise.all(
         [...checks].map(async ([name, check]) => [name, await runCheck(check)] as const),
       );
-      const failing = results.filter(([, error]) => error !== undefined);
+      const failing = results.filter(([, r]) => !r.ok);
       sendJson(res, failing.length === 0 ? 200 : 503, {
         status: failing.length === 0 ? 'ready' : 'not ready',
-        checks: Object.fromEntries(
-          results.map(([name, error]) => [name, error === undefined ? 'ok' : error]),
-        ),
+        checks: Object.fromEntries(results.map(([name, r]) => [name, r.note])),
       });
       return;
     }

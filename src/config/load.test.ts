@@ -218,6 +218,7 @@ describe('the example config', () => {
         PORTCULLIS_EXAMPLE_INTROSPECTION_SECRET: 's',
         PORTCULLIS_EXAMPLE_PEPPER: 'p',
         PORTCULLIS_EXAMPLE_MASTER_KEY: 'k',
+        PORTCULLIS_EXAMPLE_WEBHOOK: 'https://hooks.example.com/T000/B000/XXXX',
       },
     });
   });

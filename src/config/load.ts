@@ -9,6 +9,7 @@ import { dirname, resolve } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
 import { isMap, isSeq, LineCounter, type Node, parseDocument } from 'yaml';
 import { compileAlerts, compileAnomaly, compileBlocks } from '../anomaly/schema.js';
+import { checkRateLimit, compileRateLimit, compileRouteRateLimits } from '../ratelimit/compile.js';
 import { compileTls, type RawTlsInput } from '../tls/schema.js';
 import { isPrivateOrLoopbackHost, parseCidr } from '../util/ip.js';
 import { parseDuration, parseSize } from '../util/units.js';
@@ -372,6 +373,8 @@ export function loadConfig(file: string, options: LoadOptions = {}): LoadedConfi
       );
     }
   }
+  const rawRateLimit = cfg.rate_limit!;
+  checkRateLimit(rawRateLimit, (segs, msg) => issues.push(issue(['rate_limit', ...segs], msg)));
   const upstreamNames = Object.keys(cfg.upstreams);
   const seenRoutes = new Map<string, number>();
   const routes: RouteSettings[] = [];
@@ -497,6 +500,12 @@ export function loadConfig(file: string, options: LoadOptions = {}): LoadedConfi
       auth,
       apiKeyInQuery: r.api_key_in_query,
       authorize: r.authorize,
+      rateLimits: compileRouteRateLimits(
+        r,
+        rawRateLimit,
+        r.name ?? `${r.methods.join(',')} ${r.path}`,
+        (segs, msg) => issues.push(issue([...at, ...segs], msg)),
+      ),
       bodyLimit:
         r.body_limit === 'none' ? Number.POSITIVE_INFINITY : parseSize(r.body_limit ?? defaults.body_limit),
       cacheControl: r.cache_control,
@@ -617,6 +626,7 @@ export function loadConfig(file: string, options: LoadOptions = {}): LoadedConfi
     auth: compileAuth(rawAuth, configuredMethods),
     authorization: { network: cfg.authorization?.network },
     tls: tls.settings,
+    rateLimit: compileRateLimit(rawRateLimit),
     anomaly: compileAnomaly(cfg.anomaly!),
     alerts: alerts.settings,
     blocks: compileBlocks(cfg.blocks!),

@@ -7,6 +7,7 @@
 import { type Static, type TObject, type TProperties, Type } from '@sinclair/typebox';
 import { AlertsSchema, AnomalySchema, BlocksSchema } from '../anomaly/schema.js';
 import { AuthorizationSchema, AuthorizeSchema } from '../authz/schema.js';
+import { RateLimitSchema, ROUTE_RATE_LIMIT_PROPERTIES } from '../ratelimit/schema.js';
 import {
   AllowInsecureSchema,
   HttpRedirectSchema,
@@ -430,6 +431,7 @@ export const RouteSchema = strict(
     }),
     cors: Type.Optional(CorsSchema),
     mtls: Type.Optional(RouteMtlsSchema),
+    ...ROUTE_RATE_LIMIT_PROPERTIES,
   },
   'One allowed operation (or family of operations) and where it goes.',
 );
@@ -449,6 +451,7 @@ export const ConfigSchema = strict(
     log: Type.Optional(LogSchema),
     auth: Type.Optional(AuthSchema),
     authorization: Type.Optional(AuthorizationSchema),
+    rate_limit: Type.Optional(RateLimitSchema),
     anomaly: Type.Optional(AnomalySchema),
     alerts: Type.Optional(AlertsSchema),
     blocks: Type.Optional(BlocksSchema),

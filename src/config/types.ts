@@ -1,5 +1,6 @@
 import type { AlertSettings, AnomalySettings, BlockSettings } from '../anomaly/schema.js';
 import type { RawAuthorize, RawNetwork } from '../authz/policy.js';
+import type { RateLimitSettings, RouteRateLimits } from '../ratelimit/types.js';
 import type { TlsSettings } from '../tls/types.js';
 
 /** The compiled, frozen configuration the gateway runs on: units parsed, references resolved. */
@@ -33,6 +34,8 @@ export interface RouteSettings {
   apiKeyInQuery: boolean;
   /** The route's policy as written (compiled by the authorize stage); undefined on public routes. */
   authorize: RawAuthorize | undefined;
+  /** The limits, quotas and concurrency limits that apply, names resolved. */
+  rateLimits: RouteRateLimits | undefined;
   /** Bytes; Infinity when the route opts out of a limit. */
   bodyLimit: number;
   cacheControl: string;
@@ -77,6 +80,7 @@ export interface GatewayConfig {
   authorization: { network: RawNetwork | undefined };
   /** HTTPS listener, redirect listener, upstream TLS and route mTLS. */
   tls: TlsSettings;
+  rateLimit: RateLimitSettings;
   anomaly: AnomalySettings;
   alerts: AlertSettings;
   blocks: BlockSettings;

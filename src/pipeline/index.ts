@@ -9,6 +9,7 @@ import type { Blocklist } from '../alerts/index.js';
 import type { AuthServices } from '../auth/services.js';
 import type { GatewayConfig, RouteSettings } from '../config/types.js';
 import type { Logger } from '../log.js';
+import { admissionStage, type RateLimitService, rateLimitStage } from '../ratelimit/index.js';
 import { authenticateStage } from '../stages/authenticate/index.js';
 import { authorizeStage } from '../stages/authorize/index.js';
 import { clientCertStage } from '../stages/client-cert/index.js';
@@ -36,6 +37,8 @@ export interface BuildDeps {
   auth: AuthServices;
   /** Blocked IPs, keys and principals; undefined where blocks are not used. */
   blocklist?: Blocklist | undefined;
+  /** Rate limiters, quotas and concurrency counters; a route with limits needs it. */
+  rateLimit?: RateLimitService | undefined;
 }
 
 export interface StageFactory {
@@ -46,10 +49,12 @@ export interface StageFactory {
 
 /** The factories, in pipeline order. Features add theirs here. */
 export const STAGE_FACTORIES: readonly StageFactory[] = [
+  admissionStage,
   preAuthStage,
   clientCertStage,
   authenticateStage,
   authorizeStage,
+  rateLimitStage,
 ];
 
 for (const [i, f] of STAGE_FACTORIES.entries()) {

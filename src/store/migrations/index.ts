@@ -1,6 +1,7 @@
 import type { Migration } from '../types.js';
 import { apiKeysMigration } from './002-api-keys.js';
 import { oauthMigration } from './003-oauth.js';
+import { quotasMigration } from './004-quotas.js';
 import { alertsMigration } from './006-alerts.js';
 
 /**
@@ -16,5 +17,6 @@ export const migrations: Migration[] = [
   },
   apiKeysMigration,
   oauthMigration,
+  quotasMigration,
   alertsMigration,
 ];
