@@ -7,9 +7,10 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 /**
  * A named readiness check: resolves when healthy (with a note when it serves
  * degraded, e.g. rate limits falling back to local counters), rejects with
- * the reason when the instance should not get traffic.
+ * the reason when the instance should not get traffic. A resolved string
+ * is the note; anything else means ok.
  */
-export type ReadinessCheck = () => Promise<string | undefined | void>;
+export type ReadinessCheck = () => Promise<unknown>;
 
 export interface AdminServer {
   server: Server;
