@@ -1,0 +1,312 @@
+/**
+ * The audit repository on `Db` (SQLite and PostgreSQL alike): appends to the
+ * hash chain, signs checkpoints, applies retention, and reads events back.
+ *
+ * ## Several writers, one chain
+ *
+ * Every append runs in one transaction that first takes the chain lock, then
+ * reads the head (the last event's seq and hash), then inserts the batch with
+ * the next seqs, each hash chained to the one before. So however many
+ * gateway instances write to one PostgreSQL, appends are serialised and the
+ * events form one chain with dense seqs:
+ * - PostgreSQL: a transaction-scoped advisory lock,
+ *   `pg_advisory_xact_lock('PCAU', hashtext(current_schema()))`, released at
+ *   commit. (`select … order by seq desc limit 1 for update` would not do: a
+ *   waiter that gets the lock still sees the old last row, and an empty table
+ *   has no row to lock.) Under READ COMMITTED, the head read after the lock is
+ *   granted sees every batch committed before.
+ * - SQLite: transactions start with `BEGIN IMMEDIATE`, which already excludes
+ *   every other writer, in this process (the store's lock) and in others
+ *   (SQLite's file lock).
+ * Batching makes the lock cheap: one transaction per batch, not per event.
+ * Retention takes the same lock, so an anchor always names a real event.
+ */
+import type { Db } from '../store/types.js';
+import {
+  type AuditContent,
+  type AuditRecord,
+  GENESIS_HASH,
+  hashEvent,
+  normaliseRecord,
+  RECORD_FIELDS,
+} from './canonical.js';
+import type { Checkpoint, CheckpointSigner } from './signing.js';
+
+/** First key of the two-key advisory lock that serialises appends (ASCII "PCAU"). */
+const AUDIT_LOCK_CLASS = 0x50434155;
+/** Rows per insert statement: 200 × 23 parameters stays far below both databases' limits. */
+const ROWS_PER_INSERT = 200;
+/** Most events removed per retention transaction, to keep each one short. */
+const RETENTION_CHUNK = 50_000;
+
+/** The last event of the chain, or the retention anchor, or the genesis. */
+export interface ChainHead {
+  seq: number;
+  hash: string;
+}
+
+/** What {@link AuditRepository.search} filters on; every field narrows the result. */
+export interface AuditFilter {
+  /** A principal id (request events) or an actor (admin events). */
+  principal?: string;
+  /** ISO-8601; events at or after it. */
+  since?: string;
+  /** ISO-8601; events strictly before it. */
+  until?: string;
+  decision?: string;
+  route?: string;
+  ip?: string;
+  type?: string;
+  action?: string;
+  requestId?: string;
+  /** Only events with a higher seq. */
+  afterSeq?: number;
+}
+
+/** The outcome of one retention run. */
+export interface RetentionResult {
+  removed: number;
+  /** The anchor written for the last event removed, if any was. */
+  anchor: Checkpoint | undefined;
+}
+
+/** The audit tables, read and written. */
+export interface AuditRepository {
+  readonly db: Db;
+  /**
+   * Appends events to the chain in one transaction. `checkpoint`, when given,
+   * is called with the new head inside that transaction and its result, if
+   * any, stored with it: a checkpoint always signs a committed head.
+   */
+  append(
+    contents: readonly AuditContent[],
+    checkpoint?: (head: ChainHead) => Checkpoint | undefined,
+  ): Promise<{ records: AuditRecord[]; checkpoint: Checkpoint | undefined }>;
+  /** Signs the current head unless it already has a checkpoint (or the chain is empty). */
+  checkpointHead(signer: CheckpointSigner, now: Date): Promise<Checkpoint | undefined>;
+  /** Removes the oldest events beyond the limits, leaving a signed anchor; never the head. */
+  applyRetention(
+    limits: { maxAgeMs: number | undefined; maxEvents: number | undefined },
+    signer: CheckpointSigner,
+    now: Date,
+  ): Promise<RetentionResult>;
+  head(): Promise<ChainHead>;
+  /** Events after `afterSeq`, in seq order. */
+  page(afterSeq: number, limit: number): Promise<AuditRecord[]>;
+  get(seq: number): Promise<AuditRecord | undefined>;
+  findByHash(hash: string): Promise<AuditRecord | undefined>;
+  /** Every checkpoint and anchor, by seq. */
+  checkpoints(): Promise<Checkpoint[]>;
+  /** The latest `limit` matching events, oldest first. */
+  search(filter: AuditFilter, limit: number): Promise<AuditRecord[]>;
+  /** The number of events stored. */
+  count(): Promise<number>;
+}
+
+const COLUMNS = RECORD_FIELDS.join(', ');
+const CHECKPOINT_COLUMNS = 'kind, seq, hash, signature, key_id, created_at';
+
+async function lockChain(tx: Db): Promise<void> {
+  if (tx.dialect === 'postgres') {
+    await tx.query("select pg_advisory_xact_lock($1, hashtext(coalesce(current_schema(), '')))", [
+      AUDIT_LOCK_CLASS,
+    ]);
+  }
+}
+
+async function readHead(db: Db): Promise<ChainHead> {
+  const [last] = await db.query<{ seq: unknown; hash: string }>(
+    'select seq, hash from audit_events order by seq desc limit 1',
+  );
+  if (last) return { seq: Number(last.seq), hash: last.hash };
+  // Retention never removes the head, but a chain whose events were all
+  // removed some other way continues from its anchor rather than restarting.
+  const [anchor] = await db.query<{ seq: unknown; hash: string }>(
+    `select seq, hash from audit_checkpoints where kind = 'anchor' order by seq desc limit 1`,
+  );
+  if (anchor) return { seq: Number(anchor.seq), hash: anchor.hash };
+  return { seq: 0, hash: GENESIS_HASH };
+}
+
+async function insertCheckpoint(tx: Db, cp: Checkpoint): Promise<boolean> {
+  const { changes } = await tx.execute(
+    `insert into audit_checkpoints (${CHECKPOINT_COLUMNS}) values ($1, $2, $3, $4, $5, $6) on conflict do nothing`,
+    [cp.kind, cp.seq, cp.hash, cp.signature, cp.key_id, cp.created_at],
+  );
+  return changes > 0;
+}
+
+async function insertRecords(tx: Db, records: readonly AuditRecord[]): Promise<void> {
+  for (let start = 0; start < records.length; start += ROWS_PER_INSERT) {
+    const chunk = records.slice(start, start + ROWS_PER_INSERT);
+    const params: unknown[] = [];
+    const tuples: string[] = [];
+    for (const r of chunk) {
+      const base = params.length;
+      tuples.push(`(${RECORD_FIELDS.map((_, i) => `$${base + i + 1}`).join(', ')})`);
+      for (const field of RECORD_FIELDS) params.push(r[field]);
+    }
+    await tx.execute(`insert into audit_events (${COLUMNS}) values ${tuples.join(', ')}`, params);
+  }
+}
+
+function toCheckpoint(row: Record<string, unknown>): Checkpoint {
+  return {
+    kind: row.kind as Checkpoint['kind'],
+    seq: Number(row.seq),
+    hash: String(row.hash),
+    signature: String(row.signature),
+    key_id: String(row.key_id),
+    created_at: String(row.created_at),
+  };
+}
+
+/** The repository over `db`, which must have the audit migration applied. */
+export function createAuditRepository(db: Db): AuditRepository {
+  return {
+    db,
+
+    append(contents, checkpoint) {
+      return db.transaction(async (tx) => {
+        await lockChain(tx);
+        const head = await readHead(tx);
+        let prev = head.hash;
+        let seq = head.seq;
+        const records = contents.map((content): AuditRecord => {
+          seq++;
+          const hash = hashEvent(seq, content, prev);
+          const record = { seq, ...content, prev_hash: prev, hash };
+          prev = hash;
+          return record;
+        });
+        await insertRecords(tx, records);
+        const cp = records.length > 0 ? checkpoint?.({ seq, hash: prev }) : undefined;
+        const stored = cp !== undefined && (await insertCheckpoint(tx, cp)) ? cp : undefined;
+        return { records, checkpoint: stored };
+      });
+    },
+
+    checkpointHead(signer, now) {
+      return db.transaction(async (tx) => {
+        await lockChain(tx);
+        const [last] = await tx.query<{ seq: unknown; hash: string }>(
+          'select seq, hash from audit_events order by seq desc limit 1',
+        );
+        if (!last) return undefined;
+        const [signed] = await tx.query<{ seq: unknown }>(
+          `select max(seq) as seq from audit_checkpoints where kind = 'checkpoint'`,
+        );
+        if (signed?.seq !== null && signed?.seq !== undefined && Number(signed.seq) >= Number(last.seq)) {
+          return undefined;
+        }
+        const cp = signer.sign('checkpoint', Number(last.seq), last.hash, now.toISOString());
+        return (await insertCheckpoint(tx, cp)) ? cp : undefined;
+      });
+    },
+
+    async applyRetention(limits, signer, now) {
+      let removed = 0;
+      let anchor: Checkpoint | undefined;
+      // Bounded: each round removes up to RETENTION_CHUNK events or stops.
+      for (let round = 0; round < 1000; round++) {
+        const result = await db.transaction(async (tx) => {
+          await lockChain(tx);
+          const [bounds] = await tx.query<{ lo: unknown; hi: unknown }>(
+            'select min(seq) as lo, max(seq) as hi from audit_events',
+          );
+          if (bounds?.lo === null || bounds?.lo === undefined) return undefined;
+          const lo = Number(bounds.lo);
+          const hi = Number(bounds.hi);
+          let cutoff = 0;
+          if (limits.maxEvents !== undefined) cutoff = Math.max(cutoff, hi - limits.maxEvents);
+          if (limits.maxAgeMs !== undefined) {
+            // The longest prefix older than the limit: events stay in seq order even where their times do not.
+            const limit = new Date(now.getTime() - limits.maxAgeMs).toISOString();
+            const [first] = await tx.query<{ seq: unknown }>(
+              'select min(seq) as seq from audit_events where time >= $1',
+              [limit],
+            );
+            cutoff = Math.max(
+              cutoff,
+              first?.seq === null || first?.seq === undefined ? hi : Number(first.seq) - 1,
+            );
+          }
+          // The head stays: appends chain to it.
+          cutoff = Math.min(cutoff, hi - 1, lo + RETENTION_CHUNK - 1);
+          if (cutoff < lo) return undefined;
+          const [last] = await tx.query<{ seq: unknown; hash: string }>(
+            'select seq, hash from audit_events where seq <= $1 order by seq desc limit 1',
+            [cutoff],
+          );
+          if (!last) return undefined;
+          const cp = signer.sign('anchor', Number(last.seq), last.hash, now.toISOString());
+          await insertCheckpoint(tx, cp);
+          const { changes } = await tx.execute('delete from audit_events where seq <= $1', [cp.seq]);
+          await tx.execute(`delete from audit_checkpoints where kind = 'checkpoint' and seq <= $1`, [cp.seq]);
+          await tx.execute(`delete from audit_checkpoints where kind = 'anchor' and seq < $1`, [cp.seq]);
+          return { changes, cp };
+        });
+        if (!result) break;
+        removed += result.changes;
+        anchor = result.cp;
+      }
+      return { removed, anchor };
+    },
+
+    head: () => readHead(db),
+
+    async page(afterSeq, limit) {
+      const rows = await db.query(
+        `select ${COLUMNS} from audit_events where seq > $1 order by seq limit $2`,
+        [afterSeq, limit],
+      );
+      return rows.map(normaliseRecord);
+    },
+
+    async get(seq) {
+      const [row] = await db.query(`select ${COLUMNS} from audit_events where seq = $1`, [seq]);
+      return row ? normaliseRecord(row) : undefined;
+    },
+
+    async findByHash(hash) {
+      const [row] = await db.query(`select ${COLUMNS} from audit_events where hash = $1 limit 1`, [hash]);
+      return row ? normaliseRecord(row) : undefined;
+    },
+
+    async checkpoints() {
+      const rows = await db.query(`select ${CHECKPOINT_COLUMNS} from audit_checkpoints order by seq, kind`);
+      return rows.map(toCheckpoint);
+    },
+
+    async search(filter, limit) {
+      const where: string[] = [];
+      const params: unknown[] = [];
+      const add = (sql: (p: string) => string, value: unknown) => {
+        params.push(value);
+        where.push(sql(`$${params.length}`));
+      };
+      if (filter.principal !== undefined)
+        add((p) => `(principal_id = ${p} or actor = ${p})`, filter.principal);
+      if (filter.since !== undefined) add((p) => `time >= ${p}`, filter.since);
+      if (filter.until !== undefined) add((p) => `time < ${p}`, filter.until);
+      if (filter.decision !== undefined) add((p) => `decision = ${p}`, filter.decision);
+      if (filter.route !== undefined) add((p) => `route = ${p}`, filter.route);
+      if (filter.ip !== undefined) add((p) => `client_ip = ${p}`, filter.ip);
+      if (filter.type !== undefined) add((p) => `type = ${p}`, filter.type);
+      if (filter.action !== undefined) add((p) => `action = ${p}`, filter.action);
+      if (filter.requestId !== undefined) add((p) => `request_id = ${p}`, filter.requestId);
+      if (filter.afterSeq !== undefined) add((p) => `seq > ${p}`, filter.afterSeq);
+      params.push(limit);
+      const rows = await db.query(
+        `select ${COLUMNS} from audit_events${where.length > 0 ? ` where ${where.join(' and ')}` : ''} order by seq desc limit $${params.length}`,
+        params,
+      );
+      return rows.map(normaliseRecord).reverse();
+    },
+
+    async count() {
+      const [row] = await db.query<{ n: unknown }>('select count(*) as n from audit_events');
+      return Number(row?.n ?? 0);
+    },
+  };
+}
