@@ -1,0 +1,39 @@
+/**
+ * The API description as the gateway's contract: what the config loader
+ * and the pipeline use. See INTEGRATION.md in this folder.
+ */
+export type { Check } from './ajv.js';
+export { ApiDocumentError, type LoadedApiDocument, loadApiDocument } from './document.js';
+export { INPUT_ERRORS, InputError, MAX_PROBLEM_ITEMS, type ProblemItem } from './errors.js';
+export { type ApiRoute, configRoute, toRouteSettings } from './route-settings.js';
+export {
+  authFromSecurity,
+  type DocumentRoute,
+  type DocumentRoutesOptions,
+  documentRoutes,
+  matchOperations,
+  type RouteKeyOrigin,
+} from './routes.js';
+export {
+  ApiSchema,
+  InspectionSchema,
+  type RawApi,
+  type RawRouteApi,
+  ResponsesSchema,
+  RouteApiProperties,
+  ValidationSchema,
+} from './schema.js';
+export {
+  type ApiRouteSettings,
+  apiSettings,
+  compileInspection,
+  compileResponses,
+  compileRouteApi,
+  compileValidation,
+  type InspectionSettings,
+  type ResponseSettings,
+  RouteApiError,
+  type RouteApiIssue,
+  type ValidationSettings,
+} from './settings.js';
+export type { ApiDocumentIssue, CompiledOperation, SecurityRequirement } from './types.js';

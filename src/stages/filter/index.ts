@@ -1,0 +1,306 @@
+/**
+ * Filter: the response side (pipeline step 10). What the API description
+ * does not declare does not reach the client:
+ *
+ * - a JSON response is projected onto its declared schema — undeclared and
+ *   writeOnly properties are removed (excessive data exposure, OWASP
+ *   API3:2023); in block mode a response that does not match becomes 502
+ *   instead;
+ * - a status or media type the operation does not declare is replaced: a
+ *   4xx by a generic problem with the same status, anything else by 502;
+ * - configured sensitive fields and patterns are redacted wherever they
+ *   appear;
+ * - an upstream 5xx body is replaced by a generic problem (the upstream's
+ *   body goes to the log with the request id, never to the client);
+ * - headers that reveal what runs behind are removed.
+ *
+ * A response that cannot be read whole (too large, streaming, compressed)
+ * fails closed with 502, unless the route allows large responses through.
+ */
+
+import type { RouteSettings } from '../../config/types.js';
+import { GatewayError, problemBody } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import { essence } from '../../openapi/compile.js';
+import { describeProblems, INPUT_ERRORS } from '../../openapi/errors.js';
+import { ProjectionError } from '../../openapi/project.js';
+import { apiSettings, REDACTED, type ResponseSettings } from '../../openapi/settings.js';
+import type { ResponseMedia, ResponseSpec } from '../../openapi/types.js';
+import type { RequestContext, ResponseFilter, Stage, UpstreamResponse } from '../../pipeline/context.js';
+import type { BuildDeps } from '../../pipeline/index.js';
+import { decodeUtf8 } from '../validate/json.js';
+
+/**
+ * Response headers that tell an attacker what runs behind the gateway
+ * (software, versions, internal hosts, debug links). The proxy already drops
+ * some of them on every route; the rest are dropped here.
+ */
+export const LEAKY_RESPONSE_HEADERS: readonly string[] = [
+  'server',
+  'x-powered-by',
+  'x-aspnet-version',
+  'x-aspnetmvc-version',
+  'x-runtime',
+  'x-backend-server',
+  'x-generator',
+  'x-debug-token',
+  'x-debug-token-link',
+  'x-drupal-cache',
+  'x-drupal-dynamic-cache',
+  'x-varnish',
+  'via',
+  'x-served-by',
+  'x-upstream',
+  'x-envoy-upstream-service-time',
+  'x-application-context',
+  'x-sourcemap',
+  'sourcemap',
+  'x-php-version',
+  'x-turbo-charged-by',
+  'x-litespeed-cache',
+  'x-cf-powered-by',
+  'x-mod-pagespeed',
+  'x-page-speed',
+  'x-pingback',
+  'x-redirect-by',
+];
+
+/** Media types that stream without end: never collected, passed through only where the route allows large responses. */
+const STREAMING = new Set([
+  'text/event-stream',
+  'application/x-ndjson',
+  'application/json-seq',
+  'application/stream+json',
+]);
+
+/** The most of an upstream error body written to the log. */
+const LOGGED_BODY_CHARS = 2048;
+
+function header(pairs: readonly string[], name: string): string | undefined {
+  for (let i = 0; i < pairs.length; i += 2) if (pairs[i] === name) return pairs[i + 1];
+  return undefined;
+}
+
+function without(pairs: readonly string[], names: ReadonlySet<string>): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < pairs.length; i += 2) if (!names.has(pairs[i]!)) out.push(pairs[i]!, pairs[i + 1]!);
+  return out;
+}
+
+/** The declared response for `status`: exact code, then its class (`2XX`), then `default`. */
+export function matchStatus(responses: readonly ResponseSpec[], status: number): ResponseSpec | undefined {
+  const code = String(status);
+  return (
+    responses.find((r) => r.status === code) ??
+    responses.find((r) => r.status === `${code[0]}XX`) ??
+    responses.find((r) => r.status === 'DEFAULT')
+  );
+}
+
+function matchResponseMedia(
+  media: readonly ResponseMedia[],
+  contentType: string | undefined,
+): ResponseMedia | undefined {
+  const type = contentType === undefined ? undefined : essence(contentType);
+  if (type === undefined) return undefined;
+  return (
+    media.find((m) => m.type === type) ??
+    media.find((m) => m.type === `${type.slice(0, type.indexOf('/'))}/*`) ??
+    media.find((m) => m.type === '*/*')
+  );
+}
+
+/** Replaces values of `keys` and `redactText` matches everywhere in `value`, in place; true when something changed. */
+export function redactJson(
+  value: unknown,
+  keys: ReadonlySet<string>,
+  redactText: ((t: string) => string) | undefined,
+): boolean {
+  let changed = false;
+  const visit = (node: unknown, depth: number): void => {
+    if (node === null || typeof node !== 'object' || depth > 512) return;
+    const container = node as Record<string, unknown>;
+    for (const key of Object.keys(container)) {
+      const v = container[key];
+      if (!Array.isArray(container) && keys.has(key.toLowerCase())) {
+        if (v !== REDACTED) {
+          container[key] = REDACTED;
+          changed = true;
+        }
+      } else if (typeof v === 'string') {
+        if (redactText) {
+          const out = redactText(v);
+          if (out !== v) {
+            container[key] = out;
+            changed = true;
+          }
+        }
+      } else visit(v, depth + 1);
+    }
+  };
+  visit(value, 0);
+  return changed;
+}
+
+class Refusal extends Error {}
+
+export const filterStage = {
+  name: 'filter' as const,
+  create(route: RouteSettings, deps: BuildDeps): Stage | undefined {
+    const api = apiSettings(route);
+    const settings = api.responses;
+    if (settings.mode === 'off') return undefined;
+    const response = createResponseFilter(route, api.operations, settings, deps.logger);
+    return {
+      name: 'filter',
+      handle() {},
+      response,
+    };
+  },
+};
+
+function createResponseFilter(
+  route: RouteSettings,
+  operations: ReturnType<typeof apiSettings>['operations'],
+  settings: ResponseSettings,
+  logger: Logger,
+): ResponseFilter {
+  const strip = new Set([...LEAKY_RESPONSE_HEADERS, ...settings.stripHeaders]);
+  const redactKeys = new Set(settings.redactKeys);
+  const redacts = redactKeys.size > 0 || settings.redactText !== undefined;
+  const block = settings.mode === 'block';
+
+  const invalid = (ctx: RequestContext, reason: string): GatewayError => {
+    logger.warn({ requestId: ctx.id, route: route.name, reason }, 'upstream response refused');
+    return new GatewayError(INPUT_ERRORS.upstreamInvalidResponse, { internal: reason });
+  };
+
+  /** A generic problem in place of the upstream's answer, with the upstream's status. */
+  const replace = (
+    ctx: RequestContext,
+    r: UpstreamResponse,
+    spec: { code: string; title: string },
+    level: 'warn' | 'info',
+    reason: string,
+  ): UpstreamResponse => {
+    const compressed = (header(r.headers, 'content-encoding') ?? 'identity') !== 'identity';
+    logger[level](
+      {
+        requestId: ctx.id,
+        route: route.name,
+        status: r.status,
+        reason,
+        upstreamBody: compressed
+          ? '[compressed]'
+          : r.body
+              .toString('utf8', 0, Math.min(r.body.length, LOGGED_BODY_CHARS * 4))
+              .slice(0, LOGGED_BODY_CHARS),
+      },
+      'upstream answer replaced',
+    );
+    const headers = ['content-type', 'application/problem+json'];
+    const retry = header(r.headers, 'retry-after');
+    if (retry !== undefined) headers.push('retry-after', retry);
+    return {
+      status: r.status,
+      headers,
+      body: Buffer.from(problemBody({ ...spec, status: r.status }, ctx.id)),
+    };
+  };
+
+  /** What the description does not declare: a 4xx keeps its status with a generic body; anything else is 502. */
+  const undeclared = (ctx: RequestContext, r: UpstreamResponse, what: string): UpstreamResponse => {
+    if (r.status >= 400 && r.status < 500) return replace(ctx, r, INPUT_ERRORS.upstreamRefused, 'info', what);
+    throw invalid(ctx, what);
+  };
+
+  const redactOnly = (r: UpstreamResponse): UpstreamResponse => {
+    if (!redacts || r.body.length === 0) return r;
+    const type = essence(header(r.headers, 'content-type') ?? '') ?? '';
+    if (type === 'application/json' || type.endsWith('+json')) {
+      const text = decodeUtf8(r.body);
+      if (text === undefined) return r;
+      let value: unknown;
+      try {
+        value = JSON.parse(text);
+      } catch {
+        return r;
+      }
+      return redactJson(value, redactKeys, settings.redactText)
+        ? { ...r, body: Buffer.from(JSON.stringify(value)) }
+        : r;
+    }
+    if (type.startsWith('text/') && settings.redactText) {
+      const text = r.body.toString('utf8');
+      const out = settings.redactText(text);
+      return out === text ? r : { ...r, body: Buffer.from(out) };
+    }
+    return r;
+  };
+
+  return {
+    limit: settings.maxBytes,
+    wants(ctx, status, headers) {
+      if (ctx.method === 'HEAD' || status === 304 || status < 200) return false;
+      if (status >= 500) return true;
+      const op = operations[ctx.method];
+      if (op?.responses === undefined && !redacts) return false;
+      if (settings.passThroughLarge) {
+        const length = header(headers, 'content-length');
+        if (length !== undefined && Number(length) > settings.maxBytes) return false;
+        const type = essence(header(headers, 'content-type') ?? '');
+        if (type !== undefined && STREAMING.has(type)) return false;
+      }
+      return true;
+    },
+    filter(ctx, upstream) {
+      const r: UpstreamResponse = { ...upstream, headers: without(upstream.headers, strip) };
+      if (r.status >= 500) return replace(ctx, r, INPUT_ERRORS.upstreamError, 'warn', 'upstream error');
+      const encoding = header(r.headers, 'content-encoding');
+      if (encoding !== undefined && encoding !== 'identity' && r.body.length > 0) {
+        throw invalid(ctx, `compressed response (${encoding}) cannot be filtered`);
+      }
+      const op = operations[ctx.method];
+      if (op?.responses === undefined) return redactOnly(r);
+      const spec = matchStatus(op.responses, r.status);
+      if (spec === undefined) return undeclared(ctx, r, `status ${r.status} is not declared`);
+      if (spec.media.length === 0) {
+        if (r.body.length === 0) return r;
+        if (block) throw invalid(ctx, `status ${r.status} declares no body`);
+        return { ...r, headers: without(r.headers, new Set(['content-type'])), body: Buffer.alloc(0) };
+      }
+      if (r.body.length === 0) {
+        if (block) throw invalid(ctx, `status ${r.status} declares a body and none came`);
+        return r;
+      }
+      const media = matchResponseMedia(spec.media, header(r.headers, 'content-type'));
+      if (media === undefined) return undeclared(ctx, r, `media type of status ${r.status} is not declared`);
+      if (media.kind !== 'json' || media.project === undefined) return redactOnly(r);
+      const text = decodeUtf8(r.body);
+      let value: unknown;
+      try {
+        if (text === undefined) throw new Refusal('not UTF-8');
+        value = JSON.parse(text);
+      } catch {
+        throw invalid(ctx, 'JSON response is not valid JSON');
+      }
+      let changed: boolean;
+      try {
+        if (block) {
+          const problems = media.check?.(value) ?? [];
+          if (problems.length > 0)
+            throw invalid(ctx, `response does not match: ${describeProblems(problems.slice(0, 10))}`);
+          if (media.project(value)) throw invalid(ctx, 'response carries undeclared properties');
+          changed = false;
+        } else {
+          changed = media.project(value);
+        }
+      } catch (err) {
+        if (err instanceof ProjectionError) throw invalid(ctx, err.message);
+        throw err;
+      }
+      if (redacts && redactJson(value, redactKeys, settings.redactText)) changed = true;
+      return changed ? { ...r, body: Buffer.from(JSON.stringify(value)) } : r;
+    },
+  };
+}

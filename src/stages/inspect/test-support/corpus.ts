@@ -1,0 +1,70 @@
+/**
+ * The detection corpora (`corpus/`): attack payloads by category and
+ * ordinary API traffic that naive filters flag. Each payload is inspected
+ * as the value of a JSON body field (JSON lines: as the whole body), the
+ * way an upstream would receive it; rates are counted over payloads.
+ */
+import { readFileSync } from 'node:fs';
+import type { Category } from '../../../openapi/schema.js';
+import { type Inputs, inspect } from '../engine.js';
+import { collectJson } from '../index.js';
+
+const DIR = new URL('../corpus/', import.meta.url);
+
+export const ATTACK_FILES: Record<Category, string> = {
+  sqli: 'sqli.txt',
+  xss: 'xss.txt',
+  cmdi: 'cmdi.txt',
+  traversal: 'traversal.txt',
+  nosql: 'nosql.jsonl',
+  ssti: 'ssti.txt',
+};
+
+/** Payloads of a corpus file: text files one per line, JSON-lines files one JSON value per line. */
+export function readCorpus(file: string): unknown[] {
+  const text = readFileSync(new URL(file, DIR), 'utf8');
+  const lines = text.split('\n').filter((l) => l.trim() !== '');
+  return file.endsWith('.jsonl') ? lines.map((l) => JSON.parse(l) as unknown) : lines;
+}
+
+function inputsOf(payload: unknown): Inputs {
+  const inputs: Inputs = { path: [], query: [], headers: [], cookies: [], body: [], keys: [] };
+  collectJson(typeof payload === 'string' ? { value: payload } : payload, ['body'], inputs);
+  return inputs;
+}
+
+/** The rules that fire on a payload (any category). */
+export function rulesFor(payload: unknown): string[] {
+  return inspect(inputsOf(payload), 1_000_000).detections.map((d) => `${d.category}:${d.rule}`);
+}
+
+export interface RateReport {
+  total: number;
+  hits: number;
+  /** Attack corpora: payloads detected by a rule of their own category. */
+  own: number;
+  /** Payloads on the wrong side: missed attacks, or flagged ordinary values (with the rules). */
+  wrong: { payload: unknown; rules: string[] }[];
+}
+
+export function detectionRate(category: Category): RateReport {
+  const payloads = readCorpus(ATTACK_FILES[category]);
+  const wrong: RateReport['wrong'] = [];
+  let own = 0;
+  for (const p of payloads) {
+    const rules = rulesFor(p);
+    if (rules.length === 0) wrong.push({ payload: p, rules: [] });
+    if (rules.some((r) => r.startsWith(`${category}:`))) own++;
+  }
+  return { total: payloads.length, hits: payloads.length - wrong.length, own, wrong };
+}
+
+export function falsePositiveRate(): RateReport {
+  const payloads = [...readCorpus('benign.jsonl'), ...readCorpus('benign-bodies.jsonl')];
+  const wrong: RateReport['wrong'] = [];
+  for (const p of payloads) {
+    const rules = rulesFor(p);
+    if (rules.length > 0) wrong.push({ payload: p, rules });
+  }
+  return { total: payloads.length, hits: wrong.length, own: 0, wrong };
+}

@@ -1,0 +1,268 @@
+/**
+ * Validate: the request against the operation that describes it —
+ * path, query, header and cookie parameters, the media type, and the body
+ * (JSON, form or multipart) — with validators compiled at start-up. By
+ * default everything the description does not declare is refused: unknown
+ * query parameters, undeclared body properties (unless the schema opens
+ * them), readOnly properties (mass assignment), undeclared media types.
+ *
+ * A failure is a 400 problem listing each failing location and the rule it
+ * broke, never the value (415 for a media type). In shadow mode the request
+ * goes on and the failure is logged and recorded in `shadowDenials`.
+ *
+ * The upstream receives the bytes that were validated (`ctx.body`); only a
+ * configured transform that changes a value replaces them with the
+ * re-serialised body.
+ */
+import { readBody } from '../../http/body.js';
+import type { Logger } from '../../log.js';
+import { essence } from '../../openapi/compile.js';
+import {
+  describeProblems,
+  INPUT_ERRORS,
+  InputError,
+  type ProblemItem,
+  pointerSegment,
+} from '../../openapi/errors.js';
+import { apiSettings, type ValidationSettings } from '../../openapi/settings.js';
+import type { CompiledOperation, RequestMedia } from '../../openapi/types.js';
+import type { RequestContext } from '../../pipeline/context.js';
+import type { StageFactory } from '../../pipeline/index.js';
+import { decodeUtf8, parseJson } from './json.js';
+import { isPrototypeName, parseCookies, parsePairs, readForm, readPairs, readSingles } from './params.js';
+import { applyTransforms } from './transforms.js';
+
+export const validateStage: StageFactory = {
+  name: 'validate',
+  create(route, deps) {
+    const api = apiSettings(route);
+    const settings = api.validation;
+    if (settings.mode === 'off' || Object.keys(api.operations).length === 0) return undefined;
+    const operations = api.operations;
+    // The API key may ride in the query string on routes that allow it; it is never an unknown parameter.
+    const keyParam = route.apiKeyInQuery ? deps.config.auth.apiKeys?.queryParam : undefined;
+    const logger = deps.logger;
+    return {
+      name: 'validate',
+      handle(ctx) {
+        const op = operations[ctx.method];
+        if (op === undefined) return undefined;
+        const params = checkParameters(ctx, op, settings, keyParam);
+        if (params.length > 0) fail(ctx, settings, logger, INPUT_ERRORS.inputInvalid, params);
+        const declared = hasBody(ctx);
+        if (op.body === undefined) {
+          if (declared) {
+            fail(ctx, settings, logger, INPUT_ERRORS.unsupportedMediaType, [
+              { location: '/body', rule: 'not_allowed' },
+            ]);
+          }
+          return undefined;
+        }
+        if (!declared) {
+          if (op.body.required)
+            fail(ctx, settings, logger, INPUT_ERRORS.inputInvalid, [{ location: '/body', rule: 'required' }]);
+          return undefined;
+        }
+        const contentType = ctx.req.headers['content-type'];
+        const media = matchMedia(op.body.media, contentType);
+        if (media === undefined || !charsetAccepted(media, contentType)) {
+          fail(ctx, settings, logger, INPUT_ERRORS.unsupportedMediaType, [
+            { location: '/body', rule: 'content_type' },
+          ]);
+          return undefined;
+        }
+        // Bodies of other media types (uploads) are not read: they stream to the upstream, bounded by the route's limit.
+        if (media.kind === 'other') return undefined;
+        return readBody(ctx).then((bytes) =>
+          checkBody(ctx, bytes, media, contentType ?? '', settings, logger),
+        );
+      },
+    };
+  },
+};
+
+function hasBody(ctx: RequestContext): boolean {
+  const h = ctx.req.headers;
+  return (
+    h['transfer-encoding'] !== undefined || (h['content-length'] !== undefined && h['content-length'] !== '0')
+  );
+}
+
+/** Throws in enforce mode; in shadow mode records and logs, and returns false. */
+function fail(
+  ctx: RequestContext,
+  settings: ValidationSettings,
+  logger: Logger,
+  spec: (typeof INPUT_ERRORS)[keyof typeof INPUT_ERRORS],
+  problems: readonly ProblemItem[],
+): false {
+  const summary = describeProblems(problems);
+  if (settings.mode === 'enforce') throw new InputError(spec, problems, `validation: ${summary}`);
+  ctx.shadowDenials.push(`validate:${spec.code}`);
+  logger.info(
+    { requestId: ctx.id, route: ctx.route.name, code: spec.code, problems: summary },
+    'validation failed (shadow)',
+  );
+  return false;
+}
+
+function checkParameters(
+  ctx: RequestContext,
+  op: CompiledOperation,
+  settings: ValidationSettings,
+  keyParam: string | undefined,
+): ProblemItem[] {
+  const problems: ProblemItem[] = [];
+  const { path, query, header, cookie } = op.parameters;
+  if (path.check) {
+    const read = readSingles(path, (name) => ctx.params[name]);
+    problems.push(...read.problems, ...path.check(read.values));
+  }
+  const pairs = parsePairs(ctx.query);
+  if (pairs === undefined) problems.push({ location: '/query', rule: 'encoding' });
+  else {
+    const read = readPairs(query, pairs);
+    problems.push(...read.problems);
+    for (const name of read.unknown) {
+      if (isPrototypeName(name))
+        problems.push({ location: `/query/${pointerSegment(name)}`, rule: 'forbidden_key' });
+      else if (settings.unknownQuery === 'reject' && name !== keyParam) {
+        problems.push({ location: `/query/${pointerSegment(name)}`, rule: 'unknown' });
+      }
+    }
+    if (query.check) problems.push(...query.check(read.values));
+  }
+  if (header.check) {
+    const read = readSingles(header, (name) => {
+      const v = ctx.req.headers[name];
+      return Array.isArray(v) ? v.join(', ') : v;
+    });
+    problems.push(...read.problems, ...header.check(read.values));
+  }
+  if (cookie.check) {
+    const read = readPairs(cookie, parseCookies(ctx.req.headers.cookie));
+    problems.push(...read.problems, ...cookie.check(read.values));
+  }
+  return problems;
+}
+
+/** The declared media range that accepts `contentType`: exact, then `type/*`, then `*\/*`. */
+export function matchMedia(
+  declared: readonly RequestMedia[],
+  contentType: string | undefined,
+): RequestMedia | undefined {
+  if (contentType === undefined) return undefined;
+  const type = essence(contentType);
+  if (type === undefined || type.includes('*')) return undefined;
+  return (
+    declared.find((m) => m.type === type) ??
+    declared.find((m) => m.type === `${type.slice(0, type.indexOf('/'))}/*`) ??
+    declared.find((m) => m.type === '*/*')
+  );
+}
+
+/** Text bodies are read as UTF-8: another declared charset would be read wrongly, so it is refused. */
+function charsetAccepted(media: RequestMedia, contentType: string | undefined): boolean {
+  if (media.kind === 'other' || media.kind === 'multipart') return true;
+  const m = /;\s*charset\s*=\s*"?([^";\s]+)"?/i.exec(contentType ?? '');
+  return m === null || /^(utf-8|utf8|us-ascii)$/i.test(m[1]!);
+}
+
+async function checkBody(
+  ctx: RequestContext,
+  bytes: Buffer,
+  media: RequestMedia,
+  contentType: string,
+  settings: ValidationSettings,
+  logger: Logger,
+): Promise<void> {
+  const parsed = await parseBody(bytes, media, contentType, settings);
+  if (!parsed.ok) {
+    fail(ctx, settings, logger, INPUT_ERRORS.inputInvalid, parsed.problems);
+    return;
+  }
+  let value = parsed.value;
+  const problems = media.check ? media.check(value) : [];
+  if (problems.length > 0) {
+    fail(ctx, settings, logger, INPUT_ERRORS.inputInvalid, problems);
+    ctx.parsedBody = value;
+    return;
+  }
+  if (
+    settings.transforms.length > 0 &&
+    (media.kind === 'json' || media.kind === 'form' || media.kind === 'text')
+  ) {
+    const result = applyTransforms(value, settings.transforms);
+    if (result.changed) {
+      value = result.value;
+      // What the upstream receives must still be valid: a trimmed value may now be too short.
+      const again = media.check ? media.check(value) : [];
+      if (again.length > 0 && !fail(ctx, settings, logger, INPUT_ERRORS.inputInvalid, again)) return;
+      ctx.body = Buffer.from(serialise(value, media));
+    }
+  }
+  ctx.parsedBody = value;
+}
+
+type Parsed = { ok: true; value: unknown } | { ok: false; problems: ProblemItem[] };
+
+async function parseBody(
+  bytes: Buffer,
+  media: RequestMedia,
+  contentType: string,
+  settings: ValidationSettings,
+): Promise<Parsed> {
+  switch (media.kind) {
+    case 'json': {
+      const r = parseJson(bytes, settings.jsonLimits);
+      return r.ok ? r : { ok: false, problems: [r.problem] };
+    }
+    case 'text': {
+      const text = decodeUtf8(bytes);
+      return text === undefined
+        ? { ok: false, problems: [{ location: '/body', rule: 'encoding' }] }
+        : { ok: true, value: text };
+    }
+    case 'form': {
+      const text = decodeUtf8(bytes);
+      const pairs = text === undefined ? undefined : parsePairs(text);
+      if (pairs === undefined) return { ok: false, problems: [{ location: '/body', rule: 'encoding' }] };
+      return formValue(pairs, media);
+    }
+    case 'multipart': {
+      let form: FormData;
+      try {
+        form = await new Response(bytes, { headers: { 'content-type': contentType } }).formData();
+      } catch {
+        return { ok: false, problems: [{ location: '/body', rule: 'multipart' }] };
+      }
+      // Files are checked for presence only (their size is bounded by the body limit): a file part reads as "".
+      const pairs: [string, string][] = [];
+      for (const [name, v] of form.entries()) pairs.push([name, typeof v === 'string' ? v : '']);
+      return formValue(pairs, media);
+    }
+    default:
+      return { ok: true, value: undefined };
+  }
+}
+
+function formValue(pairs: [string, string][], media: RequestMedia): Parsed {
+  const forbidden = pairs.find(([name]) => isPrototypeName(name));
+  if (forbidden)
+    return {
+      ok: false,
+      problems: [{ location: `/body/${pointerSegment(forbidden[0])}`, rule: 'forbidden_key' }],
+    };
+  const read = readForm(pairs, media.fields);
+  return read.problems.length > 0 ? { ok: false, problems: read.problems } : { ok: true, value: read.value };
+}
+
+function serialise(value: unknown, media: RequestMedia): string {
+  if (media.kind === 'json') return JSON.stringify(value);
+  if (media.kind === 'text') return value as string;
+  const params = new URLSearchParams();
+  for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
+    for (const item of Array.isArray(v) ? v : [v]) params.append(k, String(item));
+  }
+  return params.toString();
+}
