@@ -57,6 +57,8 @@ export interface GatewayDeps {
   blocklist?: Blocklist;
   /** Rate limiters, quotas and concurrency counters. */
   rateLimit?: RateLimitService;
+  /** Under `audit.overflow: block`, new requests are refused while the audit queue is full. */
+  audit?: { isFull(): boolean };
 }
 
 /** An endpoint answered by the gateway itself rather than an upstream. */
@@ -103,6 +105,7 @@ export class Gateway {
   private readonly stripHeaders: ReadonlySet<string>;
   private readonly endpoints: Map<string, GatewayEndpoint>;
   private readonly events: EventSink | undefined;
+  private readonly audit: { isFull(): boolean } | undefined;
   /** Headers added to the gateway's own answers (HSTS on HTTPS). */
   private readonly problemHeaders: Record<string, string> | undefined;
 
@@ -129,6 +132,7 @@ export class Gateway {
     ]);
     this.endpoints = new Map((deps.endpoints ?? []).map((e) => [`${e.method} ${e.path}`, e]));
     this.events = deps.events;
+    this.audit = deps.audit;
     const buildDeps: BuildDeps = {
       config,
       logger: deps.logger,
@@ -183,6 +187,15 @@ export class Gateway {
       ? { ctx: undefined, path: undefined }
       : undefined;
     if (seen !== undefined) res.once('close', () => this.emitEvent(req, res, id, startedAt, seen));
+    if (this.audit?.isFull()) {
+      this.reject(
+        req,
+        res,
+        id,
+        gatewayError('unavailable', { internal: 'audit queue full (audit.overflow: block)' }),
+      );
+      return;
+    }
     if (req.headers.host === undefined && req.httpVersionMinor === 1) {
       // RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request without Host.
       this.reject(req, res, id, gatewayError('badRequest', { internal: 'missing Host header' }));

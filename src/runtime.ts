@@ -14,6 +14,7 @@ import {
   observeAlerting,
 } from './alerts/index.js';
 import { blockPolicies, createAnomalyEngine } from './anomaly/index.js';
+import { type AuditLog, createAuditLog, registerAuditMetrics, resolveAuditSigner } from './audit/index.js';
 import { createBruteForceGuard } from './auth/brute-force.js';
 import { buildAuth } from './auth/build.js';
 import type { AuthServices } from './auth/services.js';
@@ -46,6 +47,7 @@ export interface Running {
   /** Every security event: one per request, and administrative acts. */
   readonly events: EventBus;
   readonly metrics: Metrics;
+  readonly audit: AuditLog;
   /** Builds a gateway from `config` and swaps it in; the old one drains. Throws, keeping the old one, on failure. */
   reload(config: GatewayConfig): Promise<void>;
   /** Stops accepting, drains in-flight requests (at most `graceMs`), closes everything. */
@@ -96,6 +98,27 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
   // One metrics registry per process: it samples the Node.js process itself.
   const metrics = createMetrics();
   events.subscribe(metrics);
+  let current = config;
+  const audit = createAuditLog({
+    db: store,
+    settings: config.audit,
+    signer: resolveAuditSigner(config.audit.signingKey, config.store.dataDir),
+    logger,
+    // Sampling follows reloads; every other audit setting takes effect on restart.
+    sampleRate: (route) =>
+      (route === undefined ? undefined : current.audit.sampleRoutes[route]) ?? current.audit.sampleSuccess,
+    onDrop: (count, total) =>
+      events.emit({
+        type: 'admin',
+        time: new Date().toISOString(),
+        action: 'audit.events_dropped',
+        actor: 'system',
+        target: undefined,
+        detail: { count, total },
+      }),
+  });
+  events.subscribe(audit);
+  registerAuditMetrics(metrics.registry, () => audit);
   const blocklist = createBlocklist({
     store: createBlockStore(store),
     settings: config.blocks,
@@ -132,6 +155,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     events,
     blocklist,
     rateLimit,
+    audit,
   });
   observeAuthCaches(metrics, () => auth.services);
   let storeUp = true;
@@ -206,6 +230,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     for (const [name, check] of Object.entries(auth.checks)) admin.setCheck(name, check);
     if (tls) admin.setCheck('tls', () => tls.readinessCheck());
     for (const [name, check] of Object.entries(rateLimit.checks)) admin.setCheck(name, check);
+    admin.setCheck('audit', () => audit.ready());
     admin.addRoute('/metrics', (req, res) => {
       // The rate limiter's registry is rebuilt with each config; it is appended at scrape time.
       Promise.all([metrics.text(), rateLimit.registry.metrics()]).then(
@@ -245,6 +270,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     store,
     events,
     metrics,
+    audit,
     current: () => gateway,
     authServices: () => auth.services,
     async reload(next) {
@@ -273,6 +299,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
           events,
           blocklist,
           rateLimit: nextRateLimit,
+          audit,
         });
       } catch (err) {
         nextAuth.close();
@@ -297,6 +324,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
         for (const [name, check] of Object.entries(auth.checks)) admin.setCheck(name, check);
       }
       oldAuth.close();
+      current = next;
       const oldDetection = detection;
       detection = buildDetection(next);
       oldDetection.unsubscribe();
@@ -330,6 +358,8 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
         detection.unsubscribe();
         await detection.alerter.close();
         blocklist.close();
+        // Last: every source of events has stopped; this writes all that is queued.
+        await audit.close();
         if (redirect) {
           const r = redirect;
           await new Promise<void>((resolve) => r.close(() => resolve()));

@@ -8,6 +8,7 @@ import { relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { runAlertsCommand, runBlocksCommand } from '../alerts/index.js';
+import { runAuditCommand } from '../audit/cli.js';
 import { createBruteForceGuard } from '../auth/brute-force.js';
 import { buildAuth } from '../auth/build.js';
 import { explainRequest, formatExplanation } from '../authz/explain.js';
@@ -43,6 +44,9 @@ Usage:
   portcullis cert dev [--out DIR] [--force]
                                      make a local development CA and a localhost certificate (default DIR: $PORTCULLIS_DATA/tls)
   portcullis cert pin FILE           print the pin_sha256 of the certificates in FILE
+  portcullis audit verify [--public-key FILE]   check the audit log's hash chain and signed checkpoints
+  portcullis audit tail [-n 20] [--follow]      show the latest audit events
+  portcullis audit search --principal ID --since 1h --decision deny …   find audit events
   portcullis alerts list [--since 24h] [--json]      alerts raised
   portcullis blocks list [--all] [--json] | add (--ip IP|--key KEY_ID|--principal ID) --for 1h [--status 429|403]
   portcullis blocks lift (ID|--ip IP|--key KEY_ID|--principal ID)
@@ -142,6 +146,11 @@ async function main(argv: string[]): Promise<void> {
   if (argv[0] === 'cert') process.exit(await runCertCommand(argv.slice(1), io));
   if (argv[0] === 'alerts') process.exit(await runAlertsCommand(argv.slice(1), io));
   if (argv[0] === 'blocks') process.exit(await runBlocksCommand(argv.slice(1), io));
+  if (argv[0] === 'audit') {
+    const stop = new AbortController();
+    process.once('SIGINT', () => stop.abort());
+    process.exit(await runAuditCommand(argv.slice(1), { ...io, signal: stop.signal }));
+  }
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,

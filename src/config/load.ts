@@ -9,6 +9,7 @@ import { dirname, resolve } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
 import { isMap, isSeq, LineCounter, type Node, parseDocument } from 'yaml';
 import { compileAlerts, compileAnomaly, compileBlocks } from '../anomaly/schema.js';
+import { checkAudit, compileAudit } from '../audit/schema.js';
 import { checkRateLimit, compileRateLimit, compileRouteRateLimits } from '../ratelimit/compile.js';
 import { compileTls, type RawTlsInput } from '../tls/schema.js';
 import { isPrivateOrLoopbackHost, parseCidr } from '../util/ip.js';
@@ -597,6 +598,11 @@ export function loadConfig(file: string, options: LoadOptions = {}): LoadedConfi
   const tls = compileTls({ ...cfg, listen: { ...listen, port } } as RawTlsInput, { baseDir: dirname(path) });
   for (const i of tls.issues) issues.push(issue(i.path, i.message));
   for (const w of tls.warnings) warnings.push(issue(w.path, w.message));
+  const audit = checkAudit(cfg.audit, { mode: cfg.mode, routeNames: routes.map((r) => r.name) });
+  for (const i of audit.issues) {
+    issues.push(issue(['audit', ...i.path.slice(0, -1)], i.message, String(i.path.at(-1))));
+  }
+  for (const w of audit.warnings) warnings.push(issue(['audit', ...w.path], w.message));
   const alerts = compileAlerts(cfg.alerts!);
   for (const i of alerts.issues) {
     issues.push(issue(['alerts', ...i.path.slice(0, -1)], i.message, String(i.path.at(-1))));
@@ -627,6 +633,7 @@ export function loadConfig(file: string, options: LoadOptions = {}): LoadedConfi
     authorization: { network: cfg.authorization?.network },
     tls: tls.settings,
     rateLimit: compileRateLimit(rawRateLimit),
+    audit: compileAudit(cfg.audit),
     anomaly: compileAnomaly(cfg.anomaly!),
     alerts: alerts.settings,
     blocks: compileBlocks(cfg.blocks!),

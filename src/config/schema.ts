@@ -6,6 +6,7 @@
  */
 import { type Static, type TObject, type TProperties, Type } from '@sinclair/typebox';
 import { AlertsSchema, AnomalySchema, BlocksSchema } from '../anomaly/schema.js';
+import { AuditSchema } from '../audit/schema.js';
 import { AuthorizationSchema, AuthorizeSchema } from '../authz/schema.js';
 import { RateLimitSchema, ROUTE_RATE_LIMIT_PROPERTIES } from '../ratelimit/schema.js';
 import {
@@ -452,6 +453,7 @@ export const ConfigSchema = strict(
     auth: Type.Optional(AuthSchema),
     authorization: Type.Optional(AuthorizationSchema),
     rate_limit: Type.Optional(RateLimitSchema),
+    audit: Type.Optional(AuditSchema),
     anomaly: Type.Optional(AnomalySchema),
     alerts: Type.Optional(AlertsSchema),
     blocks: Type.Optional(BlocksSchema),

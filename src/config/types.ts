@@ -1,4 +1,5 @@
 import type { AlertSettings, AnomalySettings, BlockSettings } from '../anomaly/schema.js';
+import type { AuditSettings } from '../audit/schema.js';
 import type { RawAuthorize, RawNetwork } from '../authz/policy.js';
 import type { RateLimitSettings, RouteRateLimits } from '../ratelimit/types.js';
 import type { TlsSettings } from '../tls/types.js';
@@ -81,6 +82,7 @@ export interface GatewayConfig {
   /** HTTPS listener, redirect listener, upstream TLS and route mTLS. */
   tls: TlsSettings;
   rateLimit: RateLimitSettings;
+  audit: AuditSettings;
   anomaly: AnomalySettings;
   alerts: AlertSettings;
   blocks: BlockSettings;

@@ -4,8 +4,9 @@
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { auditCliAct } from '../audit/cli-events.js';
 import { ConfigError, formatIssue, loadConfig } from '../config/load.js';
-import type { IssuerSettings } from '../config/types.js';
+import type { GatewayConfig, IssuerSettings } from '../config/types.js';
 import { openStore, type Store } from '../store/index.js';
 import { ClientRepository, isScopeToken, type OAuthClient } from './clients.js';
 import { IssuerError } from './errors.js';
@@ -54,9 +55,13 @@ export async function runClientsCommand(argv: string[], io: ClientsCommandIo): P
   try {
     const plan = checkUsage(command, rest, values);
     let settings: IssuerSettings | undefined;
+    let gatewayConfig: GatewayConfig | undefined;
+    let dataDir = resolve(io.env.PORTCULLIS_DATA ?? 'data');
     if (values.config !== undefined) {
       const { config } = loadConfig(values.config, { env: io.env });
       settings = config.auth.issuer;
+      gatewayConfig = config;
+      dataDir = config.store.dataDir;
       store = await openStore({ url: config.store.url, dataDir: config.store.dataDir });
       if (settings === undefined && command === 'create') {
         io.err(
@@ -64,10 +69,18 @@ export async function runClientsCommand(argv: string[], io: ClientsCommandIo): P
         );
       }
     } else {
-      store = await openStore({ dataDir: resolve(io.env.PORTCULLIS_DATA ?? 'data') });
+      store = await openStore({ dataDir });
     }
     await store.migrate();
-    return await plan(new ClientRepository(store), io, settings);
+    const db = store;
+    const audit: Audit = async (action, target, detail) => {
+      try {
+        await auditCliAct(db, gatewayConfig, dataDir, action, target, detail);
+      } catch (err) {
+        io.err(`warning: ${action} ${target} was done but could not be audited: ${(err as Error).message}`);
+      }
+    };
+    return await plan(new ClientRepository(store), io, settings, audit);
   } catch (err) {
     if (err instanceof UsageError) {
       io.err(`portcullis clients: ${err.message}\n\n${USAGE}`);
@@ -107,10 +120,14 @@ function parse(args: string[]) {
 }
 
 type Values = ReturnType<typeof parse>['values'];
+/** Records an administrative act in the audit log. */
+type Audit = (action: string, target: string, detail?: Record<string, string>) => Promise<void>;
+
 type Plan = (
   clients: ClientRepository,
   io: ClientsCommandIo,
   settings: IssuerSettings | undefined,
+  audit: Audit,
 ) => Promise<number>;
 
 /** Checks the arguments before anything is opened, and returns what to run. */
@@ -140,8 +157,8 @@ function checkUsage(command: string | undefined, rest: string[], values: Values)
           `scope ${JSON.stringify(bad.slice(0, 40))} is not a valid scope token: printable ASCII without spaces, quotes or backslashes (RFC 6749 §3.3)`,
         );
       }
-      return (clients, io, settings) =>
-        create(clients, io, settings, { name, scopes: list, tenant }, json === true);
+      return (clients, io, settings, audit) =>
+        create(clients, io, settings, { name, scopes: list, tenant }, json === true, audit);
     }
     case 'list':
       only(['json']);
@@ -151,7 +168,7 @@ function checkUsage(command: string | undefined, rest: string[], values: Values)
       only([]);
       if (rest.length !== 1) throw new UsageError('revoke takes exactly one client id');
       const id = rest[0]!;
-      return (clients, io, settings) => revoke(clients, io, settings, id);
+      return (clients, io, settings, audit) => revoke(clients, io, settings, id, audit);
     }
     case undefined:
       throw new UsageError('a subcommand is required: create, list or revoke');
@@ -166,8 +183,10 @@ async function create(
   settings: IssuerSettings | undefined,
   input: { name: string; scopes: string[]; tenant: string | undefined },
   json: boolean,
+  audit: Audit,
 ): Promise<number> {
   const { client, secret } = await clients.create(input);
+  await audit('client.created', client.id, { name: client.name, scopes: client.scopes.join(' ') });
   const tokenEndpoint = settings && `${settings.issuer}/oauth2/token`;
   if (json) {
     io.out(
@@ -254,8 +273,10 @@ async function revoke(
   io: ClientsCommandIo,
   settings: IssuerSettings | undefined,
   id: string,
+  audit: Audit,
 ): Promise<number> {
   const outcome = await clients.revoke(id);
+  if (outcome === 'revoked') await audit('client.revoked', id);
   if (outcome === 'not_found') {
     io.err(`portcullis clients: no client with id ${JSON.stringify(id.slice(0, 64))}`);
     return 1;

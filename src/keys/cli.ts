@@ -9,8 +9,9 @@
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { auditCliAct } from '../audit/cli-events.js';
 import { ConfigError, formatIssue, loadConfig } from '../config/load.js';
-import type { ApiKeySettings } from '../config/types.js';
+import type { ApiKeySettings, GatewayConfig } from '../config/types.js';
 import { openStore, type Store, StoreError } from '../store/index.js';
 import { parseDuration } from '../util/units.js';
 import { resolvePepper } from './authenticator.js';
@@ -51,6 +52,8 @@ class UsageError extends Error {}
 
 interface Context {
   store: Store;
+  /** Records an administrative act in the audit log; warns when it cannot. */
+  audit(action: string, target: string, detail?: Record<string, string>): Promise<void>;
   /** The repository; `forNewKeys` warns when the config will not accept the keys made. */
   keys(forNewKeys?: boolean): ApiKeyStore;
   settings: ApiKeySettings | undefined;
@@ -144,6 +147,7 @@ export async function runKeysCommand(argv: string[], io: KeysCommandIo): Promise
           tenant: values.tenant,
           expiresAt: lifetime === undefined ? undefined : Date.now() + lifetime,
         });
+        await context.audit('key.created', record.id, { name: record.name, scopes: record.scopes.join(' ') });
         io.err(`Created ${describeRecord(record)} in ${context.store.location}.`);
         io.out(key);
         io.err(
@@ -203,6 +207,7 @@ export async function runKeysCommand(argv: string[], io: KeysCommandIo): Promise
         const id = onlyId(positionals, 'revoke');
         context = await open(values.config, io);
         const { record, alreadyRevoked } = await context.keys().revoke(id);
+        if (!alreadyRevoked) await context.audit('key.revoked', record.id);
         io.out(
           alreadyRevoked
             ? `${record.id} was already revoked at ${when(record.revokedAt)}.`
@@ -227,6 +232,7 @@ export async function runKeysCommand(argv: string[], io: KeysCommandIo): Promise
             id,
             lifetime === undefined ? { overlapMs } : { overlapMs, expiresAt: Date.now() + lifetime },
           );
+        await context.audit('key.rotated', previous.id, { successor: next.id });
         io.err(`Rotated ${previous.id} → ${describeRecord(next)}.`);
         io.out(key);
         io.err(
@@ -291,6 +297,7 @@ async function open(configFile: string | undefined, io: KeysCommandIo): Promise<
   let url: string | undefined;
   let dataDir: string;
   let settings: ApiKeySettings | undefined;
+  let gatewayConfig: GatewayConfig | undefined;
   if (file === undefined) {
     dataDir = resolve(io.env.PORTCULLIS_DATA ?? 'data');
   } else {
@@ -298,6 +305,7 @@ async function open(configFile: string | undefined, io: KeysCommandIo): Promise<
     url = config.store.url;
     dataDir = config.store.dataDir;
     settings = config.auth.apiKeys;
+    gatewayConfig = config;
   }
   const store = await openStore({
     url,
@@ -314,6 +322,13 @@ async function open(configFile: string | undefined, io: KeysCommandIo): Promise<
   return {
     store,
     settings,
+    async audit(action, target, detail) {
+      try {
+        await auditCliAct(store, gatewayConfig, dataDir, action, target, detail);
+      } catch (err) {
+        io.err(`warning: ${action} ${target} was done but could not be audited: ${(err as Error).message}`);
+      }
+    },
     keys(forNewKeys = false) {
       if (forNewKeys && file !== undefined && settings === undefined) {
         io.err(

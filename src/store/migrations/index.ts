@@ -2,6 +2,7 @@ import type { Migration } from '../types.js';
 import { apiKeysMigration } from './002-api-keys.js';
 import { oauthMigration } from './003-oauth.js';
 import { quotasMigration } from './004-quotas.js';
+import { auditMigration } from './005-audit.js';
 import { alertsMigration } from './006-alerts.js';
 
 /**
@@ -18,5 +19,6 @@ export const migrations: Migration[] = [
   apiKeysMigration,
   oauthMigration,
   quotasMigration,
+  auditMigration,
   alertsMigration,
 ];
