@@ -404,7 +404,7 @@ function extensionsOf(...sources: JsonObject[]): Record<string, unknown> {
     for (const [k, v] of Object.entries(source)) {
       if (!k.startsWith(EXTENSION)) continue;
       const key = k.slice(EXTENSION.length).replace(/-/g, '_');
-      out[ALIASES[key] ?? key] = v;
+      out[Object.hasOwn(ALIASES, key) ? ALIASES[key]! : key] = v;
     }
   }
   return out;
@@ -561,7 +561,7 @@ function parameterSpec(
     typeof p.style === 'string' ? p.style : location === 'path' || location === 'header' ? 'simple' : 'form';
   const explode = typeof p.explode === 'boolean' ? p.explode : style === 'form' || style === 'deepObject';
   const shape = shapeOf(root, p.schema);
-  const supported = STYLES[location][style];
+  const supported = Object.hasOwn(STYLES[location], style) ? STYLES[location][style] : undefined;
   if (supported === undefined || !supported.includes(shape)) {
     env.issues.push({
       file: env.file,
@@ -582,7 +582,7 @@ function parameterSpec(
   const itemSchema = shape === 'array' && isObject(schema) ? schema.items : p.schema;
   let propertyTypes: Record<string, ReturnType<typeof scalarTypes>> | undefined;
   if (shape === 'object') {
-    propertyTypes = {};
+    propertyTypes = Object.create(null) as Record<string, ReturnType<typeof scalarTypes>>;
     for (const [k, v] of propertiesOf(root, p.schema)) propertyTypes[k] = scalarTypes(root, v);
   }
   return {

@@ -80,7 +80,15 @@ const query = fc.oneof(
       fc.oneof(
         { weight: 3, arbitrary: fc.constantFrom('limit', 'status', 'q', 'tag', 'page') },
         component,
-        fc.constantFrom('a[__proto__]', 'user[$ne]'),
+        fc.constantFrom(
+          'a[__proto__]',
+          'user[$ne]',
+          'filter[status]',
+          'filter[min_qty]',
+          'filter[__proto__]',
+          'filter[constructor]',
+          'filter[x]',
+        ),
       ),
       fc.oneof(
         { weight: 3, arbitrary: component },

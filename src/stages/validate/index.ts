@@ -121,13 +121,19 @@ function checkParameters(
   const pairs = parsePairs(ctx.query);
   if (pairs === undefined) problems.push({ location: '/query', rule: 'encoding' });
   else {
-    const read = readPairs(query, pairs);
-    problems.push(...read.problems);
-    for (const name of read.unknown) {
+    // Refused wherever they appear, declared deepObject parameters included: an upstream's
+    // query parser may turn `filter[__proto__][x]=1` into a prototype change.
+    for (const [name] of pairs) {
       if (isPrototypeName(name))
         problems.push({ location: `/query/${pointerSegment(name)}`, rule: 'forbidden_key' });
-      else if (settings.unknownQuery === 'reject' && name !== keyParam) {
-        problems.push({ location: `/query/${pointerSegment(name)}`, rule: 'unknown' });
+    }
+    const read = readPairs(query, pairs);
+    problems.push(...read.problems);
+    if (settings.unknownQuery === 'reject') {
+      for (const name of read.unknown) {
+        if (name !== keyParam && !isPrototypeName(name)) {
+          problems.push({ location: `/query/${pointerSegment(name)}`, rule: 'unknown' });
+        }
       }
     }
     if (query.check) problems.push(...query.check(read.values));

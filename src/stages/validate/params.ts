@@ -148,7 +148,12 @@ export function readPairs(group: ParameterGroup, pairs: Pairs): ReadResult {
             rule: 'duplicate',
           });
         Object.defineProperty(obj, prop, {
-          value: coerce(raw[0]!, spec.propertyTypes?.[prop] ?? []),
+          value: coerce(
+            raw[0]!,
+            (spec.propertyTypes !== undefined && Object.hasOwn(spec.propertyTypes, prop)
+              ? spec.propertyTypes[prop]
+              : undefined) ?? [],
+          ),
           enumerable: true,
           writable: true,
           configurable: true,

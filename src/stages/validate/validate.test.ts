@@ -110,6 +110,26 @@ describe('validating parameters', () => {
       { location: '/query/a[__proto__][admin]', rule: 'forbidden_key' },
     ]);
     assert.equal(await problems('echoGet', { query: 'a[proto]=1' }, open), 'passed');
+    const deep = configRoute(
+      {
+        path: '/search',
+        methods: ['GET'],
+        upstream: 'api',
+        validation: {
+          request_schema: {
+            query: {
+              type: 'object',
+              properties: { filter: { type: 'object', properties: { status: { type: 'string' } } } },
+            },
+          },
+        } as never,
+      },
+      0,
+    );
+    assert.equal(await problems('', { query: 'filter[status]=paid' }, deep), 'passed');
+    assert.deepEqual(await problems('', { query: 'filter[__proto__]=x' }, deep), [
+      { location: '/query/filter[__proto__]', rule: 'forbidden_key' },
+    ]);
   });
 
   it('reads a repeated parameter as a list where the schema says array, and refuses repetition elsewhere', async () => {
@@ -122,6 +142,18 @@ describe('validating parameters', () => {
     ]);
     assert.deepEqual(await problems('echoGet', { query: 'page=1&page=2' }), [
       { location: '/query/page', rule: 'duplicate' },
+    ]);
+  });
+
+  it('reads deepObject parameters, typing each property', async () => {
+    assert.equal(await problems('echoGet', { query: 'filter[status]=paid&filter[min_qty]=2' }), 'passed');
+    assert.deepEqual(await problems('echoGet', { query: 'filter[min_qty]=0&filter[owner]=2' }), [
+      { location: '/query/filter/owner', rule: 'additionalProperties' },
+      { location: '/query/filter/min_qty', rule: 'minimum' },
+    ]);
+    assert.deepEqual(await problems('echoGet', { query: 'filter[constructor]=x' }), [
+      { location: '/query/filter[constructor]', rule: 'forbidden_key' },
+      { location: '/query/filter/constructor', rule: 'additionalProperties' },
     ]);
   });
 
