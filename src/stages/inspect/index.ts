@@ -27,7 +27,7 @@ import type { RequestContext } from '../../pipeline/context.js';
 import type { StageFactory } from '../../pipeline/index.js';
 import { decodeUtf8 } from '../validate/json.js';
 import { parseCookies, parsePairs } from '../validate/params.js';
-import { type Detection, type Inputs, inspect, type Leaf } from './engine.js';
+import { type Detection, type Inputs, inspect } from './engine.js';
 
 /** Headers never inspected: credentials (checked by authentication), framing, and what the gateway sets. */
 const SKIPPED_HEADERS = new Set([
@@ -301,4 +301,3 @@ export const inspectStage: StageFactory = {
   },
 };
 
-export type { Leaf };
