@@ -85,6 +85,32 @@ export const ERRORS = {
     title: 'The gateway is not accepting requests right now.',
   },
   internal: { code: 'gateway.internal', status: 500, title: 'An internal error occurred.' },
+  inputInvalid: {
+    code: 'input.invalid',
+    status: 400,
+    title: 'The request does not match the API description.',
+  },
+  inputRejected: {
+    code: 'input.rejected',
+    status: 403,
+    title: 'The request was rejected by input inspection.',
+  },
+  unsupportedMediaType: {
+    code: 'input.unsupported_media_type',
+    status: 415,
+    title: 'The media type of the request body is not accepted here.',
+  },
+  upstreamError: { code: 'upstream.error', status: 502, title: 'The service behind the gateway failed.' },
+  upstreamRefused: {
+    code: 'upstream.refused',
+    status: 400,
+    title: 'The service behind the gateway refused the request.',
+  },
+  upstreamInvalidResponse: {
+    code: 'upstream.invalid_response',
+    status: 502,
+    title: 'The service behind the gateway gave an answer that does not match the API description.',
+  },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorName = keyof typeof ERRORS;
@@ -121,6 +147,12 @@ export function gatewayError(
   return new GatewayError(ERRORS[name], options);
 }
 
+/** The `errors` list of a validation failure (locations and rules, never values), when there is one. */
+function problemItems(err: ErrorSpec): { errors?: unknown[] } {
+  const errors = (err as unknown as { errors?: unknown }).errors;
+  return Array.isArray(errors) && errors.length > 0 ? { errors } : {};
+}
+
 /** The RFC 9457 body. `type` is a stable URN per code, so clients can switch on it. */
 export function problemBody(err: ErrorSpec, requestId: string | undefined): string {
   return JSON.stringify({
@@ -129,6 +161,8 @@ export function problemBody(err: ErrorSpec, requestId: string | undefined): stri
     status: err.status,
     code: err.code,
     ...(requestId === undefined ? {} : { request_id: requestId }),
+    // Validation failures list their locations and rules (never the values): safe by construction.
+    ...problemItems(err),
   });
 }
 

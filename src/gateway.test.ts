@@ -334,7 +334,7 @@ describe('an unexpected exception inside the gateway', () => {
       file,
       'upstreams: { app: { url: "http://127.0.0.1:1" } }\nroutes: [{ path: /a, methods: [GET], upstream: app, auth: none }]\n',
     );
-    const { config } = loadConfig(file, { env: {} });
+    const { config } = await loadConfig(file, { env: {} });
     const lines: string[] = [];
     const logger = createLogger(
       { level: 'info' },

@@ -43,6 +43,8 @@ export interface CompiledRoute {
   readonly filters: readonly ResponseFilter[];
   /** Request headers never forwarded on this route. */
   readonly stripHeaders: ReadonlySet<string>;
+  /** The same, plus the client's Content-Length, for bodies a stage read. */
+  readonly stripWithBody: ReadonlySet<string>;
 }
 
 export interface GatewayDeps {
@@ -144,14 +146,16 @@ export class Gateway {
     const methods = new Set<string>();
     for (const settings of config.routes) {
       const stages = buildRouteStages(settings, buildDeps);
+      // A filtered response must arrive uncompressed to be read.
+      const strip = stages.some((s) => s.response)
+        ? new Set([...this.stripHeaders, 'accept-encoding'])
+        : this.stripHeaders;
       const route: CompiledRoute = {
         settings,
         stages,
         filters: stages.flatMap((s) => (s.response ? [s.response] : [])),
-        // A filtered response must arrive uncompressed to be read.
-        stripHeaders: stages.some((s) => s.response)
-          ? new Set([...this.stripHeaders, 'accept-encoding'])
-          : this.stripHeaders,
+        stripHeaders: strip,
+        stripWithBody: new Set([...strip, 'content-length']),
         upstream: this.upstreams.get(settings.upstream)!,
         stripQueryParam: settings.apiKeyInQuery ? config.auth.apiKeys?.queryParam : undefined,
         responseHeaders: [
@@ -282,11 +286,12 @@ export class Gateway {
     const { req, res } = ctx;
     let body: Readable | Buffer | undefined;
     let bodyHeaders: string[] = [];
+    let strip = route.stripHeaders;
     if (ctx.body !== undefined) {
-      // A stage read the body: send exactly those bytes, framed by length.
+      // A stage read the body (and may have transformed it): send exactly those bytes, framed by length.
       body = ctx.body;
-      if (req.headers['transfer-encoding'] !== undefined)
-        bodyHeaders = ['content-length', String(ctx.body.length)];
+      bodyHeaders = ['content-length', String(ctx.body.length)];
+      strip = route.stripWithBody;
     } else {
       const limit = route.settings.bodyLimit;
       const length = req.headers['content-length'];
@@ -324,7 +329,7 @@ export class Gateway {
     await forward(route.upstream, res, {
       path: route.upstream.settings.basePath + ctx.path + (query === '' ? '' : `?${query}`),
       method: ctx.method,
-      headers: buildUpstreamHeaders(req, route.stripHeaders, extra),
+      headers: buildUpstreamHeaders(req, strip, extra),
       body,
       onHead: (status, raw) => {
         ctx.upstreamEndedAt = performance.now();

@@ -193,7 +193,7 @@ async function open(configFile: string | undefined, io: AuditCommandIo): Promise
   } else {
     const integrated = 'audit' in ConfigSchema.properties;
     let rawAudit: unknown;
-    const { config } = loadConfig(file, {
+    const { config } = await loadConfig(file, {
       env: io.env,
       ...(integrated
         ? {}

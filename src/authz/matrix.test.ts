@@ -57,6 +57,7 @@ describe('the policy matrix of the demo API', () => {
     api = await startOrdersApi(0);
     const demo = parse(readFileSync(new URL('../../demo/portcullis.yaml', import.meta.url), 'utf8'));
     demo.upstreams.orders.url = `http://127.0.0.1:${api.port}`;
+    demo.api.document = new URL('../../demo/openapi.yaml', import.meta.url).pathname;
     demo.log = { level: 'warn' };
     gw = await startTestGateway(demo);
     const users: [Who, DemoUser][] = [

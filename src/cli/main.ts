@@ -79,9 +79,9 @@ function configPath(value: string | undefined): string {
   return value ?? process.env.PORTCULLIS_CONFIG ?? 'portcullis.yaml';
 }
 
-function load(file: string, options?: LoadOptions) {
+async function load(file: string, options?: LoadOptions) {
   try {
-    return loadConfig(file, options);
+    return await loadConfig(file, options);
   } catch (err) {
     if (err instanceof ConfigError) {
       fail(
@@ -93,7 +93,7 @@ function load(file: string, options?: LoadOptions) {
 }
 
 async function run(file: string, options?: LoadOptions, onReady?: (running: Running) => void): Promise<void> {
-  const { config, warnings } = load(file, options);
+  const { config, warnings } = await load(file, options);
   const logger = createLogger({ level: config.log.level, redact: config.log.redact });
   for (const w of warnings) logger.warn({ path: w.path, line: w.line }, w.message);
   process.on('unhandledRejection', (err) => logger.error({ err }, 'unhandled rejection'));
@@ -124,16 +124,17 @@ async function run(file: string, options?: LoadOptions, onReady?: (running: Runn
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
   process.on('SIGHUP', () => {
-    try {
-      const next = loadConfig(file, options);
-      running.reload(next.config).then(
-        () => logger.info({ file }, 'configuration reloaded'),
-        (err) => logger.error({ err }, 'reload failed; the previous configuration keeps serving'),
-      );
-    } catch (err) {
-      const issues = err instanceof ConfigError ? err.issues.map(formatIssue) : [(err as Error).message];
-      logger.error({ issues }, 'invalid configuration on reload; the previous configuration keeps serving');
-    }
+    loadConfig(file, options).then(
+      (next) =>
+        running.reload(next.config).then(
+          () => logger.info({ file }, 'configuration reloaded'),
+          (err) => logger.error({ err }, 'reload failed; the previous configuration keeps serving'),
+        ),
+      (err) => {
+        const issues = err instanceof ConfigError ? err.issues.map(formatIssue) : [(err as Error).message];
+        logger.error({ issues }, 'invalid configuration on reload; the previous configuration keeps serving');
+      },
+    );
   });
   onReady?.(running);
 }
@@ -176,7 +177,7 @@ async function main(argv: string[]): Promise<void> {
       return run(configPath(values.config));
     case 'check': {
       const file = configPath(values.config);
-      const { warnings } = load(file);
+      const { warnings } = await load(file);
       for (const w of warnings) out(`warning: ${formatIssue(w)}`);
       out(`${file}: valid${warnings.length > 0 ? `, ${warnings.length} warning(s)` : ''}`);
       return;
@@ -201,9 +202,10 @@ async function main(argv: string[]): Promise<void> {
             if (upstreams?.orders) upstreams.orders.url = `http://127.0.0.1:${api.port}`;
             const issuer = (raw.auth as { issuer?: { issuer: string } } | undefined)?.issuer;
             const port =
-              process.env.PORTCULLIS_PORT ?? (raw.listen as { port?: number } | undefined)?.port ?? 8080;
+              process.env.PORTCULLIS_PORT ?? (raw.listen as { port?: number } | undefined)?.port ?? 8443;
             if (issuer) issuer.issuer = `https://localhost:${port}`;
-            const listen = (raw.listen ??= {}) as Record<string, unknown>;
+            raw.listen ??= {};
+            const listen = raw.listen as Record<string, unknown>;
             listen.tls ??= { certificates: [{ cert: dev.files.cert, key: dev.files.key }] };
             listen.http_redirect ??= { port: Number(process.env.PORTCULLIS_DEMO_HTTP_PORT ?? 8080) };
           },
@@ -243,7 +245,7 @@ async function explain(values: {
     if (i < 1) fail(`--header must be "Name: value", got "${h}"`);
     headers[h.slice(0, i).trim().toLowerCase()] = h.slice(i + 1).trim();
   }
-  const { config } = load(configPath(values.config));
+  const { config } = await load(configPath(values.config));
   const logger = createLogger({ level: 'silent' });
   const store = await openStore({ url: config.store.url, dataDir: config.store.dataDir });
   await store.migrate();

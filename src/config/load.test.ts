@@ -16,10 +16,10 @@ function write(text: string): string {
   return file;
 }
 
-function issuesOf(text: string, env: NodeJS.ProcessEnv = {}): readonly ConfigIssue[] {
+async function issuesOf(text: string, env: NodeJS.ProcessEnv = {}): Promise<readonly ConfigIssue[]> {
   const file = write(text);
   try {
-    loadConfig(file, { env });
+    await loadConfig(file, { env });
   } catch (err) {
     assert.ok(err instanceof ConfigError, String(err));
     for (const issue of err.issues) assert.equal(issue.file, file);
@@ -39,8 +39,8 @@ routes:
 `;
 
 describe('loading the config', () => {
-  it('accepts a minimal config and fills in the documented defaults', () => {
-    const { config } = loadConfig(write(VALID), { env: {} });
+  it('accepts a minimal config and fills in the documented defaults', async () => {
+    const { config } = await loadConfig(write(VALID), { env: {} });
     assert.equal(config.listen.port, 8080);
     assert.equal(config.listen.headersTimeoutMs, 10_000);
     assert.equal(config.admin.host, '127.0.0.1');
@@ -50,8 +50,8 @@ describe('loading the config', () => {
     assert.ok(Object.isFrozen(config.routes[0]));
   });
 
-  it('reports three different mistakes at once, each with its path and line', () => {
-    const issues = issuesOf(`listen:
+  it('reports three different mistakes at once, each with its path and line', async () => {
+    const issues = await issuesOf(`listen:
   port: eighty
 upstreams:
   app:
@@ -76,8 +76,8 @@ routes:
     );
   });
 
-  it('names a missing required key', () => {
-    const issues = issuesOf(
+  it('names a missing required key', async () => {
+    const issues = await issuesOf(
       'upstreams:\n  app:\n    url: http://a:1\nroutes:\n  - path: /x\n    upstream: app\n',
     );
     assert.equal(issues[0]!.path, 'routes[0]');
@@ -85,70 +85,78 @@ routes:
     assert.equal(issues[0]!.line, 5);
   });
 
-  it('reports invalid YAML with its line', () => {
-    const issues = issuesOf('upstreams:\n  app: [unclosed\nroutes: []\n');
+  it('reports invalid YAML with its line', async () => {
+    const issues = await issuesOf('upstreams:\n  app: [unclosed\nroutes: []\n');
     assert.match(issues[0]!.message, /not valid YAML/);
     assert.ok(issues[0]!.line !== undefined);
   });
 
-  it('rejects a duplicate key instead of silently keeping the last one', () => {
-    const issues = issuesOf(`${VALID}upstreams:\n  other:\n    url: http://127.0.0.1:1\n`);
+  it('rejects a duplicate key instead of silently keeping the last one', async () => {
+    const issues = await issuesOf(`${VALID}upstreams:\n  other:\n    url: http://127.0.0.1:1\n`);
     assert.match(issues[0]!.message, /not valid YAML.*[Dd]uplicate|unique/);
   });
 
-  it('rejects a route that names an upstream that does not exist', () => {
-    const issues = issuesOf(VALID.replace('upstream: app', 'upstream: ap'));
+  it('rejects a route that names an upstream that does not exist', async () => {
+    const issues = await issuesOf(VALID.replace('upstream: app', 'upstream: ap'));
     assert.equal(issues[0]!.path, 'routes[0].upstream');
     assert.equal(issues[0]!.line, 7);
     assert.match(issues[0]!.message, /expected one of the upstreams \(app\), got "ap"/);
   });
 
-  it('rejects a path template with a partial parameter or dot segments', () => {
-    assert.match(issuesOf(VALID.replace('/items/{id}', '/items/x{id}'))[0]!.message, /whole \{param\}/);
-    assert.match(issuesOf(VALID.replace('/items/{id}', '/items/../{id}'))[0]!.message, /dot segments/);
+  it('rejects a path template with a partial parameter or dot segments', async () => {
+    assert.match(
+      (await issuesOf(VALID.replace('/items/{id}', '/items/x{id}')))[0]!.message,
+      /whole \{param\}/,
+    );
+    assert.match(
+      (await issuesOf(VALID.replace('/items/{id}', '/items/../{id}')))[0]!.message,
+      /dot segments/,
+    );
   });
 
-  it('rejects the same method and path routed twice', () => {
-    const issues = issuesOf(
+  it('rejects the same method and path routed twice', async () => {
+    const issues = await issuesOf(
       `${VALID}  - path: /items/{other}\n    methods: [GET]\n    upstream: app\n    auth: none\n`,
     );
     assert.match(issues[0]!.message, /already routed by routes\[0\]/);
   });
 
-  it('rejects CORS with a wildcard origin and credentials', () => {
-    const issues = issuesOf(`${VALID}    cors:\n      origins: ["*"]\n      credentials: true\n`);
+  it('rejects CORS with a wildcard origin and credentials', async () => {
+    const issues = await issuesOf(`${VALID}    cors:\n      origins: ["*"]\n      credentials: true\n`);
     assert.equal(issues[0]!.path, 'routes[0].cors.origins');
     assert.match(issues[0]!.message, /credentials/);
   });
 
-  it('rejects a trusted proxy that is not an address or CIDR block', () => {
-    const issues = issuesOf(`listen:\n  trusted_proxies: [10.0.0.0/33]\n${VALID}`);
+  it('rejects a trusted proxy that is not an address or CIDR block', async () => {
+    const issues = await issuesOf(`listen:\n  trusted_proxies: [10.0.0.0/33]\n${VALID}`);
     assert.equal(issues[0]!.path, 'listen.trusted_proxies[0]');
   });
 
   describe('secrets by reference', () => {
-    it('resolves ${env:NAME} and never leaves the reference as a literal', () => {
+    it('resolves ${env:NAME} and never leaves the reference as a literal', async () => {
       const text = VALID.replace('routes:', 'store:\n  url: ${env:PC_DB}\nroutes:');
-      const { config } = loadConfig(write(text), { env: { PC_DB: 'postgres://u:p@db/x' } });
+      const { config } = await loadConfig(write(text), { env: { PC_DB: 'postgres://u:p@db/x' } });
       assert.equal(config.store.url, 'postgres://u:p@db/x');
     });
 
-    it('fails to start when the environment variable is not set', () => {
-      const issues = issuesOf(VALID.replace('routes:', 'store:\n  url: ${env:PC_UNSET}\nroutes:'));
+    it('fails to start when the environment variable is not set', async () => {
+      const issues = await issuesOf(VALID.replace('routes:', 'store:\n  url: ${env:PC_UNSET}\nroutes:'));
       assert.equal(issues[0]!.path, 'store.url');
       assert.match(issues[0]!.message, /environment variable PC_UNSET is not set/);
     });
 
-    it('fails to start when the secret file cannot be read', () => {
-      const issues = issuesOf(VALID.replace('routes:', 'store:\n  url: ${file:./missing-secret}\nroutes:'));
+    it('fails to start when the secret file cannot be read', async () => {
+      const issues = await issuesOf(
+        VALID.replace('routes:', 'store:\n  url: ${file:./missing-secret}\nroutes:'),
+      );
       assert.match(issues[0]!.message, /cannot read secret file .*missing-secret \(ENOENT\)/);
     });
 
-    it('warns about a secret file every user can read', () => {
+    it('warns about a secret file every user can read', async () => {
       const secret = join(dir, 'db-url');
       writeFileSync(secret, 'postgres://u:hunter2@db/x\n');
       chmodSync(secret, 0o644);
-      const { config, warnings } = loadConfig(
+      const { config, warnings } = await loadConfig(
         write(VALID.replace('routes:', `store:\n  url: \${file:${secret}}\nroutes:`)),
         { env: {} },
       );
@@ -157,16 +165,18 @@ routes:
       assert.doesNotMatch(JSON.stringify(warnings), /hunter2/);
     });
 
-    it('rejects a literal database password', () => {
-      const issues = issuesOf(VALID.replace('routes:', 'store:\n  url: postgres://u:hunter2@db/x\nroutes:'));
+    it('rejects a literal database password', async () => {
+      const issues = await issuesOf(
+        VALID.replace('routes:', 'store:\n  url: postgres://u:hunter2@db/x\nroutes:'),
+      );
       assert.match(issues[0]!.message, /password by reference/);
       assert.doesNotMatch(JSON.stringify(issues), /hunter2/);
     });
   });
 
   describe('security warnings', () => {
-    it('warns about plain HTTP to an upstream on another network', () => {
-      const { warnings } = loadConfig(
+    it('warns about plain HTTP to an upstream on another network', async () => {
+      const { warnings } = await loadConfig(
         write(`listen:\n  host: 127.0.0.1\n${VALID.replace('127.0.0.1:3000', 'api.example.com')}`),
         {
           env: {},
@@ -176,31 +186,37 @@ routes:
       assert.match(warnings[0]!.message, /plain HTTP/);
     });
 
-    it('warns about a route without a body limit', () => {
-      const { warnings } = loadConfig(write(`listen:\n  host: 127.0.0.1\n${VALID}    body_limit: none\n`), {
-        env: {},
-      });
+    it('warns about a route without a body limit', async () => {
+      const { warnings } = await loadConfig(
+        write(`listen:\n  host: 127.0.0.1\n${VALID}    body_limit: none\n`),
+        {
+          env: {},
+        },
+      );
       assert.match(warnings[0]!.message, /no body limit/);
     });
 
-    it('warns about an admin listener reachable from other machines', () => {
-      const { warnings } = loadConfig(write(`admin:\n  host: 0.0.0.0\n${VALID}`), { env: {} });
+    it('warns about an admin listener reachable from other machines', async () => {
+      const { warnings } = await loadConfig(write(`admin:\n  host: 0.0.0.0\n${VALID}`), { env: {} });
       assert.equal(warnings[0]!.path, 'admin.host');
     });
 
-    it('warns about plain HTTP on a public address', () => {
-      const { warnings } = loadConfig(write(VALID), { env: {} });
+    it('warns about plain HTTP on a public address', async () => {
+      const { warnings } = await loadConfig(write(VALID), { env: {} });
       assert.equal(warnings[0]!.path, 'listen.host');
       assert.match(warnings[0]!.message, /serves plain HTTP/);
     });
 
-    it('has no warnings for the safe minimal config on loopback', () => {
-      assert.deepEqual(loadConfig(write(`listen:\n  host: 127.0.0.1\n${VALID}`), { env: {} }).warnings, []);
+    it('has no warnings for the safe minimal config on loopback', async () => {
+      assert.deepEqual(
+        (await loadConfig(write(`listen:\n  host: 127.0.0.1\n${VALID}`), { env: {} })).warnings,
+        [],
+      );
     });
   });
 
-  it('lets PORTCULLIS_PORT override the port and PORTCULLIS_DATA the data folder', () => {
-    const { config } = loadConfig(write(VALID), {
+  it('lets PORTCULLIS_PORT override the port and PORTCULLIS_DATA the data folder', async () => {
+    const { config } = await loadConfig(write(VALID), {
       env: { PORTCULLIS_PORT: '9999', PORTCULLIS_DATA: '/tmp/pc' },
     });
     assert.equal(config.listen.port, 9999);
@@ -211,8 +227,8 @@ routes:
 describe('the example config', () => {
   const examplePath = new URL('../../portcullis.example.yaml', import.meta.url);
 
-  it('is valid', () => {
-    loadConfig(examplePath.pathname, {
+  it('is valid', async () => {
+    await loadConfig(examplePath.pathname, {
       env: {
         PORTCULLIS_EXAMPLE_DB: 'postgres://localhost/x',
         PORTCULLIS_EXAMPLE_INTROSPECTION_SECRET: 's',
@@ -223,7 +239,7 @@ describe('the example config', () => {
     });
   });
 
-  it('documents every key of the schema', () => {
+  it('documents every key of the schema', async () => {
     const text = readFileSync(examplePath, 'utf8');
     const missing: string[] = [];
     const walk = (schema: Record<string, unknown>, at: string) => {

@@ -10,11 +10,22 @@ import { Ajv, type ErrorObject } from 'ajv';
 import { isMap, isSeq, LineCounter, type Node, parseDocument } from 'yaml';
 import { compileAlerts, compileAnomaly, compileBlocks } from '../anomaly/schema.js';
 import { checkAudit, compileAudit } from '../audit/schema.js';
+import {
+  ApiDocumentError,
+  type ApiRouteSettings,
+  compileRouteApi,
+  type DocumentRoute,
+  documentRoutes,
+  type LoadedApiDocument,
+  loadApiDocument,
+  matchOperations,
+  RouteApiError,
+} from '../openapi/index.js';
 import { checkRateLimit, compileRateLimit, compileRouteRateLimits } from '../ratelimit/compile.js';
 import { compileTls, type RawTlsInput } from '../tls/schema.js';
 import { isPrivateOrLoopbackHost, parseCidr } from '../util/ip.js';
 import { parseDuration, parseSize } from '../util/units.js';
-import { ConfigSchema, type RawConfig, type RawCors, type RawRoute } from './schema.js';
+import { ConfigSchema, type RawConfig, type RawCors, type RawRoute, RouteSchema } from './schema.js';
 import { isSecretRef, resolveSecretRef } from './secrets.js';
 import type {
   AuthMethod,
@@ -66,6 +77,8 @@ const ajv = new Ajv({ allErrors: true, useDefaults: true, verbose: true, strict:
 ajv.addKeyword({ keyword: 'expected', schemaType: 'string' });
 ajv.addKeyword({ keyword: 'secret', schemaType: 'boolean' });
 const validateSchema = ajv.compile<RawConfig>(ConfigSchema);
+/** Routes made from an API document are checked (and given defaults) like routes of the config. */
+const validateRoute = ajv.compile<RawRoute>(RouteSchema);
 
 type Segment = string | number;
 
@@ -263,7 +276,7 @@ function resolveReferences(
  * Reads, validates and compiles a config file. Throws ConfigError listing
  * every problem found.
  */
-export function loadConfig(file: string, options: LoadOptions = {}): LoadedConfig {
+export async function loadConfig(file: string, options: LoadOptions = {}): Promise<LoadedConfig> {
   const env = options.env ?? process.env;
   const path = resolve(file);
   let text: string;
@@ -374,14 +387,75 @@ export function loadConfig(file: string, options: LoadOptions = {}): LoadedConfi
       );
     }
   }
+  // The API document: its operations describe the routes, or become them.
+  let document: LoadedApiDocument | undefined;
+  if (cfg.api) {
+    try {
+      document = await loadApiDocument(resolve(dirname(path), cfg.api.document));
+    } catch (err) {
+      if (!(err instanceof ApiDocumentError)) throw err;
+      throw new ConfigError(
+        err.issues.map((i) => ({
+          file: i.file,
+          path: i.pointer === '' ? '' : `#${i.pointer}`,
+          message: i.message,
+        })),
+      );
+    }
+  } else if (cfg.routes === undefined) {
+    throw new ConfigError([
+      {
+        file,
+        path: 'routes',
+        message: 'expected routes, or api.document whose operations become the routes',
+      },
+    ]);
+  }
+  const generated: (DocumentRoute | undefined)[] = [];
+  let rawRoutes: RawRoute[] = cfg.routes ?? [];
+  if (document && cfg.routes === undefined) {
+    const made = documentRoutes(document, cfg.api!, { authMethods: configuredMethods });
+    for (const i of made.issues) {
+      issues.push(
+        i.file === ''
+          ? issue(i.pointer.split('.'), i.message)
+          : { file: i.file, path: `#${i.pointer}`, message: i.message },
+      );
+    }
+    rawRoutes = [];
+    for (const d of made.routes) {
+      if (!validateRoute(d.raw)) {
+        for (const e of validateRoute.errors ?? []) {
+          const key = e.instancePath.split('/')[1] ?? '';
+          const origin = d.origins[key];
+          issues.push(
+            origin?.kind === 'config'
+              ? issue(
+                  ['api', 'operations', String(d.raw.name), ...e.instancePath.split('/').slice(1)],
+                  e.message ?? 'invalid',
+                )
+              : {
+                  file: document.file,
+                  path: `#${d.operation.source.pointer}/x-portcullis-${key.replace(/_/g, '-')}`,
+                  message: `expected a value that ${e.message}`,
+                },
+          );
+        }
+        continue;
+      }
+      rawRoutes.push(d.raw as RawRoute);
+      generated.push(d);
+    }
+  }
   const rawRateLimit = cfg.rate_limit!;
   checkRateLimit(rawRateLimit, (segs, msg) => issues.push(issue(['rate_limit', ...segs], msg)));
   const upstreamNames = Object.keys(cfg.upstreams);
   const seenRoutes = new Map<string, number>();
   const routes: RouteSettings[] = [];
   const defaults = cfg.listen!.limits!;
-  cfg.routes.forEach((r: RawRoute, i) => {
-    const at: Segment[] = ['routes', i];
+  rawRoutes.forEach((r: RawRoute, i) => {
+    const fromDocument = generated[i];
+    const at: Segment[] = fromDocument ? ['api', 'operations', String(r.name)] : ['routes', i];
     if (!upstreamNames.includes(r.upstream)) {
       issues.push(
         issue(
@@ -490,7 +564,26 @@ export function loadConfig(file: string, options: LoadOptions = {}): LoadedConfi
     if (r.body_limit === 'none') {
       warnings.push(issue([...at, 'body_limit'], 'no body limit: any client can stream an unbounded body'));
     }
+    const operations = fromDocument
+      ? { [fromDocument.operation.method]: fromDocument.operation }
+      : document
+        ? matchOperations(document, r.path, methods, cfg.api!.base_path)
+        : {};
+    if (document && !fromDocument && Object.keys(operations).length === 0) {
+      warnings.push(
+        issue([...at, 'path'], 'not described by the API document: its requests are not validated'),
+      );
+    }
+    let api: ApiRouteSettings;
+    try {
+      api = compileRouteApi(r, { template: r.path, methods }, operations);
+    } catch (err) {
+      if (!(err instanceof RouteApiError)) throw err;
+      for (const x of err.issues) issues.push(issue([...at, ...x.path.split('.')], x.message));
+      api = compileRouteApi({}, { template: r.path, methods }, {});
+    }
     routes.push({
+      ...api,
       index: i,
       name: r.name ?? `${r.methods.join(',')} ${r.path}`,
       template: r.path,
@@ -634,6 +727,7 @@ export function loadConfig(file: string, options: LoadOptions = {}): LoadedConfi
     tls: tls.settings,
     rateLimit: compileRateLimit(rawRateLimit),
     audit: compileAudit(cfg.audit),
+    api: document && { file: document.file, title: document.title, operations: document.operations.length },
     anomaly: compileAnomaly(cfg.anomaly!),
     alerts: alerts.settings,
     blocks: compileBlocks(cfg.blocks!),

@@ -8,6 +8,7 @@ import { type Static, type TObject, type TProperties, Type } from '@sinclair/typ
 import { AlertsSchema, AnomalySchema, BlocksSchema } from '../anomaly/schema.js';
 import { AuditSchema } from '../audit/schema.js';
 import { AuthorizationSchema, AuthorizeSchema } from '../authz/schema.js';
+import { ApiSchema, RouteApiProperties } from '../openapi/schema.js';
 import { RateLimitSchema, ROUTE_RATE_LIMIT_PROPERTIES } from '../ratelimit/schema.js';
 import {
   AllowInsecureSchema,
@@ -433,6 +434,7 @@ export const RouteSchema = strict(
     cors: Type.Optional(CorsSchema),
     mtls: Type.Optional(RouteMtlsSchema),
     ...ROUTE_RATE_LIMIT_PROPERTIES,
+    ...RouteApiProperties,
   },
   'One allowed operation (or family of operations) and where it goes.',
 );
@@ -461,10 +463,14 @@ export const ConfigSchema = strict(
       description: 'Services behind the gateway, by name.',
       minProperties: 1,
     }),
-    routes: Type.Array(RouteSchema, {
-      minItems: 1,
-      description: 'The allow-list of routes: anything not listed gets 404 or 405.',
-    }),
+    api: Type.Optional(ApiSchema),
+    routes: Type.Optional(
+      Type.Array(RouteSchema, {
+        minItems: 1,
+        description:
+          'The allow-list of routes: anything not listed gets 404 or 405. Default: the operations of api.document.',
+      }),
+    ),
   },
   'Portcullis gateway configuration.',
 );

@@ -1,6 +1,7 @@
 import type { AlertSettings, AnomalySettings, BlockSettings } from '../anomaly/schema.js';
 import type { AuditSettings } from '../audit/schema.js';
 import type { RawAuthorize, RawNetwork } from '../authz/policy.js';
+import type { ApiRouteSettings } from '../openapi/settings.js';
 import type { RateLimitSettings, RouteRateLimits } from '../ratelimit/types.js';
 import type { TlsSettings } from '../tls/types.js';
 
@@ -17,7 +18,7 @@ export interface CorsSettings {
   maxAgeSeconds: number;
 }
 
-export interface RouteSettings {
+export interface RouteSettings extends ApiRouteSettings {
   /** Position in the config's `routes` list. */
   index: number;
   name: string;
@@ -83,6 +84,8 @@ export interface GatewayConfig {
   tls: TlsSettings;
   rateLimit: RateLimitSettings;
   audit: AuditSettings;
+  /** The API document the routes come from or are checked against, when there is one. */
+  api: { file: string; title: string; operations: number } | undefined;
   anomaly: AnomalySettings;
   alerts: AlertSettings;
   blocks: BlockSettings;

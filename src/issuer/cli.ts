@@ -58,7 +58,7 @@ export async function runClientsCommand(argv: string[], io: ClientsCommandIo): P
     let gatewayConfig: GatewayConfig | undefined;
     let dataDir = resolve(io.env.PORTCULLIS_DATA ?? 'data');
     if (values.config !== undefined) {
-      const { config } = loadConfig(values.config, { env: io.env });
+      const { config } = await loadConfig(values.config, { env: io.env });
       settings = config.auth.issuer;
       gatewayConfig = config;
       dataDir = config.store.dataDir;

@@ -301,7 +301,7 @@ async function open(configFile: string | undefined, io: KeysCommandIo): Promise<
   if (file === undefined) {
     dataDir = resolve(io.env.PORTCULLIS_DATA ?? 'data');
   } else {
-    const { config } = loadConfig(file, { env: io.env });
+    const { config } = await loadConfig(file, { env: io.env });
     url = config.store.url;
     dataDir = config.store.dataDir;
     settings = config.auth.apiKeys;

@@ -5,7 +5,7 @@
  * to the RFC 9457 body: where the request failed and which rule it broke,
  * never the value that was sent.
  */
-import { type ErrorSpec, GatewayError } from '../errors.js';
+import { ERRORS, type ErrorSpec, GatewayError } from '../errors.js';
 
 /** One failing location of a request, as the client sees it. */
 export interface ProblemItem {
@@ -17,36 +17,12 @@ export interface ProblemItem {
 
 /** Error specs added by this feature (to be merged into `ERRORS`). */
 export const INPUT_ERRORS = {
-  inputInvalid: {
-    code: 'input.invalid',
-    status: 400,
-    title: 'The request does not match the API description.',
-  },
-  inputRejected: {
-    code: 'input.rejected',
-    status: 403,
-    title: 'The request was rejected by input inspection.',
-  },
-  unsupportedMediaType: {
-    code: 'input.unsupported_media_type',
-    status: 415,
-    title: 'The media type of the request body is not accepted here.',
-  },
-  upstreamError: {
-    code: 'upstream.error',
-    status: 502,
-    title: 'The service behind the gateway failed.',
-  },
-  upstreamRefused: {
-    code: 'upstream.refused',
-    status: 400,
-    title: 'The service behind the gateway refused the request.',
-  },
-  upstreamInvalidResponse: {
-    code: 'upstream.invalid_response',
-    status: 502,
-    title: 'The service behind the gateway gave an answer that does not match the API description.',
-  },
+  inputInvalid: ERRORS.inputInvalid,
+  inputRejected: ERRORS.inputRejected,
+  unsupportedMediaType: ERRORS.unsupportedMediaType,
+  upstreamError: ERRORS.upstreamError,
+  upstreamRefused: ERRORS.upstreamRefused,
+  upstreamInvalidResponse: ERRORS.upstreamInvalidResponse,
 } as const satisfies Record<string, ErrorSpec>;
 
 /** Most problem items listed in one answer; the rest are counted in the log only. */

@@ -13,7 +13,10 @@ import { admissionStage, type RateLimitService, rateLimitStage } from '../rateli
 import { authenticateStage } from '../stages/authenticate/index.js';
 import { authorizeStage } from '../stages/authorize/index.js';
 import { clientCertStage } from '../stages/client-cert/index.js';
+import { filterStage } from '../stages/filter/index.js';
+import { inspectStage } from '../stages/inspect/index.js';
 import { preAuthStage } from '../stages/pre-auth/index.js';
+import { validateStage } from '../stages/validate/index.js';
 import type { Store } from '../store/types.js';
 import type { Stage } from './context.js';
 
@@ -25,6 +28,7 @@ export const ROUTE_STAGE_ORDER = [
   'rate-limit',
   'validate',
   'inspect',
+  'filter',
 ] as const;
 
 export type RouteStageName = (typeof ROUTE_STAGE_ORDER)[number];
@@ -55,6 +59,9 @@ export const STAGE_FACTORIES: readonly StageFactory[] = [
   authenticateStage,
   authorizeStage,
   rateLimitStage,
+  validateStage,
+  inspectStage,
+  filterStage,
 ];
 
 for (const [i, f] of STAGE_FACTORIES.entries()) {

@@ -34,6 +34,41 @@ const DROP_REQUEST = new Set([
   'x-http-method',
 ]);
 
+/**
+ * Response headers that tell an attacker what runs behind the gateway
+ * (software, versions, internal hosts, debug links): dropped from every
+ * response, streamed or filtered.
+ */
+export const LEAKY_RESPONSE_HEADERS: readonly string[] = [
+  'server',
+  'x-powered-by',
+  'x-aspnet-version',
+  'x-aspnetmvc-version',
+  'x-runtime',
+  'x-backend-server',
+  'x-generator',
+  'x-debug-token',
+  'x-debug-token-link',
+  'x-drupal-cache',
+  'x-drupal-dynamic-cache',
+  'x-varnish',
+  'via',
+  'x-served-by',
+  'x-upstream',
+  'x-envoy-upstream-service-time',
+  'x-application-context',
+  'x-sourcemap',
+  'sourcemap',
+  'x-php-version',
+  'x-turbo-charged-by',
+  'x-litespeed-cache',
+  'x-cf-powered-by',
+  'x-mod-pagespeed',
+  'x-page-speed',
+  'x-pingback',
+  'x-redirect-by',
+];
+
 /** Response headers never returned: hop-by-hop, and ones that only tell an attacker what runs behind. */
 export const DROP_RESPONSE = new Set([
   'connection',
@@ -43,12 +78,7 @@ export const DROP_RESPONSE = new Set([
   'te',
   'trailer',
   'upgrade',
-  'server',
-  'x-powered-by',
-  'x-aspnet-version',
-  'x-aspnetmvc-version',
-  'x-runtime',
-  'x-backend-server',
+  ...LEAKY_RESPONSE_HEADERS,
 ]);
 
 export interface Upstream {

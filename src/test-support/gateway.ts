@@ -86,7 +86,9 @@ export async function startTestGateway(config: Record<string, unknown>): Promise
     ...Object.fromEntries(Object.entries(config).filter(([k]) => !['listen', 'admin', 'log'].includes(k))),
   };
   writeFileSync(configFile, stringify(full));
-  const { config: loaded } = loadConfig(configFile, { env: { ...process.env, PORTCULLIS_DATA: dataDir } });
+  const { config: loaded } = await loadConfig(configFile, {
+    env: { ...process.env, PORTCULLIS_DATA: dataDir },
+  });
   const logs: Record<string, unknown>[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {

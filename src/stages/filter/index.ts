@@ -30,40 +30,9 @@ import type { RequestContext, ResponseFilter, Stage, UpstreamResponse } from '..
 import type { BuildDeps } from '../../pipeline/index.js';
 import { decodeUtf8 } from '../validate/json.js';
 
-/**
- * Response headers that tell an attacker what runs behind the gateway
- * (software, versions, internal hosts, debug links). The proxy already drops
- * some of them on every route; the rest are dropped here.
- */
-export const LEAKY_RESPONSE_HEADERS: readonly string[] = [
-  'server',
-  'x-powered-by',
-  'x-aspnet-version',
-  'x-aspnetmvc-version',
-  'x-runtime',
-  'x-backend-server',
-  'x-generator',
-  'x-debug-token',
-  'x-debug-token-link',
-  'x-drupal-cache',
-  'x-drupal-dynamic-cache',
-  'x-varnish',
-  'via',
-  'x-served-by',
-  'x-upstream',
-  'x-envoy-upstream-service-time',
-  'x-application-context',
-  'x-sourcemap',
-  'sourcemap',
-  'x-php-version',
-  'x-turbo-charged-by',
-  'x-litespeed-cache',
-  'x-cf-powered-by',
-  'x-mod-pagespeed',
-  'x-page-speed',
-  'x-pingback',
-  'x-redirect-by',
-];
+export { LEAKY_RESPONSE_HEADERS } from '../../proxy/upstream.js';
+
+import { LEAKY_RESPONSE_HEADERS } from '../../proxy/upstream.js';
 
 /** Media types that stream without end: never collected, passed through only where the route allows large responses. */
 const STREAMING = new Set([
