@@ -48,6 +48,7 @@ describe('loading an API document', () => {
         'POST /users/{userId}/orders',
         'GET /orders/{orderId}',
         'DELETE /orders/{orderId}',
+        'GET /tenants/{tenantId}/orders',
         'GET /admin/users',
         'GET /admin/stats',
         'GET /echo',
