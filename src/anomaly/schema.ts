@@ -5,26 +5,12 @@
  * raises nothing (tested with an hour of simulated mixed traffic) while the
  * attacks the detectors exist for are reported within a few dozen requests.
  */
-import { type Static, type TObject, type TProperties, Type } from '@sinclair/typebox';
+import { type Static, Type } from '@sinclair/typebox';
+import { SecretRef, section } from '../config/schema-kit.js';
 import { parseDuration } from '../util/units.js';
 import type { DetectorName, Severity } from './types.js';
 
-/**
- * The same as `SecretRef` in `src/config/schema.ts`, kept here because that
- * file imports this one: importing it back would be a module cycle, and the
- * schema objects are built while the modules load. A test keeps the two equal.
- */
-export const SECRET_REF_PATTERN = '^\\$\\{(env|file):[^}]+\\}$';
-const SecretRef = (description: string) =>
-  Type.String({
-    pattern: SECRET_REF_PATTERN,
-    description,
-    expected: 'a secret reference ${env:NAME} or ${file:PATH}, never the secret itself',
-    secret: true,
-  });
-
-const section = <T extends TProperties>(props: T, description: string): TObject<T> =>
-  Type.Object(props, { additionalProperties: false, description, default: {} });
+export { SECRET_REF_PATTERN } from '../config/schema-kit.js';
 
 /** A duration greater than zero: every window and interval here divides by it. */
 const POSITIVE_DURATION = '^(?=\\d*[1-9])\\d+(ms|s|m|h|d)$';

@@ -5,19 +5,9 @@
  * on the embedded default.
  */
 import { type Static, Type } from '@sinclair/typebox';
-import { DURATION_PATTERN, parseDuration } from '../util/units.js';
+import { Duration, SecretRef } from '../config/schema-kit.js';
+import { parseDuration } from '../util/units.js';
 import { parseSigningKey } from './signing.js';
-
-// The same reference pattern as SecretRef in src/config/schema.ts (not exported from there as a helper).
-const SECRET_REF_PATTERN = '^\\$\\{(env|file):[^}]+\\}$';
-
-const Duration = (description: string, dflt?: string) =>
-  Type.String({
-    pattern: DURATION_PATTERN,
-    description,
-    expected: 'a duration such as 500ms, 10s, 5m, 2h or 90d',
-    ...(dflt === undefined ? {} : { default: dflt }),
-  });
 
 const Rate = (description: string, dflt?: number) =>
   Type.Number({
@@ -125,13 +115,9 @@ export const AuditSchema = Type.Object(
       AUDIT_DEFAULTS.checkpoint_interval,
     ),
     signing_key: Type.Optional(
-      Type.String({
-        pattern: SECRET_REF_PATTERN,
-        description:
-          'Ed25519 private key (PKCS#8 PEM) that signs checkpoints, never stored in the database. Default: a generated file in the data folder (refused in production).',
-        expected: 'a secret reference ${env:NAME} or ${file:PATH}, never the secret itself',
-        secret: true,
-      }),
+      SecretRef(
+        'Ed25519 private key (PKCS#8 PEM) that signs checkpoints, never stored in the database. Default: a generated file in the data folder (refused in production).',
+      ),
     ),
     redact_fields: Type.Array(Type.String({ minLength: 1 }), {
       default: [],

@@ -4,7 +4,7 @@
  * (`portcullis schema > portcullis.schema.json`) and its descriptions are the
  * configuration reference. Every object rejects unknown keys.
  */
-import { type Static, type TObject, type TProperties, Type } from '@sinclair/typebox';
+import { type Static, Type } from '@sinclair/typebox';
 import { AlertsSchema, AnomalySchema, BlocksSchema } from '../anomaly/schema.js';
 import { AuditSchema } from '../audit/schema.js';
 import { AuthorizationSchema, AuthorizeSchema } from '../authz/schema.js';
@@ -17,40 +17,9 @@ import {
   RouteMtlsSchema,
   UpstreamTlsSchema,
 } from '../tls/schema.js';
-import { DURATION_PATTERN, SIZE_PATTERN } from '../util/units.js';
+import { Duration, SecretRef, Size, section, strict } from './schema-kit.js';
 
-const strict = <T extends TProperties>(props: T, description: string): TObject<T> =>
-  Type.Object(props, { additionalProperties: false, description });
-
-/** A section whose keys all have defaults, so the section itself may be left out. */
-const section = <T extends TProperties>(props: T, description: string): TObject<T> =>
-  Type.Object(props, { additionalProperties: false, description, default: {} });
-
-const Duration = (description: string, dflt?: string) =>
-  Type.String({
-    pattern: DURATION_PATTERN,
-    description,
-    expected: 'a duration such as 500ms, 10s, 5m, 2h or 90d',
-    ...(dflt === undefined ? {} : { default: dflt }),
-  });
-
-const Size = (description: string, dflt?: string) =>
-  Type.String({
-    pattern: SIZE_PATTERN,
-    description,
-    expected: 'a size such as 512b, 16kb, 1mb or 1gb',
-    ...(dflt === undefined ? {} : { default: dflt }),
-  });
-
-/** A reference to a secret: never the secret itself. */
-export const SECRET_REF_PATTERN = '^\\$\\{(env|file):[^}]+\\}$';
-export const SecretRef = (description: string) =>
-  Type.String({
-    pattern: SECRET_REF_PATTERN,
-    description,
-    expected: 'a secret reference ${env:NAME} or ${file:PATH}, never the secret itself',
-    secret: true,
-  });
+export { SECRET_REF_PATTERN, SecretRef } from './schema-kit.js';
 
 const Port = (description: string, dflt: number) =>
   Type.Integer({ minimum: 0, maximum: 65535, description, default: dflt });

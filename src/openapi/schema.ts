@@ -5,14 +5,9 @@
  * integrator spreads `RouteApiProperties` into `RouteSchema` and adds
  * `api: makeApiSchema(…)` to `ConfigSchema`.
  */
-import { type Static, type TObject, type TProperties, Type } from '@sinclair/typebox';
+import { type Static, Type } from '@sinclair/typebox';
+import { section, strict } from '../config/schema-kit.js';
 import { DURATION_PATTERN, SIZE_PATTERN } from '../util/units.js';
-
-const strict = <T extends TProperties>(props: T, description: string): TObject<T> =>
-  Type.Object(props, { additionalProperties: false, description });
-
-const section = <T extends TProperties>(props: T, description: string): TObject<T> =>
-  Type.Object(props, { additionalProperties: false, description, default: {} });
 
 /** A JSON Schema (draft 2020-12), written inline in the config. */
 const JsonSchema = (description: string) =>

@@ -4,19 +4,8 @@
  * them (`rate_limit: Type.Optional(RateLimitSchema)` and
  * `...ROUTE_RATE_LIMIT_PROPERTIES` in the route).
  */
-import { type Static, type TProperties, Type } from '@sinclair/typebox';
-import { DURATION_PATTERN } from '../util/units.js';
-
-const strict = <T extends TProperties>(props: T, description: string) =>
-  Type.Object(props, { additionalProperties: false, description });
-
-const Duration = (description: string, dflt: string) =>
-  Type.String({
-    pattern: DURATION_PATTERN,
-    description,
-    expected: 'a duration such as 500ms, 10s, 5m, 2h or 90d',
-    default: dflt,
-  });
+import { type Static, Type } from '@sinclair/typebox';
+import { Duration, strict } from '../config/schema-kit.js';
 
 /** `10/s`, `1000/h`, `100/10s`, `5/500ms`. */
 export const RATE_PATTERN = `^([1-9]\\d*)/(\\d*)(ms|s|m|h|d)$`;

@@ -7,13 +7,11 @@
  * - `allow_insecure` ({@link AllowInsecureSchema}) at the top level
  * - `upstreams.<name>.tls` ({@link UpstreamTlsSchema})
  * - `routes[].mtls` ({@link RouteMtlsSchema})
- *
- * This module does not import `src/config/schema.ts` (which imports it), so
- * its few helpers repeat the ones there.
  */
 import { isAbsolute, resolve } from 'node:path';
-import { type Static, type TObject, type TProperties, Type } from '@sinclair/typebox';
-import { DURATION_PATTERN, parseDuration } from '../util/units.js';
+import { type Static, Type } from '@sinclair/typebox';
+import { Duration, SecretRef, section, strict } from '../config/schema-kit.js';
+import { parseDuration } from '../util/units.js';
 import type {
   ClientAuthSettings,
   HstsSettings,
@@ -22,28 +20,6 @@ import type {
   TlsSettings,
   UpstreamTlsSettings,
 } from './types.js';
-
-const strict = <T extends TProperties>(props: T, description: string): TObject<T> =>
-  Type.Object(props, { additionalProperties: false, description });
-
-const section = <T extends TProperties>(props: T, description: string): TObject<T> =>
-  Type.Object(props, { additionalProperties: false, description, default: {} });
-
-const Duration = (description: string, dflt: string) =>
-  Type.String({
-    pattern: DURATION_PATTERN,
-    description,
-    expected: 'a duration such as 500ms, 10s, 5m, 2h or 90d',
-    default: dflt,
-  });
-
-const SecretRef = (description: string) =>
-  Type.String({
-    pattern: '^\\$\\{(env|file):[^}]+\\}$',
-    description,
-    expected: 'a secret reference ${env:NAME} or ${file:PATH}, never the secret itself',
-    secret: true,
-  });
 
 const Path = (description: string) =>
   Type.String({
