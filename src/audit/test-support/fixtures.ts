@@ -1,16 +1,12 @@
 /** Test fixtures of the audit log: fresh stores on each backend, events, keys, a captured logger. */
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import type { AdminEvent, RequestEvent } from '../../events/types.js';
 import { createLogger, type Logger } from '../../log.js';
-import { openPostgresStore, openSqliteStore } from '../../store/index.js';
 import { auditMigration } from '../../store/migrations/005-audit.js';
 import { migrations } from '../../store/migrations/index.js';
-import type { Db, Migration, Store } from '../../store/types.js';
-import { postgresSkipMessage, requirePostgres } from '../../test-support/postgres.js';
+import type { Db, Migration } from '../../store/types.js';
+import { storeBackends } from '../../test-support/stores.js';
 import { compileAudit, type RawAudit } from '../schema.js';
 import { type CheckpointSigner, createCheckpointSigner } from '../signing.js';
 
@@ -19,77 +15,10 @@ export const allMigrations: Migration[] = migrations.some((m) => m.version === a
   ? migrations
   : [...migrations, auditMigration].sort((a, b) => a.version - b.version);
 
-/** A fresh, migrated database. */
-export interface Fixture {
-  dataDir: string;
-  store: Store;
-  /** Another store on the same database, as a second gateway instance would open. */
-  openAnother(): Promise<Store>;
-  cleanup(): Promise<void>;
-}
-
-export interface Backend {
-  name: string;
-  skip: string | false;
-  fresh(): Promise<Fixture>;
-}
-
-const pgAvailable = (await requirePostgres()) !== undefined;
+export type { StoreBackend as Backend, StoreFixture as Fixture } from '../../test-support/stores.js';
 
 /** SQLite in a temp folder, and the test PostgreSQL in a private schema (skipped when absent, unless CI=true). */
-export const backends: Backend[] = [
-  {
-    name: 'SQLite',
-    skip: false,
-    async fresh() {
-      const dataDir = await mkdtemp(join(tmpdir(), 'portcullis-audit-'));
-      const stores: Store[] = [];
-      const open = async () => {
-        const store = openSqliteStore(join(dataDir, 'portcullis.db'), allMigrations);
-        stores.push(store);
-        await store.migrate();
-        return store;
-      };
-      const store = await open();
-      return {
-        dataDir,
-        store,
-        openAnother: open,
-        async cleanup() {
-          for (const s of stores) await s.close();
-          await rm(dataDir, { recursive: true, force: true });
-        },
-      };
-    },
-  },
-  {
-    name: 'PostgreSQL',
-    skip: pgAvailable ? false : postgresSkipMessage(),
-    async fresh() {
-      const target = await requirePostgres();
-      if (!target) throw new Error(postgresSkipMessage());
-      const dataDir = await mkdtemp(join(tmpdir(), 'portcullis-audit-'));
-      const stores: Store[] = [];
-      const open = async () => {
-        const store = openPostgresStore(target.url, allMigrations, { schema: target.schema, poolSize: 4 });
-        stores.push(store);
-        await store.migrate();
-        return store;
-      };
-      const store = await open();
-      return {
-        dataDir,
-        store,
-        openAnother: open,
-        async cleanup() {
-          for (const s of stores) await s.close();
-          await target.drop();
-          await rm(dataDir, { recursive: true, force: true });
-        },
-      };
-    },
-  },
-];
+export const backends = storeBackends(allMigrations, 'portcullis-audit-');
 
 /** A fresh Ed25519 signer. */
 export function testSigner(): CheckpointSigner {
