@@ -8,14 +8,22 @@
  * `./data`). Running gateways pick up a block added or lifted here within
  * their `blocks.refresh` (5 s by default).
  */
-import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
-import { ConfigError, formatIssue, loadConfig } from '../config/load.js';
+import {
+  commandConfigFile,
+  defaultDataDir,
+  formatTable,
+  formatTime,
+  openMigratedStore,
+  parseCommandArgs,
+  parseDurationFlag,
+  reportCommandError,
+  UsageError,
+} from '../cli/support.js';
+import { loadConfig } from '../config/load.js';
 import type { AdminEvent } from '../events/types.js';
-import { openStore, migrations as registered, type Store, StoreError } from '../store/index.js';
+import { migrations as registered, type Store } from '../store/index.js';
 import { alertsMigration } from '../store/migrations/006-alerts.js';
 import type { Migration } from '../store/types.js';
-import { parseDuration } from '../util/units.js';
 import {
   type AlertRecord,
   BlockError,
@@ -24,7 +32,6 @@ import {
   blockStatus,
   createAlertStore,
   createBlockStore,
-  MAX_BLOCK_MS,
 } from './store.js';
 
 /** Where the commands write (each call is one line or block, without the final newline) and read their environment. */
@@ -54,16 +61,8 @@ Every command also takes --config FILE: use that config's store (default:
 $PORTCULLIS_CONFIG; without it, SQLite in $PORTCULLIS_DATA, default ./data).
 Durations: 30s, 15m, 24h, 90d (at most 365d).`;
 
-/** Bad arguments: exit 2 with the message and the usage. */
-class UsageError extends Error {}
-
 /** Nothing to act on: exit 1 with the message. */
 class NotFound extends Error {}
-
-const COMMON = {
-  config: { type: 'string', short: 'c' },
-  help: { type: 'boolean', short: 'h' },
-} as const;
 
 const SUBJECT_FLAGS = {
   ip: { type: 'string' },
@@ -71,29 +70,13 @@ const SUBJECT_FLAGS = {
   principal: { type: 'string' },
 } as const;
 
-function parse<T extends Record<string, { type: 'string' | 'boolean' }>>(args: string[], options: T) {
-  try {
-    return parseArgs({ args, allowPositionals: true, strict: true, options: { ...COMMON, ...options } });
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
-}
-
 function noPositionals(positionals: string[]): void {
   if (positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
 }
 
+/** At most 365d: MAX_BLOCK_MS, the longest block the store accepts. */
 function duration(flag: string, text: string): number {
-  let ms: number;
-  try {
-    ms = parseDuration(text);
-  } catch {
-    throw new UsageError(
-      `--${flag} expects a duration such as 30s, 15m, 24h or 90d, got ${JSON.stringify(text)}`,
-    );
-  }
-  if (ms === 0 || ms > MAX_BLOCK_MS) throw new UsageError(`--${flag} must be more than 0 and at most 365d`);
-  return ms;
+  return parseDurationFlag(flag, text, { max: '365d' });
 }
 
 function positiveInteger(flag: string, text: string): number {
@@ -119,21 +102,6 @@ function subjectOf(values: {
   ).filter((e): e is readonly [BlockKind, string] => e[1] !== undefined);
   if (given.length > 1) throw new UsageError('give one of --ip, --key and --principal');
   return given[0] === undefined ? undefined : [given[0][0], given[0][1]];
-}
-
-const when = (ms: number | undefined): string =>
-  ms === undefined ? '-' : new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
-
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return rows
-    .map((r) =>
-      r
-        .map((cell, i) => cell.padEnd(widths[i]!))
-        .join('  ')
-        .trimEnd(),
-    )
-    .join('\n');
 }
 
 // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it replaces.
@@ -194,7 +162,7 @@ export async function runAlertsCommand(argv: string[], io: AlertsCommandIo): Pro
     if (command !== 'list') {
       throw new UsageError(command === undefined ? 'missing command' : `unknown command "alerts ${command}"`);
     }
-    const { values, positionals } = parse(rest, {
+    const { values, positionals } = parseCommandArgs(rest, {
       since: { type: 'string' },
       limit: { type: 'string' },
       json: { type: 'boolean' },
@@ -214,11 +182,11 @@ export async function runAlertsCommand(argv: string[], io: AlertsCommandIo): Pro
       io.out(`No alerts in the last ${values.since ?? '24h'}.`);
     } else {
       io.out(
-        table([
+        formatTable([
           ['ID', 'LAST SEEN', 'SEVERITY', 'DETECTOR', 'SUBJECT', 'COUNT', 'DELIVERY', 'SUMMARY'],
           ...alerts.map((a) => [
             a.id,
-            when(a.lastSeen),
+            formatTime(a.lastSeen),
             a.severity,
             a.detector,
             printable(`${a.subject.kind}:${a.subject.id}`),
@@ -271,7 +239,10 @@ export async function runBlocksCommand(argv: string[], io: AlertsCommandIo): Pro
   try {
     switch (command) {
       case 'list': {
-        const { values, positionals } = parse(rest, { all: { type: 'boolean' }, json: { type: 'boolean' } });
+        const { values, positionals } = parseCommandArgs(rest, {
+          all: { type: 'boolean' },
+          json: { type: 'boolean' },
+        });
         if (values.help) return help(io);
         noPositionals(positionals);
         store = await open(values.config, io, 'blocks');
@@ -289,15 +260,15 @@ export async function runBlocksCommand(argv: string[], io: AlertsCommandIo): Pro
           io.out(values.all ? 'No blocks.' : 'No active blocks.');
         } else {
           io.out(
-            table([
+            formatTable([
               ['ID', 'KIND', 'SUBJECT', 'STATUS', 'CREATED', 'EXPIRES', 'BY', 'STATE', 'REASON'],
               ...blocks.map((b) => [
                 b.id,
                 b.kind,
                 printable(b.subject),
                 String(b.status),
-                when(b.createdAt),
-                when(b.expiresAt),
+                formatTime(b.createdAt),
+                formatTime(b.expiresAt),
                 b.createdBy,
                 blockStatus(b, now) === 'lifted' ? `lifted by ${b.liftedBy ?? '?'}` : blockStatus(b, now),
                 printable(b.reason),
@@ -308,7 +279,7 @@ export async function runBlocksCommand(argv: string[], io: AlertsCommandIo): Pro
         return 0;
       }
       case 'add': {
-        const { values, positionals } = parse(rest, {
+        const { values, positionals } = parseCommandArgs(rest, {
           ...SUBJECT_FLAGS,
           for: { type: 'string' },
           status: { type: 'string' },
@@ -334,12 +305,12 @@ export async function runBlocksCommand(argv: string[], io: AlertsCommandIo): Pro
         });
         await emit('block.added', record);
         io.out(
-          `Blocked ${record.kind} ${printable(record.subject)} until ${when(record.expiresAt)} (${record.status}) as ${record.id}. Running gateways apply it within their blocks.refresh.`,
+          `Blocked ${record.kind} ${printable(record.subject)} until ${formatTime(record.expiresAt)} (${record.status}) as ${record.id}. Running gateways apply it within their blocks.refresh.`,
         );
         return 0;
       }
       case 'lift': {
-        const { values, positionals } = parse(rest, SUBJECT_FLAGS);
+        const { values, positionals } = parseCommandArgs(rest, SUBJECT_FLAGS);
         if (values.help) return help(io);
         const subject = subjectOf(values);
         if ((subject === undefined) === (positionals.length === 0) || positionals.length > 1) {
@@ -384,25 +355,13 @@ function help(io: AlertsCommandIo): number {
 }
 
 function report(err: unknown, io: AlertsCommandIo, name: string, usage: string): number {
-  if (err instanceof UsageError) {
-    io.err(`portcullis ${name}: ${err.message}\n\n${usage}`);
-    return 2;
-  }
-  if (err instanceof ConfigError) {
-    io.err(
-      `${err.issues.length} error(s) in the config:\n${err.issues.map((i) => `  ${formatIssue(i)}`).join('\n')}`,
-    );
-    return 2;
-  }
-  if (err instanceof BlockError && err.code === 'blocks.invalid_input') {
-    return report(new UsageError(err.message), io, name, usage);
-  }
-  if (err instanceof StoreError && err.code === 'store.unsupported_url') {
-    io.err(`portcullis ${name}: ${err.message}`);
-    return 2;
-  }
-  io.err(`portcullis ${name}: ${(err as Error).message ?? String(err)}`);
-  return 1;
+  return reportCommandError(
+    err,
+    io,
+    name,
+    usage,
+    (e) => e instanceof BlockError && e.code === 'blocks.invalid_input',
+  );
 }
 
 /**
@@ -414,27 +373,20 @@ export function withAlertsMigration(list: readonly Migration[]): Migration[] {
 }
 
 async function open(configFile: string | undefined, io: AlertsCommandIo, name: string): Promise<Store> {
-  const file = configFile ?? (io.env.PORTCULLIS_CONFIG || undefined);
+  const file = commandConfigFile(configFile, io.env);
   let url: string | undefined;
   let dataDir: string;
   if (file === undefined) {
-    dataDir = resolve(io.env.PORTCULLIS_DATA ?? 'data');
+    dataDir = defaultDataDir(io.env);
   } else {
     const { config } = await loadConfig(file, { env: io.env });
     url = config.store.url;
     dataDir = config.store.dataDir;
   }
-  const store = await openStore({
+  return openMigratedStore({
     url,
     dataDir,
     migrations: withAlertsMigration(registered),
     onError: (err) => io.err(`portcullis ${name}: store connection error: ${err.message}`),
   });
-  try {
-    await store.migrate();
-  } catch (err) {
-    await store.close().catch(() => {});
-    throw err;
-  }
-  return store;
 }

@@ -14,7 +14,8 @@ import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Type } from '@sinclair/typebox';
 import { Ajv } from 'ajv';
-import { ConfigError, type ConfigIssue, formatIssue, formatPath, loadConfig } from '../config/load.js';
+import { commandConfigFile, defaultDataDir, reportCommandError, UsageError } from '../cli/support.js';
+import { ConfigError, type ConfigIssue, formatPath, loadConfig } from '../config/load.js';
 import { ConfigSchema } from '../config/schema.js';
 import { isSecretRef, resolveSecretRef } from '../config/secrets.js';
 import { openStore, type Store, StoreError } from '../store/index.js';
@@ -61,9 +62,6 @@ const DEFAULT_TAIL = 20;
 const DEFAULT_LIMIT = 100;
 const MAX_LIMIT = 100_000;
 const FOLLOW_POLL_MS = 1000;
-
-/** Bad arguments: exit 2 with the message and the usage. */
-class UsageError extends Error {}
 
 const COMMON = {
   config: { type: 'string', short: 'c' },
@@ -183,12 +181,12 @@ function compileStandalone(raw: unknown, file: string, env: NodeJS.ProcessEnv): 
 }
 
 async function open(configFile: string | undefined, io: AuditCommandIo): Promise<Context> {
-  const file = configFile ?? (io.env.PORTCULLIS_CONFIG || undefined);
+  const file = commandConfigFile(configFile, io.env);
   let url: string | undefined;
   let dataDir: string;
   let settings: AuditSettings;
   if (file === undefined) {
-    dataDir = resolve(io.env.PORTCULLIS_DATA ?? 'data');
+    dataDir = defaultDataDir(io.env);
     settings = compileAudit(undefined);
   } else {
     const integrated = 'audit' in ConfigSchema.properties;
@@ -411,20 +409,5 @@ function help(io: AuditCommandIo): number {
 }
 
 function report(err: unknown, io: AuditCommandIo): number {
-  if (err instanceof UsageError) {
-    io.err(`portcullis audit: ${err.message}\n\n${USAGE}`);
-    return 2;
-  }
-  if (err instanceof ConfigError) {
-    io.err(
-      `${err.issues.length} error(s) in the config:\n${err.issues.map((i) => `  ${formatIssue(i)}`).join('\n')}`,
-    );
-    return 2;
-  }
-  if (err instanceof StoreError && err.code === 'store.unsupported_url') {
-    io.err(`portcullis audit: ${err.message}`);
-    return 2;
-  }
-  io.err(`portcullis audit: ${(err as Error).message ?? String(err)}`);
-  return 1;
+  return reportCommandError(err, io, 'audit', USAGE);
 }

@@ -2,10 +2,10 @@
  * `portcullis clients …`: register, list and revoke the confidential clients
  * of the built-in issuer.
  */
-import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { auditCliAct } from '../audit/cli-events.js';
-import { ConfigError, formatIssue, loadConfig } from '../config/load.js';
+import { defaultDataDir, formatConfigError, formatTable, UsageError } from '../cli/support.js';
+import { ConfigError, loadConfig } from '../config/load.js';
 import type { GatewayConfig, IssuerSettings } from '../config/types.js';
 import { openStore, type Store } from '../store/index.js';
 import { ClientRepository, isScopeToken, type OAuthClient } from './clients.js';
@@ -26,8 +26,6 @@ const USAGE = `Usage:
 Registers, lists and revokes the confidential clients of the built-in OAuth issuer
 (POST /oauth2/token, client_credentials). With --config, the store of that config is
 used; without it, the embedded SQLite database in $PORTCULLIS_DATA (default ./data).`;
-
-class UsageError extends Error {}
 
 /**
  * Runs `portcullis clients …`. `argv` is what follows `portcullis clients`
@@ -56,7 +54,7 @@ export async function runClientsCommand(argv: string[], io: ClientsCommandIo): P
     const plan = checkUsage(command, rest, values);
     let settings: IssuerSettings | undefined;
     let gatewayConfig: GatewayConfig | undefined;
-    let dataDir = resolve(io.env.PORTCULLIS_DATA ?? 'data');
+    let dataDir = defaultDataDir(io.env);
     if (values.config !== undefined) {
       const { config } = await loadConfig(values.config, { env: io.env });
       settings = config.auth.issuer;
@@ -87,9 +85,7 @@ export async function runClientsCommand(argv: string[], io: ClientsCommandIo): P
       return 2;
     }
     if (err instanceof ConfigError) {
-      io.err(
-        `${err.issues.length} error(s) in the config:\n${err.issues.map((i) => `  ${formatIssue(i)}`).join('\n')}`,
-      );
+      io.err(formatConfigError(err));
       return 2;
     }
     if (err instanceof IssuerError && err.code === 'issuer.invalid_client_input') {
@@ -254,17 +250,7 @@ async function list(clients: ClientRepository, io: ClientsCommandIo, json: boole
       c.revokedAt ? `revoked ${c.revokedAt}` : 'active',
     ]),
   ];
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  io.out(
-    rows
-      .map((r) =>
-        r
-          .map((cell, i) => cell.padEnd(widths[i]!))
-          .join('  ')
-          .trimEnd(),
-      )
-      .join('\n'),
-  );
+  io.out(formatTable(rows));
   return 0;
 }
 

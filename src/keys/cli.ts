@@ -7,13 +7,21 @@
  * generated pepper in `$PORTCULLIS_DATA` (default `./data`). A key made right
  * after the quick start therefore works against the running demo.
  */
-import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { auditCliAct } from '../audit/cli-events.js';
-import { ConfigError, formatIssue, loadConfig } from '../config/load.js';
+import {
+  commandConfigFile,
+  defaultDataDir,
+  formatTable,
+  formatTime,
+  openMigratedStore,
+  parseCommandArgs,
+  parseDurationFlag,
+  reportCommandError,
+  UsageError,
+} from '../cli/support.js';
+import { loadConfig } from '../config/load.js';
 import type { ApiKeySettings, GatewayConfig } from '../config/types.js';
-import { openStore, type Store, StoreError } from '../store/index.js';
-import { parseDuration } from '../util/units.js';
+import type { Store } from '../store/index.js';
 import { resolvePepper } from './authenticator.js';
 import {
   ApiKeyError,
@@ -45,10 +53,7 @@ lifetime unless --expires says otherwise.`;
 const DEFAULT_HEADER = 'x-api-key';
 const DEFAULT_CACHE_TTL = '30s';
 const DEFAULT_OVERLAP = '24h';
-const MAX_DURATION_MS = parseDuration('36500d');
-
-/** Bad arguments: exit 2 with the message and the usage. */
-class UsageError extends Error {}
+const MAX_DURATION = '36500d';
 
 interface Context {
   store: Store;
@@ -59,24 +64,8 @@ interface Context {
   settings: ApiKeySettings | undefined;
 }
 
-const COMMON = {
-  config: { type: 'string', short: 'c' },
-  help: { type: 'boolean', short: 'h' },
-} as const;
-
 function duration(flag: string, text: string, allowZero: boolean): number {
-  let ms: number;
-  try {
-    ms = parseDuration(text);
-  } catch {
-    throw new UsageError(
-      `--${flag} expects a duration such as 30s, 15m, 24h or 90d, got ${JSON.stringify(text)}`,
-    );
-  }
-  if ((!allowZero && ms === 0) || ms > MAX_DURATION_MS) {
-    throw new UsageError(`--${flag} must be ${allowZero ? '' : 'more than 0 and '}at most 36500d`);
-  }
-  return ms;
+  return parseDurationFlag(flag, text, { max: MAX_DURATION, allowZero });
 }
 
 function onlyId(positionals: string[], command: string): string {
@@ -84,25 +73,10 @@ function onlyId(positionals: string[], command: string): string {
   return positionals[0]!;
 }
 
-const when = (ms: number | undefined): string =>
-  ms === undefined ? '-' : new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
-
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return rows
-    .map((r) =>
-      r
-        .map((cell, i) => cell.padEnd(widths[i]!))
-        .join('  ')
-        .trimEnd(),
-    )
-    .join('\n');
-}
-
 function describeRecord(record: ApiKeyRecord): string {
   const parts = [`scopes: ${record.scopes.join(', ') || '(none)'}`];
   if (record.tenant !== undefined) parts.push(`tenant: ${record.tenant}`);
-  parts.push(record.expiresAt === undefined ? 'no expiry' : `expires ${when(record.expiresAt)}`);
+  parts.push(record.expiresAt === undefined ? 'no expiry' : `expires ${formatTime(record.expiresAt)}`);
   return `${record.id} "${record.name}" (${parts.join('; ')})`;
 }
 
@@ -122,7 +96,7 @@ export async function runKeysCommand(argv: string[], io: KeysCommandIo): Promise
   try {
     switch (command) {
       case 'create': {
-        const { values, positionals } = parse(rest, {
+        const { values, positionals } = parseCommandArgs(rest, {
           name: { type: 'string' },
           scopes: { type: 'string' },
           expires: { type: 'string' },
@@ -156,7 +130,7 @@ export async function runKeysCommand(argv: string[], io: KeysCommandIo): Promise
         return 0;
       }
       case 'list': {
-        const { values, positionals } = parse(rest, { json: { type: 'boolean' } });
+        const { values, positionals } = parseCommandArgs(rest, { json: { type: 'boolean' } });
         if (values.help) return help(io);
         if (positionals.length > 0)
           throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
@@ -182,16 +156,16 @@ export async function runKeysCommand(argv: string[], io: KeysCommandIo): Promise
           io.out('No API keys.');
         } else {
           io.out(
-            table([
+            formatTable([
               ['ID', 'NAME', 'SCOPES', 'TENANT', 'CREATED', 'EXPIRES', 'LAST USED', 'STATUS'],
               ...records.map((r) => [
                 r.id,
                 r.name,
                 r.scopes.join(','),
                 r.tenant ?? '-',
-                when(r.createdAt),
-                when(r.expiresAt),
-                when(r.lastUsedAt),
+                formatTime(r.createdAt),
+                formatTime(r.expiresAt),
+                formatTime(r.lastUsedAt),
                 r.replacedBy === undefined
                   ? apiKeyStatus(r, now)
                   : `${apiKeyStatus(r, now)} → ${r.replacedBy}`,
@@ -202,7 +176,7 @@ export async function runKeysCommand(argv: string[], io: KeysCommandIo): Promise
         return 0;
       }
       case 'revoke': {
-        const { values, positionals } = parse(rest, {});
+        const { values, positionals } = parseCommandArgs(rest, {});
         if (values.help) return help(io);
         const id = onlyId(positionals, 'revoke');
         context = await open(values.config, io);
@@ -210,13 +184,13 @@ export async function runKeysCommand(argv: string[], io: KeysCommandIo): Promise
         if (!alreadyRevoked) await context.audit('key.revoked', record.id);
         io.out(
           alreadyRevoked
-            ? `${record.id} was already revoked at ${when(record.revokedAt)}.`
+            ? `${record.id} was already revoked at ${formatTime(record.revokedAt)}.`
             : `Revoked ${record.id} "${record.name}". ${propagation(context)}`,
         );
         return 0;
       }
       case 'rotate': {
-        const { values, positionals } = parse(rest, {
+        const { values, positionals } = parseCommandArgs(rest, {
           overlap: { type: 'string' },
           expires: { type: 'string' },
         });
@@ -236,7 +210,7 @@ export async function runKeysCommand(argv: string[], io: KeysCommandIo): Promise
         io.err(`Rotated ${previous.id} → ${describeRecord(next)}.`);
         io.out(key);
         io.err(
-          `Store it now; it cannot be shown again. ${previous.id} keeps working until ${when(previous.expiresAt)}, then stops. ${propagation(context)}`,
+          `Store it now; it cannot be shown again. ${previous.id} keeps working until ${formatTime(previous.expiresAt)}, then stops. ${propagation(context)}`,
         );
         return 0;
       }
@@ -247,14 +221,6 @@ export async function runKeysCommand(argv: string[], io: KeysCommandIo): Promise
     return report(err, io);
   } finally {
     await context?.store.close().catch(() => {});
-  }
-}
-
-function parse<T extends Record<string, { type: 'string' | 'boolean' }>>(args: string[], options: T) {
-  try {
-    return parseArgs({ args, allowPositionals: true, strict: true, options: { ...COMMON, ...options } });
-  } catch (err) {
-    throw new UsageError((err as Error).message);
   }
 }
 
@@ -269,37 +235,23 @@ function propagation(context: Context): string {
 }
 
 function report(err: unknown, io: KeysCommandIo): number {
-  if (err instanceof UsageError) {
-    io.err(`portcullis keys: ${err.message}\n\n${USAGE}`);
-    return 2;
-  }
-  if (err instanceof ConfigError) {
-    io.err(
-      `${err.issues.length} error(s) in the config:\n${err.issues.map((i) => `  ${formatIssue(i)}`).join('\n')}`,
-    );
-    return 2;
-  }
-  if (err instanceof ApiKeyError) {
-    if (err.code === 'keys.invalid_input') return report(new UsageError(err.message), io);
-    io.err(`portcullis keys: ${err.message}`);
-    return 1;
-  }
-  if (err instanceof StoreError && err.code === 'store.unsupported_url') {
-    io.err(`portcullis keys: ${err.message}`);
-    return 2;
-  }
-  io.err(`portcullis keys: ${(err as Error).message ?? String(err)}`);
-  return 1;
+  return reportCommandError(
+    err,
+    io,
+    'keys',
+    USAGE,
+    (e) => e instanceof ApiKeyError && e.code === 'keys.invalid_input',
+  );
 }
 
 async function open(configFile: string | undefined, io: KeysCommandIo): Promise<Context> {
-  const file = configFile ?? (io.env.PORTCULLIS_CONFIG || undefined);
+  const file = commandConfigFile(configFile, io.env);
   let url: string | undefined;
   let dataDir: string;
   let settings: ApiKeySettings | undefined;
   let gatewayConfig: GatewayConfig | undefined;
   if (file === undefined) {
-    dataDir = resolve(io.env.PORTCULLIS_DATA ?? 'data');
+    dataDir = defaultDataDir(io.env);
   } else {
     const { config } = await loadConfig(file, { env: io.env });
     url = config.store.url;
@@ -307,17 +259,11 @@ async function open(configFile: string | undefined, io: KeysCommandIo): Promise<
     settings = config.auth.apiKeys;
     gatewayConfig = config;
   }
-  const store = await openStore({
+  const store = await openMigratedStore({
     url,
     dataDir,
     onError: (err) => io.err(`portcullis keys: store connection error: ${err.message}`),
   });
-  try {
-    await store.migrate();
-  } catch (err) {
-    await store.close().catch(() => {});
-    throw err;
-  }
   let keys: ApiKeyStore | undefined;
   return {
     store,
