@@ -274,6 +274,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     current: () => gateway,
     authServices: () => auth.services,
     async reload(next) {
+      const previous = current;
       if (tls) {
         try {
           await tls.reload();
@@ -284,13 +285,14 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
           );
         }
       }
-      if (JSON.stringify(next.tls.listener) !== JSON.stringify(config.tls.listener)) {
+      if (JSON.stringify(next.tls.listener) !== JSON.stringify(previous.tls.listener)) {
         logger.warn('TLS listener settings other than the certificate files take effect after a restart');
       }
       const nextAuth = await buildAuth(next, { logger, store, guard });
-      const nextRateLimit = await buildRateLimit(next.rateLimit, { logger, store });
+      let nextRateLimit: Awaited<ReturnType<typeof buildRateLimit>> | undefined;
       let built: Gateway;
       try {
+        nextRateLimit = await buildRateLimit(next.rateLimit, { logger, store });
         built = new Gateway(next, {
           logger,
           store,
@@ -303,7 +305,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
         });
       } catch (err) {
         nextAuth.close();
-        await nextRateLimit.close();
+        await nextRateLimit?.close();
         throw err;
       }
       const oldRateLimit = rateLimit;
@@ -337,7 +339,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
         target: next.file,
         detail: { routes: next.routes.length },
       });
-      if (next.listen.port !== config.listen.port || next.listen.host !== config.listen.host) {
+      if (next.listen.port !== previous.listen.port || next.listen.host !== previous.listen.host) {
         logger.warn('listener address changes take effect after a restart');
       }
       void old.close().catch((err) => logger.warn({ err }, 'closing the previous upstream pools failed'));
