@@ -10,7 +10,14 @@ import type { GatewayConfig } from '../config/types.js';
 import type { Gateway } from '../gateway.js';
 import { BadPathError, normaliseTarget } from '../http/normalise.js';
 import type { Principal } from '../pipeline/context.js';
-import { compilePolicy, evaluatePolicy, networkCheck, readPath, type TrailEntry } from './policy.js';
+import {
+  compilePolicy,
+  documentPolicies,
+  evaluatePolicy,
+  networkCheck,
+  readPath,
+  type TrailEntry,
+} from './policy.js';
 
 export interface ExplainInput {
   method: string;
@@ -140,6 +147,13 @@ export async function explainRequest(
     const r = networkCheck('global network', config.authorization.network).evaluate(facts);
     out.rules.push({ rule: 'global network', ...r });
     allowed &&= r.pass;
+  }
+  const stated =
+    route.auth === 'none' ? undefined : documentPolicies(route.operations ?? {}).get(input.method);
+  if (stated) {
+    const d = evaluatePolicy(stated, facts);
+    out.rules.push(...d.trail.map((t) => ({ ...t, rule: `document security ${t.rule}` })));
+    if (!d.allowed) allowed = false;
   }
   const policy = route.authorize === undefined ? undefined : compilePolicy(route.authorize);
   if (policy) {

@@ -6,6 +6,8 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Static } from '@sinclair/typebox';
+import { authorizeFromSecurity } from '../openapi/routes.js';
+import type { SecurityRequirement } from '../openapi/types.js';
 import type { Principal } from '../pipeline/context.js';
 import { createCidrMatcher } from '../util/ip.js';
 import type { AuthorizeSchema, NetworkSchema } from './schema.js';
@@ -249,4 +251,25 @@ export function evaluatePolicy(policy: CompiledPolicy, input: PolicyInput): Poli
     if (!anyPassed) allowed = false;
   }
   return { allowed, trail };
+}
+
+/**
+ * The policies an API document states for a route, by method: each
+ * operation's `security` as written (OAuth scopes, role names), enforced in
+ * addition to the route's own `authorize` — least privilege needs no
+ * duplicate config. Operations that let any authenticated caller in (or
+ * state nothing) add nothing.
+ */
+export function documentPolicies(
+  operations: Readonly<Record<string, { security: readonly SecurityRequirement[] | undefined }>>,
+): Map<string, CompiledPolicy> {
+  const out = new Map<string, CompiledPolicy>();
+  for (const [method, op] of Object.entries(operations)) {
+    if (op.security === undefined || op.security.length === 0) continue;
+    const raw = authorizeFromSecurity(op.security);
+    if (raw === 'any-authenticated') continue;
+    const policy = compilePolicy(raw as RawAuthorize);
+    if (policy) out.set(method, policy);
+  }
+  return out;
 }

@@ -19,9 +19,9 @@ export interface DemoUser {
 }
 
 export const DEMO_USERS: readonly DemoUser[] = [
-  { sub: '1', name: 'alice', tenant: 'acme', roles: ['user'], scope: 'orders:read orders:write' },
-  { sub: '2', name: 'bob', tenant: 'globex', roles: ['user'], scope: 'orders:read' },
-  { sub: '3', name: 'carol', tenant: 'acme', roles: ['admin'], scope: 'orders:read orders:write' },
+  { sub: '1', name: 'alice', tenant: 'acme', roles: ['user'], scope: 'orders:read orders:write users:read' },
+  { sub: '2', name: 'bob', tenant: 'globex', roles: ['user'], scope: 'orders:read users:read' },
+  { sub: '3', name: 'carol', tenant: 'acme', roles: ['admin'], scope: 'orders:read orders:write users:read' },
 ];
 
 /** The demo's token secret, created in the data folder when missing. */

@@ -8,6 +8,7 @@
 import {
   type CompiledPolicy,
   compilePolicy,
+  documentPolicies,
   evaluatePolicy,
   networkCheck,
   type PolicyInput,
@@ -35,7 +36,10 @@ export const authorizeStage: StageFactory = {
     const global = globalNetwork ? networkCheck('global network', globalNetwork) : undefined;
     const policy: CompiledPolicy | undefined =
       route.authorize === undefined ? undefined : compilePolicy(route.authorize);
-    if (global === undefined && policy === undefined) return undefined;
+    // The API document's security requirements apply on top of the route's own rules.
+    const fromDocument =
+      route.auth === 'none' ? new Map<string, CompiledPolicy>() : documentPolicies(route.operations ?? {});
+    if (global === undefined && policy === undefined && fromDocument.size === 0) return undefined;
     const logger = deps.logger;
 
     const input = (ctx: RequestContext): PolicyInput => ({
@@ -57,6 +61,19 @@ export const authorizeStage: StageFactory = {
             'authorization denied',
           );
           throw gatewayError('forbidden', { internal: `global network: ${r.detail}` });
+        }
+      }
+      const stated = fromDocument.get(ctx.method);
+      if (stated !== undefined) {
+        const d = evaluatePolicy(stated, facts);
+        if (!d.allowed) {
+          const failed = d.trail.filter((t) => !t.pass).map((t) => `${t.rule}: ${t.detail}`);
+          const detail = `API document security: ${failed.join('; ')}`;
+          logger.info(
+            { requestId: ctx.id, route: route.name, principal: ctx.principal?.id, detail },
+            'authorization denied',
+          );
+          throw gatewayError('forbidden', { internal: detail });
         }
       }
       if (policy === undefined) return;
