@@ -313,7 +313,8 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
     }
     lastError = undefined;
     retryDelay = RETRY_MIN_MS;
-    await stream(result.records, result.records.map(eventLine).join(''));
+    // Serialised only when a JSON lines sink exists: it is work on the event loop.
+    if (jsonl) await stream(result.records, result.records.map(eventLine).join(''));
     if (result.checkpoint) await noteCheckpoint(result.checkpoint);
     return true;
   };
