@@ -325,6 +325,8 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
       const run = (async () => {
         while (queue.length > 0) {
           if (!(await writeBatch())) break;
+          // SQLite writes are synchronous: let the event loop serve requests between batches.
+          if (queue.length > 0) await new Promise((resolve) => setImmediate(resolve));
         }
       })();
       // Cleared in a callback, which runs after the assignment below even when `run` has already settled.
