@@ -153,3 +153,14 @@ async function waitFor(condition: () => boolean, timeoutMs = 15_000): Promise<vo
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+describe('the installed command', () => {
+  it('is executable after the build, so npx portcullis runs it', async () => {
+    const { statSync, readFileSync, existsSync } = await import('node:fs');
+    const bin = new URL('../../dist/cli/main.js', import.meta.url);
+    // The build runs on npm ci (prepare), before the tests.
+    assert.ok(existsSync(bin), 'dist/cli/main.js is missing: run npm ci or npm run build first');
+    assert.ok((statSync(bin).mode & 0o100) !== 0, 'dist/cli/main.js is not executable');
+    assert.match(readFileSync(bin, 'utf8').split('\n')[0]!, /^#!\/usr\/bin\/env node/);
+  });
+});
