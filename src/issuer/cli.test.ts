@@ -161,6 +161,19 @@ auth:
     assert.match((await run('revoke', id, '--config', config)).out, /at most 600 s/);
   });
 
+  it('reads the config from $PORTCULLIS_CONFIG when --config is not given, like the other commands', async () => {
+    const db = join(dir, 'from-env.db');
+    const config = join(dir, 'from-env.yaml');
+    await writeFile(
+      config,
+      `upstreams:\n  app:\n    url: http://127.0.0.1:3000\nroutes:\n  - path: /items\n    methods: [GET]\n    upstream: app\n    auth: none\nstore:\n  url: sqlite:${db}\nauth:\n  issuer:\n    issuer: https://env.example.com\n`,
+    );
+    env = { ...env, PORTCULLIS_CONFIG: config };
+    const created = await run('create', '--name', 'y', '--scopes', 'a');
+    assert.equal(created.code, 0, created.err);
+    assert.match(created.out, /Token endpoint: https:\/\/env\.example\.com\/oauth2\/token/);
+  });
+
   it('exits 2 and lists the problems of an invalid --config', async () => {
     const config = join(dir, 'bad.yaml');
     await writeFile(config, 'upstreams: {}\nroutes: nope\n');

@@ -4,7 +4,13 @@
  */
 import { parseArgs } from 'node:util';
 import { auditCliAct } from '../audit/cli-events.js';
-import { defaultDataDir, formatConfigError, formatTable, UsageError } from '../cli/support.js';
+import {
+  commandConfigFile,
+  defaultDataDir,
+  formatConfigError,
+  formatTable,
+  UsageError,
+} from '../cli/support.js';
 import { ConfigError, loadConfig } from '../config/load.js';
 import type { GatewayConfig, IssuerSettings } from '../config/types.js';
 import { openStore, type Store } from '../store/index.js';
@@ -55,15 +61,17 @@ export async function runClientsCommand(argv: string[], io: ClientsCommandIo): P
     let settings: IssuerSettings | undefined;
     let gatewayConfig: GatewayConfig | undefined;
     let dataDir = defaultDataDir(io.env);
-    if (values.config !== undefined) {
-      const { config } = await loadConfig(values.config, { env: io.env });
+    // Like every other command: --config, else $PORTCULLIS_CONFIG, else the embedded default.
+    const configFile = commandConfigFile(values.config, io.env);
+    if (configFile !== undefined) {
+      const { config } = await loadConfig(configFile, { env: io.env });
       settings = config.auth.issuer;
       gatewayConfig = config;
       dataDir = config.store.dataDir;
       store = await openStore({ url: config.store.url, dataDir: config.store.dataDir });
       if (settings === undefined && command === 'create') {
         io.err(
-          `warning: ${values.config} has no auth.issuer section: the gateway issues no tokens until it has one`,
+          `warning: ${configFile} has no auth.issuer section: the gateway issues no tokens until it has one`,
         );
       }
     } else {
