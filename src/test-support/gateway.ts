@@ -4,11 +4,10 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { stringify } from 'yaml';
 import { loadConfig } from '../config/load.js';
-import { createLogger } from '../log.js';
 import { type Running, startGateway } from '../runtime.js';
+import { captureLogger } from './log.js';
 
 export interface RecordedRequest {
   method: string;
@@ -89,14 +88,7 @@ export async function startTestGateway(config: Record<string, unknown>): Promise
   const { config: loaded } = await loadConfig(configFile, {
     env: { ...process.env, PORTCULLIS_DATA: dataDir },
   });
-  const logs: Record<string, unknown>[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const line of chunk.toString().split('\n')) if (line.trim() !== '') logs.push(JSON.parse(line));
-      cb();
-    },
-  });
-  const logger = createLogger({ level: loaded.log.level, redact: loaded.log.redact }, sink);
+  const { logger, lines: logs } = captureLogger(loaded.log.level, loaded.log.redact);
   const running = await startGateway(loaded, { logger });
   return {
     running,

@@ -6,22 +6,11 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Writable } from 'node:stream';
 import type { RouteSettings } from '../../config/types.js';
 import { sendProblem } from '../../errors.js';
-import { createLogger, type Logger } from '../../log.js';
 import type { Principal, RequestContext, Stage } from '../../pipeline/context.js';
 
-export function captureLogger(): { logger: Logger; lines: Record<string, unknown>[] } {
-  const lines: Record<string, unknown>[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const line of chunk.toString().split('\n')) if (line.trim() !== '') lines.push(JSON.parse(line));
-      cb();
-    },
-  });
-  return { logger: createLogger({ level: 'debug' }, sink), lines };
-}
+export { captureLogger } from '../../test-support/log.js';
 
 /** A route with just what the rate-limit stages read (other features add fields of their own). */
 export function testRoute(name: string): RouteSettings {

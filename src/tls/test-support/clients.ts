@@ -3,23 +3,12 @@ import { execFile } from 'node:child_process';
 import type { X509Certificate } from 'node:crypto';
 import type { RequestListener } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Writable } from 'node:stream';
 import { type ConnectionOptions, connect, type TLSSocket } from 'node:tls';
-import { createLogger, type Logger } from '../../log.js';
+import { captureLogger } from '../../test-support/log.js';
 import { createHttpsServer, type HttpsListener, type HttpsListenerOptions } from '../listener.js';
 import type { TlsListenerSettings } from '../types.js';
 
-/** A logger whose lines land in `lines`, parsed. */
-export function captureLogger(): { logger: Logger; lines: Record<string, unknown>[] } {
-  const lines: Record<string, unknown>[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const line of chunk.toString().split('\n')) if (line.trim() !== '') lines.push(JSON.parse(line));
-      cb();
-    },
-  });
-  return { logger: createLogger({ level: 'debug' }, sink), lines };
-}
+export { captureLogger };
 
 /** Listener settings for tests: one certificate, intermediate profile, no watching. */
 export function listenerSettings(

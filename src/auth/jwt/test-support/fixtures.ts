@@ -2,24 +2,10 @@
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Writable } from 'node:stream';
 import type { JWK } from 'jose';
 import type { JwtProviderSettings } from '../../../config/types.js';
-import { createLogger, type Logger } from '../../../log.js';
 
-/** A logger whose JSON lines are kept in memory. */
-export function captureLogger(level = 'debug'): { logger: Logger; lines: Record<string, unknown>[] } {
-  const lines: Record<string, unknown>[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      for (const line of chunk.toString('utf8').split('\n')) {
-        if (line.trim() !== '') lines.push(JSON.parse(line) as Record<string, unknown>);
-      }
-      done();
-    },
-  });
-  return { logger: createLogger({ level }, sink), lines };
-}
+export { captureLogger } from '../../../test-support/log.js';
 
 /** Provider settings with the schema defaults, for tests. */
 export function providerSettings(
