@@ -255,6 +255,7 @@ export class Gateway {
       upstreamStartedAt: undefined,
       upstreamEndedAt: undefined,
       credentialId: undefined,
+      traceparent: undefined,
     };
     if (seen !== undefined) seen.ctx = ctx;
     let pending: Promise<void> | undefined;
@@ -306,6 +307,7 @@ export class Gateway {
       if (body !== undefined && req.headers.expect?.toLowerCase() === '100-continue') res.writeContinue();
     }
 
+    ctx.traceparent = traceparentFor(req, ctx.id);
     const extra: string[] = [
       'x-forwarded-for',
       client.forwardedFor,
@@ -318,7 +320,7 @@ export class Gateway {
       'x-request-id',
       ctx.id,
       'traceparent',
-      traceparentFor(req, ctx.id),
+      ctx.traceparent,
     ];
     for (const name in ctx.upstreamHeaders) extra.push(name, ctx.upstreamHeaders[name]!);
     for (const h of bodyHeaders) extra.push(h);
@@ -476,7 +478,8 @@ export class Gateway {
       type: 'request',
       time: new Date(Date.now() - (performance.now() - startedAt)).toISOString(),
       requestId: id,
-      traceId: traceIdOf(req, id),
+      // The trace id sent upstream when there was one; otherwise derived the same way.
+      traceId: ctx?.traceparent?.slice(3, 35) ?? traceIdOf(req, id),
       clientIp: ctx?.clientIp ?? this.resolveClient(req).ip,
       method: req.method ?? '',
       path: seen.path ?? '',

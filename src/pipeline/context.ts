@@ -55,6 +55,8 @@ export interface RequestContext {
   upstreamEndedAt: number | undefined;
   /** The non-secret id of a credential that failed authentication. */
   credentialId: string | undefined;
+  /** The W3C `traceparent` sent upstream, once the request is proxied. */
+  traceparent: string | undefined;
 }
 
 /** The upstream's answer as a response filter sees it, collected whole. */
