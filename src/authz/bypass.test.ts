@@ -138,6 +138,11 @@ describe('authorization bypass attempts', () => {
     );
     assert.equal(await status('/transfer/alice', json, { method: 'POST', body: '{"amount":5}' }), 200);
     assert.equal(await status('/transfer/bob', json, { method: 'POST', body: '{"userId":"alice"}' }), 403);
+    // Duplicate keys: a last-wins parser would see alice, a first-wins upstream bob.
+    assert.equal(
+      await status('/transfer/alice', json, { method: 'POST', body: '{"userId":"bob","userId":"alice"}' }),
+      400,
+    );
   });
 
   it('denies a tenant header naming another tenant, and never forwards a forged identity', async () => {

@@ -13,20 +13,31 @@ import {
   networkCheck,
   type PolicyInput,
 } from '../../authz/policy.js';
-import { gatewayError } from '../../errors.js';
+import { ERRORS, gatewayError } from '../../errors.js';
 import { readBody } from '../../http/body.js';
+import { InputError } from '../../openapi/errors.js';
 import type { RequestContext } from '../../pipeline/context.js';
 import type { StageFactory } from '../../pipeline/index.js';
+import { parseJson } from '../validate/json.js';
 
-/** Parses a JSON body for body-bound rules; anything else binds to nothing. */
+/**
+ * Parses a JSON body for body-bound rules, with the validate stage's strict
+ * parser: duplicate keys would let this check read one value and the
+ * upstream another (`{"userId":"victim","userId":"me"}`). Anything that is
+ * not JSON binds to nothing.
+ */
 function parseBody(ctx: RequestContext, body: Buffer): unknown {
   const type = ctx.req.headers['content-type'] ?? '';
   if (!/^application\/(.+\+)?json\s*(;|$)/i.test(type) || body.length === 0) return undefined;
-  try {
-    return JSON.parse(body.toString('utf8'));
-  } catch {
-    throw gatewayError('badRequest', { internal: 'body-bound rule: the body is not valid JSON' });
+  const parsed = parseJson(body, ctx.route.validation.jsonLimits);
+  if (!parsed.ok) {
+    throw new InputError(
+      ERRORS.inputInvalid,
+      [parsed.problem],
+      `body-bound rule: ${parsed.problem.location} ${parsed.problem.rule}`,
+    );
   }
+  return parsed.value;
 }
 
 export const authorizeStage: StageFactory = {
