@@ -10,7 +10,7 @@
 import type { IncomingMessage } from 'node:http';
 import { AuthFailure, AuthUnavailable } from '../../auth/types.js';
 import type { AuthMethod } from '../../config/types.js';
-import { GatewayError, gatewayError } from '../../errors.js';
+import { gatewayError } from '../../errors.js';
 import type { Principal, RequestContext } from '../../pipeline/context.js';
 import type { StageFactory } from '../../pipeline/index.js';
 import { checkTokenBinding, clientCertificatePrincipal } from '../../tls/client-auth.js';
@@ -90,7 +90,6 @@ export const authenticateStage: StageFactory = {
             })
           : gatewayError('authUnavailable', { headers: { 'retry-after': '5' }, internal: err.reason });
       }
-      if (err instanceof GatewayError) throw err;
       throw err;
     };
 
