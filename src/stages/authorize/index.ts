@@ -18,7 +18,7 @@ import { readBody } from '../../http/body.js';
 import { InputError } from '../../openapi/errors.js';
 import type { RequestContext } from '../../pipeline/context.js';
 import type { StageFactory } from '../../pipeline/index.js';
-import { parseJson } from '../validate/json.js';
+import { parseJson } from '../../request/json.js';
 
 /**
  * Parses a JSON body for body-bound rules, with the validate stage's strict

@@ -28,7 +28,7 @@ import { apiSettings, REDACTED, type ResponseSettings } from '../../openapi/sett
 import type { ResponseMedia, ResponseSpec } from '../../openapi/types.js';
 import type { RequestContext, ResponseFilter, Stage, UpstreamResponse } from '../../pipeline/context.js';
 import type { BuildDeps } from '../../pipeline/index.js';
-import { decodeUtf8 } from '../validate/json.js';
+import { decodeUtf8 } from '../../request/json.js';
 
 export { LEAKY_RESPONSE_HEADERS } from '../../proxy/upstream.js';
 

@@ -25,7 +25,7 @@ import type { Category } from '../../openapi/schema.js';
 import { apiSettings, type Exclusion, type InspectionSettings } from '../../openapi/settings.js';
 import type { RequestContext } from '../../pipeline/context.js';
 import type { StageFactory } from '../../pipeline/index.js';
-import { decodeUtf8 } from '../validate/json.js';
+import { decodeUtf8 } from '../../request/json.js';
 import { parseCookies, parsePairs } from '../validate/params.js';
 import { type Detection, type Inputs, inspect } from './engine.js';
 

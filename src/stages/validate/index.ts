@@ -28,7 +28,7 @@ import { apiSettings, type ValidationSettings } from '../../openapi/settings.js'
 import type { CompiledOperation, RequestMedia } from '../../openapi/types.js';
 import type { RequestContext } from '../../pipeline/context.js';
 import type { StageFactory } from '../../pipeline/index.js';
-import { decodeUtf8, parseJson } from './json.js';
+import { decodeUtf8, parseJson } from '../../request/json.js';
 import { isPrototypeName, parseCookies, parsePairs, readForm, readPairs, readSingles } from './params.js';
 import { applyTransforms } from './transforms.js';
 

@@ -20,8 +20,8 @@
  * prototype of the copy (see the tests). Refusing the keys keeps every
  * consumer safe, upstream included.
  */
-import { type ProblemItem, pointerSegment } from '../../openapi/errors.js';
-import type { JsonLimits } from '../../openapi/settings.js';
+import { type ProblemItem, pointerSegment } from '../openapi/errors.js';
+import type { JsonLimits } from '../openapi/settings.js';
 
 export const FORBIDDEN_KEYS: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype']);
 
