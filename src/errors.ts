@@ -20,6 +20,23 @@ export interface ErrorSpec {
 export const ERRORS = {
   badRequest: { code: 'request.bad_request', status: 400, title: 'The request is malformed.' },
   badPath: { code: 'request.bad_path', status: 400, title: 'The request path is not acceptable.' },
+  badQuery: { code: 'request.bad_query', status: 400, title: 'The query string cannot be decoded.' },
+  badHeader: {
+    code: 'request.bad_header',
+    status: 400,
+    title: 'A request header is repeated or malformed.',
+  },
+  badHost: { code: 'request.bad_host', status: 400, title: 'The Host header is not acceptable.' },
+  ambiguousParameter: {
+    code: 'request.ambiguous_parameter',
+    status: 400,
+    title: 'A parameter is given in more than one spelling.',
+  },
+  unsupportedEncoding: {
+    code: 'request.unsupported_encoding',
+    status: 415,
+    title: 'The content encoding of the request body is not supported.',
+  },
   headersTooLarge: {
     code: 'request.headers_too_large',
     status: 431,

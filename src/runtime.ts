@@ -215,6 +215,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     redirect = createRedirectServer({
       httpsPort: r.httpsPort === 0 ? port : r.httpsPort,
       canonicalHost: r.canonicalHost,
+      allowedHosts: config.listen.hosts,
       headersTimeoutMs: l.headersTimeoutMs,
       maxHeaderBytes: l.maxHeaderBytes,
     });

@@ -14,9 +14,10 @@ import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Redis } from 'ioredis';
 import pino from 'pino';
-import { createRateLimitStage, RateLimitService } from '../../src/ratelimit/index.js';
+import { RateLimitService } from '../../src/ratelimit/index.js';
 import { compileForTest } from '../../src/ratelimit/test-support/config.js';
 import { makeContext, principal, testRoute } from '../../src/ratelimit/test-support/harness.js';
+import { createRateLimitStage } from '../../src/stages/rate-limit/index.js';
 
 const CLIENTS = 10_000;
 const logger = pino({ level: 'silent' });

@@ -8,6 +8,7 @@
  *      BENCH_N=20000 BENCH_OPERATIONS=1000,5000 node --import tsx bench/validation/micro.ts
  */
 import { performance } from 'node:perf_hooks';
+import type { UpstreamResponse } from '../../src/contracts/stage.js';
 import { loadApiDocument } from '../../src/openapi/document.js';
 import { type ApiRoute, toRouteSettings } from '../../src/openapi/route-settings.js';
 import { documentFolder, largeDocument } from '../../src/openapi/test-support/fixtures.js';
@@ -17,7 +18,6 @@ import {
   fakeDeps,
   memoryLogger,
 } from '../../src/openapi/test-support/gateway.js';
-import type { UpstreamResponse } from '../../src/pipeline/context.js';
 import { filterStage } from '../../src/stages/filter/index.js';
 import { inspectStage } from '../../src/stages/inspect/index.js';
 import { validateStage } from '../../src/stages/validate/index.js';

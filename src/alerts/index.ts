@@ -1,7 +1,7 @@
 /**
  * Alerts and automatic responses: the alerter (dedupe, storage, webhooks),
  * the blocklist checked on every request, their repositories, CLI commands
- * and metrics. See INTEGRATION.md for how they are wired into the gateway.
+ * and metrics. `src/runtime.ts` wires them into the gateway.
  */
 export { type Alerter, type AlerterOptions, type AlerterStats, createAlerter, dedupeKey } from './alerter.js';
 export {

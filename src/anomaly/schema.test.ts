@@ -81,12 +81,36 @@ describe('the anomaly, alerts and blocks config', () => {
   });
 
   it('rejects zero windows and rates, unknown keys and statuses other than 403 and 429', () => {
-    rejects(AnomalySchema, { detectors: { auth_failures: { window: '0s' } } }, /pattern/);
-    rejects(AnomalySchema, { detectors: { rate_spike: { min_rate: '0/s' } } }, /pattern/);
-    rejects(AnomalySchema, { detectors: { rate_spike: { min_rate: '5 per second' } } }, /pattern/);
-    rejects(AnomalySchema, { detectors: { auth_failure: {} } }, /additional properties/);
-    rejects(AnomalySchema, { detectors: { scraping: { block: { enabled: true, status: 500 } } } }, /anyOf/);
-    rejects(AnomalySchema, { detectors: { gateway_spike: { block: { enabled: true } } } }, /additional/);
+    rejects(
+      AnomalySchema,
+      { detectors: { auth_failures: { window: '0s' } } },
+      /auth_failures\/window must match pattern/,
+    );
+    rejects(
+      AnomalySchema,
+      { detectors: { rate_spike: { min_rate: '0/s' } } },
+      /rate_spike\/min_rate must match pattern/,
+    );
+    rejects(
+      AnomalySchema,
+      { detectors: { rate_spike: { min_rate: '5 per second' } } },
+      /rate_spike\/min_rate must match pattern/,
+    );
+    rejects(
+      AnomalySchema,
+      { detectors: { auth_failure: {} } },
+      /section\/detectors must NOT have additional properties/,
+    );
+    rejects(
+      AnomalySchema,
+      { detectors: { scraping: { block: { enabled: true, status: 500 } } } },
+      /scraping\/block\/status must match a schema in anyOf/,
+    );
+    rejects(
+      AnomalySchema,
+      { detectors: { gateway_spike: { block: { enabled: true } } } },
+      /gateway_spike must NOT have additional properties/,
+    );
   });
 
   it('parses rates per second, minute and hour', () => {
@@ -106,9 +130,21 @@ describe('the anomaly, alerts and blocks config', () => {
     });
     assert.equal(ok.webhooks[1]!.format, 'json');
     assert.equal(ok.webhooks[1]!.min_severity, 'warning');
-    rejects(AlertsSchema, { webhooks: [{ name: 'x', url: 'https://hooks.example/h?token=abc' }] }, /anyOf/);
-    rejects(AlertsSchema, { webhooks: [{ name: 'x', url: 'https://user:pw@hooks.example/h' }] }, /anyOf/);
-    rejects(AlertsSchema, { webhooks: [{ name: 'x', url: 'https://h.example', token: 'plain' }] }, /pattern/);
+    rejects(
+      AlertsSchema,
+      { webhooks: [{ name: 'x', url: 'https://hooks.example/h?token=abc' }] },
+      /webhooks\/0\/url must match a schema in anyOf/,
+    );
+    rejects(
+      AlertsSchema,
+      { webhooks: [{ name: 'x', url: 'https://user:pw@hooks.example/h' }] },
+      /webhooks\/0\/url must match a schema in anyOf/,
+    );
+    rejects(
+      AlertsSchema,
+      { webhooks: [{ name: 'x', url: 'https://h.example', token: 'plain' }] },
+      /webhooks\/0\/token must match pattern/,
+    );
   });
 
   it('reports duplicate webhook names and a reference that does not hold a URL, without the value', () => {

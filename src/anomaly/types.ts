@@ -54,7 +54,7 @@ export interface Finding {
 
 /**
  * A request event with the two facts detection needs that the core event
- * does not carry yet (see INTEGRATION.md). Both are optional: without them,
+ * does not always carry. Both are optional: without them,
  * scraping falls back to the path's last segment and per-credential
  * auth-failure counting is off.
  */

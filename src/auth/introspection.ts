@@ -7,8 +7,8 @@
 import { createHash } from 'node:crypto';
 import { request } from 'undici';
 import type { IntrospectionProviderSettings } from '../config/types.js';
+import type { Principal } from '../contracts/principal.js';
 import type { Logger } from '../log.js';
-import type { Principal } from '../pipeline/context.js';
 import { LruCache } from '../util/lru.js';
 import { AuthFailure, AuthUnavailable } from './types.js';
 

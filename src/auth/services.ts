@@ -3,7 +3,7 @@
  * once (they hold key sets, caches and counters) and shared by the
  * authenticate stage of every route.
  */
-import type { Principal } from '../pipeline/context.js';
+import type { Principal } from '../contracts/principal.js';
 import type { BruteForceGuard } from './types.js';
 
 export interface TokenVerifier {

@@ -2,7 +2,7 @@
  * The contract between the authenticate stage and each authentication
  * method (JWT, introspection, API key, mTLS).
  */
-export type { Principal } from '../pipeline/context.js';
+export type { Principal } from '../contracts/principal.js';
 
 /**
  * A credential was presented but is not acceptable. `reason` is internal

@@ -6,17 +6,23 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { AuthServices } from '../auth/services.js';
 import { AuthFailure, AuthUnavailable } from '../auth/types.js';
-import type { GatewayConfig } from '../config/types.js';
+import type { GatewayConfig, RouteSettings } from '../config/types.js';
+import type { Principal } from '../contracts/principal.js';
+import type { RequestBody } from '../contracts/request.js';
+import { ERRORS } from '../errors.js';
 import type { Gateway } from '../gateway.js';
-import { BadPathError, normaliseTarget } from '../http/normalise.js';
-import type { Principal } from '../pipeline/context.js';
+import { readHeaders } from '../request/headers.js';
+import { parseQuery } from '../request/query.js';
+import { BadPathError, normaliseTarget } from '../stages/normalise/path.js';
 import {
   compilePolicy,
   documentPolicies,
   evaluatePolicy,
   networkCheck,
+  type PolicyInput,
   readPath,
   type TrailEntry,
+  UnreadableBinding,
 } from './policy.js';
 
 export interface ExplainInput {
@@ -123,7 +129,8 @@ export async function explainRequest(
         return { ...out, authentication: 'no accepted credential given', status: 401, code: 'auth.required' };
       }
     } catch (err) {
-      const reason = err instanceof AuthFailure || err instanceof AuthUnavailable ? err.reason : String(err);
+      const reason =
+        err instanceof AuthFailure || err instanceof AuthUnavailable ? err.reason : String(err as Error);
       return { ...out, authentication: `failed: ${reason}`, status: 401, code: 'auth.invalid_credentials' };
     }
     out.principal = {
@@ -134,22 +141,55 @@ export async function explainRequest(
       ...(principal.tenant === undefined ? {} : { tenant: principal.tenant }),
     };
   }
+  const raw: string[] = [];
+  for (const [name, value] of Object.entries(input.headers)) {
+    for (const v of [value ?? []].flat()) raw.push(name, String(v));
+  }
+  const headers = readHeaders(raw, new Set(), new Set());
+  const query = parseQuery(target.query);
+  if (!headers.ok || query === undefined) {
+    return { ...out, status: 400, code: query === undefined ? 'request.bad_query' : 'request.bad_header' };
+  }
+  const body: RequestBody | undefined =
+    input.body === undefined
+      ? undefined
+      : { kind: 'json', bytes: Buffer.from(JSON.stringify(input.body)), value: input.body };
   const facts = {
     principal,
     params,
-    query: target.query,
-    headers: input.headers,
-    body: input.body,
+    query,
+    headers: headers.view,
+    body,
     clientIp: input.clientIp,
   };
+  try {
+    return decide(config, route, input.method, facts, out);
+  } catch (err) {
+    if (!(err instanceof UnreadableBinding)) throw err;
+    const spec = ERRORS[err.error];
+    return {
+      ...out,
+      status: spec.status,
+      code: spec.code,
+      rules: [{ rule: 'body', pass: false, detail: err.reason }],
+    };
+  }
+}
+
+function decide(
+  config: GatewayConfig,
+  route: RouteSettings,
+  method: string,
+  facts: PolicyInput,
+  out: Explanation,
+): Explanation {
   let allowed = true;
   if (config.authorization.network) {
     const r = networkCheck('global network', config.authorization.network).evaluate(facts);
     out.rules.push({ rule: 'global network', ...r });
     allowed &&= r.pass;
   }
-  const stated =
-    route.auth === 'none' ? undefined : documentPolicies(route.operations ?? {}).get(input.method);
+  const stated = route.auth === 'none' ? undefined : documentPolicies(route.operations ?? {}).get(method);
   if (stated) {
     const d = evaluatePolicy(stated, facts);
     out.rules.push(...d.trail.map((t) => ({ ...t, rule: `document security ${t.rule}` })));

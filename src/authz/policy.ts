@@ -4,11 +4,11 @@
  * same evaluation serves the authorize stage and `portcullis explain`, so
  * what explain prints is what the gateway does.
  */
-import type { IncomingHttpHeaders } from 'node:http';
 import type { Static } from '@sinclair/typebox';
+import type { Principal } from '../contracts/principal.js';
+import type { HeaderView, QueryView, RequestBody } from '../contracts/request.js';
 import { authorizeFromSecurity } from '../openapi/routes.js';
 import type { SecurityRequirement } from '../openapi/types.js';
-import type { Principal } from '../pipeline/context.js';
 import { createCidrMatcher } from '../util/ip.js';
 import type { AuthorizeSchema, NetworkSchema } from './schema.js';
 
@@ -19,11 +19,11 @@ export interface PolicyInput {
   principal: Principal | undefined;
   /** Route parameters as the router decoded them from the canonical path. */
   params: Readonly<Record<string, string | undefined>>;
-  /** The raw query string. */
-  query: string;
-  headers: IncomingHttpHeaders;
-  /** The parsed request body, when the policy binds to body fields. */
-  body: unknown;
+  /** The query, parsed once: every spelling of a bound name is seen. */
+  query: QueryView;
+  headers: HeaderView;
+  /** The request body as read once, when the policy binds to body fields. */
+  body: RequestBody | undefined;
   clientIp: string;
 }
 
@@ -51,9 +51,16 @@ export interface CompiledPolicy {
   any: readonly (readonly Check[])[] | undefined;
   /** Whether a rule reads the body (the stage then parses it first). */
   needsBody: boolean;
+  /** Every request value the policy binds (`path.id`, `query.userId`, `body.owner.id`). */
+  refs: readonly string[];
 }
 
-/** Reads a dotted path (`realm_access.roles`) from an object, own properties only. */
+/**
+ * Reads a dotted path (`realm_access.roles`) from token claims, own
+ * properties only. A literal key with dots wins (namespaced claims such as
+ * `https://example.com/roles` are common); claims are signed, so neither
+ * spelling is the caller's choice. Request bodies are read by `bodyValues`.
+ */
 export function readPath(source: unknown, path: string): unknown {
   if (source !== null && typeof source === 'object' && Object.hasOwn(source, path)) {
     return (source as Record<string, unknown>)[path];
@@ -73,29 +80,116 @@ function claimOf(principal: Principal, claim: string): unknown {
   return value;
 }
 
+/** A body-bound rule met a body it cannot read the way an upstream would: refused, never passed. */
+export class UnreadableBinding extends Error {
+  constructor(
+    /** The answer: 415 for a body of a kind that cannot be bound, 400 for one its parser refused or an ambiguity. */
+    readonly error: 'unsupportedMediaType' | 'inputInvalid' | 'ambiguousParameter',
+    readonly reason: string,
+  ) {
+    super(reason);
+    this.name = 'UnreadableBinding';
+  }
+}
+
 /** Every value a request carries for `ref` (`query.x` may repeat), as strings. */
 export function requestValues(input: PolicyInput, ref: string): string[] {
   const dot = ref.indexOf('.');
   const source = ref.slice(0, dot);
   const name = ref.slice(dot + 1);
-  const str = (v: unknown): string[] =>
-    v === undefined || v === null
-      ? []
-      : Array.isArray(v)
-        ? v.flatMap(str)
-        : typeof v === 'object'
-          ? ['[object]']
-          : [String(v)];
   switch (source) {
     case 'path':
-      return str(input.params[name]);
+      return strings(input.params[name]);
     case 'query':
-      return input.query === '' ? [] : new URLSearchParams(input.query).getAll(name);
+      return input.query.values(name);
     case 'header':
-      return str(input.headers[name.toLowerCase()]);
+      return [...input.headers.all(name.toLowerCase())];
     default:
-      return str(readPath(input.body, name));
+      return bodyValues(input.body, name);
   }
+}
+
+function strings(v: unknown): string[] {
+  if (v === undefined || v === null) return [];
+  if (Array.isArray(v)) return v.flatMap(strings);
+  return typeof v === 'object' ? ['[object]'] : [String(v)];
+}
+
+/**
+ * Every value a body carries at a dotted path, the way upstream binders may
+ * read it: nested properties only, keys compared without case (ASP.NET,
+ * Jackson with case-insensitive mapping), and through arrays (a batch of
+ * objects binds each one). A body that also has the literal dotted key
+ * (`{"account.owner": …}`) is refused: some binders read that instead.
+ * Form and multipart fields bind by name path: `a.b`, `a[b]`, `a[0][b]`.
+ */
+export function bodyValues(body: RequestBody | undefined, path: string): string[] {
+  if (body === undefined || body.kind === 'none') return [];
+  const segments = path.toLowerCase().split('.');
+  switch (body.kind) {
+    case 'json': {
+      const out: string[] = [];
+      collectAt(body.value, segments, 0, out);
+      return out;
+    }
+    case 'form':
+    case 'multipart': {
+      const out: string[] = [];
+      for (const field of body.fields) {
+        if (samePath(fieldPath(field.name), segments)) out.push(field.value);
+      }
+      return out;
+    }
+    case 'raw':
+      if (body.problem !== undefined) {
+        throw new UnreadableBinding(
+          'inputInvalid',
+          `the ${body.declared} body is malformed: ${body.problem.rule}`,
+        );
+      }
+      throw new UnreadableBinding('unsupportedMediaType', `a ${body.declared} body cannot be bound`);
+    default:
+      throw new UnreadableBinding('unsupportedMediaType', `a ${body.kind} body cannot be bound`);
+  }
+}
+
+function collectAt(value: unknown, segments: readonly string[], at: number, out: string[]): void {
+  if (Array.isArray(value)) {
+    for (const item of value) collectAt(item, segments, at, out);
+    return;
+  }
+  if (at === segments.length) {
+    out.push(...strings(value));
+    return;
+  }
+  if (value === null || typeof value !== 'object') return;
+  const rest = segments.slice(at).join('.');
+  for (const key of Object.keys(value)) {
+    const folded = key.toLowerCase();
+    if (folded === segments[at]) collectAt((value as Record<string, unknown>)[key], segments, at + 1, out);
+    else if (
+      at < segments.length - 1 &&
+      folded.includes('.') &&
+      (rest === folded || rest.startsWith(`${folded}.`))
+    ) {
+      throw new UnreadableBinding(
+        'ambiguousParameter',
+        `literal dotted key ${JSON.stringify(key.slice(0, 64))}`,
+      );
+    }
+  }
+}
+
+/** The name path of a form field: `a.b`, `a[b]`, `a[0][b]` and `a[]` → `a`, `b`; lower case. */
+function fieldPath(name: string): string[] {
+  return name
+    .toLowerCase()
+    .split(/[.[\]]+/)
+    .filter((s) => s !== '' && !/^\d+$/.test(s));
+}
+
+function samePath(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((s, i) => s === b[i]);
 }
 
 function show(values: readonly unknown[]): string {
@@ -151,7 +245,20 @@ function bindingCheck(rule: string, refs: readonly string[], expected: (p: Princ
   return {
     rule,
     evaluate(input) {
-      const values = refs.flatMap((r) => requestValues(input, r));
+      const values: string[] = [];
+      for (const ref of refs) {
+        const found = requestValues(input, ref);
+        // A body that does not carry a field the rule names may still bind it some other way: deny.
+        if (
+          found.length === 0 &&
+          ref.startsWith('body.') &&
+          input.body !== undefined &&
+          input.body.kind !== 'none'
+        ) {
+          return { pass: false, detail: `the body carries no ${ref.slice(5)}` };
+        }
+        values.push(...found);
+      }
       const want = input.principal ? expected(input.principal) : undefined;
       if (want === undefined || want === null)
         return { pass: false, detail: 'the principal has no value to compare' };
@@ -225,6 +332,7 @@ export function compilePolicy(raw: RawAuthorize): CompiledPolicy | undefined {
     checks: compileRuleSet(rules),
     any: any?.map(compileRuleSet),
     needsBody: refs.some((r) => r.startsWith('body.')),
+    refs,
   };
 }
 

@@ -4,6 +4,7 @@
  * secret references, and compile units. Every problem is collected, so one
  * run lists them all; nothing starts unless the list is empty.
  */
+
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
@@ -22,6 +23,8 @@ import {
   RouteApiError,
 } from '../openapi/index.js';
 import { checkRateLimit, compileRateLimit, compileRouteRateLimits } from '../ratelimit/compile.js';
+import { normalizeHostPattern } from '../request/host.js';
+import { toRouterPath } from '../stages/route/index.js';
 import { compileTls, type RawTlsInput } from '../tls/schema.js';
 import { isPrivateOrLoopbackHost, parseCidr } from '../util/ip.js';
 import { parseDuration, parseSize } from '../util/units.js';
@@ -204,35 +207,6 @@ function schemaIssues(errors: ErrorObject[], data: unknown, file: string, locato
     issues.push({ file, path: formatPath(segments), ...at, message });
   }
   return issues;
-}
-
-/** Converts `/users/{id}/orders` to find-my-way's `/users/:id/orders`, or reports why it can't. */
-export function toRouterPath(template: string): { path: string; params: string[] } | { error: string } {
-  const params: string[] = [];
-  const segments = template.split('/').slice(1);
-  const out: string[] = [];
-  for (const [i, seg] of segments.entries()) {
-    if (seg === '*' && i === segments.length - 1) {
-      out.push('*');
-      continue;
-    }
-    const m = /^\{([A-Za-z_][A-Za-z0-9_]*)\}$/.exec(seg);
-    if (m) {
-      if (params.includes(m[1]!)) return { error: `parameter {${m[1]}} appears twice` };
-      params.push(m[1]!);
-      out.push(`:${m[1]}`);
-      continue;
-    }
-    if (seg === '' && i !== segments.length - 1) return { error: 'empty segment ("//")' };
-    if (seg === '.' || seg === '..') return { error: 'dot segments are not allowed' };
-    if (!/^[A-Za-z0-9\-._~!$&'()+,;=@%]*$/.test(seg) || seg.includes('{') || seg.includes('*')) {
-      return {
-        error: `segment "${seg}" must be literal characters, a whole {param}, or a final "*"`,
-      };
-    }
-    out.push(seg.replace(/:/g, '::'));
-  }
-  return { path: `/${out.join('/')}`, params };
 }
 
 function compileCors(raw: RawCors, methods: string[]): CorsSettings {
@@ -622,6 +596,18 @@ export async function loadConfig(file: string, options: LoadOptions = {}): Promi
         issue(['listen', 'trusted_proxies', i], `expected an IP address or CIDR block, got "${c}"`),
       );
   });
+  const allowedHosts = cfg.listen!.hosts?.map((h, i) => {
+    const pattern = normalizeHostPattern(h);
+    if (pattern === undefined) {
+      issues.push(
+        issue(
+          ['listen', 'hosts', i],
+          `expected a host name, IP address or *.domain without a port, got ${JSON.stringify(h)}`,
+        ),
+      );
+    }
+    return pattern ?? h;
+  });
 
   const upstreams: Record<string, UpstreamSettings> = {};
   for (const [name, u] of Object.entries(cfg.upstreams)) {
@@ -711,6 +697,7 @@ export async function loadConfig(file: string, options: LoadOptions = {}): Promi
       host: listen.host,
       port,
       trustedProxies: trusted,
+      hosts: allowedHosts === undefined ? undefined : [...new Set(allowedHosts)],
       maxHeaderBytes: parseSize(defaults.max_header_bytes),
       maxHeaders: defaults.max_headers,
       headersTimeoutMs: parseDuration(defaults.headers_timeout),

@@ -59,6 +59,21 @@ export const ListenSchema = section(
       description:
         'Proxies whose X-Forwarded-For is believed when finding the client IP. Empty: the peer address is the client.',
     }),
+    hosts: Type.Optional(
+      Type.Array(
+        Type.String({
+          minLength: 1,
+          description:
+            'A host name (api.example.com), an IP address, or *.domain for exactly one more label (*.example.com matches a.example.com, not example.com nor a.b.example.com). No port.',
+          expected: 'a host name such as api.example.com or *.example.com, without a port',
+        }),
+        {
+          minItems: 1,
+          description:
+            'Host names requests may name in their Host header (port ignored, case-insensitive); others are refused with 400, on the public and the redirect listener. Left out: any well-formed Host. A malformed Host (userinfo, a list, percent-encoding, 127.1-style addresses…) is always refused.',
+        },
+      ),
+    ),
     limits: Type.Optional(ListenerLimitsSchema),
     tls: Type.Optional(ListenTlsSchema),
     http_redirect: Type.Optional(HttpRedirectSchema),

@@ -1,6 +1,7 @@
+import type { Static } from '@sinclair/typebox';
 import type { AlertSettings, AnomalySettings, BlockSettings } from '../anomaly/schema.js';
 import type { AuditSettings } from '../audit/schema.js';
-import type { RawAuthorize, RawNetwork } from '../authz/policy.js';
+import type { AuthorizeSchema, NetworkSchema } from '../authz/schema.js';
 import type { ApiRouteSettings } from '../openapi/settings.js';
 import type { RateLimitSettings, RouteRateLimits } from '../ratelimit/types.js';
 import type { TlsSettings } from '../tls/types.js';
@@ -35,7 +36,7 @@ export interface RouteSettings extends ApiRouteSettings {
   /** Whether the API key may come in the query string. */
   apiKeyInQuery: boolean;
   /** The route's policy as written (compiled by the authorize stage); undefined on public routes. */
-  authorize: RawAuthorize | undefined;
+  authorize: Static<typeof AuthorizeSchema> | undefined;
   /** The limits, quotas and concurrency limits that apply, names resolved. */
   rateLimits: RouteRateLimits | undefined;
   /** Bytes; Infinity when the route opts out of a limit. */
@@ -61,6 +62,13 @@ export interface ListenSettings {
   host: string;
   port: number;
   trustedProxies: readonly string[];
+  /**
+   * `listen.hosts`: the Host names requests may name, normalized (lower case,
+   * no trailing dot, IPv6 in brackets; `*.example.com` wildcards kept, one
+   * label each). Undefined: any well-formed Host. Give it to
+   * `createHostCheck` from src/request/host.ts.
+   */
+  hosts: readonly string[] | undefined;
   maxHeaderBytes: number;
   maxHeaders: number;
   headersTimeoutMs: number;
@@ -79,7 +87,7 @@ export interface GatewayConfig {
   upstreams: Readonly<Record<string, UpstreamSettings>>;
   routes: readonly RouteSettings[];
   auth: AuthSettings;
-  authorization: { network: RawNetwork | undefined };
+  authorization: { network: Static<typeof NetworkSchema> | undefined };
   /** HTTPS listener, redirect listener, upstream TLS and route mTLS. */
   tls: TlsSettings;
   rateLimit: RateLimitSettings;

@@ -226,6 +226,8 @@ for (const backend of backends) {
       assert.equal((await auth.authenticate(newKey)).id, next.id);
       await assert.rejects(keys.rotate(old.id, { overlapMs: 0 }), (err: unknown) => {
         assert.ok(err instanceof ApiKeyError);
+        assert.equal(err.code, 'keys.expired');
+        assert.equal(err.message, `${old.id} has expired`);
         return true;
       });
     });

@@ -112,7 +112,8 @@ describe('the API key format', () => {
 
   it('refuses to format an id or secret of the wrong shape', () => {
     const { id, secret } = generateApiKey();
-    assert.throws(() => formatApiKey('cli_0123456789abcdef', secret), TypeError);
-    assert.throws(() => formatApiKey(id, `${secret}x`), TypeError);
+    const wrongShape = { name: 'TypeError', message: 'not an API key id and secret' };
+    assert.throws(() => formatApiKey('cli_0123456789abcdef', secret), wrongShape);
+    assert.throws(() => formatApiKey(id, `${secret}x`), wrongShape);
   });
 });

@@ -1,7 +1,7 @@
 /**
  * The errors of input validation, injection inspection and response
- * filtering. The specs have the same shape as `ERRORS` in `src/errors.ts`
- * (where the integrator moves them); the problem items are the one addition
+ * filtering, as named in the one catalogue (`ERRORS` in `src/errors.ts`);
+ * the problem items are the one addition
  * to the RFC 9457 body: where the request failed and which rule it broke,
  * never the value that was sent.
  */
@@ -15,7 +15,7 @@ export interface ProblemItem {
   readonly rule: string;
 }
 
-/** Error specs added by this feature (to be merged into `ERRORS`). */
+/** The catalogue's input errors, by the names this feature uses. */
 export const INPUT_ERRORS = {
   inputInvalid: ERRORS.inputInvalid,
   inputRejected: ERRORS.inputRejected,

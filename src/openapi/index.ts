@@ -1,6 +1,6 @@
 /**
  * The API description as the gateway's contract: what the config loader
- * and the pipeline use. See INTEGRATION.md in this folder.
+ * and the pipeline use.
  */
 export type { Check } from './ajv.js';
 export { ApiDocumentError, type LoadedApiDocument, loadApiDocument } from './document.js';
@@ -25,7 +25,6 @@ export {
 } from './schema.js';
 export {
   type ApiRouteSettings,
-  apiSettings,
   compileInspection,
   compileResponses,
   compileRouteApi,

@@ -3,8 +3,9 @@
  * the config loader: for tests, benchmarks and tools. The loader itself
  * feeds `documentRoutes` through its own route checks instead.
  */
-import { toRouterPath } from '../config/load.js';
+
 import type { AuthMethod, RouteSettings } from '../config/types.js';
+import { toRouterPath } from '../stages/route/index.js';
 import { parseSize } from '../util/units.js';
 import type { LoadedApiDocument } from './document.js';
 import { ApiDocumentError } from './document.js';

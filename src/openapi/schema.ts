@@ -1,9 +1,8 @@
 /**
  * The configuration of input validation, injection inspection and response
  * filtering, as TypeBox schemas in the conventions of `src/config/schema.ts`
- * (snake_case, closed objects, a description on every field). The
- * integrator spreads `RouteApiProperties` into `RouteSchema` and adds
- * `api: makeApiSchema(…)` to `ConfigSchema`.
+ * (snake_case, closed objects, a description on every field).
+ * `RouteApiProperties` is part of `RouteSchema`, and `api` of `ConfigSchema`.
  */
 import { type Static, Type } from '@sinclair/typebox';
 import { section, strict } from '../config/schema-kit.js';
@@ -225,7 +224,7 @@ export const ResponsesSchema = section(
   'Response filtering to the API description, redaction, and masking of upstream errors.',
 );
 
-/** The per-route keys this feature adds; the integrator spreads them into `RouteSchema`'s properties. */
+/** The per-route keys of validation, inspection and response filtering (part of `RouteSchema`). */
 export const RouteApiProperties = {
   validation: Type.Optional(ValidationSchema),
   inspection: Type.Optional(InspectionSchema),

@@ -5,7 +5,6 @@
  */
 import { Type } from '@sinclair/typebox';
 import { Ajv } from 'ajv';
-import type { RouteSettings } from '../config/types.js';
 import { parseDuration, parseSize } from '../util/units.js';
 import { compileInlineOperation } from './inline.js';
 import {
@@ -61,24 +60,13 @@ export interface ResponseSettings {
   readonly stripHeaders: readonly string[];
 }
 
-/** What this feature adds to `RouteSettings`. */
+/** The API-description part of a route's settings (`RouteSettings` extends it). */
 export interface ApiRouteSettings {
   /** The described operation of each method (HEAD shares GET's); empty when nothing describes the route. */
   readonly operations: Readonly<Record<string, CompiledOperation>>;
   readonly validation: ValidationSettings;
   readonly inspection: InspectionSettings;
   readonly responses: ResponseSettings;
-}
-
-/** The settings of a route, whether or not the config loader has added them yet. */
-export function apiSettings(route: RouteSettings): ApiRouteSettings {
-  const r = route as RouteSettings & Partial<ApiRouteSettings>;
-  return {
-    operations: r.operations ?? {},
-    validation: r.validation ?? DEFAULT_VALIDATION,
-    inspection: r.inspection ?? DEFAULT_INSPECTION,
-    responses: r.responses ?? DEFAULT_RESPONSES,
-  };
 }
 
 /** A problem in a route's settings, at a dotted path relative to the route (`validation.request_schema.body`). */
@@ -243,10 +231,6 @@ export function compileResponses(raw: RawResponses, issues: RouteApiIssue[] = []
     stripHeaders: raw.strip_headers.map((h) => h.toLowerCase()),
   };
 }
-
-const DEFAULT_VALIDATION = compileValidation(section('validation', {}, []));
-const DEFAULT_INSPECTION = compileInspection(section('inspection', {}, []));
-const DEFAULT_RESPONSES = compileResponses(section('responses', {}, []));
 
 /**
  * Compiles a route's `validation`, `inspection` and `responses` (defaults

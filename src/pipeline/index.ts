@@ -1,73 +1,45 @@
 /**
- * The order of the pipeline lives here and only here. The transport stages
- * (bound, normalise, route) run in the server for every request; the route
+ * The order of the pipeline lives here and only here (DESIGN.md, "One
+ * request, end to end"). The transport steps (bound, normalise, route) run
+ * in the driver for every request, in `TRANSPORT_STAGES` order; the route
  * stages below are built once per route and run in this order. Config may
  * switch a stage off for a route (its factory returns undefined); it never
- * reorders them.
+ * reorders them. Adding a stage is one folder under `src/stages/` and one
+ * line here.
  */
-import type { Blocklist } from '../alerts/index.js';
-import type { AuthServices } from '../auth/services.js';
-import type { GatewayConfig, RouteSettings } from '../config/types.js';
-import type { Logger } from '../log.js';
-import { admissionStage, type RateLimitService, rateLimitStage } from '../ratelimit/index.js';
+import type { RouteSettings } from '../config/types.js';
+import type { Stage } from '../contracts/stage.js';
+import { admissionStage } from '../stages/admission/index.js';
 import { authenticateStage } from '../stages/authenticate/index.js';
 import { authorizeStage } from '../stages/authorize/index.js';
 import { clientCertStage } from '../stages/client-cert/index.js';
 import { filterStage } from '../stages/filter/index.js';
 import { inspectStage } from '../stages/inspect/index.js';
 import { preAuthStage } from '../stages/pre-auth/index.js';
+import { rateLimitStage } from '../stages/rate-limit/index.js';
 import { validateStage } from '../stages/validate/index.js';
-import type { Store } from '../store/types.js';
-import type { Stage } from './context.js';
+import { type BuildDeps, ROUTE_STAGE_ORDER, type StageFactory } from './types.js';
 
-export const ROUTE_STAGE_ORDER = [
-  'pre-auth',
-  'client-cert',
-  'authenticate',
-  'authorize',
-  'rate-limit',
-  'validate',
-  'inspect',
-  'filter',
-] as const;
+export type { BuildDeps, StageFactory } from './types.js';
 
-export type RouteStageName = (typeof ROUTE_STAGE_ORDER)[number];
+/** Steps 1–3, run by the driver for every request: `src/stages/{bound,normalise,route}`. */
+export const TRANSPORT_STAGES = ['bound', 'normalise', 'route'] as const;
 
-/** What a stage factory may use while it builds. */
-export interface BuildDeps {
-  config: GatewayConfig;
-  logger: Logger;
-  store: Store | undefined;
-  auth: AuthServices;
-  /** Blocked IPs, keys and principals; undefined where blocks are not used. */
-  blocklist?: Blocklist | undefined;
-  /** Rate limiters, quotas and concurrency counters; a route with limits needs it. */
-  rateLimit?: RateLimitService | undefined;
-}
-
-export interface StageFactory {
-  readonly name: RouteStageName;
-  /** Builds the stage for one route, or returns undefined when it is off there. */
-  create(route: RouteSettings, deps: BuildDeps): Stage | undefined;
-}
-
-/** The factories, in pipeline order. Features add theirs here. */
+/** The route stages, in pipeline order (steps 4–11; the proxy call sits between inspect and filter). */
 export const STAGE_FACTORIES: readonly StageFactory[] = [
-  admissionStage,
-  preAuthStage,
-  clientCertStage,
-  authenticateStage,
-  authorizeStage,
-  rateLimitStage,
-  validateStage,
-  inspectStage,
-  filterStage,
+  admissionStage, //   4  overload shedding, before anything costs
+  preAuthStage, //     4  blocks and brute-force lockout, before any cryptography
+  clientCertStage, //  5  mutual TLS
+  authenticateStage, //5  JWT, introspection, API key → Principal
+  authorizeStage, //   6  scopes, roles, claims, ownership, tenant
+  rateLimitStage, //   7  per principal, key, route; quotas; concurrency
+  validateStage, //    8  parameters and body against the API description
+  inspectStage, //     9  injection detection on every input
+  filterStage, //     10  response side: filter to the declared schema
 ];
 
 for (const [i, f] of STAGE_FACTORIES.entries()) {
-  if (ROUTE_STAGE_ORDER.indexOf(f.name) < ROUTE_STAGE_ORDER.indexOf(STAGE_FACTORIES[i - 1]?.name ?? f.name)) {
-    throw new Error(`stage ${f.name} is out of pipeline order`);
-  }
+  if (ROUTE_STAGE_ORDER.indexOf(f.name) !== i) throw new Error(`stage ${f.name} is out of pipeline order`);
 }
 
 /** The stages of one route, in order, with the ones it switches off left out. */

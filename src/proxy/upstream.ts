@@ -3,36 +3,13 @@
  * bounded connections, timeouts, request and response bodies streamed with
  * back-pressure, hop-by-hop headers removed both ways.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
 import { Pool } from 'undici';
 import type { UpstreamSettings } from '../config/types.js';
 import { GatewayError, gatewayError } from '../errors.js';
 import type { UpstreamTlsSettings } from '../tls/types.js';
 import { upstreamConnectOptions } from '../tls/upstream-tls.js';
-
-/** Request headers never forwarded: hop-by-hop (RFC 9110 §7.6.1) and those the gateway sets itself. */
-const DROP_REQUEST = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'proxy-authorization',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-  'host',
-  'expect',
-  'x-forwarded-for',
-  'x-forwarded-proto',
-  'x-forwarded-host',
-  'x-request-id',
-  'traceparent',
-  'forwarded',
-  'x-http-method-override',
-  'x-method-override',
-  'x-http-method',
-]);
 
 /**
  * Response headers that tell an attacker what runs behind the gateway
@@ -104,33 +81,6 @@ export function createUpstream(settings: UpstreamSettings, tls?: UpstreamTlsSett
     // Waits for in-flight requests; the caller bounds the wait.
     close: () => pool.close(),
   };
-}
-
-/**
- * Builds the upstream request headers from the client's raw headers: drops
- * hop-by-hop headers (and any the client names in `Connection`), drops the
- * names in `strip` (identity headers only the gateway may set), and appends
- * `extra`.
- */
-export function buildUpstreamHeaders(
-  req: IncomingMessage,
-  strip: ReadonlySet<string>,
-  extra: readonly string[],
-): string[] {
-  const raw = req.rawHeaders;
-  const out: string[] = [];
-  const connection = req.headers.connection;
-  const named =
-    connection === undefined || connection === 'keep-alive' || connection === 'close'
-      ? undefined
-      : new Set(connection.split(',').map((s) => s.trim().toLowerCase()));
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!.toLowerCase();
-    if (DROP_REQUEST.has(name) || strip.has(name) || named?.has(name)) continue;
-    out.push(name, raw[i + 1]!);
-  }
-  for (const h of extra) out.push(h);
-  return out;
 }
 
 /**
@@ -245,3 +195,20 @@ function toGatewayError(err: unknown): GatewayError {
   }
   return gatewayError('upstreamUnavailable', { internal, cause: err });
 }
+
+/** Response headers the gateway owns: an upstream's value is replaced, not merged. */
+export const OWNED_RESPONSE_HEADERS: ReadonlySet<string> = new Set([
+  'strict-transport-security',
+  'ratelimit',
+  'ratelimit-policy',
+  'cache-control',
+  'x-content-type-options',
+  'content-security-policy',
+  'referrer-policy',
+  'x-request-id',
+  'access-control-allow-origin',
+  'access-control-allow-credentials',
+  'access-control-expose-headers',
+  'access-control-allow-methods',
+  'access-control-allow-headers',
+]);

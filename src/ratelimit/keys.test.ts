@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { describe, it } from 'node:test';
-import type { Principal } from '../pipeline/context.js';
+import type { Principal } from '../contracts/principal.js';
 import { parseKeyPart } from './compile.js';
 import { clientIpKey, compileKey, parseIpv6 } from './keys.js';
 import { makeContext, principal, testRoute } from './test-support/harness.js';

@@ -4,7 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
-import type { RequestContext } from '../pipeline/context.js';
+import type { RequestContext } from '../contracts/stage.js';
 import type { KeyPart } from './types.js';
 
 /** A request's key for one limit, or undefined when a part is missing (the limit then does not count it). */

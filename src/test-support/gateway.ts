@@ -13,7 +13,11 @@ export interface RecordedRequest {
   method: string;
   url: string;
   headers: IncomingMessage['headers'];
+  /** The header lines exactly as received, as flat name/value pairs. */
+  rawHeaders: string[];
   bodyBytes: number;
+  /** The body exactly as received. */
+  body: Buffer;
 }
 
 export interface TestUpstream {
@@ -33,11 +37,20 @@ export async function startUpstream(
   const requests: RecordedRequest[] = [];
   const server: Server = createServer((req, res) => {
     let bodyBytes = 0;
+    const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => {
       bodyBytes += c.length;
+      chunks.push(c);
     });
     req.on('end', () => {
-      requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, bodyBytes });
+      requests.push({
+        method: req.method ?? '',
+        url: req.url ?? '',
+        headers: req.headers,
+        rawHeaders: req.rawHeaders,
+        bodyBytes,
+        body: Buffer.concat(chunks),
+      });
       if (handler?.(req, res)) return;
       const body = JSON.stringify({ method: req.method, url: req.url, headers: req.headers, bodyBytes });
       res.writeHead(200, {

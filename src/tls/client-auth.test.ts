@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
 import { createHash, X509Certificate } from 'node:crypto';
+import { once } from 'node:events';
 import type { RequestListener } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import type { TLSSocket } from 'node:tls';
-import type { Principal } from '../pipeline/context.js';
+import type { Principal } from '../contracts/principal.js';
 import {
   checkTokenBinding,
   clientCertificatePrincipal,
@@ -114,20 +115,72 @@ describe('mutual TLS', () => {
     });
     after(() => running.close());
 
-    const refused = async (client: PemFiles | undefined) => {
-      // TLS 1.3 sends the refusal after the client's handshake completes: the request then fails.
-      await assert.rejects(tlsGet({ port: running.port, ...as(client) }, '/'));
+    /**
+     * The next handshake the listener refuses, as the server saw it: Node emits
+     * `tlsClientError` with the socket, whose `authorizationError` names the
+     * verification failure (a string code at run time, despite its `Error` type).
+     */
+    const nextServerRefusal = (): Promise<{ code: string | undefined; authorizationError: unknown }> => {
+      const seen = once(running.listener.server, 'tlsClientError', {
+        signal: AbortSignal.timeout(5000),
+      }).then((args) => {
+        const [err, socket] = args as [NodeJS.ErrnoException, TLSSocket];
+        return { code: err.code, authorizationError: socket.authorizationError as unknown };
+      });
+      seen.catch(() => {});
+      return seen;
     };
 
-    it('refuses a client without a certificate', () => refused(undefined));
-    it('refuses a certificate from another CA, even with the same subject', () => refused(stranger));
-    it('refuses an expired certificate from the right CA', () => refused(expired));
-    it('refuses a certificate from the right CA that is not made for clients', () => refused(serverUsage));
-    it('refuses an expired certificate on TLS 1.2 too (the server drops the connection before any HTTP)', async () => {
-      await assert.rejects(tlsGet({ port: running.port, ...as(expired), maxVersion: 'TLSv1.2' }));
-      const good = await tlsGet({ port: running.port, ...as(alice), maxVersion: 'TLSv1.2' });
+    /**
+     * How this listener refuses, pinned against the real server:
+     * - no certificate: OpenSSL fails the handshake (the server sees
+     *   ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE); a TLS 1.3 client, whose side of
+     *   the handshake is already done, gets the certificate_required alert (116)
+     *   on its first read.
+     * - a certificate that fails verification: OpenSSL lets the handshake finish
+     *   and Node's server then destroys the socket without sending any alert, so
+     *   a TLS 1.3 client sees the connection close with no response, and a TLS 1.2
+     *   client sees it reset before its handshake completes.
+     * A positive control on the same listener first, so a listener that is down
+     * or refuses everyone cannot pass.
+     */
+    const refused = async (
+      client: PemFiles | undefined,
+      clientSees: { code?: string; message?: string | RegExp },
+      serverSaw: { code: string; authorizationError: string | null },
+      maxVersion: 'TLSv1.2' | 'TLSv1.3' = 'TLSv1.3',
+    ) => {
+      const good = await tlsGet({ port: running.port, ...as(alice), maxVersion });
       assert.equal(good.status, 200);
-    });
+      const saw = nextServerRefusal();
+      await assert.rejects(tlsGet({ port: running.port, ...as(client), maxVersion }, '/'), clientSees);
+      assert.deepEqual(await saw, serverSaw);
+    };
+    const closedWithoutResponse = { message: 'connection closed before a response' };
+    const failedVerification = (authorizationError: string) => ({ code: 'ECONNRESET', authorizationError });
+
+    it('refuses a client without a certificate', () =>
+      refused(
+        undefined,
+        { code: 'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED', message: /tlsv13 alert certificate required/ },
+        { code: 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE', authorizationError: null },
+      ));
+    it('refuses a certificate from another CA, even with the same subject', () =>
+      refused(stranger, closedWithoutResponse, failedVerification('UNABLE_TO_VERIFY_LEAF_SIGNATURE')));
+    it('refuses an expired certificate from the right CA', () =>
+      refused(expired, closedWithoutResponse, failedVerification('CERT_HAS_EXPIRED')));
+    it('refuses a certificate from the right CA that is not made for clients', () =>
+      refused(serverUsage, closedWithoutResponse, failedVerification('INVALID_PURPOSE')));
+    it('refuses an expired certificate on TLS 1.2 too (the server drops the connection before any HTTP)', () =>
+      refused(
+        expired,
+        {
+          code: 'ECONNRESET',
+          message: /Client network socket disconnected before secure TLS connection was established/,
+        },
+        failedVerification('CERT_HAS_EXPIRED'),
+        'TLSv1.2',
+      ));
 
     it('accepts a valid certificate and maps it to its fingerprint', async () => {
       const r = await tlsGet({ port: running.port, ...as(alice) });

@@ -13,7 +13,7 @@ import { createHash, timingSafeEqual, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import type { Principal } from '../pipeline/context.js';
+import type { Principal } from '../contracts/principal.js';
 import { splitPemCertificates } from './certificates.js';
 import type { PrincipalMapping, RouteMtlsSettings } from './types.js';
 

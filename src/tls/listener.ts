@@ -9,10 +9,10 @@ import {
   type Server as HttpsServer,
   type ServerOptions,
 } from 'node:https';
-import { isIPv6 } from 'node:net';
 import type { SecureContextOptions } from 'node:tls';
-import { ERRORS, PROBLEM_HEADERS, problemBody } from '../errors.js';
+import { gatewayError, sendProblem } from '../errors.js';
 import type { Logger } from '../log.js';
+import { createHostCheck, parseHost } from '../request/host.js';
 import {
   type CertificateInfo,
   type CertificateSet,
@@ -222,29 +222,16 @@ export function createHttpsServer(
   return listener;
 }
 
-const DNS_HOST =
-  /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
 /** Characters a Location path and query may carry as they are (RFC 3986 pchar, "/", "?"); anything else is percent-encoded. */
 const URI_SAFE = /[A-Za-z0-9\-._~!$&'()*+,;=:@/?]/;
 
-/** The host part of a Host header (without its port) when it is a well-formed name or address; undefined otherwise. */
+/**
+ * The host part of a Host header (without its port) when it is a well-formed
+ * name or address (`parseHost` in src/request/host.ts: lower case, no
+ * trailing dot, IPv6 in brackets); undefined otherwise.
+ */
 export function parseHostHeader(value: string | undefined): string | undefined {
-  if (value === undefined || value.length === 0 || value.length > 260) return undefined;
-  let host = value;
-  if (host.startsWith('[')) {
-    const end = host.indexOf(']');
-    if (end < 0) return undefined;
-    const rest = host.slice(end + 1);
-    if (rest !== '' && !/^:\d{1,5}$/.test(rest)) return undefined;
-    const inner = host.slice(1, end);
-    return isIPv6(inner) ? `[${inner.toLowerCase()}]` : undefined;
-  }
-  const colon = host.lastIndexOf(':');
-  if (colon >= 0) {
-    if (!/^\d{1,5}$/.test(host.slice(colon + 1))) return undefined;
-    host = host.slice(0, colon);
-  }
-  return host.length <= 253 && DNS_HOST.test(host) ? host.toLowerCase().replace(/\.$/, '') : undefined;
+  return value === undefined ? undefined : parseHost(value)?.hostname;
 }
 
 /** Percent-encodes every character of an origin-form request target that is not safe in a Location as it is. */
@@ -263,17 +250,42 @@ function encodeTarget(target: string): string {
   return out;
 }
 
+/** How many Host header lines a request has (`rawHeaders` alternates names and values). */
+function hostHeaderCount(rawHeaders: readonly string[]): number {
+  let n = 0;
+  for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i]!.toLowerCase() === 'host') n++;
+  return n;
+}
+
+/** The host name a canonical host setting stands for, or undefined when it is not a bare host (a port, userinfo…). */
+function canonicalHostname(canonicalHost: string): string | undefined {
+  const parsed = parseHost(canonicalHost);
+  return parsed === undefined || parsed.port !== undefined ? undefined : parsed.hostname;
+}
+
 /**
  * The `https://` URL a plain-HTTP request is redirected to, or undefined when
- * the request cannot be redirected safely (no or malformed Host, a target that
- * is not a path).
+ * the request cannot be redirected safely. The host is the canonical host
+ * when there is one, whatever the request's Host says; otherwise the
+ * request's Host, only when it is well formed and `isAllowedHost` (default:
+ * any well-formed host) accepts it. Undefined also for a target that is not
+ * a path, and for a canonical host that is not a bare host name.
  */
 export function redirectLocation(
   hostHeader: string | undefined,
   target: string | undefined,
-  options: { httpsPort: number; canonicalHost?: string | undefined },
+  options: {
+    httpsPort: number;
+    canonicalHost?: string | undefined;
+    isAllowedHost?: ((host: string | undefined) => boolean) | undefined;
+  },
 ): string | undefined {
-  const host = options.canonicalHost ?? parseHostHeader(hostHeader);
+  let host: string | undefined;
+  if (options.canonicalHost !== undefined) {
+    host = canonicalHostname(options.canonicalHost);
+  } else if (options.isAllowedHost === undefined || options.isAllowedHost(hostHeader)) {
+    host = parseHostHeader(hostHeader);
+  }
   if (host === undefined || target === undefined || !target.startsWith('/')) return undefined;
   const port = options.httpsPort === 443 ? '' : `:${options.httpsPort}`;
   return `https://${host}${port}${encodeTarget(target)}`;
@@ -282,8 +294,15 @@ export function redirectLocation(
 export interface RedirectServerOptions {
   /** The port put in the Location; 443 is left out. */
   httpsPort: number;
-  /** Redirect everything to this host instead of the request's Host. */
+  /** Redirect everything to this host instead of the request's Host (a bare host name: no port). */
   canonicalHost?: string | undefined;
+  /**
+   * `listen.hosts` (GatewayConfig `listen.hosts`): without a canonical host,
+   * only a Host on this list is redirected to; others get 400. Exact names
+   * and `*.domain` wildcards, see `createHostCheck`. Undefined or empty: any
+   * well-formed Host.
+   */
+  allowedHosts?: readonly string[] | undefined;
   headersTimeoutMs?: number;
   maxHeaderBytes?: number;
 }
@@ -291,11 +310,25 @@ export interface RedirectServerOptions {
 /**
  * A plain-HTTP server that answers every request with 308 to the same path
  * on HTTPS, and never serves anything else: no API, no HSTS (RFC 6797 §7.2
- * forbids it over HTTP). A missing or malformed Host, or a target that is not
- * a path, gets a 400 with no Location, so nothing a client sends is
- * reflected. The body is never read; the connection closes after the answer.
+ * forbids it over HTTP). The Location's host is the canonical host when one
+ * is set; otherwise the request's Host, when it is well formed and on the
+ * allow-list. A missing, malformed or not allowed Host, or a target that is
+ * not a path, gets a 400 problem+json with no Location, so nothing a client
+ * sends is reflected. The body is never read; the connection closes after
+ * the answer.
+ *
+ * @throws TypeError when `canonicalHost` is not a bare host name or an
+ * `allowedHosts` entry is not a host name or `*.domain` pattern.
  */
 export function createRedirectServer(options: RedirectServerOptions): HttpServer {
+  if (options.canonicalHost !== undefined && canonicalHostname(options.canonicalHost) === undefined) {
+    throw new TypeError(`not a host name: ${JSON.stringify(options.canonicalHost)}`);
+  }
+  const locationOptions = {
+    httpsPort: options.httpsPort,
+    canonicalHost: options.canonicalHost,
+    isAllowedHost: createHostCheck(options.allowedHosts),
+  };
   const headersTimeout = options.headersTimeoutMs ?? 10_000;
   const server = createHttpServer(
     {
@@ -307,15 +340,12 @@ export function createRedirectServer(options: RedirectServerOptions): HttpServer
       requireHostHeader: false,
     },
     (req, res) => {
-      const location = redirectLocation(req.headers.host, req.url, options);
+      // Node keeps the first of two Host headers and drops the other: two are no Host at all here
+      // (RFC 9112 §3.2), so only a canonical host can answer them.
+      const host = hostHeaderCount(req.rawHeaders) > 1 ? undefined : req.headers.host;
+      const location = redirectLocation(host, req.url, locationOptions);
       if (location === undefined) {
-        const body = problemBody(ERRORS.badRequest, undefined);
-        res.writeHead(400, {
-          ...PROBLEM_HEADERS,
-          'content-length': Buffer.byteLength(body),
-          connection: 'close',
-        });
-        res.end(body);
+        sendProblem(res, gatewayError('badRequest'), undefined, { connection: 'close' });
         return;
       }
       res.writeHead(308, { location, 'content-length': 0, connection: 'close' });

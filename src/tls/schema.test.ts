@@ -85,7 +85,7 @@ describe('the TLS config', () => {
   it('refuses a passphrase written in the file, and accepts a reference', () => {
     assert.throws(
       () => compile({ listen: { tls: { certificates: [{ ...certs[0], passphrase: 'hunter2' }] } } }),
-      /must match pattern/,
+      /listen\/tls\/certificates\/0\/passphrase must match pattern/,
     );
     assert.doesNotThrow(() =>
       compile({ listen: { tls: { certificates: [{ ...certs[0], passphrase: '${env:TLS_KEY_PASS}' }] } } }),
@@ -95,11 +95,11 @@ describe('the TLS config', () => {
   it('refuses unknown keys and malformed pins', () => {
     assert.throws(
       () => compile({ listen: { tls: { certificates: certs, ciphers: 'ALL' } } }),
-      /additional properties/,
+      /listen\/tls must NOT have additional properties/,
     );
     assert.throws(
       () => compile({ upstreams: { a: { url: 'https://a', tls: { pin_sha256: ['abc'] } } } }),
-      /must match pattern/,
+      /upstreams\/a\/tls\/pin_sha256\/0 must match pattern/,
     );
   });
 

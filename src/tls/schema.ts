@@ -11,6 +11,7 @@
 import { isAbsolute, resolve } from 'node:path';
 import { type Static, Type } from '@sinclair/typebox';
 import { Duration, SecretRef, section, strict } from '../config/schema-kit.js';
+import { createHostCheck, normalizeHostPattern, parseHost } from '../request/host.js';
 import { parseDuration } from '../util/units.js';
 import type {
   ClientAuthSettings,
@@ -151,7 +152,8 @@ export const HttpRedirectSchema = strict(
     canonical_host: Type.Optional(
       Type.String({
         pattern: '^[A-Za-z0-9.-]+$',
-        description: 'Redirect to this host name whatever Host the request names.',
+        description:
+          'Redirect to this host name whatever Host the request names (no port: https_port is added). Without it, the redirect goes to the Host of the request only if that Host is well formed and allowed by listen.hosts; any other request gets 400 and nothing it sent is reflected.',
         expected: 'a host name such as api.example.com',
       }),
     ),
@@ -244,7 +246,14 @@ export type RawRouteMtls = Static<typeof RouteMtlsSchema>;
 /** The parts of a validated config (defaults applied, secrets resolved) that `compileTls` reads. */
 export interface RawTlsInput {
   mode: 'development' | 'production';
-  listen?: { host?: string; port?: number; tls?: RawListenTls; http_redirect?: RawHttpRedirect };
+  listen?: {
+    host?: string;
+    port?: number;
+    /** `listen.hosts`, the allow-list of Host names the canonical host must be on. */
+    hosts?: readonly string[];
+    tls?: RawListenTls;
+    http_redirect?: RawHttpRedirect;
+  };
   allow_insecure?: RawAllowInsecure;
   upstreams: Readonly<Record<string, { url: string; tls?: RawUpstreamTls }>>;
   routes: readonly { mtls?: RawRouteMtls }[];
@@ -415,11 +424,35 @@ export function compileTls(raw: RawTlsInput, options: { baseDir: string }): Comp
         message: 'expected a port other than listen.port',
       });
     }
+    let canonicalHost: string | undefined;
+    if (rawRedirect.canonical_host !== undefined) {
+      const at = ['listen', 'http_redirect', 'canonical_host'];
+      const parsed = parseHost(rawRedirect.canonical_host);
+      if (parsed === undefined || parsed.port !== undefined) {
+        issues.push({
+          path: at,
+          message:
+            'expected a host name such as api.example.com (labels of letters, digits and inner hyphens) or an IPv4 address, without a port',
+        });
+      } else {
+        canonicalHost = parsed.hostname;
+        const allowed = raw.listen?.hosts;
+        // Entries that do not parse are reported by the loader; only a valid list is compared with.
+        if (allowed?.every((h) => normalizeHostPattern(h) !== undefined)) {
+          if (!createHostCheck(allowed)(canonicalHost)) {
+            issues.push({
+              path: at,
+              message: `expected a host listen.hosts allows: requests redirected to ${canonicalHost} would be refused`,
+            });
+          }
+        }
+      }
+    }
     redirect = {
       host: rawRedirect.host ?? listenHost,
       port: rawRedirect.port ?? 80,
       httpsPort,
-      canonicalHost: rawRedirect.canonical_host?.toLowerCase(),
+      canonicalHost,
     };
   }
 

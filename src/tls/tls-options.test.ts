@@ -122,6 +122,7 @@ describe('the TLS profiles against real clients', () => {
       for (const v of ['TLSv1', 'TLSv1.1'] as const) {
         await assert.rejects(
           handshake({ ...base(), minVersion: v, maxVersion: v, ciphers: 'DEFAULT:@SECLEVEL=0' }),
+          { code: 'ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION' },
           v,
         );
       }
@@ -129,7 +130,11 @@ describe('the TLS profiles against real clients', () => {
 
     it('refuses a CBC suite and a suite without forward secrecy', async () => {
       for (const ciphers of ['ECDHE-RSA-AES256-SHA384', 'AES256-GCM-SHA384']) {
-        await assert.rejects(handshake({ ...base(), maxVersion: 'TLSv1.2', ciphers }), ciphers);
+        await assert.rejects(
+          handshake({ ...base(), maxVersion: 'TLSv1.2', ciphers }),
+          { code: 'ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE' },
+          ciphers,
+        );
       }
     });
 
@@ -151,7 +156,9 @@ describe('the TLS profiles against real clients', () => {
       const h = await handshake({ ...base(), ALPNProtocols: ['h2', 'http/1.1'] });
       h.socket.destroy();
       assert.equal(h.socket.alpnProtocol, 'http/1.1');
-      await assert.rejects(handshake({ ...base(), ALPNProtocols: ['h2'] }));
+      await assert.rejects(handshake({ ...base(), ALPNProtocols: ['h2'] }), {
+        code: 'ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL',
+      });
     });
 
     it('refuses a client-initiated renegotiation on TLS 1.2', async () => {

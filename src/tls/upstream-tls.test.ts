@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
+import { once } from 'node:events';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
@@ -164,7 +165,17 @@ describe('TLS to upstreams', () => {
 
   it('presents a client certificate to an upstream that requires one, and is refused without it', async () => {
     const base = { caFile: upstreamCa.certFile, servername: 'orders.internal' };
-    await assert.rejects(fetchThrough(mutual.origin, settings(base)));
+    // The server refuses with TLS 1.3's certificate_required alert after the client's side of the
+    // handshake is done; undici reports only the closed socket, so the server's side is checked too.
+    const serverRefusal = once(mutual.server, 'tlsClientError', { signal: AbortSignal.timeout(5000) });
+    serverRefusal.catch(() => {});
+    await assert.rejects(fetchThrough(mutual.origin, settings(base)), {
+      name: 'SocketError',
+      code: 'UND_ERR_SOCKET',
+      message: 'other side closed',
+    });
+    const [refusal] = (await serverRefusal) as [NodeJS.ErrnoException];
+    assert.equal(refusal.code, 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE');
     const r = await fetchThrough(
       mutual.origin,
       settings({ ...base, clientCertFile: gatewayClient.certFile, clientKeyFile: gatewayClient.keyFile }),

@@ -109,7 +109,7 @@ describe('JWKS discovery and caching', () => {
     server.discoveryIssuer = 'https://attacker.test';
     await verifier.start();
     assert.equal(server.jwksHits(), 0);
-    await assert.rejects(verifier.readiness(), /"corp"/);
+    await assert.rejects(verifier.readiness(), /JWT provider "corp" has no signing keys/);
     await assert.rejects(
       verifier.verify(await token(server.origin)),
       (err) => err instanceof AuthUnavailable && err.reason === 'jwks_unavailable',
@@ -120,7 +120,7 @@ describe('JWKS discovery and caching', () => {
   it('does not count an empty or secret-only JWKS as having keys', async () => {
     const { verifier, lines } = await setup({ keys: [{ kty: 'oct', k: 'c2VjcmV0', kid: 'k1' }] });
     await verifier.start();
-    await assert.rejects(verifier.readiness(), /"corp"/);
+    await assert.rejects(verifier.readiness(), /JWT provider "corp" has no signing keys/);
     assert.ok(lines.some((l) => l.level === 'warn' && /not public keys/.test(String(l.msg))));
     assert.ok(lines.some((l) => l.level === 'error' && /no usable public keys/.test(String(l.cause))));
   });
@@ -228,7 +228,7 @@ describe('JWKS discovery and caching', () => {
     assert.equal(server.jwksHits(), 1);
 
     server.status = 200;
-    await assert.rejects(verifier.readiness());
+    await assert.rejects(verifier.readiness(), /JWT provider "corp" has no signing keys/);
     assert.equal(server.jwksHits(), 1, 'no retry inside the cooldown');
     clock.advance(5_000);
     await verifier.readiness();

@@ -11,9 +11,13 @@ import { Writable } from 'node:stream';
 import { stringify } from 'yaml';
 import { loadConfig } from '../../config/load.js';
 import type { GatewayConfig, RouteSettings } from '../../config/types.js';
+import type { RequestContext } from '../../contracts/stage.js';
 import { createLogger } from '../../log.js';
-import type { RequestContext } from '../../pipeline/context.js';
 import { type BuildDeps, STAGE_FACTORIES, type StageFactory } from '../../pipeline/index.js';
+import { parseBody } from '../../request/body.js';
+import { OVERRIDE_HEADERS, readHeaders, SINGLETON_HEADERS } from '../../request/headers.js';
+import { parseMediaType } from '../../request/media-type.js';
+import { parseQuery } from '../../request/query.js';
 import { type Running, startGateway } from '../../runtime.js';
 import { filterStage } from '../../stages/filter/index.js';
 import { inspectStage } from '../../stages/inspect/index.js';
@@ -145,6 +149,13 @@ export function fakeContext(route: RouteSettings, request: FakeRequest = {}): Re
   if (body !== undefined && headers['content-length'] === undefined)
     headers['content-length'] = String(body.length);
   const rawHeaders = Object.entries(headers).flat();
+  // The same readers the normalise stage uses: the stage under test sees the one request view.
+  const read = readHeaders(rawHeaders, new Set(SINGLETON_HEADERS), new Set(OVERRIDE_HEADERS));
+  if (!read.ok) throw new Error(read.reason);
+  const query = parseQuery(request.query ?? '');
+  if (query === undefined) throw new Error('undecodable query');
+  const typeHeader = read.view.get('content-type');
+  const contentType = typeHeader === undefined ? undefined : parseMediaType(typeHeader);
   return {
     id: 'req_test',
     req: { headers, rawHeaders, method: request.method ?? 'GET' } as unknown as IncomingMessage,
@@ -153,16 +164,24 @@ export function fakeContext(route: RouteSettings, request: FakeRequest = {}): Re
     clientIp: '127.0.0.1',
     method: request.method ?? 'GET',
     path: '/',
-    query: request.query ?? '',
+    query,
+    headers: read.view,
+    contentType,
     route,
     params: request.params ?? {},
     principal: undefined,
     upstreamHeaders: {},
     body,
+    requestBody: body === undefined ? undefined : parseBody(body, contentType, route.validation.jsonLimits),
     parsedBody: undefined,
     responseHeaders: [],
     shadowDenials: [],
-  } as unknown as RequestContext;
+    stage: undefined,
+    upstreamStartedAt: undefined,
+    upstreamEndedAt: undefined,
+    credentialId: undefined,
+    traceparent: undefined,
+  };
 }
 
 /** Build dependencies for calling a stage factory directly. */

@@ -7,8 +7,9 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { RouteSettings } from '../../config/types.js';
+import type { Principal } from '../../contracts/principal.js';
+import type { RequestContext, Stage } from '../../contracts/stage.js';
 import { sendProblem } from '../../errors.js';
-import type { Principal, RequestContext, Stage } from '../../pipeline/context.js';
 
 export { captureLogger } from '../../test-support/log.js';
 

@@ -7,39 +7,34 @@
  * `error="invalid_token"` and nothing more specific); the reason goes to the
  * log and, later, the audit trail.
  */
-import type { IncomingMessage } from 'node:http';
 import { AuthFailure, AuthUnavailable } from '../../auth/types.js';
 import type { AuthMethod } from '../../config/types.js';
+import type { Principal } from '../../contracts/principal.js';
+import type { QueryView } from '../../contracts/request.js';
+import type { RequestContext } from '../../contracts/stage.js';
 import { gatewayError } from '../../errors.js';
-import type { Principal, RequestContext } from '../../pipeline/context.js';
-import type { StageFactory } from '../../pipeline/index.js';
+import type { StageFactory } from '../../pipeline/types.js';
 import { checkTokenBinding, clientCertificatePrincipal } from '../../tls/client-auth.js';
 
 const CHALLENGE = 'Bearer realm="portcullis"';
 const INVALID_TOKEN = 'Bearer realm="portcullis", error="invalid_token"';
 
 /** The token of `Authorization: Bearer <token>` (RFC 6750 §2.1), or undefined. */
-export function bearerToken(req: IncomingMessage): string | undefined {
-  const header = req.headers.authorization;
+export function bearerToken(header: string | undefined): string | undefined {
   if (header === undefined || header.length < 8) return undefined;
   if (header.slice(0, 7).toLowerCase() !== 'bearer ') return undefined;
   const token = header.slice(7).trim();
   return token === '' ? undefined : token;
 }
 
-function queryParam(query: string, name: string): string | undefined {
-  if (query === '') return undefined;
-  for (const part of query.split('&')) {
-    const eq = part.indexOf('=');
-    if ((eq === -1 ? part : part.slice(0, eq)) === name) {
-      try {
-        return decodeURIComponent(part.slice(eq + 1).replace(/\+/g, ' '));
-      } catch {
-        return undefined;
-      }
-    }
+/** The API key in the query string: one value under one spelling, or the request is refused. */
+function queryKey(query: QueryView, name: string): string | undefined {
+  const values = query.values(name);
+  if (values.length === 0) return undefined;
+  if (values.length > 1 || query.spellings(name).length > 0) {
+    throw gatewayError('ambiguousParameter', { internal: `query ${name}` });
   }
-  return undefined;
+  return values[0];
 }
 
 export const authenticateStage: StageFactory = {
@@ -115,7 +110,7 @@ export const authenticateStage: StageFactory = {
     return {
       name: 'authenticate',
       async handle(ctx) {
-        const token = useJwt || useIntrospection ? bearerToken(ctx.req) : undefined;
+        const token = useJwt || useIntrospection ? bearerToken(ctx.headers.get('authorization')) : undefined;
         if (token !== undefined) {
           // A compact JWS has exactly two dots; anything else is an opaque token.
           const isJwt = token.split('.').length === 3;
@@ -136,9 +131,8 @@ export const authenticateStage: StageFactory = {
           return fail(ctx, new AuthFailure('unsupported_token'), undefined, 'bearer');
         }
         if (useKeys) {
-          let raw = ctx.req.headers[keyHeader!];
-          if (Array.isArray(raw)) raw = raw[0];
-          if (raw === undefined && route.apiKeyInQuery) raw = queryParam(ctx.query, keySettings!.queryParam);
+          let raw = ctx.headers.get(keyHeader!);
+          if (raw === undefined && route.apiKeyInQuery) raw = queryKey(ctx.query, keySettings!.queryParam);
           if (raw !== undefined) {
             const id = apiKeys!.keyId(raw);
             guard.check(ctx.clientIp, id);

@@ -12,33 +12,12 @@ import {
   evaluatePolicy,
   networkCheck,
   type PolicyInput,
+  UnreadableBinding,
 } from '../../authz/policy.js';
-import { ERRORS, gatewayError } from '../../errors.js';
-import { readBody } from '../../http/body.js';
-import { InputError } from '../../openapi/errors.js';
-import type { RequestContext } from '../../pipeline/context.js';
-import type { StageFactory } from '../../pipeline/index.js';
-import { parseJson } from '../../request/json.js';
-
-/**
- * Parses a JSON body for body-bound rules, with the validate stage's strict
- * parser: duplicate keys would let this check read one value and the
- * upstream another (`{"userId":"victim","userId":"me"}`). Anything that is
- * not JSON binds to nothing.
- */
-function parseBody(ctx: RequestContext, body: Buffer): unknown {
-  const type = ctx.req.headers['content-type'] ?? '';
-  if (!/^application\/(.+\+)?json\s*(;|$)/i.test(type) || body.length === 0) return undefined;
-  const parsed = parseJson(body, ctx.route.validation.jsonLimits);
-  if (!parsed.ok) {
-    throw new InputError(
-      ERRORS.inputInvalid,
-      [parsed.problem],
-      `body-bound rule: ${parsed.problem.location} ${parsed.problem.rule}`,
-    );
-  }
-  return parsed.value;
-}
+import type { RequestContext } from '../../contracts/stage.js';
+import { gatewayError } from '../../errors.js';
+import type { StageFactory } from '../../pipeline/types.js';
+import { readRequestBody } from '../../request/body.js';
 
 export const authorizeStage: StageFactory = {
   name: 'authorize',
@@ -57,13 +36,40 @@ export const authorizeStage: StageFactory = {
       principal: ctx.principal,
       params: ctx.params,
       query: ctx.query,
-      headers: ctx.req.headers,
-      body: ctx.parsedBody,
+      headers: ctx.headers,
+      body: ctx.requestBody,
       clientIp: ctx.clientIp,
     });
+    const refs = policy?.refs ?? [];
+    const queryRefs = refs.filter((r) => r.startsWith('query.')).map((r) => r.slice(6));
+    const headerRefs = refs.filter((r) => r.startsWith('header.')).map((r) => r.slice(7).toLowerCase());
 
     const decide = (ctx: RequestContext): void => {
-      const facts = input(ctx);
+      // A bound name given in two spellings or twice: the upstream may read either, so neither is trusted.
+      for (const name of queryRefs) {
+        if (ctx.query.spellings(name).length > 0) {
+          throw gatewayError('ambiguousParameter', {
+            internal: `query ${name}: ${ctx.query.spellings(name).join(', ')}`,
+          });
+        }
+      }
+      for (const name of headerRefs) {
+        if (ctx.headers.all(name).length > 1)
+          throw gatewayError('badHeader', { internal: `repeated ${name} header` });
+      }
+      try {
+        evaluate(ctx, input(ctx));
+      } catch (err) {
+        if (!(err instanceof UnreadableBinding)) throw err;
+        logger.info(
+          { requestId: ctx.id, route: route.name, reason: err.reason },
+          'authorization cannot read the body',
+        );
+        throw gatewayError(err.error, { internal: err.reason });
+      }
+    };
+
+    const evaluate = (ctx: RequestContext, facts: PolicyInput): void => {
       if (global) {
         const r = global.evaluate(facts);
         if (!r.pass) {
@@ -107,11 +113,12 @@ export const authorizeStage: StageFactory = {
       throw gatewayError('forbidden', { internal: detail });
     };
 
+    const jsonLimits = route.validation.jsonLimits;
     if (policy?.needsBody) {
       return {
         name: 'authorize',
         async handle(ctx) {
-          if (ctx.parsedBody === undefined) ctx.parsedBody = parseBody(ctx, await readBody(ctx));
+          await readRequestBody(ctx, jsonLimits);
           decide(ctx);
         },
       };

@@ -5,7 +5,7 @@
  * only reads its verdict.
  */
 import { gatewayError } from '../../errors.js';
-import type { StageFactory } from '../../pipeline/index.js';
+import type { StageFactory } from '../../pipeline/types.js';
 import { createRouteMtlsCheck } from '../../tls/client-auth.js';
 
 export const clientCertStage: StageFactory = {

@@ -19,15 +19,15 @@
  */
 
 import type { RouteSettings } from '../../config/types.js';
+import type { RequestContext, ResponseFilter, Stage, UpstreamResponse } from '../../contracts/stage.js';
 import { GatewayError, problemBody } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { essence } from '../../openapi/compile.js';
 import { describeProblems, INPUT_ERRORS } from '../../openapi/errors.js';
 import { ProjectionError } from '../../openapi/project.js';
-import { apiSettings, REDACTED, type ResponseSettings } from '../../openapi/settings.js';
+import { type ApiRouteSettings, REDACTED, type ResponseSettings } from '../../openapi/settings.js';
 import type { ResponseMedia, ResponseSpec } from '../../openapi/types.js';
-import type { RequestContext, ResponseFilter, Stage, UpstreamResponse } from '../../pipeline/context.js';
-import type { BuildDeps } from '../../pipeline/index.js';
+import type { BuildDeps } from '../../pipeline/types.js';
 import { decodeUtf8 } from '../../request/json.js';
 
 export { LEAKY_RESPONSE_HEADERS } from '../../proxy/upstream.js';
@@ -116,7 +116,7 @@ class Refusal extends Error {}
 export const filterStage = {
   name: 'filter' as const,
   create(route: RouteSettings, deps: BuildDeps): Stage | undefined {
-    const api = apiSettings(route);
+    const api = route;
     const settings = api.responses;
     if (settings.mode === 'off') return undefined;
     const response = createResponseFilter(route, api.operations, settings, deps.logger);
@@ -130,7 +130,7 @@ export const filterStage = {
 
 function createResponseFilter(
   route: RouteSettings,
-  operations: ReturnType<typeof apiSettings>['operations'],
+  operations: ApiRouteSettings['operations'],
   settings: ResponseSettings,
   logger: Logger,
 ): ResponseFilter {

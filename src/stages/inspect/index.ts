@@ -17,16 +17,16 @@
  * otherwise an attacker who can make inspection slow, with a large body,
  * would get past it) and let through with a warning in monitor mode.
  */
-import { readBody } from '../../http/body.js';
+
+import type { RequestBody } from '../../contracts/request.js';
+import type { RequestContext } from '../../contracts/stage.js';
 import type { Logger } from '../../log.js';
-import { essence, mediaKind } from '../../openapi/compile.js';
 import { INPUT_ERRORS, InputError, type ProblemItem } from '../../openapi/errors.js';
 import type { Category } from '../../openapi/schema.js';
-import { apiSettings, type Exclusion, type InspectionSettings } from '../../openapi/settings.js';
-import type { RequestContext } from '../../pipeline/context.js';
-import type { StageFactory } from '../../pipeline/index.js';
-import { decodeUtf8 } from '../../request/json.js';
-import { parseCookies, parsePairs } from '../validate/params.js';
+import type { Exclusion, InspectionSettings } from '../../openapi/settings.js';
+import type { StageFactory } from '../../pipeline/types.js';
+import { hasBody, readRequestBody } from '../../request/body.js';
+import { parseCookies } from '../../request/cookies.js';
 import { type Detection, type Inputs, inspect } from './engine.js';
 
 /** Headers never inspected: credentials (checked by authentication), framing, and what the gateway sets. */
@@ -125,94 +125,69 @@ export function detect(
   return { detections, timedOut };
 }
 
-/** The request's inputs apart from an unread body; `skip` lists header names not inspected. */
+/** The request's inputs apart from its body; `skip` lists header names not inspected. */
 function gatherInputs(ctx: RequestContext, skip: ReadonlySet<string>): Inputs {
   const inputs = emptyInputs();
   for (const [name, value] of Object.entries(ctx.params)) {
     if (value !== undefined) inputs.path.push({ location: ['path', name], text: value });
   }
-  // An undecodable query string is the validate stage's to refuse; here its raw text is inspected.
-  const pairs = parsePairs(ctx.query) ?? [['', ctx.query]];
-  for (const [name, value] of pairs) {
+  for (const [name, value] of ctx.query.pairs) {
     const location = ['query', name];
     inputs.keys.push({ location, text: name });
     inputs.query.push({ location, text: value });
   }
-  const raw = ctx.req.rawHeaders;
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!.toLowerCase();
+  for (const [name, value] of ctx.headers.pairs) {
     if (skip.has(name)) continue;
-    inputs.headers.push({ location: ['header', name], text: raw[i + 1]! });
+    inputs.headers.push({ location: ['header', name], text: value });
   }
-  for (const [name, value] of parseCookies(ctx.req.headers.cookie)) {
+  for (const [name, value] of parseCookies(ctx.headers.get('cookie'))) {
     const location = ['cookie', name];
     inputs.keys.push({ location, text: name });
     inputs.cookies.push({ location, text: value });
+    // Common cookie parsers (the `cookie` package behind express) percent-decode values: inspect that reading too.
+    const decoded = percentDecoded(value);
+    if (decoded !== undefined) inputs.cookies.push({ location, text: decoded });
   }
   return inputs;
 }
 
-const INSPECTED_KINDS = new Set(['json', 'form', 'multipart', 'text']);
-
-/**
- * Whether the body must still be read to be inspected: it was not read by
- * an earlier stage, there is one, it is of an inspectable kind, and the
- * route bounds it. A declared upload of another type (or a route without a
- * body limit) streams on uninspected.
- */
-function bodyToRead(ctx: RequestContext): boolean {
-  if (ctx.body !== undefined || ctx.parsedBody !== undefined) return false;
-  const h = ctx.req.headers;
-  if (h['transfer-encoding'] === undefined && (h['content-length'] ?? '0') === '0') return false;
-  if (ctx.route.bodyLimit === Number.POSITIVE_INFINITY) return false;
-  const type = essence(h['content-type'] ?? '');
-  return INSPECTED_KINDS.has(type === undefined ? 'text' : mediaKind(type));
+function percentDecoded(value: string): string | undefined {
+  if (!value.includes('%')) return undefined;
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    return undefined;
+  }
 }
 
-/** Adds the body's leaves: as the validate stage parsed it, or parsed here by its media type. */
-async function gatherBody(ctx: RequestContext, inputs: Inputs): Promise<void> {
-  if (ctx.parsedBody !== undefined) {
-    collectJson(ctx.parsedBody, ['body'], inputs);
-    return;
-  }
-  const bytes = ctx.body;
-  if (bytes === undefined || bytes.length === 0) return;
-  const contentType = ctx.req.headers['content-type'] ?? '';
-  const type = essence(contentType);
-  const kind = type === undefined ? 'text' : mediaKind(type);
-  if (!INSPECTED_KINDS.has(kind)) return;
-  const text = decodeUtf8(bytes) ?? bytes.toString('latin1');
-  if (kind === 'json') {
-    try {
-      collectJson(JSON.parse(text), ['body'], inputs);
+/** Adds the body's leaves, from the one reading of the body: every value and key, or its raw text. */
+function gatherBody(body: RequestBody, inputs: Inputs): void {
+  switch (body.kind) {
+    case 'none':
       return;
-    } catch (err) {
-      if (err instanceof TooDeep) throw err;
-    }
-  } else if (kind === 'form') {
-    const pairs = parsePairs(text);
-    if (pairs !== undefined) {
-      for (const [name, value] of pairs) {
-        inputs.keys.push({ location: ['body', name], text: name });
-        inputs.body.push({ location: ['body', name], text: value });
+    case 'json':
+      collectJson(body.value, ['body'], inputs);
+      return;
+    case 'form':
+    case 'multipart':
+      for (const field of body.fields) {
+        inputs.keys.push({ location: ['body', field.name], text: field.name });
+        if (field.filename === undefined)
+          inputs.body.push({ location: ['body', field.name], text: field.value });
+        else inputs.body.push({ location: ['body', field.name, 'filename'], text: field.filename });
       }
       return;
-    }
-  } else if (kind === 'multipart') {
-    try {
-      const form = await new Response(bytes, { headers: { 'content-type': contentType } }).formData();
-      for (const [name, value] of form.entries()) {
-        inputs.keys.push({ location: ['body', name], text: name });
-        if (typeof value === 'string') inputs.body.push({ location: ['body', name], text: value });
-        else inputs.body.push({ location: ['body', name, 'filename'], text: value.name });
-      }
+    case 'xml':
+      for (const leaf of body.leaves) inputs.body.push({ location: ['body', ...leaf.path], text: leaf.text });
       return;
-    } catch {
-      // Inspected as text below.
-    }
+    case 'text':
+      inputs.body.push({ location: ['body'], text: body.text });
+      return;
+    default:
+      // Not parseable as its type says, or of a type the gateway does not parse: the upstream may
+      // still read it somehow, so the text is inspected whole.
+      inputs.body.push({ location: ['body'], text: body.text });
   }
-  // Not parseable as its type says: the upstream may still read it somehow, so the text is inspected whole.
-  inputs.body.push({ location: ['body'], text });
 }
 
 function problems(detections: readonly Detection[]): ProblemItem[] {
@@ -230,7 +205,7 @@ function problems(detections: readonly Detection[]): ProblemItem[] {
 export const inspectStage: StageFactory = {
   name: 'inspect',
   create(route, deps) {
-    const settings = apiSettings(route).inspection;
+    const settings = route.inspection;
     if (settings.mode === 'off' || settings.categories.length === 0) return undefined;
     const logger: Logger = deps.logger;
     const block = settings.mode === 'block';
@@ -277,25 +252,32 @@ export const inspectStage: StageFactory = {
         `inspection: ${summary || 'time budget exhausted'}`,
       );
     };
+    const jsonLimits = route.validation.jsonLimits;
+    // A route without a body limit streams bodies (uploads) uninspected: say so in its docs.
+    const readsBody = Number.isFinite(route.bodyLimit);
+    const decideWithBody = (ctx: RequestContext, inputs: Inputs, body: RequestBody): void => {
+      try {
+        gatherBody(body, inputs);
+      } catch (err) {
+        if (!(err instanceof TooDeep)) throw err;
+        decide(ctx, undefined);
+        return;
+      }
+      decide(ctx, inputs);
+    };
     return {
       name: 'inspect',
       handle(ctx) {
         const inputs = gatherInputs(ctx, skip);
-        const needsRead = bodyToRead(ctx);
-        if (!needsRead && ctx.body === undefined && ctx.parsedBody === undefined) {
+        if (ctx.requestBody !== undefined) {
+          decideWithBody(ctx, inputs, ctx.requestBody);
+          return undefined;
+        }
+        if (!readsBody || !hasBody(ctx.req)) {
           decide(ctx, inputs);
           return undefined;
         }
-        const read = needsRead ? readBody(ctx) : Promise.resolve(ctx.body);
-        return read.then(() =>
-          gatherBody(ctx, inputs).then(
-            () => decide(ctx, inputs),
-            (err: unknown) => {
-              if (!(err instanceof TooDeep)) throw err;
-              decide(ctx, undefined);
-            },
-          ),
-        );
+        return readRequestBody(ctx, jsonLimits).then((body) => decideWithBody(ctx, inputs, body));
       },
     };
   },

@@ -3,7 +3,7 @@
  * attack, or an operator's block) or locked out for repeated failed
  * authentication, before any cryptographic work is spent on it.
  */
-import type { StageFactory } from '../../pipeline/index.js';
+import type { StageFactory } from '../../pipeline/types.js';
 
 export const preAuthStage: StageFactory = {
   name: 'pre-auth',

@@ -14,9 +14,10 @@
  * configured transform that changes a value replaces them with the
  * re-serialised body.
  */
-import { readBody } from '../../http/body.js';
+
+import type { RequestBody } from '../../contracts/request.js';
+import type { RequestContext } from '../../contracts/stage.js';
 import type { Logger } from '../../log.js';
-import { essence } from '../../openapi/compile.js';
 import {
   describeProblems,
   INPUT_ERRORS,
@@ -24,18 +25,17 @@ import {
   type ProblemItem,
   pointerSegment,
 } from '../../openapi/errors.js';
-import { apiSettings, type ValidationSettings } from '../../openapi/settings.js';
+import type { ValidationSettings } from '../../openapi/settings.js';
 import type { CompiledOperation, RequestMedia } from '../../openapi/types.js';
-import type { RequestContext } from '../../pipeline/context.js';
-import type { StageFactory } from '../../pipeline/index.js';
-import { decodeUtf8, parseJson } from '../../request/json.js';
-import { isPrototypeName, parseCookies, parsePairs, readForm, readPairs, readSingles } from './params.js';
+import type { StageFactory } from '../../pipeline/types.js';
+import { hasBody, readRequestBody } from '../../request/body.js';
+import { isPrototypeName, parseCookies, readForm, readPairs, readSingles } from './params.js';
 import { applyTransforms } from './transforms.js';
 
 export const validateStage: StageFactory = {
   name: 'validate',
   create(route, deps) {
-    const api = apiSettings(route);
+    const api = route;
     const settings = api.validation;
     if (settings.mode === 'off' || Object.keys(api.operations).length === 0) return undefined;
     const operations = api.operations;
@@ -49,7 +49,7 @@ export const validateStage: StageFactory = {
         if (op === undefined) return undefined;
         const params = checkParameters(ctx, op, settings, keyParam);
         if (params.length > 0) fail(ctx, settings, logger, INPUT_ERRORS.inputInvalid, params);
-        const declared = hasBody(ctx);
+        const declared = hasBody(ctx.req);
         if (op.body === undefined) {
           if (declared) {
             fail(ctx, settings, logger, INPUT_ERRORS.unsupportedMediaType, [
@@ -63,9 +63,9 @@ export const validateStage: StageFactory = {
             fail(ctx, settings, logger, INPUT_ERRORS.inputInvalid, [{ location: '/body', rule: 'required' }]);
           return undefined;
         }
-        const contentType = ctx.req.headers['content-type'];
-        const media = matchMedia(op.body.media, contentType);
-        if (media === undefined || !charsetAccepted(media, contentType)) {
+        const contentType = ctx.contentType;
+        const media = matchMedia(op.body.media, contentType?.essence);
+        if (media === undefined || !charsetAccepted(media, contentType?.parameters.charset)) {
           fail(ctx, settings, logger, INPUT_ERRORS.unsupportedMediaType, [
             { location: '/body', rule: 'content_type' },
           ]);
@@ -73,20 +73,13 @@ export const validateStage: StageFactory = {
         }
         // Bodies of other media types (uploads) are not read: they stream to the upstream, bounded by the route's limit.
         if (media.kind === 'other') return undefined;
-        return readBody(ctx).then((bytes) =>
-          checkBody(ctx, bytes, media, contentType ?? '', settings, logger),
+        return readRequestBody(ctx, settings.jsonLimits).then((body) =>
+          checkBody(ctx, body, media, settings, logger),
         );
       },
     };
   },
 };
-
-function hasBody(ctx: RequestContext): boolean {
-  const h = ctx.req.headers;
-  return (
-    h['transfer-encoding'] !== undefined || (h['content-length'] !== undefined && h['content-length'] !== '0')
-  );
-}
 
 /** Throws in enforce mode; in shadow mode records and logs, and returns false. */
 function fail(
@@ -118,9 +111,8 @@ function checkParameters(
     const read = readSingles(path, (name) => ctx.params[name]);
     problems.push(...read.problems, ...path.check(read.values));
   }
-  const pairs = parsePairs(ctx.query);
-  if (pairs === undefined) problems.push({ location: '/query', rule: 'encoding' });
-  else {
+  const pairs = ctx.query.pairs as [string, string][];
+  {
     // Refused wherever they appear, declared deepObject parameters included: an upstream's
     // query parser may turn `filter[__proto__][x]=1` into a prototype change.
     for (const [name] of pairs) {
@@ -140,13 +132,13 @@ function checkParameters(
   }
   if (header.check) {
     const read = readSingles(header, (name) => {
-      const v = ctx.req.headers[name];
-      return Array.isArray(v) ? v.join(', ') : v;
+      const v = ctx.headers.all(name);
+      return v.length === 0 ? undefined : v.join(', ');
     });
     problems.push(...read.problems, ...header.check(read.values));
   }
   if (cookie.check) {
-    const read = readPairs(cookie, parseCookies(ctx.req.headers.cookie));
+    const read = readPairs(cookie, parseCookies(ctx.headers.get('cookie')));
     problems.push(...read.problems, ...cookie.check(read.values));
   }
   return problems;
@@ -155,10 +147,8 @@ function checkParameters(
 /** The declared media range that accepts `contentType`: exact, then `type/*`, then `*\/*`. */
 export function matchMedia(
   declared: readonly RequestMedia[],
-  contentType: string | undefined,
+  type: string | undefined,
 ): RequestMedia | undefined {
-  if (contentType === undefined) return undefined;
-  const type = essence(contentType);
   if (type === undefined || type.includes('*')) return undefined;
   return (
     declared.find((m) => m.type === type) ??
@@ -168,21 +158,19 @@ export function matchMedia(
 }
 
 /** Text bodies are read as UTF-8: another declared charset would be read wrongly, so it is refused. */
-function charsetAccepted(media: RequestMedia, contentType: string | undefined): boolean {
+function charsetAccepted(media: RequestMedia, charset: string | undefined): boolean {
   if (media.kind === 'other' || media.kind === 'multipart') return true;
-  const m = /;\s*charset\s*=\s*"?([^";\s]+)"?/i.exec(contentType ?? '');
-  return m === null || /^(utf-8|utf8|us-ascii)$/i.test(m[1]!);
+  return charset === undefined || /^(utf-8|utf8|us-ascii)$/i.test(charset);
 }
 
-async function checkBody(
+function checkBody(
   ctx: RequestContext,
-  bytes: Buffer,
+  body: RequestBody,
   media: RequestMedia,
-  contentType: string,
   settings: ValidationSettings,
   logger: Logger,
-): Promise<void> {
-  const parsed = await parseBody(bytes, media, contentType, settings);
+): void {
+  const parsed = typedBody(body, media);
   if (!parsed.ok) {
     fail(ctx, settings, logger, INPUT_ERRORS.inputInvalid, parsed.problems);
     return;
@@ -212,41 +200,26 @@ async function checkBody(
 
 type Parsed = { ok: true; value: unknown } | { ok: false; problems: ProblemItem[] };
 
-async function parseBody(
-  bytes: Buffer,
-  media: RequestMedia,
-  contentType: string,
-  settings: ValidationSettings,
-): Promise<Parsed> {
+/** The body as the operation's media type reads it, from the one reading of the body. */
+function typedBody(body: RequestBody, media: RequestMedia): Parsed {
+  const refused = (rule: string): Parsed => ({ ok: false, problems: [{ location: '/body', rule }] });
   switch (media.kind) {
-    case 'json': {
-      const r = parseJson(bytes, settings.jsonLimits);
-      return r.ok ? r : { ok: false, problems: [r.problem] };
-    }
-    case 'text': {
-      const text = decodeUtf8(bytes);
-      return text === undefined
-        ? { ok: false, problems: [{ location: '/body', rule: 'encoding' }] }
-        : { ok: true, value: text };
-    }
-    case 'form': {
-      const text = decodeUtf8(bytes);
-      const pairs = text === undefined ? undefined : parsePairs(text);
-      if (pairs === undefined) return { ok: false, problems: [{ location: '/body', rule: 'encoding' }] };
-      return formValue(pairs, media);
-    }
-    case 'multipart': {
-      let form: FormData;
-      try {
-        form = await new Response(bytes, { headers: { 'content-type': contentType } }).formData();
-      } catch {
-        return { ok: false, problems: [{ location: '/body', rule: 'multipart' }] };
-      }
+    case 'json':
+      if (body.kind === 'json') return { ok: true, value: body.value };
+      return body.kind === 'raw' && body.problem !== undefined && body.declared === 'json'
+        ? { ok: false, problems: [body.problem] }
+        : refused('json');
+    case 'text':
+      return body.kind === 'text' ? { ok: true, value: body.text } : refused('encoding');
+    case 'form':
+    case 'multipart':
       // Files are checked for presence only (their size is bounded by the body limit): a file part reads as "".
-      const pairs: [string, string][] = [];
-      for (const [name, v] of form.entries()) pairs.push([name, typeof v === 'string' ? v : '']);
-      return formValue(pairs, media);
-    }
+      return body.kind === 'form' || body.kind === 'multipart'
+        ? formValue(
+            body.fields.map((f) => [f.name, f.value]),
+            media,
+          )
+        : refused(body.kind === 'raw' && body.problem !== undefined ? body.problem.rule : 'encoding');
     default:
       return { ok: true, value: undefined };
   }

@@ -6,48 +6,10 @@
  */
 import { type ProblemItem, pointerSegment } from '../../openapi/errors.js';
 import type { FieldSpec, ParameterGroup, ParameterSpec, Scalar } from '../../openapi/types.js';
+import { isExactNumber } from '../../request/json.js';
 
 export type Pairs = [name: string, value: string][];
-
-/**
- * Splits `a=1&b=2` into decoded pairs (`+` is a space). Malformed
- * percent-encoding or invalid UTF-8 is an error, not a guess: the upstream
- * might guess differently.
- */
-export function parsePairs(text: string): Pairs | undefined {
-  const out: Pairs = [];
-  if (text === '') return out;
-  for (const part of text.split('&')) {
-    if (part === '') continue;
-    const eq = part.indexOf('=');
-    const name = decodeComponent(eq === -1 ? part : part.slice(0, eq));
-    const value = decodeComponent(eq === -1 ? '' : part.slice(eq + 1));
-    if (name === undefined || value === undefined) return undefined;
-    out.push([name, value]);
-  }
-  return out;
-}
-
-function decodeComponent(text: string): string | undefined {
-  if (!text.includes('%') && !text.includes('+')) return text;
-  try {
-    return decodeURIComponent(text.replace(/\+/g, ' '));
-  } catch {
-    return undefined;
-  }
-}
-
-/** `a=1; b=2` → pairs, values as sent (cookie values are not percent-decoded). */
-export function parseCookies(header: string | undefined): Pairs {
-  const out: Pairs = [];
-  if (header === undefined || header === '') return out;
-  for (const part of header.split(';')) {
-    const eq = part.indexOf('=');
-    if (eq === -1) continue;
-    out.push([part.slice(0, eq).trim(), part.slice(eq + 1).trim()]);
-  }
-  return out;
-}
+export { parseCookies } from '../../request/cookies.js';
 
 /**
  * Names that reach an object's prototype in the query-string and form
@@ -62,12 +24,16 @@ export function isPrototypeName(name: string): boolean {
 
 const NUMBER = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?$/;
 
-/** Reads text as the first of `types` it fits; otherwise leaves it a string, for the schema to reject. */
+/**
+ * Reads text as the first of `types` it fits; otherwise leaves it a string,
+ * for the schema to reject. A number a double cannot hold exactly
+ * (`100.0000000000000001`, `9007199254740993`, `1e400`) stays a string too:
+ * validating the rounded value would pass what the upstream reads otherwise.
+ */
 export function coerce(text: string, types: readonly Scalar[]): unknown {
   if (types.length === 0) return text;
-  if ((types.includes('integer') || types.includes('number')) && NUMBER.test(text)) {
-    const n = Number(text);
-    if (Number.isFinite(n)) return n;
+  if ((types.includes('integer') || types.includes('number')) && NUMBER.test(text) && isExactNumber(text)) {
+    return Number(text);
   }
   if (types.includes('boolean') && (text === 'true' || text === 'false')) return text === 'true';
   if (types.includes('null') && text === '' && !types.includes('string')) return null;

@@ -14,6 +14,7 @@ import {
 } from '../../openapi/test-support/gateway.js';
 import { send } from '../../test-support/http.js';
 import { validateStage } from './index.js';
+import { coerce } from './params.js';
 
 const DEMO = new URL('../../../demo/openapi.yaml', import.meta.url).pathname;
 const JSON_TYPE = { 'content-type': 'application/json' };
@@ -157,10 +158,7 @@ describe('validating parameters', () => {
     ]);
   });
 
-  it('rejects malformed percent-encoding in the query rather than guessing', async () => {
-    assert.deepEqual(await problems('echoGet', { query: 'q=%E0%A4%A' }), [
-      { location: '/query', rule: 'encoding' },
-    ]);
+  it('reads a percent-encoded UTF-8 query value (a malformed one never reaches it: the normalise stage answers 400)', async () => {
     assert.equal(await problems('echoGet', { query: 'q=%E0%A4%A8' }), 'passed');
   });
 
@@ -417,5 +415,81 @@ describe('the validate stage in a gateway', () => {
     assert.equal(r.status, 201);
     const list = await send(gw.url, '/users/1/orders?limit=2&status=paid');
     assert.equal(list.status, 200);
+  });
+});
+
+describe('refusing parameter and body numbers a double cannot hold exactly', () => {
+  it('types exact numbers however they are spelled', () => {
+    assert.equal(coerce('100', ['integer']), 100);
+    assert.equal(coerce('100.0', ['integer']), 100);
+    assert.equal(coerce('1e2', ['integer']), 100);
+    assert.equal(coerce('1E+2', ['number']), 100);
+    assert.equal(coerce('0.1', ['number']), 0.1);
+    assert.equal(coerce('-0', ['number']), -0);
+    assert.equal(coerce('9007199254740992', ['integer']), 9007199254740992);
+    assert.equal(coerce('0.30000000000000004', ['number']), 0.30000000000000004);
+  });
+
+  it('leaves a number that a double would round, overflow or flush to zero as text, for the schema to reject', () => {
+    for (const text of ['100.0000000000000001', '9007199254740993', '1e400', '-1e400', '1e-400']) {
+      assert.equal(coerce(text, ['integer']), text, text);
+      assert.equal(coerce(text, ['number', 'null']), text, text);
+      assert.equal(coerce(text, ['string', 'number']), text, text);
+    }
+  });
+
+  it('rejects an inexact query or deepObject number that its rounded value would pass', async () => {
+    // 100.0000000000000001 rounds to 100: an integer within maximum 100.
+    assert.deepEqual(
+      await problems('listUserOrders', { params: { userId: '1' }, query: 'limit=100.0000000000000001' }),
+      [{ location: '/query/limit', rule: 'type' }],
+    );
+    assert.equal(await problems('listUserOrders', { params: { userId: '1' }, query: 'limit=1e2' }), 'passed');
+    assert.equal(
+      await problems('listUserOrders', { params: { userId: '1' }, query: 'limit=100.0' }),
+      'passed',
+    );
+    assert.deepEqual(await problems('echoGet', { query: 'filter[min_qty]=1.0000000000000001' }), [
+      { location: '/query/filter/min_qty', rule: 'type' },
+    ]);
+    assert.deepEqual(await problems('echoGet', { query: 'page=1e400' }), [
+      { location: '/query/page', rule: 'type' },
+    ]);
+  });
+
+  it('rejects an inexact header number', async () => {
+    const route = configRoute(
+      {
+        path: '/items',
+        methods: ['GET'],
+        upstream: 'api',
+        validation: {
+          request_schema: {
+            headers: {
+              type: 'object',
+              properties: { 'x-count': { type: 'integer', maximum: 9007199254740992 } },
+            },
+          },
+        } as never,
+      },
+      0,
+    );
+    assert.deepEqual(await problems('', { headers: { 'x-count': '9007199254740993' } }, route), [
+      { location: '/header/x-count', rule: 'type' },
+    ]);
+    assert.equal(await problems('', { headers: { 'x-count': '9007199254740992' } }, route), 'passed');
+  });
+
+  it('refuses an inexact body number with number_precision at its pointer, before the schema sees a rounded value', async () => {
+    const raw = (body: string) =>
+      problems('createUserOrder', { params: { userId: '1' }, headers: JSON_TYPE, body });
+    assert.deepEqual(await raw('{"item":"widget","qty":100.0000000000000001}'), [
+      { location: '/body/qty', rule: 'number_precision' },
+    ]);
+    assert.deepEqual(await raw('{"item":"widget","qty":1e400}'), [
+      { location: '/body/qty', rule: 'number_precision' },
+    ]);
+    assert.equal(await raw('{"item":"widget","qty":1e2}'), 'passed');
+    assert.equal(await raw('{"item":"widget","qty":100.0}'), 'passed');
   });
 });

@@ -4,12 +4,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, describe, it } from 'node:test';
-import type { BuildDeps } from '../pipeline/index.js';
-import { openSqliteStore } from '../store/sqlite.js';
-import type { Store } from '../store/types.js';
-import { send } from '../test-support/http.js';
-import { admissionStage, createRateLimitStage, type RateLimitBuildDeps, RateLimitService } from './index.js';
-import { compileForTest, migrationsWithQuotas } from './test-support/config.js';
+import type { BuildDeps } from '../../pipeline/types.js';
+import { RateLimitService } from '../../ratelimit/index.js';
+import { compileForTest, migrationsWithQuotas } from '../../ratelimit/test-support/config.js';
 import {
   captureLogger,
   makeContext,
@@ -17,7 +14,12 @@ import {
   type StageServer,
   startStageServer,
   testRoute,
-} from './test-support/harness.js';
+} from '../../ratelimit/test-support/harness.js';
+import { openSqliteStore } from '../../store/sqlite.js';
+import type { Store } from '../../store/types.js';
+import { send } from '../../test-support/http.js';
+import { admissionStage } from '../admission/index.js';
+import { createRateLimitStage } from './index.js';
 
 const open: { close(): Promise<void> }[] = [];
 afterEach(async () => {
@@ -49,8 +51,7 @@ async function serve(
   });
   await service.start();
   open.push(service);
-  const deps = { config: { rateLimit: settings }, rateLimit: service } as unknown as BuildDeps &
-    RateLimitBuildDeps;
+  const deps = { config: { rateLimit: settings }, rateLimit: service } as unknown as BuildDeps & BuildDeps;
   const stages = Object.fromEntries(
     Object.entries(plans).map(([name, plan]) => {
       const admission = admissionStage.create(testRoute(name), deps);

@@ -1,20 +1,20 @@
 /**
  * The framework-neutral request context that every stage works on. The
  * server fills in the transport facts; stages enrich it (the principal) or
- * reject the request by throwing a GatewayError.
+ * reject the request by throwing a GatewayError. A contract: it imports
+ * only other contracts (and Node's types).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { RouteSettings } from '../config/types.js';
+import type { Principal } from './principal.js';
+import type { HeaderView, MediaType, QueryView, RequestBody } from './request.js';
 
-/** Who is calling, as established by authentication. */
-export interface Principal {
-  kind: 'jwt' | 'api_key' | 'client' | 'mtls' | 'anonymous';
-  /** Stable id: the token subject, `key_…`, `cli_…` or a certificate fingerprint. */
-  id: string;
-  scopes: readonly string[];
-  roles: readonly string[];
-  claims: Readonly<Record<string, unknown>>;
-  tenant: string | undefined;
+/** What a request's stages may know of its route; the rest they took from the route at build time. */
+export interface RouteFacts {
+  readonly name: string;
+  /** Names of the path parameters, in template order. */
+  readonly params: readonly string[];
+  /** Bytes; Infinity when the route opts out of a limit. */
+  readonly bodyLimit: number;
 }
 
 export interface RequestContext {
@@ -29,20 +29,27 @@ export interface RequestContext {
   readonly method: string;
   /** The canonical path: the only path the upstream ever sees. */
   readonly path: string;
-  /** The raw query string, without `?`. */
-  readonly query: string;
-  readonly route: RouteSettings;
+  /** The query string, parsed once (`query.raw` is the string as received). */
+  readonly query: QueryView;
+  /** The headers, read once from the raw list (repeated singletons already refused). */
+  readonly headers: HeaderView;
+  /** The Content-Type, parsed once; undefined when absent. */
+  readonly contentType: MediaType | undefined;
+  readonly route: RouteFacts;
   /** Route parameters, decoded once by the router. */
   readonly params: Readonly<Record<string, string | undefined>>;
   principal: Principal | undefined;
   /** Headers a stage adds to the upstream request (identity, tenant). */
   readonly upstreamHeaders: Record<string, string>;
   /**
-   * The request body, when a stage read it (see `readBody`): bounded by the
-   * route's limit. The upstream then receives exactly these bytes.
+   * The request body, once a stage read it (`readRequestBody`): decoded and
+   * bounded by the route's limit. The upstream then receives exactly these
+   * bytes (a validation transform may replace them).
    */
   body: Buffer | undefined;
-  /** The body as parsed by the validate stage (JSON or form), for rules bound to body fields. */
+  /** The body parsed once by the strict parser of its kind, once a stage read it. */
+  requestBody: RequestBody | undefined;
+  /** The body as the validate stage typed it against the API description. */
   parsedBody: unknown;
   /** Response headers a stage adds to the client's response (e.g. RateLimit), as flat pairs. */
   readonly responseHeaders: string[];

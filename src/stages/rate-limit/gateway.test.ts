@@ -1,23 +1,23 @@
-/**
- * Two real gateways sharing one Redis. Skipped, with a message, until the
- * `rate_limit` section is in the config schema and the stages are in the
- * pipeline (see INTEGRATION.md).
- */
+/** Two real gateways sharing one Redis: one limit, counted across both. */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
-import { ConfigSchema } from '../config/schema.js';
-import { STAGE_FACTORIES } from '../pipeline/index.js';
+import { ConfigSchema } from '../../config/schema.js';
+import { STAGE_FACTORIES } from '../../pipeline/index.js';
+import {
+  redisSkipMessage,
+  requireSharedRedis,
+  SHARED_REDIS_URL,
+} from '../../ratelimit/test-support/redis.js';
 import {
   startTestGateway,
   startUpstream,
   type TestGateway,
   type TestUpstream,
-} from '../test-support/gateway.js';
-import { send } from '../test-support/http.js';
+} from '../../test-support/gateway.js';
+import { send } from '../../test-support/http.js';
 import { rateLimitStage } from './index.js';
-import { redisSkipMessage, requireSharedRedis, SHARED_REDIS_URL } from './test-support/redis.js';
 
 const wired = 'rate_limit' in ConfigSchema.properties && STAGE_FACTORIES.includes(rateLimitStage);
 const sharedUp = wired ? await requireSharedRedis() : false;

@@ -1,0 +1,210 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { type Inputs, inspect, MAX_SPAN, squeeze, windows } from './engine.js';
+
+const BUDGET = 60_000_000;
+
+const LOREM =
+  'Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt ut labore ' +
+  'et dolore magna aliqua. Ut enim ad minim veniam, quis nostrud exercitation ullamco laboris nisi ut ' +
+  'aliquip ex ea commodo consequat. Duis aute irure dolor in reprehenderit in voluptate velit esse cillum ' +
+  'dolore eu fugiat nulla pariatur. Excepteur sint occaecat cupidatat non proident, sunt in culpa qui ' +
+  'officia deserunt mollit anim id est laborum.\n';
+
+/** `unit` repeated to `length` UTF-16 units. */
+function filler(unit: string, length: number): string {
+  return unit.repeat(Math.ceil(length / unit.length)).slice(0, length);
+}
+
+/** Deterministic pseudo-random bytes as base64, `length` characters. */
+function base64(length: number): string {
+  const bytes = Buffer.alloc(Math.ceil((length * 3) / 4));
+  let x = 2463534242;
+  for (let i = 0; i < bytes.length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    bytes[i] = x & 0xff;
+  }
+  return bytes.toString('base64').slice(0, length);
+}
+
+function body(...texts: string[]): Inputs {
+  return {
+    path: [],
+    query: [],
+    headers: [],
+    cookies: [],
+    keys: [],
+    body: texts.map((text, i) => ({ location: ['body', 'notes', String(i)], text })),
+  };
+}
+
+/** `payload` inside `text` at `offset`, with a space either side so it starts and ends a word. */
+function insert(text: string, offset: number, payload: string): string {
+  return `${text.slice(0, offset)} ${payload} ${text.slice(offset)}`;
+}
+
+function locations(inputs: Inputs): string[] {
+  const result = inspect(inputs, BUDGET);
+  assert.equal(result.timedOut, false);
+  return [...new Set(result.detections.map((d) => d.location))];
+}
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/** Whether a cut before `text[i]` would split a surrogate pair. */
+function splitsPair(text: string, i: number): boolean {
+  return /[\uD800-\uDBFF]/.test(text.charAt(i - 1)) && /[\uDC00-\uDFFF]/.test(text.charAt(i));
+}
+
+const UTF8 = new TextEncoder();
+const bytes = (s: string) => UTF8.encode(s).length;
+
+describe('a long value has no blind spot', () => {
+  const padded = `x' OR${' '.repeat(800)}'1'='1`;
+  const offsets = [0, 1000, 3000, 4095, 4096, 8000, 100_000];
+
+  for (const [name, text] of [
+    ['lorem ipsum', filler(LOREM, 200_000)],
+    ['base64', base64(200_000)],
+  ] as const) {
+    it(`finds a payload padded with 800 spaces at any offset of 200 KB of ${name}`, () => {
+      for (const offset of offsets) {
+        assert.deepEqual(
+          locations(body(insert(text, offset, padded))),
+          ['/body/notes/0'],
+          `offset ${offset}`,
+        );
+      }
+    });
+  }
+
+  it(`finds a payload of ${MAX_SPAN} bytes that squeezing cannot shorten, wherever the window edges fall`, () => {
+    // A comment with text in it is not padding: the payload is MAX_SPAN bytes however it is windowed.
+    const payload = `union/*${'a'.repeat(MAX_SPAN - 'union/**/select'.length)}*/select`;
+    assert.equal(bytes(payload), MAX_SPAN);
+    const text = filler(LOREM, 9_000);
+    // Windows of plain ASCII advance by a little over 2000 bytes: every alignment of the payload
+    // against the edges of the first three windows.
+    for (let offset = 0; offset < 6_500; offset += 41) {
+      assert.deepEqual(locations(body(insert(text, offset, payload))), ['/body/notes/0'], `offset ${offset}`);
+    }
+  });
+
+  it('finds a URL-escaped payload that a window edge cuts through', () => {
+    const payload = 'x%27%20OR%20%271%27%3D%271';
+    const text = filler(LOREM, 9_000);
+    // The first window of ASCII text ends at 4090 bytes (room for the edge marks): cut each escape there.
+    for (let offset = 4090 - payload.length - 2; offset <= 4091; offset++) {
+      assert.deepEqual(locations(body(insert(text, offset, payload))), ['/body/notes/0'], `offset ${offset}`);
+    }
+  });
+
+  it('finds a payload among multi-byte text, and never splits a character', () => {
+    const text = filler('漢字かなカナ한글 😀 émoji ', 60_000);
+    for (const offset of [0, 1000, 1400, 2900, 4095, 20_000]) {
+      assert.deepEqual(locations(body(insert(text, offset, padded))), ['/body/notes/0'], `offset ${offset}`);
+    }
+    for (const w of windows(text)) {
+      assert.ok(bytes(w) <= 4096);
+      assert.ok(!LONE_SURROGATE.test(w), 'a surrogate pair was split');
+    }
+  });
+
+  it('names the leaf the payload is in, among many windows', () => {
+    const benign = filler(LOREM, 600_000);
+    assert.ok(windows(benign).length > 256);
+    assert.deepEqual(locations(body(benign, insert(benign, 500_000, padded), 'ok')), ['/body/notes/1']);
+  });
+
+  it('does not take a window edge for the end of the value', () => {
+    // `\nid est` at the very end of a value looks like a shell command; in the middle it does not.
+    assert.deepEqual(locations(body('lorem ipsum\nid est')), ['/body/notes/0']);
+    const head = filler(LOREM.replaceAll('\n', ' '), 4090 - '\nid est'.length);
+    // The first window of ASCII text ends at 4090 bytes: right after `est`.
+    assert.deepEqual(locations(body(`${head}\nid est ${filler(LOREM, 10_000)}`)), []);
+  });
+
+  it('does not flag 200 KB of lorem ipsum, base64 or indented JSON text', () => {
+    assert.deepEqual(locations(body(filler(LOREM, 200_000))), []);
+    assert.deepEqual(locations(body(base64(200_000))), []);
+    const json = JSON.stringify(
+      { items: Array.from({ length: 2000 }, (_, i) => ({ id: i, note: 'ok' })) },
+      null,
+      8,
+    );
+    assert.ok(json.length > 200_000);
+    assert.deepEqual(locations(body(json)), []);
+  });
+});
+
+describe('windows', () => {
+  /** Each window's place in the squeezed text, checked to be a contiguous slice of it. */
+  function spans(text: string): { start: number; end: number }[] {
+    const squeezed = squeeze(text);
+    const out: { start: number; end: number }[] = [];
+    let from = 0;
+    for (const w of windows(text)) {
+      const inner = w.replace(/^\uFFFD/, '').replace(/\uFFFD$/, '');
+      const start = squeezed.indexOf(inner, from);
+      assert.ok(start >= 0);
+      out.push({ start, end: start + inner.length });
+      from = start + 1;
+    }
+    return out;
+  }
+
+  it('leaves a string that fits the engine as it is', () => {
+    const text = `a${' '.repeat(4000)}b`;
+    assert.deepEqual(windows(text), [text]);
+  });
+
+  it('squeezes a long string before cutting it, and one that then fits is not cut', () => {
+    const text = `x' OR${' '.repeat(100_000)}'1'='1`;
+    assert.deepEqual(windows(text), ["x' OR '1'='1"]);
+  });
+
+  it('cover the text with windows of at most 4096 bytes sharing at least MAX_SPAN bytes', () => {
+    const unit = fc.constantFrom('a', ' ', '\n', 'é', '漢', '😀', '%27', '/**/', '\uD800');
+    fc.assert(
+      fc.property(fc.array(unit, { minLength: 1500, maxLength: 12_000 }), (units) => {
+        const text = units.join('');
+        const squeezed = squeeze(text);
+        const ws = windows(text);
+        for (const w of ws) assert.ok(bytes(w) <= 4096, `${bytes(w)} bytes`);
+        if (ws.length === 1) return;
+        const s = spans(text);
+        assert.equal(s[0]!.start, 0);
+        assert.equal(s.at(-1)!.end, squeezed.length);
+        for (let i = 1; i < s.length; i++) {
+          assert.ok(s[i]!.start > s[i - 1]!.start);
+          assert.ok(
+            !splitsPair(squeezed, s[i]!.start) && !splitsPair(squeezed, s[i - 1]!.end),
+            'split a pair',
+          );
+          const shared = squeezed.slice(s[i]!.start, s[i - 1]!.end);
+          assert.ok(bytes(shared) >= MAX_SPAN, `windows ${i - 1} and ${i} share ${bytes(shared)} bytes`);
+        }
+      }),
+      { numRuns: 60 },
+    );
+  });
+});
+
+describe('squeeze', () => {
+  it('keeps one of each kind of padding in a run, in order', () => {
+    assert.equal(squeeze('a \t\t  \n\n b'), 'a \t\nb');
+    assert.equal(squeeze('a\r\n\r\n\r\nb'), 'a\r\nb');
+    assert.equal(squeeze('union/**//**//**/select'), 'union/**/select');
+    assert.equal(squeeze('x%20%20%0a%0A%20y'), 'x%20%0a%0Ay');
+    assert.equal(squeeze('a\0\0\0b'), 'a\0b');
+  });
+
+  it('leaves single padding, comments with text and ordinary text alone', () => {
+    for (const text of ['a b', '/*!50000union*/ select', 'x/* a */y', '%2520%2520', 'a%20b']) {
+      assert.equal(squeeze(text), text);
+    }
+  });
+});

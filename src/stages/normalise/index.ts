@@ -1,0 +1,97 @@
+/**
+ * Normalise (pipeline step 2): the one parsed view of a request's head.
+ * Built once per request, before routing; every later stage reads it and
+ * nothing else (DESIGN.md, "One reading of the request"):
+ *
+ * - the canonical path (`./path.ts`: decode once, dot segments, `//`);
+ * - the query under one grammar (`src/request/query.ts`); an undecodable
+ *   query is refused, and `_method` (a method override many frameworks
+ *   honour) is never forwarded;
+ * - the headers read once from the raw list (`src/request/headers.ts`):
+ *   repeated singletons refused, `_` names and override headers dropped;
+ * - Host validated (syntax, and `listen.hosts` when set); HTTP/1.1
+ *   requires one (RFC 9112 §3.2);
+ * - Content-Type parsed once (`src/request/media-type.ts`); a malformed
+ *   one or a list is refused with 415.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { GatewayConfig } from '../../config/types.js';
+import type { HeaderView, MediaType, QueryView } from '../../contracts/request.js';
+import { type GatewayError, gatewayError } from '../../errors.js';
+import { OVERRIDE_HEADERS, readHeaders, SINGLETON_HEADERS } from '../../request/headers.js';
+import { createHostCheck } from '../../request/host.js';
+import { parseMediaType } from '../../request/media-type.js';
+import { parseQuery } from '../../request/query.js';
+import { BadPathError, normaliseTarget } from './path.js';
+
+export interface RequestHead {
+  readonly path: string;
+  readonly query: QueryView;
+  /** The query string forwarded upstream: as received, less the parameters never forwarded. */
+  readonly forwardQuery: string;
+  readonly headers: HeaderView;
+  readonly contentType: MediaType | undefined;
+}
+
+/** Query parameters never forwarded: method overrides (Rails, Laravel, Symfony, method-override). */
+const DROPPED_QUERY = ['_method'];
+
+export type ReadHead = (req: IncomingMessage) => RequestHead | GatewayError;
+
+/** Builds the reader of request heads for one config. */
+export function createHeadReader(config: GatewayConfig): ReadHead {
+  const singletons = new Set(SINGLETON_HEADERS);
+  const apiKeyHeader = config.auth.apiKeys?.header;
+  if (apiKeyHeader !== undefined) singletons.add(apiKeyHeader);
+  const dropped = new Set(OVERRIDE_HEADERS);
+  const hostAllowed = createHostCheck(config.listen.hosts);
+  return function readHead(req) {
+    const read = readHeaders(req.rawHeaders, singletons, dropped);
+    if (!read.ok) return gatewayError('badHeader', { internal: read.reason });
+    const headers = read.view;
+    const host = headers.get('host');
+    if (host === undefined) {
+      if (req.httpVersionMinor === 1) return gatewayError('badRequest', { internal: 'missing Host header' });
+    } else if (!hostAllowed(host)) {
+      return gatewayError('badHost', { internal: `host ${JSON.stringify(host.slice(0, 100))}` });
+    }
+    let target: { path: string; query: string };
+    try {
+      target = normaliseTarget(req.url ?? '');
+    } catch (err) {
+      return gatewayError('badPath', { internal: err instanceof BadPathError ? err.reason : String(err) });
+    }
+    const query = parseQuery(target.query);
+    if (query === undefined) return gatewayError('badQuery', { internal: 'malformed escape or UTF-8' });
+    const typeHeader = headers.get('content-type');
+    let contentType: MediaType | undefined;
+    if (typeHeader !== undefined) {
+      contentType = parseMediaType(typeHeader);
+      if (contentType === undefined) {
+        return gatewayError('unsupportedMediaType', { internal: 'malformed Content-Type' });
+      }
+    }
+    return {
+      path: target.path,
+      query,
+      forwardQuery: withoutParams(query, DROPPED_QUERY),
+      headers,
+      contentType,
+    };
+  };
+}
+
+/**
+ * The raw query without the `&`-parts that any reading binds to one of
+ * `names` (`_method`, `[_method]`, `?_method`, `a=1;_method=…`).
+ */
+export function withoutParams(query: QueryView, names: readonly string[]): string {
+  if (query.raw === '' || names.every((n) => query.values(n).length === 0)) return query.raw;
+  return query.raw
+    .split('&')
+    .filter((part) => {
+      const one = parseQuery(part);
+      return one !== undefined && names.every((n) => one.values(n).length === 0);
+    })
+    .join('&');
+}
