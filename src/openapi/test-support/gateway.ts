@@ -12,6 +12,7 @@ import { stringify } from 'yaml';
 import { loadConfig } from '../../config/load.js';
 import type { GatewayConfig, RouteSettings } from '../../config/types.js';
 import type { RequestContext } from '../../contracts/stage.js';
+import { newContext } from '../../gateway.js';
 import { createLogger } from '../../log.js';
 import { type BuildDeps, STAGE_FACTORIES, type StageFactory } from '../../pipeline/index.js';
 import { parseBody } from '../../request/body.js';
@@ -156,32 +157,21 @@ export function fakeContext(route: RouteSettings, request: FakeRequest = {}): Re
   if (query === undefined) throw new Error('undecodable query');
   const typeHeader = read.view.get('content-type');
   const contentType = typeHeader === undefined ? undefined : parseMediaType(typeHeader);
-  return {
-    id: 'req_test',
-    req: { headers, rawHeaders, method: request.method ?? 'GET' } as unknown as IncomingMessage,
-    res: {} as ServerResponse,
-    startedAt: 0,
-    clientIp: '127.0.0.1',
-    method: request.method ?? 'GET',
-    path: '/',
-    query,
-    headers: read.view,
-    contentType,
+  const ctx = newContext(
+    'req_test',
+    { headers, rawHeaders, method: request.method ?? 'GET' } as unknown as IncomingMessage,
+    {} as ServerResponse,
+    0,
+    '127.0.0.1',
+    request.method ?? 'GET',
+    { path: '/', query, forwardQuery: query.raw, headers: read.view, contentType },
     route,
-    params: request.params ?? {},
-    principal: undefined,
-    upstreamHeaders: {},
-    body,
-    requestBody: body === undefined ? undefined : parseBody(body, contentType, route.validation.jsonLimits),
-    parsedBody: undefined,
-    responseHeaders: [],
-    shadowDenials: [],
-    stage: undefined,
-    upstreamStartedAt: undefined,
-    upstreamEndedAt: undefined,
-    credentialId: undefined,
-    traceparent: undefined,
-  };
+    request.params ?? {},
+  );
+  ctx.body = body;
+  ctx.requestBody =
+    body === undefined ? undefined : parseBody(body, contentType, route.validation.jsonLimits);
+  return ctx;
 }
 
 /** Build dependencies for calling a stage factory directly. */
