@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { type Inputs, inspect, MAX_SPAN, squeeze, windows } from './engine.js';
+import { emptyInputs, type Inputs, inspect, MAX_SPAN, squeeze, windows } from './engine.js';
 
 const BUDGET = 60_000_000;
 
@@ -31,14 +31,9 @@ function base64(length: number): string {
 }
 
 function body(...texts: string[]): Inputs {
-  return {
-    path: [],
-    query: [],
-    headers: [],
-    cookies: [],
-    keys: [],
-    body: texts.map((text, i) => ({ location: ['body', 'notes', String(i)], text })),
-  };
+  const inputs = emptyInputs();
+  inputs.args = texts.map((text, i) => ({ location: ['body', 'notes', String(i)], text }));
+  return inputs;
 }
 
 /** `payload` inside `text` at `offset`, with a space either side so it starts and ends a word. */
@@ -47,7 +42,7 @@ function insert(text: string, offset: number, payload: string): string {
 }
 
 function locations(inputs: Inputs): string[] {
-  const result = inspect(inputs, BUDGET);
+  const result = inspect(inputs, { paranoiaLevel: 1, budgetMicros: BUDGET });
   assert.equal(result.timedOut, false);
   return [...new Set(result.detections.map((d) => d.location))];
 }
@@ -121,10 +116,15 @@ describe('a long value has no blind spot', () => {
 
   it('does not take a window edge for the end of the value', () => {
     // `\nid est` at the very end of a value looks like a shell command; in the middle it does not.
-    assert.deepEqual(locations(body('lorem ipsum\nid est')), ['/body/notes/0']);
+    // (Portcullis's end-anchored rule; CRS 932100 matches `\nid` anywhere, so it is left out here.)
+    const anchored = (inputs: Inputs) =>
+      inspect(inputs, { paranoiaLevel: 1, budgetMicros: BUDGET })
+        .detections.filter((d) => d.rule.startsWith('pc-'))
+        .map((d) => d.location);
+    assert.deepEqual([...new Set(anchored(body('lorem ipsum\nid est')))], ['/body/notes/0']);
     const head = filler(LOREM.replaceAll('\n', ' '), 4090 - '\nid est'.length);
     // The first window of ASCII text ends at 4090 bytes: right after `est`.
-    assert.deepEqual(locations(body(`${head}\nid est ${filler(LOREM, 10_000)}`)), []);
+    assert.deepEqual(anchored(body(`${head}\nid est ${filler(LOREM, 10_000)}`)), []);
   });
 
   it('does not flag 200 KB of lorem ipsum, base64 or indented JSON text', () => {

@@ -1,7 +1,39 @@
 /**
  * The detection engine: libddwaf (Datadog's WAF, through
  * @datadog/native-appsec), with libinjection's SQL and XSS detectors and
- * RE2 regular expressions, running Portcullis's own rule set (`rules.json`).
+ * RE2 regular expressions, running the OWASP Core Rule Set compiled for it
+ * (`crs-rules.json`, made by `scripts/compile-crs.ts`) and Portcullis's own
+ * rules (`rules.json`: NoSQL, template injection, and the families CRS 4
+ * catches that the compiled CRS 3.3 misses).
+ *
+ * Addresses. Each rule input is a Portcullis address naming a CRS target
+ * (`crs.args`, `crs.cookies`, `crs.headers`, `crs.filename`, ...), read from
+ * the one parsed view of the request by the stage; `:name` selects one
+ * header or argument, `!name` leaves one out (`~` makes it a regex), and
+ * `|t=a,b` names transformations libddwaf lacks, done here before libddwaf's
+ * own (`removeWhitespace`, `replaceComments`, and the decoding before them).
+ *
+ * One rule set per paranoia level: the CRS rules of that level and below,
+ * with Portcullis's rules, built once per process when a route first asks.
+ *
+ * What a run costs is mostly libddwaf evaluating every condition of every
+ * rule on every value. Most values are plain (words, numbers, URLs, prose:
+ * `plain.ts`) and most CRS regexes need a character such values lack, so
+ * the rules are planned (`plan`): plain values go to addresses of their own
+ * that only the conditions able to match them read (further narrowed by the
+ * words a regex needs), and libinjection runs once per plain value, not
+ * once per rule. A reference engine without the plan (tests) must fire
+ * exactly the same rules (`plain.test.ts`).
+ *
+ * Cost. The budget is CPU time, not wall-clock time: a busy machine delays
+ * inspection without making it cost more, so it must not turn ordinary
+ * requests into 403s. Inspection runs in slices of at most SLICE bytes;
+ * after each, the CPU time spent (process CPU time over the run, which on a
+ * busy machine is at most the wall time) is compared with the budget, and
+ * past it the rest is not inspected (`overBudget`: the stage fails closed).
+ * libddwaf's own clock is wall time: it is given a wall ceiling of
+ * WALL_FACTOR times the budget, which only a machine stalled for that long
+ * reaches.
  *
  * Why libddwaf: it is a maintained, embeddable engine with libinjection
  * inside (the tokenising SQLi/XSS detectors most WAFs use), decoding
@@ -56,7 +88,36 @@
 import appsec from '@datadog/native-appsec';
 import { pointerSegment } from '../../openapi/errors.js';
 import type { Category } from '../../openapi/schema.js';
-import rules from './rules.json' with { type: 'json' };
+import crsRules from './crs-rules.json' with { type: 'json' };
+import {
+  type Charset,
+  canMatchPlain,
+  conditionWords,
+  inCharset,
+  keepsPlain,
+  PLAIN,
+  TEXT,
+  URLISH,
+} from './plain.js';
+import ownRules from './rules.json' with { type: 'json' };
+import { type PreTransform, preTransform } from './transforms.js';
+
+/** The CRS targets the stage fills from the request's parsed view. */
+export const TARGETS = [
+  'args',
+  'args_names',
+  'cookies',
+  'cookies_names',
+  'headers',
+  'headers_names',
+  'filename',
+  'basename',
+  'uri',
+  'query_string',
+  'body',
+  'files',
+] as const;
+export type Target = (typeof TARGETS)[number];
 
 /** One input value (or key) and where it is: `['query', 'q']`, `['body', 'items', '0', 'note']`. */
 export interface Leaf {
@@ -64,14 +125,13 @@ export interface Leaf {
   readonly text: string;
 }
 
-/** The inputs of one request, by part. Keys are inspected as values of their own. */
-export interface Inputs {
-  path: Leaf[];
-  query: Leaf[];
-  headers: Leaf[];
-  cookies: Leaf[];
-  body: Leaf[];
-  keys: Leaf[];
+/** The inputs of one request, by CRS target. */
+export type Inputs = Record<Target, Leaf[]>;
+
+export function emptyInputs(): Inputs {
+  const out = {} as Inputs;
+  for (const t of TARGETS) out[t] = [];
+  return out;
 }
 
 export interface Detection {
@@ -79,22 +139,355 @@ export interface Detection {
   readonly category: Category;
   /** The location as a pointer: `/query/q`. */
   readonly location: string;
+  /** The leaf's location as segments (for exclusions). */
+  readonly segments: readonly string[];
 }
 
 export interface InspectionResult {
   readonly detections: readonly Detection[];
-  /** The time budget ran out: some inputs were not inspected. */
+  /** The CPU-time budget ran out (or the wall ceiling was reached): some inputs were not inspected. */
   readonly timedOut: boolean;
+  /** CPU time spent, in microseconds. */
+  readonly cpuMicros: number;
 }
 
-const ADDRESSES: Record<keyof Inputs, string> = {
-  path: 'server.request.path_params',
-  query: 'server.request.query',
-  headers: 'server.request.headers.no_cookies',
-  cookies: 'server.request.cookies',
-  body: 'server.request.body',
-  keys: 'portcullis.request.keys',
-};
+/** What the engine knows of a rule: for scoring and exclusions. */
+export interface RuleInfo {
+  readonly id: string;
+  readonly category: Category;
+  readonly paranoiaLevel: number;
+  /** Anomaly score: critical 5, error 4, warning 3, notice 2. */
+  readonly score: number;
+  /** CRS tags (`attack-sqli`, `platform-windows`, ...) and the category. */
+  readonly tags: readonly string[];
+}
+
+interface RawInput {
+  address: string;
+  transformers?: string[];
+}
+
+interface RawCondition {
+  operator: string;
+  parameters: { inputs: RawInput[]; regex?: string; list?: string[] };
+}
+
+interface RawRule {
+  id: string;
+  name?: string;
+  tags: Record<string, string>;
+  conditions: RawCondition[];
+  transformers?: string[];
+}
+
+const ALL_RULES = [...(crsRules.rules as RawRule[]), ...(ownRules.rules as RawRule[])];
+
+function infoOf(r: RawRule): RuleInfo {
+  return {
+    id: r.id,
+    category: r.tags.type as Category,
+    paranoiaLevel: Number(r.tags.paranoia_level ?? '1'),
+    score: Number(r.tags.score ?? '5'),
+    tags: [...(r.tags.crs ?? '').split(' ').filter((t) => t !== ''), r.tags.type ?? ''],
+  };
+}
+
+const RULES = new Map<string, RuleInfo>(ALL_RULES.map((r) => [r.id, infoOf(r)]));
+
+/** The rules, by id: paranoia level, score, tags and category. */
+export function ruleInfo(id: string): RuleInfo | undefined {
+  return RULES.get(id);
+}
+
+/** The rule ids by category, for reports and tests. */
+export function ruleCategories(): Record<string, Category> {
+  const out: Record<string, Category> = {};
+  for (const r of RULES.values()) out[r.id] = r.category;
+  return out;
+}
+
+/** The CRS version the compiled rules come from. */
+export const CRS_VERSION: string = crsRules.metadata.rules_version;
+
+/** The charsets values are sorted by, narrowest first (see `plain.ts`). */
+const TIERS: readonly Charset[] = [PLAIN, URLISH, TEXT];
+
+/** The address suffix for values of a charset that hold one of its words, or none (`inert`). */
+function suffix(charset: Charset, inert: boolean): string {
+  return `#${charset.name}${inert ? '-inert' : ''}`;
+}
+
+/** Operators several rules apply to the same inputs, whose check on a plain value is run once and shared. */
+const SHARED_OPERATORS = new Set(['is_sqli', 'is_xss']);
+
+/** Transformations that leave a plain value exactly as it is (so every chain of them gives the same text). */
+const IDENTITY_ON_PLAIN = new Set([
+  'url_decode',
+  'url_decode_iis',
+  'html_entity_decode',
+  'js_decode',
+  'css_decode',
+  'remove_nulls',
+  'unicode_normalize',
+  // Values with `--` are not sorted into a charset (`inCharset`): nothing else in them is a comment.
+  'remove_comments',
+  'urlDecode',
+  'urlDecodeUni',
+]);
+
+/** The rules as the engine runs them, the shared checks (a shared rule's id → the rules it stands for), the words. */
+interface Plan {
+  readonly rules: RawRule[];
+  readonly shared: ReadonlyMap<string, readonly string[]>;
+  /** Per charset, the words that make one of its values worth the word-filtered conditions (see `plan`). */
+  readonly words: ReadonlyMap<Charset, readonly string[]>;
+}
+
+/**
+ * The rules as the engine runs them (each its own libddwaf `type`, see
+ * `engine`), cutting what plain values (`plain.ts`) cost:
+ *
+ * - Non-plain values go to the address itself; plain ones to
+ *   `<address>#plain` when they contain one of the rules' words (below),
+ *   else to `<address>#inert`.
+ * - An input also reads plain values only when its condition can match one
+ *   (most CRS regexes need a character like `<`, `'`, `(`), or when its
+ *   transformations could make a plain value non-plain (path normalisation,
+ *   base64).
+ * - A regex or phrase list whose every match on a plain value contains one
+ *   of a few words (`union`, `runtime`, `pg_catalog` ...: `requiredWords`)
+ *   reads only `#plain`, not `#inert`; the words of all such conditions
+ *   decide, once per value, which of the two a plain value goes to.
+ * - libinjection, the costliest check, runs once per plain value and
+ *   address, not once per rule: on a plain value every chain of
+ *   IDENTITY_ON_PLAIN transformations gives the value itself, so `is_sqli`
+ *   after `url_decode_iis,remove_nulls` and after
+ *   `url_decode_iis,html_entity_decode,remove_nulls` are the same check. A
+ *   shared rule (`shared:is_sqli:crs.args#plain`) makes it, and its match is
+ *   reported for every rule it stands for.
+ */
+function plan(rules: readonly RawRule[]): Plan {
+  const shared = new Map<string, { operator: string; address: string; rules: string[] }>();
+  const words = new Map<Charset, Set<string>>(TIERS.map((t) => [t, new Set<string>()]));
+  const out: RawRule[] = rules.map((rule) => {
+    const single = rule.conditions.length === 1;
+    const conditions = rule.conditions.map((c) => {
+      const inputs: RawInput[] = [];
+      for (const input of c.parameters.inputs) {
+        inputs.push(input);
+        const chain = [
+          ...parseAddress(input.address).preNames,
+          ...(input.transformers ?? rule.transformers ?? []),
+        ];
+        const share =
+          single && SHARED_OPERATORS.has(c.operator) && chain.every((t) => IDENTITY_ON_PLAIN.has(t));
+        for (const tier of TIERS) {
+          const hit = { ...input, address: `${input.address}${suffix(tier, false)}` };
+          const inert = { ...input, address: `${input.address}${suffix(tier, true)}` };
+          if (share) {
+            for (const address of [hit.address, inert.address]) {
+              const id = `shared:${c.operator}:${address}`;
+              const group = shared.get(id) ?? { operator: c.operator, address, rules: [] };
+              group.rules.push(rule.id);
+              shared.set(id, group);
+            }
+            continue;
+          }
+          if (!keepsPlain(chain)) {
+            inputs.push(hit, inert);
+            continue;
+          }
+          if (!canMatchPlain(c, tier)) continue;
+          // Words are a filter only where no transformation of the chain can join two into one.
+          const filter = chain.some((t) => tier.joiners.includes(t)) ? null : conditionWords(c, tier);
+          if (filter === null) inputs.push(hit, inert);
+          else {
+            inputs.push(hit);
+            for (const w of filter) words.get(tier)?.add(w);
+          }
+        }
+      }
+      return { ...c, parameters: { ...c.parameters, inputs } };
+    });
+    return { ...rule, conditions, tags: { ...rule.tags, type: rule.id } };
+  });
+  // One shared rule per operator and set of rules it stands for, reading every address that set has
+  // in common (a rule's first match is all libddwaf reports, and every rule of the set reads every
+  // address of it, so the report is the same): fewer rules is less work per run.
+  const merged = new Map<string, { operator: string; addresses: string[]; rules: string[] }>();
+  for (const group of shared.values()) {
+    const key = `${group.operator} ${group.rules.join(' ')}`;
+    const m = merged.get(key) ?? { operator: group.operator, addresses: [], rules: group.rules };
+    m.addresses.push(group.address);
+    merged.set(key, m);
+  }
+  const byRule = new Map<string, readonly string[]>();
+  let n = 0;
+  for (const m of merged.values()) {
+    const id = `shared:${m.operator}:${++n}`;
+    out.push({
+      id,
+      name: `${m.operator} on the plain values of ${m.addresses.join(', ')}, for ${m.rules.join(', ')}`,
+      tags: { type: id, category: 'attack_attempt' },
+      conditions: [
+        { operator: m.operator, parameters: { inputs: m.addresses.map((address) => ({ address })) } },
+      ],
+    });
+    byRule.set(id, m.rules);
+  }
+  return {
+    rules: out,
+    shared: byRule,
+    words: new Map([...words].map(([tier, set]) => [tier, [...set].sort()])),
+  };
+}
+
+/** A parsed address: which leaves of which target, transformed how. */
+interface Address {
+  readonly name: string;
+  readonly target: Target;
+  readonly select: NameTest | undefined;
+  readonly exclude: readonly NameTest[];
+  readonly pre: readonly PreTransform[];
+  readonly preNames: readonly string[];
+}
+type NameTest = (name: string) => boolean;
+
+function nameTest(spec: string): NameTest {
+  if (spec.startsWith('~')) {
+    const re = new RegExp(spec.slice(1), 'i');
+    return (n) => re.test(n);
+  }
+  return (n) => n === spec;
+}
+
+/** `crs.cookies!~__utm|t=urlDecodeUni,removeWhitespace` → its parts. */
+export function parseAddress(name: string): Address {
+  const m = /^crs\.([a-z_]+)(?::([^!|]+))?((?:![^!|]+)*)(?:\|t=(.+))?$/.exec(name);
+  if (!m || !(TARGETS as readonly string[]).includes(m[1] ?? ''))
+    throw new Error(`inspection rules use an unknown address: ${name}`);
+  const preNames = m[4] === undefined ? [] : m[4].split(',');
+  return {
+    name,
+    target: m[1] as Target,
+    select: m[2] === undefined ? undefined : nameTest(m[2]),
+    exclude: (m[3] ?? '')
+      .split('!')
+      .filter((e) => e !== '')
+      .map(nameTest),
+    pre: preNames.map(preTransform),
+    preNames,
+  };
+}
+
+type Waf = InstanceType<typeof appsec.DDWAF>;
+
+interface Engine {
+  readonly waf: Waf;
+  readonly addresses: readonly Address[];
+  readonly shared: ReadonlyMap<string, readonly string[]>;
+  /** The address suffix of a value (see `plan`): '' unless it is of one of the charsets. */
+  readonly kindOf: (text: string) => string;
+}
+
+/**
+ * A test for any of these words (as substrings of a lower-cased value),
+ * by the words' first three characters (words have at least three): linear
+ * in the value, where one regex of a thousand alternatives is not.
+ */
+function wordTest(words: readonly string[]): (text: string) => boolean {
+  // Values and words are ASCII (every charset is): three characters make a 21-bit key.
+  const key = (t: string, i: number) =>
+    (t.charCodeAt(i) << 14) | (t.charCodeAt(i + 1) << 7) | t.charCodeAt(i + 2);
+  const byPrefix = new Map<number, string[]>();
+  for (const w of words) {
+    const list = byPrefix.get(key(w, 0)) ?? [];
+    list.push(w);
+    byPrefix.set(key(w, 0), list);
+  }
+  return (text) => {
+    for (let i = 0; i + 3 <= text.length; i++) {
+      const list = byPrefix.get(key(text, i));
+      if (list?.some((w) => text.startsWith(w, i))) return true;
+    }
+    return false;
+  };
+}
+
+/** Sorts values by charset and words (see `plan`). */
+function kindTest(words: ReadonlyMap<Charset, readonly string[]>): (text: string) => string {
+  const tests = TIERS.map((tier) => ({ tier, hasWord: wordTest(words.get(tier) ?? []) }));
+  return (text) => {
+    for (const { tier, hasWord } of tests) {
+      if (inCharset(text, tier)) return suffix(tier, !hasWord(text.toLowerCase()));
+    }
+    return '';
+  };
+}
+
+const engines = new Map<string, Engine>();
+
+/**
+ * The engine of a paranoia level, built once per process (immutable, shared
+ * by every route). `reference`: the rules as compiled, every value read by
+ * every input (no `plan`) — what the planned engine must agree with (tests).
+ */
+function engine(paranoiaLevel: number, reference = false): Engine {
+  const key = `${paranoiaLevel}${reference ? ' reference' : ''}`;
+  let built = engines.get(key);
+  if (built === undefined) {
+    const rules = ALL_RULES.filter((r) => Number(r.tags.paranoia_level ?? '1') <= paranoiaLevel);
+    // libddwaf reports one match per `type` tag (a collection) and skips the rest of it; every rule
+    // must be evaluated for scoring, so each rule is a type of its own (the category is in RULES).
+    const planned: Plan = reference
+      ? {
+          rules: rules.map((r) => ({ ...r, tags: { ...r.tags, type: r.id } })),
+          shared: new Map(),
+          words: new Map(),
+        }
+      : plan(rules);
+    const waf = new appsec.DDWAF({ version: '2.1', rules: planned.rules }, 'portcullis');
+    const failed = waf.diagnostics.rules;
+    if (failed && 'failed' in failed && failed.failed.length > 0) {
+      waf.dispose();
+      throw new Error(
+        `inspection rules failed to load: ${failed.failed.join(', ')} ${JSON.stringify(failed.errors)}`,
+      );
+    }
+    const names = new Set<string>();
+    for (const r of planned.rules)
+      for (const c of r.conditions)
+        for (const i of c.parameters.inputs) names.add(i.address.replace(/#.*$/, ''));
+    built = {
+      waf,
+      addresses: [...names].sort().map(parseAddress),
+      shared: planned.shared,
+      kindOf: reference ? () => '' : kindTest(planned.words),
+    };
+    engines.set(key, built);
+  }
+  return built;
+}
+
+/** The rules of a paranoia level as libddwaf runs them (for tests and cost measurements). */
+export function plannedRules(paranoiaLevel: number): { id: string; conditions: unknown[] }[] {
+  return plan(ALL_RULES.filter((r) => Number(r.tags.paranoia_level ?? '1') <= paranoiaLevel)).rules;
+}
+
+/** What the engine is handed for these inputs at a paranoia level (for cost measurements). */
+export function payloadOf(inputs: Inputs, paranoiaLevel: number): Record<string, unknown>[] {
+  return prepare(inputs, engine(paranoiaLevel)).map((slice) => chunkedPayload(slice.payload));
+}
+
+/** How many rules each paranoia level runs (for tests and reports). */
+export function ruleCount(paranoiaLevel: number): number {
+  return ALL_RULES.filter((r) => Number(r.tags.paranoia_level ?? '1') <= paranoiaLevel).length;
+}
+
+/** Builds the engines of these levels now (at start-up, not on a first request). */
+export function warmUp(levels: Iterable<number>): void {
+  for (const l of levels) engine(l);
+}
 
 const CHUNK = 256;
 /** The most UTF-8 bytes of a string the engine reads. */
@@ -105,32 +498,6 @@ export const MAX_SPAN = 2048;
 const CUT = '\uFFFD';
 /** The bytes of text a window holds, leaving room for a mark at each cut edge. */
 const BODY = WINDOW - 2 * 3;
-
-type Waf = InstanceType<typeof appsec.DDWAF>;
-let waf: Waf | undefined;
-
-/** The engine, built once per process from the rule set (it is immutable and shared by every route). */
-function engine(): Waf {
-  if (waf === undefined) {
-    const built = new appsec.DDWAF(rules, 'portcullis');
-    const failed = built.diagnostics.rules;
-    if (failed && 'failed' in failed && failed.failed.length > 0) {
-      built.dispose();
-      throw new Error(
-        `inspection rules failed to load: ${failed.failed.join(', ')} ${JSON.stringify(failed.errors)}`,
-      );
-    }
-    waf = built;
-  }
-  return waf;
-}
-
-/** The rule ids by category, for reports and tests. */
-export function ruleCategories(): Record<string, Category> {
-  const out: Record<string, Category> = {};
-  for (const r of rules.rules) out[r.id] = r.tags.type as Category;
-  return out;
-}
 
 /** Chunks a list into nested lists of at most CHUNK items per level. */
 function chunked(items: unknown[]): unknown[] {
@@ -231,45 +598,78 @@ export function windows(text: string): string[] {
   }
 }
 
-interface Prepared {
-  payload: Record<string, unknown>;
-  /** Per address: the leaf behind each flattened item. */
+/** A slice of the inputs handed to the engine in one run, and the leaf behind each item. */
+interface Slice {
+  payload: Record<string, string[]>;
   owners: Record<string, Leaf[]>;
+  bytes: number;
 }
 
-/**
- * Text that no rule can match: short runs of ASCII letters, digits, `_`,
- * `.` and `-` (ids, enums, numbers, most keys). Every payload of every
- * category needs a space, a quote, a bracket, a slash, `%`, `$`, `;`, `|`,
- * `&`, `<` or another sign outside this set.
- */
-const INERT = /^[A-Za-z0-9_.-]{0,128}$/;
+/** The most bytes of text handed to the engine in one run; the CPU budget is checked between runs. */
+export const SLICE = 64 * 1024;
+/** libddwaf's wall-clock ceiling, as a multiple of the CPU budget. */
+export const WALL_FACTOR = 20;
 
-function prepare(inputs: Inputs): Prepared {
-  const payload: Record<string, unknown> = {};
-  const owners: Record<string, Leaf[]> = {};
-  for (const part of Object.keys(ADDRESSES) as (keyof Inputs)[]) {
-    const leaves = inputs[part];
-    if (leaves.length === 0) continue;
-    const items: string[] = [];
-    const owner: Leaf[] = [];
-    // The same text is inspected once per part (JSON keys repeat in every array item); a match
+/** The name a leaf has for `:name` and `!name` (a header, cookie or argument name), lower case. */
+function leafName(leaf: Leaf): string {
+  return (leaf.location[1] ?? '').toLowerCase();
+}
+
+/** The inputs as slices of at most SLICE bytes (a longer string is a slice of its own windows). */
+function prepare(inputs: Inputs, { addresses, kindOf }: Engine): Slice[] {
+  const slices: Slice[] = [];
+  let current: Slice = { payload: {}, owners: {}, bytes: 0 };
+  const push = (address: string, text: string, leaf: Leaf) => {
+    if (current.bytes > 0 && current.bytes + text.length > SLICE) {
+      slices.push(current);
+      current = { payload: {}, owners: {}, bytes: 0 };
+    }
+    let items = current.payload[address];
+    let owners = current.owners[address];
+    if (items === undefined || owners === undefined) {
+      items = [];
+      owners = [];
+      current.payload[address] = items;
+      current.owners[address] = owners;
+    }
+    items.push(text);
+    owners.push(leaf);
+    current.bytes += text.length;
+  };
+  // Sorted once per text (the same for every address): the address suffix, interned per address below.
+  const kinds = new Map<string, string>();
+  for (const address of addresses) {
+    const named = new Map<string, string>();
+    // The same text is inspected once per address (JSON keys repeat in every array item); a match
     // names the first place it occurs.
     const seen = new Set<string>();
-    for (const leaf of leaves) {
-      if (INERT.test(leaf.text) || seen.has(leaf.text)) continue;
-      seen.add(leaf.text);
-      for (const w of windows(leaf.text)) {
-        items.push(w);
-        owner.push(leaf);
+    for (const leaf of inputs[address.target]) {
+      if (address.select !== undefined || address.exclude.length > 0) {
+        const name = leafName(leaf);
+        if (address.select !== undefined && !address.select(name)) continue;
+        if (address.exclude.some((e) => e(name))) continue;
+      }
+      let text = leaf.text;
+      for (const t of address.pre) text = t(text);
+      if (text === '' || seen.has(text)) continue;
+      seen.add(text);
+      for (const w of windows(text)) {
+        let kind = kinds.get(w);
+        if (kind === undefined) {
+          kind = kindOf(w);
+          kinds.set(w, kind);
+        }
+        let name = named.get(kind);
+        if (name === undefined) {
+          name = address.name + kind;
+          named.set(kind, name);
+        }
+        push(name, w, leaf);
       }
     }
-    if (items.length === 0) continue;
-    const address = ADDRESSES[part];
-    payload[address] = chunked(items);
-    owners[address] = owner;
   }
-  return { payload, owners };
+  if (current.bytes > 0) slices.push(current);
+  return slices;
 }
 
 function toPointer(location: readonly string[]): string {
@@ -281,33 +681,72 @@ interface WafEvent {
   rule_matches: { parameters: { address: string; key_path: (string | number)[] }[] }[];
 }
 
+/** CPU microseconds since `start` (user and system), never more than the wall time since `wallStart`. */
+function spent(start: NodeJS.CpuUsage, wallStart: number): number {
+  const cpu = process.cpuUsage(start);
+  const wall = (performance.now() - wallStart) * 1000;
+  return Math.min(cpu.user + cpu.system, wall);
+}
+
+export interface InspectOptions {
+  /** CRS paranoia level, 1-4. */
+  readonly paranoiaLevel: number;
+  /** CPU-time budget, in microseconds. */
+  readonly budgetMicros: number;
+  /** Run the reference engine (see `engine`): for tests. */
+  readonly reference?: boolean;
+}
+
 /**
- * Runs the rules over `inputs` within `timeoutMicros`. Detections carry the
- * rule, its category and the input's location, never the matched value.
+ * Runs the rules of a paranoia level over `inputs` within a CPU-time
+ * budget. Detections carry the rule, its category and the input's
+ * location, never the matched value.
  */
-export function inspect(inputs: Inputs, timeoutMicros: number): InspectionResult {
-  const { payload, owners } = prepare(inputs);
-  if (Object.keys(payload).length === 0) return { detections: [], timedOut: false };
-  const context = engine().createContext();
+export function inspect(inputs: Inputs, options: InspectOptions): InspectionResult {
+  const built = engine(options.paranoiaLevel, options.reference);
+  const { waf, shared } = built;
+  const wallStart = performance.now();
+  const cpuStart = process.cpuUsage();
+  const slices = prepare(inputs, built);
+  const detections: Detection[] = [];
+  if (slices.length === 0) return { detections, timedOut: false, cpuMicros: spent(cpuStart, wallStart) };
+  const ceiling = options.budgetMicros * WALL_FACTOR;
+  const context = waf.createContext();
+  let timedOut = false;
   try {
-    const result = context.run({ persistent: payload }, timeoutMicros);
-    const detections: Detection[] = [];
-    for (const event of (result.events ?? []) as WafEvent[]) {
-      for (const match of event.rule_matches) {
-        for (const p of match.parameters) {
-          let index = 0;
-          for (const k of p.key_path) index = index * CHUNK + Number(k);
-          const leaf = owners[p.address]?.[index];
-          detections.push({
-            rule: event.rule.id,
-            category: event.rule.tags.type as Category,
-            location: leaf === undefined ? '' : toPointer(leaf.location),
-          });
+    for (const slice of slices) {
+      const left = Math.max(1, ceiling - (performance.now() - wallStart) * 1000);
+      const result = context.run({ ephemeral: chunkedPayload(slice.payload) }, left);
+      for (const event of (result.events ?? []) as WafEvent[]) {
+        for (const match of event.rule_matches) {
+          for (const p of match.parameters) {
+            let index = 0;
+            for (const k of p.key_path) index = index * CHUNK + Number(k);
+            const leaf = slice.owners[p.address]?.[index];
+            for (const rule of shared.get(event.rule.id) ?? [event.rule.id]) {
+              detections.push({
+                rule,
+                category: RULES.get(rule)?.category ?? (event.rule.tags.type as Category),
+                location: leaf === undefined ? '' : toPointer(leaf.location),
+                segments: leaf?.location ?? [],
+              });
+            }
+          }
         }
       }
+      if (result.timeout || spent(cpuStart, wallStart) > options.budgetMicros) {
+        timedOut = true;
+        break;
+      }
     }
-    return { detections, timedOut: result.timeout };
   } finally {
     context.dispose();
   }
+  return { detections, timedOut, cpuMicros: spent(cpuStart, wallStart) };
+}
+
+function chunkedPayload(payload: Record<string, string[]>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(payload)) out[k] = chunked(v);
+  return out;
 }

@@ -1,19 +1,33 @@
 /**
- * Inspect: injection detection on every input leaf — path parameters,
- * query names and values, headers, cookies, and the body's values and keys
- * (JSON, form, multipart fields, text) — for SQL injection, XSS, OS command
- * injection, path traversal, NoSQL operators and template injection. What
- * an upstream would decode is decoded first (the query once here; URL
- * encoding, HTML entities and JavaScript/Unicode escapes by the engine's
- * transformers).
+ * Inspect: injection detection on everything the request carries, read
+ * from its one parsed view (never parsed again here): the canonical path
+ * and its parameters, the raw request target, query names and values,
+ * header names and values, cookies, and the body — JSON values and keys,
+ * form and multipart fields, multipart file names, XML text and
+ * attribute values (not element or attribute names), and the text of bodies the gateway does not parse — decoded
+ * of any Content-Encoding. Rules: the OWASP CRS (compiled, see
+ * `engine.ts`) at the route's paranoia level, and Portcullis's own.
+ *
+ * Each input goes to the CRS targets it is to ModSecurity (`engine.ts`
+ * TARGETS): path parameters, query values and body values are ARGS; keys
+ * and field names ARGS_NAMES; multipart file names FILES; XML text and
+ * attributes are ARGS too (what the CRS reads as XML:/*); the raw text of
+ * a form, text or unparsed body is also REQUEST_BODY.
+ *
+ * Scoring, as the CRS does it: each rule that matches adds its severity
+ * (critical 5, error 4, warning 3, notice 2) once; a request whose score
+ * reaches the route's `anomaly_threshold` (default 5, as the CRS ships) is
+ * rejected. With 5, any critical match rejects and warnings need company.
+ * Portcullis's own rules are critical.
  *
  * Modes per route: `block` answers 403 `input.rejected` (with the
  * locations and categories, never the values); `monitor` lets the request
- * through, logs and records it in `shadowDenials`. Locations can be excluded
- * per route (a rich-text field), for all categories or some.
+ * through, logs and records it in `shadowDenials`. Exclusions per route,
+ * like CRS exclusion rules: a location for all rules, or for some
+ * categories, rule ids or CRS tags; or rule ids and tags everywhere.
  *
- * Time budget: the engine stops at the route's timeout. A request that
- * could not be inspected completely is rejected in block mode (fail closed:
+ * Time budget, in CPU time (see `engine.ts`): a request that could not be
+ * inspected within it is rejected in block mode (fail closed:
  * otherwise an attacker who can make inspection slow, with a large body,
  * would get past it) and let through with a warning in monitor mode.
  */
@@ -22,12 +36,11 @@ import type { RequestBody } from '../../contracts/request.js';
 import type { RequestContext } from '../../contracts/stage.js';
 import type { Logger } from '../../log.js';
 import { INPUT_ERRORS, InputError, type ProblemItem } from '../../openapi/errors.js';
-import type { Category } from '../../openapi/schema.js';
 import type { Exclusion, InspectionSettings } from '../../openapi/settings.js';
 import type { StageFactory } from '../../pipeline/types.js';
 import { hasBody, readRequestBody } from '../../request/body.js';
 import { parseCookies } from '../../request/cookies.js';
-import { type Detection, type Inputs, inspect } from './engine.js';
+import { type Detection, emptyInputs, type Inputs, inspect, ruleInfo, TARGETS, warmUp } from './engine.js';
 
 /** Headers never inspected: credentials (checked by authentication), framing, and what the gateway sets. */
 const SKIPPED_HEADERS = new Set([
@@ -48,10 +61,10 @@ const MAX_WALK_DEPTH = 64;
 
 class TooDeep extends Error {}
 
-/** Adds the keys and string leaves of a JSON value to `inputs`. */
+/** Adds the keys (ARGS_NAMES) and string leaves (ARGS) of a JSON value to `inputs`. */
 export function collectJson(value: unknown, location: string[], inputs: Inputs, depth = 0): void {
   if (typeof value === 'string') {
-    inputs.body.push({ location, text: value });
+    inputs.args.push({ location, text: value });
     return;
   }
   if (value === null || typeof value !== 'object') return;
@@ -64,13 +77,9 @@ export function collectJson(value: unknown, location: string[], inputs: Inputs, 
   }
   for (const key of Object.keys(value)) {
     const at = [...location, key];
-    inputs.keys.push({ location: at, text: key });
+    inputs.args_names.push({ location: at, text: key });
     collectJson((value as Record<string, unknown>)[key], at, inputs, depth + 1);
   }
-}
-
-function emptyInputs(): Inputs {
-  return { path: [], query: [], headers: [], cookies: [], body: [], keys: [] };
 }
 
 /** Whether `exclusion` covers `location` (a prefix, `*` matching any one segment). */
@@ -79,70 +88,128 @@ function covers(exclusion: Exclusion, location: readonly string[]): boolean {
   return exclusion.segments.every((s, i) => s === '*' || s === location[i]);
 }
 
-/** Splits the inputs by the categories excluded at each location: one group per distinct set. */
+/** Whether an exclusion excludes every rule (a location alone) or only some. */
+function excludesAll(e: Exclusion): boolean {
+  return e.categories === undefined && e.rules === undefined && e.tags === undefined;
+}
+
+/** Whether `exclusion` (already known to cover the location) excludes the rule that made `d`. */
+function excludes(e: Exclusion, d: Detection): boolean {
+  if (excludesAll(e)) return true;
+  if (e.categories?.includes(d.category)) return true;
+  if (e.rules?.includes(d.rule)) return true;
+  if (e.tags !== undefined) {
+    const tags = ruleInfo(d.rule)?.tags ?? [];
+    if (e.tags.some((t) => tags.includes(t))) return true;
+  }
+  return false;
+}
+
+/**
+ * Splits the inputs by the partial exclusions that cover each leaf: one
+ * group per distinct set. Leaves a location-only exclusion covers are
+ * dropped. (libddwaf reports a rule's first match only, so a match at an
+ * excluded location must not hide one elsewhere: each group runs alone.)
+ */
 function groupByExclusion(
   inputs: Inputs,
   exclusions: readonly Exclusion[],
-): { inputs: Inputs; skip: ReadonlySet<Category> }[] {
-  if (exclusions.length === 0) return [{ inputs, skip: new Set() }];
-  const groups = new Map<string, { inputs: Inputs; skip: Set<Category> }>();
-  for (const part of Object.keys(inputs) as (keyof Inputs)[]) {
-    for (const leaf of inputs[part]) {
-      const skip = new Set<Category>();
+): { inputs: Inputs; skip: readonly Exclusion[] }[] {
+  const located = exclusions.filter((e) => e.segments.length > 0);
+  if (located.length === 0) return [{ inputs, skip: [] }];
+  const groups = new Map<string, { inputs: Inputs; skip: Exclusion[] }>();
+  for (const target of TARGETS) {
+    for (const leaf of inputs[target]) {
+      const skip: Exclusion[] = [];
       let all = false;
-      for (const e of exclusions) {
+      for (const e of located) {
         if (!covers(e, leaf.location)) continue;
-        if (e.categories === undefined) all = true;
-        else for (const c of e.categories) skip.add(c);
+        if (excludesAll(e)) all = true;
+        else skip.push(e);
       }
       if (all) continue;
-      const key = [...skip].sort().join(',');
+      const key = skip.map((e) => located.indexOf(e)).join(',');
       let group = groups.get(key);
       if (!group) {
         group = { inputs: emptyInputs(), skip };
         groups.set(key, group);
       }
-      group.inputs[part].push(leaf);
+      group.inputs[target].push(leaf);
     }
   }
   return [...groups.values()];
 }
 
-/** Runs the engine over `inputs` under a route's settings. */
-export function detect(
-  inputs: Inputs,
-  settings: InspectionSettings,
-): { detections: Detection[]; timedOut: boolean } {
+export interface Verdict {
+  /** The detections that count (enabled categories, not excluded). */
+  detections: Detection[];
+  /** The inbound anomaly score: each rule that matched, once. */
+  score: number;
+  /** Whether the score reached the route's threshold. */
+  reject: boolean;
+  /** The CPU-time budget ran out before everything was inspected. */
+  timedOut: boolean;
+}
+
+/** Runs the engine over `inputs` under a route's settings, and scores the result. */
+export function detect(inputs: Inputs, settings: InspectionSettings): Verdict {
   const enabled = new Set(settings.categories);
+  const everywhere = settings.exclusions.filter((e) => e.segments.length === 0);
   const detections: Detection[] = [];
   let timedOut = false;
+  let spent = 0;
   for (const group of groupByExclusion(inputs, settings.exclusions)) {
-    const result = inspect(group.inputs, settings.timeoutMicros);
+    const budget = settings.timeoutMicros - spent;
+    if (budget <= 0) {
+      timedOut = true;
+      break;
+    }
+    const result = inspect(group.inputs, { paranoiaLevel: settings.paranoiaLevel, budgetMicros: budget });
+    spent += result.cpuMicros;
     if (result.timedOut) timedOut = true;
-    for (const d of result.detections)
-      if (enabled.has(d.category) && !group.skip.has(d.category)) detections.push(d);
+    for (const d of result.detections) {
+      if (!enabled.has(d.category)) continue;
+      if (group.skip.some((e) => excludes(e, d)) || everywhere.some((e) => excludes(e, d))) continue;
+      detections.push(d);
+    }
+    if (timedOut) break;
   }
-  return { detections, timedOut };
+  let score = 0;
+  for (const id of new Set(detections.map((d) => d.rule))) score += ruleInfo(id)?.score ?? 5;
+  return { detections, score, reject: score >= settings.anomalyThreshold, timedOut };
+}
+
+/** The last segment of a path, as REQUEST_BASENAME. */
+function basename(path: string): string {
+  return path.slice(path.lastIndexOf('/') + 1);
 }
 
 /** The request's inputs apart from its body; `skip` lists header names not inspected. */
 function gatherInputs(ctx: RequestContext, skip: ReadonlySet<string>): Inputs {
   const inputs = emptyInputs();
+  inputs.filename.push({ location: ['path'], text: ctx.path });
+  const base = basename(ctx.path);
+  if (base !== '') inputs.basename.push({ location: ['path'], text: base });
+  // The request target as received (REQUEST_URI): its encodings are what some rules look for.
+  if (ctx.req.url !== undefined) inputs.uri.push({ location: ['uri'], text: ctx.req.url });
   for (const [name, value] of Object.entries(ctx.params)) {
-    if (value !== undefined) inputs.path.push({ location: ['path', name], text: value });
+    if (value !== undefined) inputs.args.push({ location: ['path', name], text: value });
   }
+  if (ctx.query.raw !== '') inputs.query_string.push({ location: ['query'], text: ctx.query.raw });
   for (const [name, value] of ctx.query.pairs) {
     const location = ['query', name];
-    inputs.keys.push({ location, text: name });
-    inputs.query.push({ location, text: value });
+    inputs.args_names.push({ location, text: name });
+    inputs.args.push({ location, text: value });
   }
   for (const [name, value] of ctx.headers.pairs) {
     if (skip.has(name)) continue;
-    inputs.headers.push({ location: ['header', name], text: value });
+    const location = ['header', name];
+    inputs.headers_names.push({ location, text: name });
+    inputs.headers.push({ location, text: value });
   }
   for (const [name, value] of parseCookies(ctx.headers.get('cookie'))) {
     const location = ['cookie', name];
-    inputs.keys.push({ location, text: name });
+    inputs.cookies_names.push({ location, text: name });
     inputs.cookies.push({ location, text: value });
     // Common cookie parsers (the `cookie` package behind express) percent-decode values: inspect that reading too.
     const decoded = percentDecoded(value);
@@ -171,21 +238,27 @@ function gatherBody(body: RequestBody, inputs: Inputs): void {
     case 'form':
     case 'multipart':
       for (const field of body.fields) {
-        inputs.keys.push({ location: ['body', field.name], text: field.name });
+        inputs.args_names.push({ location: ['body', field.name], text: field.name });
         if (field.filename === undefined)
-          inputs.body.push({ location: ['body', field.name], text: field.value });
-        else inputs.body.push({ location: ['body', field.name, 'filename'], text: field.filename });
+          inputs.args.push({ location: ['body', field.name], text: field.value });
+        else inputs.files.push({ location: ['body', field.name, 'filename'], text: field.filename });
       }
+      if (body.kind === 'form') inputs.body.push({ location: ['body'], text: body.bytes.toString('utf8') });
       return;
     case 'xml':
-      for (const leaf of body.leaves) inputs.body.push({ location: ['body', ...leaf.path], text: leaf.text });
-      return;
-    case 'text':
-      inputs.body.push({ location: ['body'], text: body.text });
+      // Text and attribute values (the CRS's XML:/* and XML://@*). Element and attribute names are the
+      // document's structure, which the CRS does not inspect either: its negative tests put
+      // `java.lang.Runtime` in an element name and expect the 944 rules not to fire.
+      for (const leaf of body.leaves) {
+        if (leaf.path.at(-1) === '#name') continue;
+        inputs.args.push({ location: ['body', ...leaf.path], text: leaf.text });
+      }
       return;
     default:
-      // Not parseable as its type says, or of a type the gateway does not parse: the upstream may
-      // still read it somehow, so the text is inspected whole.
+      // Text, or a body not parseable as its type says, or of a type the gateway does not parse:
+      // the upstream may still read it somehow, so the text is inspected whole, as one argument
+      // and as REQUEST_BODY.
+      inputs.args.push({ location: ['body'], text: body.text });
       inputs.body.push({ location: ['body'], text: body.text });
   }
 }
@@ -212,15 +285,26 @@ export const inspectStage: StageFactory = {
     // The API key is a credential, checked by authentication: like Authorization, never inspected.
     const keyHeader = deps.config.auth.apiKeys?.header;
     const skip = keyHeader === undefined ? SKIPPED_HEADERS : new Set([...SKIPPED_HEADERS, keyHeader]);
+    // Exclusions naming rule ids that do not exist are typos that would silently exclude nothing.
+    for (const e of settings.exclusions) {
+      for (const id of e.rules ?? []) {
+        if (ruleInfo(id) === undefined)
+          throw new Error(`route ${route.name}: inspection.exclude names rule ${id}, which no rule set has`);
+      }
+    }
+    warmUp([settings.paranoiaLevel]);
     const decide = (ctx: RequestContext, inputs: Inputs | undefined): void => {
-      let result: { detections: Detection[]; timedOut: boolean };
+      let result: Verdict;
       try {
-        result = inputs === undefined ? { detections: [], timedOut: true } : detect(inputs, settings);
+        result =
+          inputs === undefined
+            ? { detections: [], score: 0, reject: false, timedOut: true }
+            : detect(inputs, settings);
       } catch (err) {
         if (!(err instanceof TooDeep)) throw err;
-        result = { detections: [], timedOut: true };
+        result = { detections: [], score: 0, reject: false, timedOut: true };
       }
-      const { detections, timedOut } = result;
+      const { detections, timedOut, reject, score } = result;
       if (detections.length === 0 && !timedOut) return;
       const summary = detections.map((d) => `${d.location} ${d.category} ${d.rule}`).join('; ');
       const log = {
@@ -228,28 +312,30 @@ export const inspectStage: StageFactory = {
         route: route.name,
         mode: settings.mode,
         detections: summary,
+        score,
         ...(timedOut ? { incomplete: true } : {}),
       };
+      if (!reject && !timedOut) {
+        // Below the anomaly threshold: noted, not acted on.
+        logger.info(log, 'inspection score below the threshold');
+        return;
+      }
       if (!block) {
         logger.warn(
           log,
-          timedOut && detections.length === 0
-            ? 'inspection incomplete (monitor)'
-            : 'injection detected (monitor)',
+          timedOut && !reject ? 'inspection incomplete (monitor)' : 'injection detected (monitor)',
         );
         for (const c of new Set(detections.map((d) => d.category))) ctx.shadowDenials.push(`inspect:${c}`);
+        if (detections.length === 0) ctx.shadowDenials.push('inspect:incomplete');
         return;
       }
-      logger.warn(
-        log,
-        timedOut && detections.length === 0 ? 'inspection incomplete: rejected' : 'injection detected',
-      );
-      const items = problems(detections);
+      logger.warn(log, timedOut && !reject ? 'inspection incomplete: rejected' : 'injection detected');
+      const items = reject ? problems(detections) : [];
       if (items.length === 0) items.push({ location: '', rule: 'incomplete' });
       throw new InputError(
         INPUT_ERRORS.inputRejected,
         items,
-        `inspection: ${summary || 'time budget exhausted'}`,
+        `inspection: ${reject ? `score ${score}: ${summary}` : 'CPU-time budget exhausted'}`,
       );
     };
     const jsonLimits = route.validation.jsonLimits;

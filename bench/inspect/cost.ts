@@ -1,0 +1,99 @@
+/**
+ * Inspection cost per request, in CPU time, for a typical 200-byte query
+ * and a 4 KB JSON body at paranoia levels 1 and 2 (the engine and the
+ * scoring, as the inspect stage runs them; parsing is the request view's).
+ *
+ *   npm run bench:inspect            # pin to one core: taskset -c 0 npm run bench:inspect
+ */
+import { CATEGORIES } from '../../src/openapi/schema.js';
+import type { InspectionSettings } from '../../src/openapi/settings.js';
+import { emptyInputs, type Inputs } from '../../src/stages/inspect/engine.js';
+import { collectJson, detect } from '../../src/stages/inspect/index.js';
+
+const out = (line: string): boolean => process.stdout.write(`${line}\n`);
+const err = (line: string): boolean => process.stderr.write(`${line}\n`);
+
+const ROUNDS = Number(process.env.ROUNDS ?? 5000);
+
+function query(): Inputs {
+  const inputs = emptyInputs();
+  const pairs: [string, string][] = [
+    ['q', 'red running shoes for women'],
+    ['category', 'sports/footwear'],
+    ['sort', 'price_asc'],
+    ['page', '3'],
+    ['utm_source', 'newsletter'],
+    ['utm_campaign', 'spring-sale-2024'],
+    ['ref', 'https://example.com/home?x=1'],
+  ];
+  const raw = pairs.map(([k, v]) => `${k}=${encodeURIComponent(v)}`).join('&');
+  for (const [k, v] of pairs) {
+    inputs.args.push({ location: ['query', k], text: v });
+    inputs.args_names.push({ location: ['query', k], text: k });
+  }
+  inputs.query_string.push({ location: ['query'], text: raw });
+  inputs.uri.push({ location: ['uri'], text: `/products/search?${raw}` });
+  inputs.filename.push({ location: ['path'], text: '/products/search' });
+  inputs.basename.push({ location: ['path'], text: 'search' });
+  for (const [k, v] of [
+    [
+      'user-agent',
+      'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36',
+    ],
+    ['accept', 'application/json'],
+    ['accept-language', 'en-GB,en;q=0.9'],
+  ] as const) {
+    inputs.headers.push({ location: ['header', k], text: v });
+    inputs.headers_names.push({ location: ['header', k], text: k });
+  }
+  return inputs;
+}
+
+function json4k(): Inputs {
+  const items = Array.from({ length: 18 }, (_, i) => ({
+    sku: `SKU-${1000 + i}`,
+    name: `Product number ${i} with a longer descriptive name`,
+    quantity: i + 1,
+    note: i % 3 === 0 ? 'Please gift wrap, thank you!' : '',
+    price: { amount: 19.99 + i, currency: 'EUR' },
+  }));
+  const body = {
+    customer: { name: "Seán O'Brien", email: 'sean@example.com' },
+    items,
+    comment: 'Leave at the door.',
+  };
+  const inputs = query();
+  collectJson(body, ['body'], inputs);
+  err(`4 KB JSON body: ${JSON.stringify(body).length} bytes`);
+  return inputs;
+}
+
+function measure(name: string, inputs: Inputs, paranoiaLevel: number): void {
+  const settings: InspectionSettings = {
+    mode: 'block',
+    categories: [...CATEGORIES],
+    exclusions: [],
+    timeoutMicros: 1_000_000,
+    paranoiaLevel,
+    anomalyThreshold: 5,
+  };
+  for (let i = 0; i < 200; i++) detect(inputs, settings);
+  const costs: number[] = [];
+  for (let i = 0; i < ROUNDS; i++) {
+    const start = process.cpuUsage();
+    const v = detect(inputs, settings);
+    const used = process.cpuUsage(start);
+    if (v.reject) throw new Error(`${name} was rejected: ${JSON.stringify(v.detections)}`);
+    costs.push(used.user + used.system);
+  }
+  costs.sort((a, b) => a - b);
+  const at = (q: number) => costs[Math.min(costs.length - 1, Math.floor(q * costs.length))];
+  out(`| ${name} | PL${paranoiaLevel} | ${at(0.5)} µs | ${at(0.99)} µs |`);
+}
+
+out('| request | level | p50 CPU | p99 CPU |');
+out('| --- | --- | --- | --- |');
+for (const pl of [1, 2]) {
+  measure('200-byte query', query(), pl);
+  measure('4 KB JSON body', json4k(), pl);
+}

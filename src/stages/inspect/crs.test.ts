@@ -1,0 +1,127 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import appsec from '@datadog/native-appsec';
+import { CATEGORIES } from '../../openapi/schema.js';
+import type { InspectionSettings } from '../../openapi/settings.js';
+import crs from './crs-rules.json' with { type: 'json' };
+import { CRS_VERSION, emptyInputs, type Inputs, inspect, ruleCount, ruleInfo } from './engine.js';
+import { detect } from './index.js';
+import { CRS4_FILES, pathRejected, readCorpus, rulesFor } from './test-support/corpus.js';
+import { preTransform } from './transforms.js';
+
+const settings = (over: Partial<InspectionSettings> = {}): InspectionSettings => ({
+  mode: 'block',
+  categories: [...CATEGORIES],
+  exclusions: [],
+  timeoutMicros: 1_000_000,
+  paranoiaLevel: 1,
+  anomalyThreshold: 5,
+  ...over,
+});
+
+function arg(text: string, name = 'q'): Inputs {
+  const inputs = emptyInputs();
+  inputs.args.push({ location: ['query', name], text });
+  return inputs;
+}
+
+describe('the compiled CRS rule file', () => {
+  it('is CRS 3.3.4 and loads whole into libddwaf', () => {
+    assert.equal(CRS_VERSION, 'crs-3.3.4');
+    assert.equal(crs.rules.length, 143);
+    const waf = new appsec.DDWAF(crs, 'crs-test');
+    const d = waf.diagnostics.rules as { loaded: string[]; failed: string[] };
+    waf.dispose();
+    assert.deepEqual(d.failed, []);
+    assert.equal(d.loaded.length, 143);
+  });
+
+  it('runs more rules at each paranoia level', () => {
+    const counts = [1, 2, 3, 4].map(ruleCount);
+    for (let i = 1; i < 4; i++) assert.ok((counts[i] ?? 0) > (counts[i - 1] ?? 0), JSON.stringify(counts));
+    assert.equal(counts[3], crs.rules.length + 46);
+  });
+
+  it('lists every left-out rule with a reason', () => {
+    const skipped = JSON.parse(readFileSync(new URL('crs-skipped.json', import.meta.url), 'utf8')) as {
+      skipped: { id: string; reason: string }[];
+    };
+    assert.ok(skipped.skipped.length > 0);
+    for (const s of skipped.skipped) assert.ok(s.reason.length > 10, s.id);
+  });
+});
+
+describe('CRS semantics', () => {
+  it('applies paranoia levels per route', () => {
+    // 942360 (concatenated SQL keywords) is PL2 in Portcullis's adjustments.
+    const payload = '"Select" button does not work';
+    const pl1 = detect(arg(payload), settings());
+    assert.equal(pl1.reject, false);
+    assert.ok(!pl1.detections.some((d) => d.rule === '942360'));
+    const pl2 = detect(arg(payload), settings({ paranoiaLevel: 2 }));
+    assert.ok(pl2.detections.some((d) => d.rule === '942360'));
+    assert.equal(pl2.reject, true);
+  });
+
+  it('scores matches: a warning alone passes, with a critical match it is rejected', () => {
+    assert.equal(ruleInfo('930110')?.score, 3);
+    const alone = detect(arg('..'), settings());
+    assert.deepEqual(
+      alone.detections.map((d) => d.rule),
+      ['930110'],
+    );
+    assert.equal(alone.reject, false);
+    assert.equal(detect(arg('..'), settings({ anomalyThreshold: 3 })).reject, true);
+    assert.equal(detect(arg('../../../etc/passwd'), settings()).reject, true);
+  });
+
+  it('excludes by rule id, by tag and by location', () => {
+    const attack = arg("1' OR '1'='1");
+    assert.equal(detect(attack, settings()).reject, true);
+    const sqliRules = new Set(detect(attack, settings()).detections.map((d) => d.rule));
+    const byRule = settings({ exclusions: [{ segments: [], categories: undefined, rules: [...sqliRules] }] });
+    assert.equal(detect(attack, byRule).reject, false);
+    const byTag = settings({ exclusions: [{ segments: [], categories: undefined, tags: ['sqli'] }] });
+    assert.equal(detect(attack, byTag).reject, false);
+    const elsewhere = settings({
+      exclusions: [{ segments: ['query', 'other'], categories: undefined, tags: ['attack-sqli', 'sqli'] }],
+    });
+    assert.equal(detect(attack, elsewhere).reject, true);
+    const here = settings({
+      exclusions: [{ segments: ['query', 'q'], categories: undefined, tags: ['attack-sqli', 'sqli'] }],
+    });
+    assert.equal(detect(attack, here).reject, false);
+  });
+
+  it('does removeWhitespace and replaceComments as ModSecurity does', () => {
+    assert.equal(preTransform('removeWhitespace')(' a \t b\u00a0c\n'), 'abc');
+    assert.equal(preTransform('replaceComments')('UNION/**/SELECT/* x'), 'UNION SELECT ');
+    assert.equal(preTransform('urlDecodeUni')('%u0027%27+%zz'), "'' %zz");
+  });
+
+  it('fails closed when the CPU-time budget is spent, and reports the CPU time', () => {
+    const big = arg('ordinary words '.repeat(20_000));
+    const result = inspect(big, { paranoiaLevel: 1, budgetMicros: 1 });
+    assert.equal(result.timedOut, true);
+    const ok = inspect(arg('hello'), { paranoiaLevel: 1, budgetMicros: 1_000_000 });
+    assert.equal(ok.timedOut, false);
+    assert.ok(ok.cpuMicros >= 0);
+  });
+});
+
+describe('the CRS 4 families 3.3.4 misses, at paranoia level 1', () => {
+  for (const [family, file] of Object.entries(CRS4_FILES)) {
+    it(`detects at least 95% of the ${family} payloads`, () => {
+      const payloads = readCorpus(file);
+      const missed = payloads.filter((p) => rulesFor(p).length === 0);
+      assert.ok((payloads.length - missed.length) / payloads.length >= 0.95, JSON.stringify(missed));
+    });
+  }
+
+  it('detects at least 95% of the restricted-file paths', () => {
+    const paths = readCorpus('crs4/lfi-paths.txt') as string[];
+    const missed = paths.filter((p) => !pathRejected(p));
+    assert.ok((paths.length - missed.length) / paths.length >= 0.95, JSON.stringify(missed));
+  });
+});

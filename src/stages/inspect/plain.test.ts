@@ -1,0 +1,150 @@
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import { emptyInputs, type Inputs, inspect, plannedRules } from './engine.js';
+import { canMatchPlain, isPlain, needsNonPlain, PLAIN, requiredWords, URLISH } from './plain.js';
+
+describe('the plain-value analysis', () => {
+  it('knows which regexes need a character outside the charset', () => {
+    for (const [re, needs] of [
+      ['a<b', true],
+      ['(?:a|<)', false],
+      ['<?a', false],
+      ['[^a-z]+', false],
+      ['[<>]', true],
+      ['\\x3c', true],
+      ['\\s*\\(', true],
+      ['(?i)union\\s+select', false],
+      ['x{0,3};', true],
+      ['(?:^|[\\\\/])\\.\\.(?:[\\\\/]|$)', false],
+      ['[[:alpha:]]<', false], // not understood: may match
+    ] as const)
+      assert.equal(needsNonPlain(re), needs, re);
+    assert.equal(needsNonPlain('a/b'), true);
+    assert.equal(needsNonPlain('a/b', URLISH), false);
+  });
+
+  it('finds the words every plain match contains', () => {
+    assert.deepEqual(requiredWords('(?i)\\bunion\\s+(?:all\\s+)?select\\b')?.sort(), ['select']);
+    assert.deepEqual(requiredWords('(?:runtime|processbuilder)')?.sort(), ['processbuilder', 'runtime']);
+    assert.deepEqual(requiredWords('x(?:<|union)'), ['xunion']);
+    assert.equal(requiredWords('\\bif\\b'), null); // too short to filter on
+    assert.equal(requiredWords('a.*b'), null);
+    assert.deepEqual(requiredWords('<script'), []);
+  });
+
+  it('sorts values', () => {
+    assert.equal(isPlain("O'Brien"), false);
+    assert.equal(isPlain('sean@example.com'), true);
+    assert.equal(isPlain('application/json', URLISH), true);
+    assert.equal(
+      canMatchPlain({ operator: 'phrase_match', parameters: { list: ['<x', '/y'] } }, PLAIN),
+      false,
+    );
+  });
+});
+
+/** The rule ids that fire on one value placed in several targets. */
+function rulesFiring(text: string, reference: boolean): string {
+  const inputs: Inputs = emptyInputs();
+  inputs.args.push({ location: ['query', 'q'], text });
+  inputs.args_names.push({ location: ['query', text], text });
+  inputs.headers.push({ location: ['header', 'user-agent'], text });
+  inputs.headers.push({ location: ['header', 'referer'], text });
+  inputs.cookies.push({ location: ['cookie', 'c'], text });
+  inputs.filename.push({ location: ['path'], text: `/a/${text}` });
+  inputs.basename.push({ location: ['path'], text });
+  inputs.files.push({ location: ['body', 'f', 'filename'], text });
+  inputs.body.push({ location: ['body'], text });
+  const out = new Set<string>();
+  for (const level of [1, 2, 3, 4]) {
+    const r = inspect(inputs, { paranoiaLevel: level, budgetMicros: 1e9, reference });
+    for (const d of r.detections) out.add(`${level}:${d.rule}`);
+  }
+  return [...out].sort().join(' ');
+}
+
+/** A small deterministic generator (mulberry32). */
+function random(seed: number): () => number {
+  let a = seed;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+describe('the planned engine (plain values, words, shared libinjection)', () => {
+  it('fires exactly the rules the rules as compiled fire, on the corpora and on generated plain values', () => {
+    const dir = new URL('./corpus/', import.meta.url);
+    const values = new Set<string>();
+    const files = [
+      ...readdirSync(dir).map((f) => new URL(f, dir)),
+      ...readdirSync(new URL('crs4/', dir)).map((f) => new URL(`crs4/${f}`, dir)),
+      ...readdirSync(new URL('holdout/', dir)).map((f) => new URL(`holdout/${f}`, dir)),
+    ].filter((u) => /\.(txt|jsonl)$/.test(u.pathname));
+    for (const u of files) {
+      for (const line of readFileSync(u, 'utf8').split('\n')) if (line.trim() !== '') values.add(line);
+    }
+    // Plain and URL-like values built from the rules' own words, so the word-filtered rules get to fire.
+    const words = new Set<string>();
+    for (const r of plannedRules(4) as {
+      conditions: { parameters: { regex?: string; list?: string[] } }[];
+    }[]) {
+      for (const c of r.conditions) {
+        if (c.parameters.regex !== undefined)
+          for (const w of requiredWords(c.parameters.regex) ?? []) words.add(w);
+        for (const w of c.parameters.list ?? []) if (isPlain(w, URLISH)) words.add(w);
+      }
+    }
+    const pool = [...words];
+    const rnd = random(12);
+    const pick = <T>(a: readonly T[]): T => a[Math.floor(rnd() * a.length)] as T;
+    const glue = [
+      ' ',
+      '',
+      '.',
+      '-',
+      '_',
+      '@',
+      ',',
+      ' (',
+      '(',
+      '=',
+      '/',
+      ':',
+      ';',
+      '?',
+      '1',
+      ' 1 ',
+      '..',
+      '/../',
+      './',
+      '//',
+      '--',
+      ' -- ',
+      "'",
+      '"',
+      ')',
+      '!',
+      "' ",
+      ' "',
+      '("',
+      "('",
+    ];
+    for (let i = 0; i < 1200; i++) {
+      let v = '';
+      const n = 1 + Math.floor(rnd() * 4);
+      for (let j = 0; j < n; j++) v += (j > 0 ? pick(glue) : '') + (rnd() < 0.8 ? pick(pool) : String(i));
+      values.add(rnd() < 0.5 ? v : v.toUpperCase());
+    }
+    let fired = 0;
+    for (const v of values) {
+      const want = rulesFiring(v, true);
+      if (want !== '') fired++;
+      assert.equal(rulesFiring(v, false), want, JSON.stringify(v));
+    }
+    assert.ok(fired > 500, `only ${fired} of ${values.size} values fire a rule`);
+  });
+});

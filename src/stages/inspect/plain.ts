@@ -1,0 +1,451 @@
+/**
+ * Plain values, and the rules that cannot match them.
+ *
+ * Most of what a request carries is plain: words, numbers, identifiers,
+ * e-mail addresses (`red running shoes`, `SKU-1000`, `price_asc`,
+ * `sean@example.com`). A plain value is made only of the characters PLAIN
+ * (ASCII letters and digits, space, `_ . , @ -`). Every transformation the
+ * rules use except path normalisation and base64 decoding maps plain text to
+ * plain text (the decoders need `%`, `+`, `&` or ``; lowercasing, comment
+ * and NUL removal and shell unescaping only drop or lower characters), and
+ * most CRS regexes need a character that is not plain (`<`, `'`, `(`, `;`,
+ * `/` ...). Such a regex can never match a plain value, however it is
+ * transformed: the engine gives plain values only to the conditions that
+ * can match them (`canMatchPlain`), which is most of the saving in CPU time.
+ *
+ * The analysis is conservative: a regex is taken to require a non-plain
+ * character only when every way of matching it consumes one — each
+ * alternative needs one, and a sequence needs one when one of its
+ * (non-optional) parts does. Any construct it does not understand counts
+ * as "can match plain".
+ */
+
+/** A set of characters values are sorted by: every value made only of them. */
+export interface Charset {
+  readonly name: string;
+  readonly chars: string;
+  readonly test: RegExp;
+  /** Transformations that can join two words of a value of the charset into one (see `requiredWords`). */
+  readonly joiners: readonly string[];
+}
+
+const ALNUM = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
+
+/** The plain characters: words, numbers, identifiers, e-mail addresses. */
+export const PLAIN: Charset = {
+  name: 'plain',
+  chars: `${ALNUM} _.,@-`,
+  test: /^[A-Za-z0-9 _.,@-]*$/,
+  joiners: ['removeWhitespace'],
+};
+
+/**
+ * Plain, with what URLs, paths, media types, dates and language tags add
+ * (`/ : ; = ?`, and `!`): `application/json`, `en-GB,en;q=0.9`,
+ * `https://example.com/a?x=1`. Not `%`, `+` or `&`: decoding changes them.
+ */
+export const URLISH: Charset = {
+  name: 'urlish',
+  chars: `${PLAIN.chars}/:;=?!`,
+  test: /^[A-Za-z0-9 _.,@/:;=?!-]*$/,
+  joiners: ['removeWhitespace'],
+};
+
+/**
+ * URL-like, with quotes and parentheses: prose (`O'Brien`, `"fine" (mostly)`)
+ * and User-Agent strings. Shell unescaping drops quotes, which can join words.
+ */
+export const TEXT: Charset = {
+  name: 'text',
+  chars: `${URLISH.chars}'"()`,
+  test: /^[A-Za-z0-9 _.,@/:;=?!'"()-]*$/,
+  joiners: ['removeWhitespace', 'shell_unescape'],
+};
+
+/** Whether a string is made of the charset's characters (for the analysis of rules). */
+export function isPlain(text: string, charset: Charset = PLAIN): boolean {
+  return charset.test.test(text);
+}
+
+/**
+ * Whether a value is sorted into the charset: made of its characters, and
+ * without `--`, the one comment marker they can spell — so `remove_comments`
+ * leaves it as it is (IDENTITY_ON_PLAIN in `engine.ts`).
+ */
+export function inCharset(text: string, charset: Charset): boolean {
+  return charset.test.test(text) && !text.includes('--');
+}
+
+/** Transformations that keep a value in either charset (every one but base64 decoding). */
+const PLAIN_SAFE = new Set([
+  'lowercase',
+  'url_decode',
+  'url_decode_iis',
+  'html_entity_decode',
+  'js_decode',
+  'css_decode',
+  'remove_nulls',
+  'compress_whitespace',
+  'remove_comments',
+  'unicode_normalize',
+  'shell_unescape',
+  // Drop `.` and `..` segments, squeeze slashes, turn backslashes into slashes: never a character that
+  // was not there, but for a slash (in URLISH) from a backslash (in neither charset).
+  'normalize_path',
+  'normalize_path_win',
+  // Portcullis's own (`transforms.ts`).
+  'removeWhitespace',
+  'replaceComments',
+  'urlDecode',
+  'urlDecodeUni',
+]);
+
+/** Whether a chain of transformations keeps plain text plain. */
+export function keepsPlain(transformers: readonly string[]): boolean {
+  return transformers.every((t) => PLAIN_SAFE.has(t));
+}
+
+const atomCache = new Map<string, boolean>();
+
+/** Whether a single-character atom (`a`, `\s`, `[^<>]`, `\x3c`) matches some plain character. */
+function atomMatchesPlain(atom: string, charset: Charset): boolean {
+  const key = `${charset.name} ${atom}`;
+  let known = atomCache.get(key);
+  if (known === undefined) {
+    try {
+      // Case-insensitive always: a superset of what the atom matches either way.
+      const re = new RegExp(`^(?:${atom})$`, 'is');
+      known = [...charset.chars].some((c) => re.test(c));
+    } catch {
+      known = true;
+    }
+    atomCache.set(key, known);
+  }
+  return known;
+}
+
+class Unknown extends Error {}
+
+/**
+ * What the analysis knows of a piece of a regex: whether every match
+ * consumes a non-plain character (`needs`); the exact (lower-case) strings
+ * it matches, when they are few (`exact`); strings one of which every match
+ * contains (`req`). `null` for "not known".
+ */
+interface Info {
+  readonly needs: boolean;
+  readonly exact: readonly string[] | null;
+  readonly req: readonly string[] | null;
+}
+
+const MAX_EXACT = 64;
+const UNKNOWN: Info = { needs: false, exact: null, req: null };
+const EMPTY: Info = { needs: false, exact: [''], req: null };
+
+/** How useful a set of required strings is as a filter: the shortest string's length (0 for none). */
+function quality(set: readonly string[] | null): number {
+  if (set === null || set.length === 0) return 0;
+  let q = Number.POSITIVE_INFINITY;
+  for (const x of set) q = Math.min(q, x.length);
+  return q;
+}
+
+function better(a: readonly string[] | null, b: readonly string[] | null): readonly string[] | null {
+  return quality(b) > quality(a) ? b : a;
+}
+
+/** A single-character atom's info. */
+function charInfo(atom: string, chars: readonly string[] | null, charset: Charset): Info {
+  const exact = chars !== null && chars.length <= 4 ? chars : null;
+  return { needs: !atomMatchesPlain(atom, charset), exact, req: exact };
+}
+
+/** The ASCII characters (lower-cased) a class matches, or null when it may match others. */
+function classChars(cls: string): string[] | null {
+  if (cls.startsWith('[^') || /\\[sSwWdD]|\\u00[89a-f]|\\u0[1-9a-f]|\\u[1-9a-f]/i.test(cls)) return null;
+  const re = new RegExp(`^${cls}$`, 'i');
+  const out = new Set<string>();
+  for (let c = 0; c < 128; c++) {
+    const ch = String.fromCharCode(c);
+    if (re.test(ch)) out.add(ch.toLowerCase());
+  }
+  return [...out];
+}
+
+/** A recursive-descent reading of an RE2 regex (see Info). */
+class Reader {
+  private i = 0;
+  constructor(
+    private readonly s: string,
+    private readonly charset: Charset,
+  ) {}
+
+  all(): Info {
+    const r = this.alternation();
+    if (this.i !== this.s.length) throw new Unknown();
+    return r;
+  }
+
+  private alternation(): Info {
+    const branches = [this.sequence()];
+    while (this.s[this.i] === '|') {
+      this.i++;
+      branches.push(this.sequence());
+    }
+    if (branches.length === 1) return branches[0] as Info;
+    const needs = branches.every((b) => b.needs);
+    // A branch that needs a non-plain character never matches plain text: it adds nothing to what must occur.
+    const live = branches.filter((b) => !b.needs);
+    const exact = live.every((b) => b.exact !== null) ? live.flatMap((b) => b.exact ?? []) : null;
+    const req = live.every((b) => (b.req ?? b.exact) !== null)
+      ? live.flatMap((b) => b.req ?? b.exact ?? [])
+      : null;
+    return { needs, exact: exact !== null && exact.length <= MAX_EXACT ? exact : null, req };
+  }
+
+  private sequence(): Info {
+    let needs = false;
+    // `run`: the exact strings of the items since the last one that broke the run (so every match
+    // contains one of them); `whole`: whether the run is the whole sequence so far.
+    let run: readonly string[] = [''];
+    let whole = true;
+    let req: readonly string[] | null = null;
+    while (this.i < this.s.length && this.s[this.i] !== '|' && this.s[this.i] !== ')') {
+      const atom = this.atom();
+      const { min, max } = this.quantifier();
+      let item: Info = atom;
+      if (min === 0) item = { needs: false, exact: null, req: null };
+      else if (max !== 1) item = { needs: atom.needs, exact: null, req: atom.req ?? atom.exact };
+      if (item.needs) needs = true;
+      if (item.exact !== null && run.length * item.exact.length <= MAX_EXACT) {
+        const product: string[] = [];
+        for (const x of run) for (const y of item.exact) product.push(x + y);
+        run = product;
+        req = better(req, run);
+      } else {
+        req = better(better(req, run), item.req ?? item.exact);
+        run = item.exact ?? [''];
+        whole = false;
+      }
+    }
+    return { needs, exact: whole ? run : null, req: better(req, run) };
+  }
+
+  /** The counts of a quantifier after an atom (1, 1 without one). */
+  private quantifier(): { min: number; max: number } {
+    let min = 1;
+    let max = 1;
+    for (;;) {
+      const c = this.s[this.i];
+      if (c === '*' || c === '?') {
+        min = 0;
+        max = c === '*' ? Number.POSITIVE_INFINITY : max;
+        this.i++;
+      } else if (c === '+') {
+        max = Number.POSITIVE_INFINITY;
+        this.i++;
+      } else if (c === '{') {
+        const m = /^\{(\d+)(,(\d*))?\}/.exec(this.s.slice(this.i));
+        if (!m) return { min, max };
+        min = min === 0 ? 0 : Number(m[1]);
+        max = m[2] === undefined ? Number(m[1]) : m[3] === '' ? Number.POSITIVE_INFINITY : Number(m[3]);
+        if (max !== 1) max = Number.POSITIVE_INFINITY;
+        this.i += m[0].length;
+      } else return { min, max };
+      // Lazy or possessive marks.
+      if (this.s[this.i] === '?' || this.s[this.i] === '+') this.i++;
+    }
+  }
+
+  /** Reads one atom. */
+  private atom(): Info {
+    const s = this.s;
+    const c = s[this.i];
+    if (c === '(') {
+      this.i++;
+      if (s[this.i] === '?') {
+        const flags = /^\?([a-zA-Z-]*)(\)|:)/.exec(s.slice(this.i));
+        const named = /^\?P?<[A-Za-z_][A-Za-z0-9_]*>/.exec(s.slice(this.i));
+        if (flags) {
+          this.i += flags[0].length;
+          if (flags[2] === ')') return EMPTY; // (?i): zero width
+        } else if (named) this.i += named[0].length;
+        else throw new Unknown();
+      }
+      const r = this.alternation();
+      if (s[this.i] !== ')') throw new Unknown();
+      this.i++;
+      return r;
+    }
+    if (c === '^' || c === '$') {
+      this.i++;
+      return EMPTY;
+    }
+    if (c === '.') {
+      this.i++;
+      return UNKNOWN;
+    }
+    if (c === '[') {
+      const cls = this.charClass();
+      return charInfo(cls, classChars(cls), this.charset);
+    }
+    if (c === '\\') {
+      const e = this.escape();
+      if (e === '') return EMPTY; // zero width
+      if (/^\\[dDwWsS]$/.test(e)) return { ...UNKNOWN, needs: !atomMatchesPlain(e, this.charset) };
+      return charInfo(e, classChars(`[${e}]`), this.charset);
+    }
+    if (c === undefined || c === '*' || c === '+' || c === '?') throw new Unknown();
+    this.i++;
+    return charInfo(/[\w\s]/.test(c) ? c : `\\${c}`, [c.toLowerCase()], this.charset);
+  }
+
+  /** An escape as a JavaScript atom, or '' for a zero-width one. */
+  private escape(): string {
+    const s = this.s;
+    const n = s[this.i + 1];
+    if (n === undefined) throw new Unknown();
+    if (n === 'b' || n === 'B' || n === 'A' || n === 'z') {
+      this.i += 2;
+      return '';
+    }
+    if (n === 'x') {
+      const m = /^\\x(?:([0-9a-fA-F]{2})|\{([0-9a-fA-F]+)\})/.exec(s.slice(this.i));
+      if (!m) throw new Unknown();
+      this.i += m[0].length;
+      const code = Number.parseInt(m[1] ?? m[2] ?? '', 16);
+      if (code > 0xffff) throw new Unknown();
+      return `\\u${code.toString(16).padStart(4, '0')}`;
+    }
+    if (/[dDwWsS]/.test(n)) {
+      this.i += 2;
+      return `\\${n}`;
+    }
+    if (/[A-Za-z0-9]/.test(n) && !'tnrfv'.includes(n)) throw new Unknown(); // \p, \Q, \C, octal ...
+    this.i += 2;
+    return `\\${n}`;
+  }
+
+  /** A bracketed class, as its source (converted for JavaScript). */
+  private charClass(): string {
+    const s = this.s;
+    let j = this.i + 1;
+    let out = '[';
+    if (s[j] === '^') {
+      out += '^';
+      j++;
+    }
+    if (s[j] === ']') {
+      out += '\\]';
+      j++;
+    }
+    for (;;) {
+      const c = s[j];
+      if (c === undefined) throw new Unknown();
+      if (c === ']') break;
+      if (c === '[') {
+        if (s[j + 1] === ':') throw new Unknown(); // POSIX classes
+        out += '\\[';
+        j++;
+        continue;
+      }
+      if (c === '\\') {
+        const n = s[j + 1];
+        if (n === undefined) throw new Unknown();
+        if (n === 'x') {
+          const m = /^\\x(?:([0-9a-fA-F]{2})|\{([0-9a-fA-F]+)\})/.exec(s.slice(j));
+          if (!m) throw new Unknown();
+          const code = Number.parseInt(m[1] ?? m[2] ?? '', 16);
+          if (code > 0xffff) throw new Unknown();
+          out += `\\u${code.toString(16).padStart(4, '0')}`;
+          j += m[0].length;
+          continue;
+        }
+        if (/[A-Za-z0-9]/.test(n) && !'dDwWsStnrfv'.includes(n)) throw new Unknown();
+        out += `\\${n}`;
+        j += 2;
+        continue;
+      }
+      out += c;
+      j++;
+    }
+    this.i = j + 1;
+    return `${out}]`;
+  }
+}
+
+/** Whether every match of an RE2 regex consumes a character not in the charset (false when unsure). */
+export function needsNonPlain(regex: string, charset: Charset = PLAIN): boolean {
+  return readRegex(regex, charset) === 'needs';
+}
+
+/**
+ * Lower-case words of which every value of the charset the regex can match
+ * (after a chain that keeps it in the charset) contains one, or null when
+ * there are none to be had. A word is a run of letters, digits and `_ . @ -`
+ * — what survives every charset-keeping transformation as a substring of
+ * the value as received (they only lower case, drop trailing comments,
+ * squeeze or replace spaces, commas and semicolons, and drop a space
+ * before a slash).
+ */
+export function requiredWords(regex: string, charset: Charset = PLAIN): string[] | null {
+  let info: Info;
+  try {
+    info = new Reader(regex, charset).all();
+  } catch {
+    return null;
+  }
+  if (info.needs) return [];
+  return wordsOf(info.req ?? info.exact, charset);
+}
+
+/** The longest word of each string of a set in the charset (others cannot occur); null if one has none of MIN_WORD. */
+export function wordsOf(set: readonly string[] | null, charset: Charset = PLAIN): string[] | null {
+  if (set === null) return null;
+  const out = new Set<string>();
+  for (const x of set) {
+    if (!isPlain(x, charset)) continue;
+    let best = '';
+    for (const w of x.toLowerCase().split(/[^a-z0-9_.@-]/)) if (w.length > best.length) best = w;
+    if (best.length < MIN_WORD) return null;
+    out.add(best);
+  }
+  return [...out];
+}
+
+/** The shortest word worth filtering on. */
+const MIN_WORD = 3;
+
+/** What the analysis makes of a regex: it needs a character not in the charset, it may not, or it was not understood. */
+export function readRegex(regex: string, charset: Charset = PLAIN): 'needs' | 'may-not' | 'unknown' {
+  try {
+    return new Reader(regex, charset).all().needs ? 'needs' : 'may-not';
+  } catch {
+    return 'unknown';
+  }
+}
+
+interface Condition {
+  operator: string;
+  parameters: { regex?: string; list?: string[] };
+}
+
+/** Whether a condition's operator can match a value of the charset (after a chain that keeps it there). */
+export function canMatchPlain(condition: Condition, charset: Charset = PLAIN): boolean {
+  switch (condition.operator) {
+    case 'match_regex':
+      return condition.parameters.regex === undefined || !needsNonPlain(condition.parameters.regex, charset);
+    case 'phrase_match':
+      return (condition.parameters.list ?? []).some((w) => isPlain(w, charset));
+    default:
+      return true;
+  }
+}
+
+/** The words a condition's matches on values of the charset contain one of (null: no such filter). */
+export function conditionWords(c: Condition, charset: Charset = PLAIN): string[] | null {
+  if (c.operator === 'match_regex' && c.parameters.regex !== undefined)
+    return requiredWords(c.parameters.regex, charset);
+  if (c.operator === 'phrase_match') return wordsOf(c.parameters.list ?? null, charset);
+  return null;
+}
