@@ -69,13 +69,17 @@ describe('security requirements stated by the API document', () => {
 
   it('shows the document rule in explain', async () => {
     const gateway = gw.running.current();
-    const e = await explainRequest(gateway.config, gateway, gw.running.authServices(), {
-      method: 'GET',
-      target: '/users/1',
-      headers: {},
-      clientIp: '127.0.0.1',
-      claims: { sub: '1', scope: 'orders:read', iss: 'urn:test' },
-    });
+    const e = await explainRequest(
+      gateway.config,
+      { store: gw.running.store, auth: gw.running.authServices() },
+      {
+        method: 'GET',
+        target: '/users/1',
+        headers: {},
+        clientIp: '127.0.0.1',
+        claims: { sub: '1', scope: 'orders:read', iss: 'urn:test' },
+      },
+    );
     assert.equal(e.decision, 'deny');
     assert.ok(e.rules.some((r) => r.rule.startsWith('document security') && !r.pass));
   });

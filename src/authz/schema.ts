@@ -56,6 +56,44 @@ const ParamRefs = Type.Union([ParamRef, Type.Array(ParamRef, { minItems: 1 })], 
   expected: 'path.NAME, query.NAME, header.NAME or body.FIELD, or a list of them',
 });
 
+/** A field of the upstream's JSON response: a JSON Pointer (`/user_id`) or a simple path (`$.user_id`, `user.id`). */
+export const RESPONSE_FIELD_PATTERN =
+  '^(/.*|\\$\\.[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)*|[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)*)$';
+
+/** Options of a rule decided on the upstream's response (`owner: { response: … }`, `tenant: { response: … }`). */
+const responseBinding = {
+  response: Type.Optional(
+    Type.String({
+      pattern: RESPONSE_FIELD_PATTERN,
+      description:
+        "Decide on the response instead: the field of the upstream's JSON response (a JSON Pointer such as /user_id, or a simple path such as $.user_id) that must equal the principal's value. The response is read whole (up to responses.max_bytes; larger is refused with 502) before any byte reaches the client; one that does not belong to the caller is refused. On an array response the field is read from each item.",
+      expected: 'a JSON Pointer such as /user_id, or a simple path such as $.user_id',
+    }),
+  ),
+  status: Type.Optional(
+    Type.Union([Type.Literal(404), Type.Literal(403)], {
+      description:
+        "With response: the answer to a response that does not belong to the caller, 404 (default: the object's existence is not revealed; the upstream's own 404s on the route are answered the same way) or 403.",
+      expected: '404 or 403',
+    }),
+  ),
+  collection: Type.Optional(
+    Type.String({
+      pattern: '^/',
+      description:
+        'With response, for a collection wrapped in an object ({ "data": [...] }): the JSON Pointer of the array whose items are checked (the field is then read from each item). Without it, an array body is the collection and any other body one object. A response without an array there is refused (502).',
+      expected: 'a JSON Pointer such as /data',
+    }),
+  ),
+  items: Type.Optional(
+    Type.Union([Type.Literal('remove'), Type.Literal('refuse')], {
+      description:
+        'With response, on an array response: remove the items that do not belong to the caller (default), or refuse the whole response.',
+      expected: 'remove or refuse',
+    }),
+  ),
+};
+
 const Cidrs = Type.Array(Type.String({ minLength: 2 }), { description: 'IP addresses or CIDR blocks.' });
 
 export const NetworkSchema = Type.Object(
@@ -80,7 +118,8 @@ const ruleProperties = {
   owner: Type.Optional(
     Type.Object(
       {
-        param: ParamRefs,
+        param: Type.Optional(ParamRefs),
+        ...responseBinding,
         claim: Type.Optional(
           Type.String({
             description: 'Principal claim the value must equal (default sub; the key id for API keys).',
@@ -89,16 +128,20 @@ const ruleProperties = {
       },
       {
         additionalProperties: false,
-        description: 'Object ownership (BOLA): the request value must be the principal’s own id.',
+        minProperties: 1,
+        description:
+          'Object ownership (BOLA): the request value (param) or a field of the response (response) must be the principal’s own id.',
       },
     ),
   ),
   tenant: Type.Optional(
     Type.Object(
-      { param: ParamRefs },
+      { param: Type.Optional(ParamRefs), ...responseBinding },
       {
         additionalProperties: false,
-        description: "Tenant isolation: the request value must equal the principal's tenant.",
+        minProperties: 1,
+        description:
+          "Tenant isolation: the request value (param) or a field of the response (response) must equal the principal's tenant.",
       },
     ),
   ),

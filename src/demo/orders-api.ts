@@ -4,8 +4,9 @@
  *
  * It is deliberately a naive upstream, like many real ones: it does no
  * authentication, no ownership or tenant checks, ignores unknown body fields,
- * and returns user fields that no client should see (`password_hash`,
- * `internal_notes`). Each of those is something the gateway must handle.
+ * and returns fields that no client should see (`password_hash`,
+ * `internal_notes` on users; the write-only `payment_token` on orders).
+ * Each of those is something the gateway must handle.
  */
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
@@ -32,6 +33,8 @@ interface NewOrder {
   item: string;
   qty: number;
   note?: string;
+  /** Write-only in the API description; this naive upstream stores it and returns it with the order. */
+  payment_token?: string;
 }
 
 interface Order extends NewOrder {
@@ -154,14 +157,21 @@ function parseNewOrder(body: unknown): NewOrder {
   const invalid = (message: string) => new HttpError(400, 'invalid_body', message);
   if (typeof body !== 'object' || body === null || Array.isArray(body))
     throw invalid('body must be an object');
-  const { item, qty, note } = body as Record<string, unknown>;
+  const { item, qty, note, payment_token } = body as Record<string, unknown>;
   if (typeof item !== 'string' || !CATALOG.some((p) => p.sku === item)) throw invalid('unknown item');
   if (typeof qty !== 'number' || !Number.isInteger(qty) || qty < 1 || qty > 100) {
     throw invalid('qty must be an integer from 1 to 100');
   }
   if (note !== undefined && typeof note !== 'string') throw invalid('note must be a string');
+  if (payment_token !== undefined && typeof payment_token !== 'string')
+    throw invalid('payment_token must be a string');
   // Unknown fields (e.g. `status`, `owner`) are silently dropped: rejecting them is the gateway's job.
-  return note === undefined ? { item, qty } : { item, qty, note };
+  return {
+    item,
+    qty,
+    ...(note === undefined ? {} : { note }),
+    ...(payment_token === undefined ? {} : { payment_token }),
+  };
 }
 
 /** Creates the demo orders API with its own fresh in-memory data; the caller starts it with `listen`. */
@@ -253,7 +263,9 @@ export function createOrdersApi(): http.Server {
     const url = new URL(req.url ?? '/', 'http://upstream.invalid');
     const candidates = routes.filter((r) => r.pattern.test(url.pathname));
     if (candidates.length === 0) throw new HttpError(404, 'no_route', 'no such route');
-    const hit = candidates.find((r) => r.method === req.method);
+    // HEAD is GET without the body (Node's server drops the body of a HEAD response).
+    const method = req.method === 'HEAD' ? 'GET' : req.method;
+    const hit = candidates.find((r) => r.method === method);
     if (!hit) throw new HttpError(405, 'method_not_allowed', 'method not allowed');
     const groups = Object.entries(hit.pattern.exec(url.pathname)?.groups ?? {});
     const params = Object.fromEntries(groups.map(([name, value]) => [name, decodeParam(value)]));

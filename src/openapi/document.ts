@@ -397,17 +397,26 @@ const EXTENSION = 'x-portcullis-';
 /** Extension names that differ from the route key they set. */
 const ALIASES: Record<string, string> = { rate_limit: 'rate_limits' };
 
-/** `x-portcullis-body-limit` → `body_limit`, from the document, path item and operation (later wins). */
-function extensionsOf(...sources: JsonObject[]): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const source of sources) {
+/**
+ * `x-portcullis-body-limit` → `body_limit`, from the document, path item and
+ * operation (later wins), with the JSON pointer each winning value was read at.
+ */
+function extensionsOf(...sources: [JsonObject, string][]): {
+  values: Record<string, unknown>;
+  pointers: Record<string, string>;
+} {
+  const values: Record<string, unknown> = {};
+  const pointers: Record<string, string> = {};
+  for (const [source, at] of sources) {
     for (const [k, v] of Object.entries(source)) {
       if (!k.startsWith(EXTENSION)) continue;
-      const key = k.slice(EXTENSION.length).replace(/-/g, '_');
-      out[Object.hasOwn(ALIASES, key) ? ALIASES[key]! : key] = v;
+      const name = k.slice(EXTENSION.length).replace(/-/g, '_');
+      const key = Object.hasOwn(ALIASES, name) ? ALIASES[name]! : name;
+      values[key] = v;
+      pointers[key] = `${at}/${escapeSegment(k)}`;
     }
   }
-  return out;
+  return { values, pointers };
 }
 
 function compileOperation(
@@ -435,7 +444,9 @@ function compileOperation(
     path: template,
     source: { file: env.file, pointer: opAt },
     security,
-    extensions: extensionsOf(env.doc, item, op),
+    ...(({ values, pointers }) => ({ extensions: values, extensionPointers: pointers }))(
+      extensionsOf([env.doc, ''], [item, itemAt], [op, opAt]),
+    ),
     parameters,
     body,
     responses,

@@ -10,7 +10,7 @@ import { request } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { type RunningOrdersApi, startOrdersApi } from '../demo/orders-api.js';
-import { type ApiGateway, startApiGateway } from './test-support/gateway.js';
+import { type ApiGateway, startApiGateway } from '../test-support/gateway.js';
 
 const DEMO = new URL('../../demo/openapi.yaml', import.meta.url).pathname;
 

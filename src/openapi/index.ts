@@ -7,12 +7,17 @@ export { ApiDocumentError, type LoadedApiDocument, loadApiDocument } from './doc
 export { INPUT_ERRORS, InputError, MAX_PROBLEM_ITEMS, type ProblemItem } from './errors.js';
 export { type ApiRoute, configRoute, toRouteSettings } from './route-settings.js';
 export {
+  applyExtensions,
   authFromSecurity,
+  type ConfigRouteExtensions,
   type DocumentRoute,
   type DocumentRoutesOptions,
   documentRoutes,
+  type ExtensionOverride,
+  extensionIssues,
   matchOperations,
   type RouteKeyOrigin,
+  sameValue,
 } from './routes.js';
 export {
   ApiSchema,

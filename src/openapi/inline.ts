@@ -180,6 +180,7 @@ export function compileInlineOperation(
       source: { file: '', pointer: '' },
       security: undefined,
       extensions: {},
+      extensionPointers: {},
       parameters,
       body,
       responses: compiledResponses,

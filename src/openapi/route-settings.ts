@@ -9,9 +9,13 @@ import { toRouterPath } from '../stages/route/index.js';
 import { parseSize } from '../util/units.js';
 import type { LoadedApiDocument } from './document.js';
 import { ApiDocumentError } from './document.js';
-import { documentRoutes, matchOperations } from './routes.js';
+import { applyExtensions, documentRoutes, matchOperations } from './routes.js';
+
 import type { RawApi, RawRouteApi } from './schema.js';
 import { type ApiRouteSettings, compileRouteApi, RouteApiError } from './settings.js';
+
+/** The extensions `configRoute` compiles: the API settings sections. */
+const API_SECTIONS: ReadonlySet<string> = new Set(['validation', 'inspection', 'responses']);
 
 export interface ToRouteSettingsOptions {
   readonly authMethods: readonly AuthMethod[];
@@ -119,5 +123,11 @@ export function configRoute(
     authorize: undefined,
   } as unknown as RouteSettings;
   const operations = doc === undefined ? {} : matchOperations(doc, raw.path, methods, basePath);
-  return { ...settings, ...compileRouteApi(raw, { template: raw.path, methods }, operations) };
+  // The document's extensions for the settings compiled here apply as the config loader applies them.
+  const ext = applyExtensions(raw as unknown as Record<string, unknown>, operations, API_SECTIONS);
+  if (ext.issues.length > 0) throw new ApiDocumentError([...ext.issues]);
+  return {
+    ...settings,
+    ...compileRouteApi(ext.raw as RawRouteApi, { template: raw.path, methods }, operations),
+  };
 }

@@ -31,6 +31,22 @@ export interface DocumentRoute {
 export interface DocumentRoutesOptions {
   /** The authentication methods configured under `auth`. */
   readonly authMethods: readonly AuthMethod[];
+  /**
+   * The route keys an extension may set. When given, other extensions are
+   * left out of the routes (`extensionIssues` reports them).
+   */
+  readonly extensionKeys?: ReadonlySet<string>;
+}
+
+/** A document extension the config overrides with a different value: `check` lists each one. */
+export interface ExtensionOverride {
+  /** The operation whose extension is overridden. */
+  readonly operation: string;
+  /** The route key, dotted inside a settings section: `authorize`, `responses.redact`. */
+  readonly key: string;
+  /** Where the document sets it: file and JSON pointer. */
+  readonly file: string;
+  readonly pointer: string;
 }
 
 /**
@@ -44,9 +60,10 @@ export function documentRoutes(
   doc: LoadedApiDocument,
   api: RawApi,
   options: DocumentRoutesOptions,
-): { routes: DocumentRoute[]; issues: ApiDocumentIssue[] } {
+): { routes: DocumentRoute[]; issues: ApiDocumentIssue[]; overrides: ExtensionOverride[] } {
   const issues: ApiDocumentIssue[] = [];
   const routes: DocumentRoute[] = [];
+  const overrides: ExtensionOverride[] = [];
   const ids = new Set(doc.operations.map((o) => o.id));
   for (const id of Object.keys(api.operations ?? {})) {
     if (!ids.has(id)) {
@@ -76,9 +93,20 @@ export function documentRoutes(
       if (implied.auth !== undefined) set('auth', implied.auth, fromDocument);
       if (implied.apiKeyInQuery) set('api_key_in_query', true, fromDocument);
     }
-    for (const [key, value] of Object.entries(op.extensions)) set(key, value, fromDocument);
-    const overrides = api.operations?.[op.id] ?? {};
-    for (const [key, value] of Object.entries(overrides)) {
+    for (const [key, value] of Object.entries(op.extensions)) {
+      if (options.extensionKeys === undefined || options.extensionKeys.has(key))
+        set(key, value, fromDocument);
+    }
+    for (const [key, value] of Object.entries(api.operations?.[op.id] ?? {})) {
+      const before = origins[key];
+      if (before?.kind === 'document' && Object.hasOwn(op.extensions, key) && !sameValue(raw[key], value)) {
+        overrides.push({
+          operation: op.id,
+          key,
+          file: doc.file,
+          pointer: op.extensionPointers[key] ?? op.source.pointer,
+        });
+      }
       set(key, value, { kind: 'config', path: `api.operations.${op.id}.${key}` });
     }
     // An authenticated route must say who may call it; unless told, the document's scopes say.
@@ -108,7 +136,163 @@ export function documentRoutes(
     }
     routes.push({ raw, operation: op, origins });
   }
-  return { routes, issues };
+  return { routes, issues, overrides };
+}
+
+/** Settings sections merged key by key: the config's keys win, the document fills in the rest. */
+const SECTIONS: ReadonlySet<string> = new Set(['validation', 'inspection', 'responses']);
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+/** Deep equality of JSON values (key order ignored). */
+export function sameValue(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (Array.isArray(a) || Array.isArray(b)) {
+    return (
+      Array.isArray(a) && Array.isArray(b) && a.length === b.length && a.every((v, i) => sameValue(v, b[i]))
+    );
+  }
+  if (!isPlainObject(a) || !isPlainObject(b)) return false;
+  const keys = Object.keys(a);
+  return (
+    keys.length === Object.keys(b).length && keys.every((k) => Object.hasOwn(b, k) && sameValue(a[k], b[k]))
+  );
+}
+
+/** What the document's extensions make of one route listed in the config. */
+export interface ConfigRouteExtensions {
+  /** The route as written, with every extension it does not set itself merged in. */
+  readonly raw: Record<string, unknown>;
+  /** Dotted keys taken from the document, with where each was read (for error messages). */
+  readonly applied: Readonly<Record<string, { readonly file: string; readonly pointer: string }>>;
+  readonly overrides: readonly ExtensionOverride[];
+  /** Extensions the route cannot take: its operations disagree on them. */
+  readonly issues: readonly ApiDocumentIssue[];
+}
+
+/**
+ * Applies the `x-portcullis-…` extensions of the operations that describe a
+ * route of the config's `routes` (`matchOperations`) to that route, as
+ * `documentRoutes` does for the routes it makes. `written` is the route as
+ * the config file has it, before schema defaults: a key the config writes
+ * wins over the document's, and each such key whose value differs is an
+ * override. `validation`, `inspection` and `responses` merge key by key;
+ * every other key is taken whole. A route that covers several operations
+ * (GET and POST) takes an extension only when they all set it alike: one
+ * route has one policy, so a difference is an issue (split the route by
+ * method, or move the extension to the path item).
+ */
+export function applyExtensions(
+  written: Readonly<Record<string, unknown>>,
+  operations: Readonly<Record<string, CompiledOperation>>,
+  keys: ReadonlySet<string>,
+): ConfigRouteExtensions {
+  const raw: Record<string, unknown> = structuredClone(written) as Record<string, unknown>;
+  const applied: Record<string, { file: string; pointer: string }> = {};
+  const overrides: ExtensionOverride[] = [];
+  const issues: ApiDocumentIssue[] = [];
+  const ops = [...new Set(Object.values(operations))];
+  if (ops.length === 0) return { raw, applied, overrides, issues };
+  // Every (dotted) key any operation sets, with each operation's value.
+  const wanted = new Map<string, { op: CompiledOperation; value: unknown; pointer: string }[]>();
+  for (const op of ops) {
+    for (const [key, value] of Object.entries(op.extensions)) {
+      if (!keys.has(key)) continue;
+      const pointer = op.extensionPointers[key] ?? op.source.pointer;
+      const entries: [string, unknown, string][] =
+        SECTIONS.has(key) && isPlainObject(value)
+          ? Object.entries(value).map(([k, v]) => [`${key}.${k}`, v, `${pointer}/${k}`])
+          : [[key, value, pointer]];
+      for (const [dotted, v, at] of entries) {
+        const list = wanted.get(dotted) ?? [];
+        list.push({ op, value: v, pointer: at });
+        wanted.set(dotted, list);
+      }
+    }
+  }
+  for (const [dotted, list] of wanted) {
+    const first = list[0]!;
+    const differs = list.find((e) => !sameValue(e.value, first.value));
+    if (list.length < ops.length || differs !== undefined) {
+      const other = differs?.op ?? ops.find((o) => !list.some((e) => e.op === o))!;
+      issues.push({
+        file: first.op.source.file,
+        pointer: first.pointer,
+        message: `the route for ${ops.map((o) => o.id).join(' and ')} would apply x-portcullis-${dotted.split('.')[0]!.replace(/_/g, '-')}${dotted.includes('.') ? ` (${dotted.slice(dotted.indexOf('.') + 1)})` : ''} to ${other.id} too, which ${differs ? 'sets it differently' : 'does not set it'}: split the route by method, or set it alike on every operation`,
+      });
+      continue;
+    }
+    const [key, sub] = dotted.includes('.')
+      ? [dotted.slice(0, dotted.indexOf('.')), dotted.slice(dotted.indexOf('.') + 1)]
+      : [dotted, undefined];
+    const holder = sub === undefined ? raw : raw[key];
+    const name = sub ?? key;
+    if (isPlainObject(holder) && Object.hasOwn(holder, name)) {
+      if (!sameValue(holder[name], first.value)) {
+        overrides.push({
+          operation: first.op.id,
+          key: dotted,
+          file: first.op.source.file,
+          pointer: first.pointer,
+        });
+      }
+      continue;
+    }
+    if (sub === undefined) raw[key] = structuredClone(first.value);
+    else if (holder === undefined) raw[key] = { [sub]: structuredClone(first.value) };
+    else if (isPlainObject(holder)) holder[sub] = structuredClone(first.value);
+    else continue; // the config's section is not a mapping: its own schema error says so
+    applied[dotted] = { file: first.op.source.file, pointer: first.pointer };
+  }
+  return { raw, applied, overrides, issues };
+}
+
+/**
+ * Extensions that would be ignored: `unknown`, names that are no route
+ * option; `unrouted`, when the config lists its own routes, the policy set
+ * on an operation (or its path item) that no route matches (a route whose
+ * path was meant to match it and does not is served without that policy).
+ * Extensions on the document root are defaults for whichever operations are
+ * routed, and `x-portcullis-upstream` is wiring, not policy: neither is
+ * reported as unrouted.
+ */
+export function extensionIssues(
+  doc: LoadedApiDocument,
+  keys: ReadonlySet<string>,
+  unrouted: readonly CompiledOperation[],
+): { unknown: ApiDocumentIssue[]; unrouted: ApiDocumentIssue[] } {
+  const issues: ApiDocumentIssue[] = [];
+  const ignored: ApiDocumentIssue[] = [];
+  const seen = new Set<string>();
+  for (const op of doc.operations) {
+    for (const key of Object.keys(op.extensions)) {
+      const pointer = op.extensionPointers[key] ?? op.source.pointer;
+      if (keys.has(key) || seen.has(pointer)) continue;
+      seen.add(pointer);
+      issues.push({
+        file: doc.file,
+        pointer,
+        message: `unknown extension: x-portcullis-${key.replace(/_/g, '-')} is no route option (${[...keys].map((k) => k.replace(/_/g, '-')).join(', ')})`,
+      });
+    }
+  }
+  for (const op of unrouted) {
+    const own = Object.entries(op.extensionPointers).filter(
+      ([k, p]) => p.startsWith('/paths/') && keys.has(k) && k !== 'upstream',
+    );
+    for (const [key, pointer] of own) {
+      if (seen.has(`${pointer} ${op.id}`)) continue;
+      seen.add(`${pointer} ${op.id}`);
+      ignored.push({
+        file: doc.file,
+        pointer,
+        message: `ignored: no route in the config matches ${op.method} ${op.path} (${op.id}), so its x-portcullis-${key.replace(/_/g, '-')} applies nowhere; route the operation or remove the extension`,
+      });
+    }
+  }
+  return { unknown: issues, unrouted: ignored };
 }
 
 /**

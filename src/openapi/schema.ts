@@ -113,21 +113,45 @@ export const ValidationSchema = section(
 const Exclusion = Type.Union(
   [
     Location,
-    strict(
+    Type.Object(
       {
-        location: Location,
-        categories: Type.Array(Category, {
-          minItems: 1,
-          uniqueItems: true,
-          description: 'Categories not checked at this location; the others still are.',
-        }),
+        location: Type.Optional(Location),
+        categories: Type.Optional(
+          Type.Array(Category, {
+            minItems: 1,
+            uniqueItems: true,
+            description: 'Categories not checked at this location; the others still are.',
+          }),
+        ),
+        rules: Type.Optional(
+          Type.Array(Type.String({ minLength: 1 }), {
+            minItems: 1,
+            uniqueItems: true,
+            description:
+              'Rule ids not applied at this location (CRS ids such as 942100, or Portcullis ids such as pc-sqli-110); everywhere when location is absent.',
+          }),
+        ),
+        tags: Type.Optional(
+          Type.Array(Type.String({ minLength: 1 }), {
+            minItems: 1,
+            uniqueItems: true,
+            description:
+              'Rules with any of these CRS tags (attack-sqli, platform-windows, language-php, ...) not applied at this location; everywhere when location is absent.',
+          }),
+        ),
       },
-      'An input location excluded from some categories only.',
+      {
+        additionalProperties: false,
+        minProperties: 1,
+        description:
+          'An input location excluded from some categories, rules or tags only, or rules or tags excluded everywhere (like a CRS exclusion rule).',
+      },
     ),
   ],
   {
     description: 'An input location not inspected (a known false positive, such as a rich-text field).',
-    expected: 'a location such as /body/description, or { location, categories }',
+    expected:
+      'a location such as /body/description, or { location, categories, rules, tags } with at least one of them',
   },
 );
 
@@ -148,8 +172,23 @@ export const InspectionSchema = section(
       pattern: DURATION_PATTERN,
       default: '10ms',
       description:
-        'Time budget of the detection engine per request. A request that cannot be inspected within it is rejected in block mode (fail closed) and let through with a log line in monitor mode.',
+        'CPU-time budget of the detection engine per request (CPU time, so a busy machine does not turn ordinary requests into rejections). A request whose inspection needs more is rejected in block mode (fail closed) and let through with a log line in monitor mode.',
       expected: 'a duration such as 5ms or 20ms',
+    }),
+    paranoia_level: Type.Integer({
+      minimum: 1,
+      maximum: 4,
+      default: 1,
+      description:
+        'OWASP CRS paranoia level, 1 to 4: each level adds stricter rules (more detection, more false positives) to those of the levels below.',
+      expected: 'an integer from 1 to 4',
+    }),
+    anomaly_threshold: Type.Integer({
+      minimum: 1,
+      default: 5,
+      description:
+        'Inbound anomaly score at which a request is rejected, as in the CRS: each rule that matches adds its severity (critical 5, error 4, warning 3, notice 2). 5 rejects on any critical match; notices and warnings alone need company.',
+      expected: 'a positive integer',
     }),
   },
   'Injection detection on every input: path, query, headers, cookies and body values and keys.',

@@ -33,19 +33,27 @@ export interface ValidationSettings {
   readonly jsonLimits: JsonLimits;
 }
 
-/** An input location not inspected, as pointer segments (`*` matches any one segment). */
+/** An input location not inspected, as pointer segments (`*` matches any one segment; none: everywhere). */
 export interface Exclusion {
   readonly segments: readonly string[];
-  /** Undefined: every category. */
+  /** Undefined: every category (unless rules or tags narrow it). */
   readonly categories: readonly Category[] | undefined;
+  /** Rule ids excluded (CRS or Portcullis); present only when configured. */
+  readonly rules?: readonly string[];
+  /** CRS tags whose rules are excluded; present only when configured. */
+  readonly tags?: readonly string[];
 }
 
 export interface InspectionSettings {
   readonly mode: 'block' | 'monitor' | 'off';
   readonly categories: readonly Category[];
   readonly exclusions: readonly Exclusion[];
-  /** The detection engine's budget per request, in microseconds. */
+  /** The detection engine's CPU-time budget per request, in microseconds. */
   readonly timeoutMicros: number;
+  /** OWASP CRS paranoia level, 1-4. */
+  readonly paranoiaLevel: number;
+  /** Inbound anomaly score at which a request is rejected. */
+  readonly anomalyThreshold: number;
 }
 
 export interface ResponseSettings {
@@ -147,10 +155,17 @@ export function compileInspection(raw: RawInspection): InspectionSettings {
     exclusions: raw.exclude.map((e) =>
       typeof e === 'string'
         ? { segments: locationSegments(e), categories: undefined }
-        : { segments: locationSegments(e.location), categories: e.categories },
+        : {
+            segments: e.location === undefined ? [] : locationSegments(e.location),
+            categories: e.categories,
+            ...(e.rules === undefined ? {} : { rules: e.rules }),
+            ...(e.tags === undefined ? {} : { tags: e.tags }),
+          },
     ),
     // The engine refuses a zero budget; 0ms means the least it accepts.
     timeoutMicros: Math.max(1, parseDuration(raw.timeout) * 1000),
+    paranoiaLevel: raw.paranoia_level,
+    anomalyThreshold: raw.anomaly_threshold,
   };
 }
 

@@ -105,6 +105,8 @@ export interface CompiledOperation {
   readonly security: readonly SecurityRequirement[] | undefined;
   /** `x-portcullis-…` extensions (document, path item, operation; later wins), keyed in snake_case without the prefix. */
   readonly extensions: Readonly<Record<string, unknown>>;
+  /** Where each of `extensions` was read: its JSON pointer in `source.file` (document root, path item or operation). */
+  readonly extensionPointers: Readonly<Record<string, string>>;
   readonly parameters: Readonly<Record<ParamLocation, ParameterGroup>>;
   /** Undefined: the operation takes no body. */
   readonly body: RequestBodySpec | undefined;

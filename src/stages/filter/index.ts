@@ -16,8 +16,15 @@
  *
  * A response that cannot be read whole (too large, streaming, compressed)
  * fails closed with 502, unless the route allows large responses through.
+ *
+ * Where an `authorize` rule is decided on the response (`owner: { response:
+ * /user_id }`, `./ownership.ts`), this stage also checks that the answer
+ * belongs to the caller first, whatever `responses.mode` says; such answers
+ * are always read whole (never passed through large).
  */
 
+import { createRedactor, type Redact } from '../../audit/redact.js';
+import { compilePolicy } from '../../authz/policy.js';
 import type { RouteSettings } from '../../config/types.js';
 import type { RequestContext, ResponseFilter, Stage, UpstreamResponse } from '../../contracts/stage.js';
 import { GatewayError, problemBody } from '../../errors.js';
@@ -29,6 +36,7 @@ import { type ApiRouteSettings, REDACTED, type ResponseSettings } from '../../op
 import type { ResponseMedia, ResponseSpec } from '../../openapi/types.js';
 import type { BuildDeps } from '../../pipeline/types.js';
 import { decodeUtf8 } from '../../request/json.js';
+import { createOwnership, type Ownership } from './ownership.js';
 
 export { LEAKY_RESPONSE_HEADERS } from '../../proxy/upstream.js';
 
@@ -43,7 +51,7 @@ const STREAMING = new Set([
 ]);
 
 /** The most of an upstream error body written to the log. */
-const LOGGED_BODY_CHARS = 2048;
+const LOGGED_BODY_CHARS = 1024;
 
 function header(pairs: readonly string[], name: string): string | undefined {
   for (let i = 0; i < pairs.length; i += 2) if (pairs[i] === name) return pairs[i + 1];
@@ -118,11 +126,21 @@ export const filterStage = {
   create(route: RouteSettings, deps: BuildDeps): Stage | undefined {
     const api = route;
     const settings = api.responses;
-    if (settings.mode === 'off') return undefined;
-    const response = createResponseFilter(route, api.operations, settings, deps.logger);
+    const policy = route.authorize === undefined ? undefined : compilePolicy(route.authorize);
+    const ownership =
+      policy?.response === undefined ? undefined : createOwnership(route, policy, deps.logger);
+    if (settings.mode === 'off' && ownership === undefined) return undefined;
+    const response = createResponseFilter(
+      route,
+      api.operations,
+      settings,
+      deps.logger,
+      deps.config.log.upstreamErrorBodies === true ? createRedactor(deps.config.log.redact) : undefined,
+      ownership,
+    );
     return {
       name: 'filter',
-      handle() {},
+      handle: ownership === undefined ? () => {} : (ctx) => ownership.prepare(ctx),
       response,
     };
   },
@@ -133,7 +151,12 @@ function createResponseFilter(
   operations: ApiRouteSettings['operations'],
   settings: ResponseSettings,
   logger: Logger,
+  /** Set when `log.upstream_error_bodies` is on: the body is logged truncated, through this. */
+  redactBody: Redact | undefined,
+  /** Set when an authorize rule of the route is decided on the response. */
+  ownership: Ownership | undefined,
 ): ResponseFilter {
+  const filtering = settings.mode !== 'off';
   const strip = new Set([...LEAKY_RESPONSE_HEADERS, ...settings.stripHeaders]);
   const redactKeys = new Set(settings.redactKeys);
   const redacts = redactKeys.size > 0 || settings.redactText !== undefined;
@@ -159,11 +182,17 @@ function createResponseFilter(
         route: route.name,
         status: r.status,
         reason,
-        upstreamBody: compressed
-          ? '[compressed]'
-          : r.body
-              .toString('utf8', 0, Math.min(r.body.length, LOGGED_BODY_CHARS * 4))
-              .slice(0, LOGGED_BODY_CHARS),
+        // Off by default: upstreams echo bearer tokens and cookies into error pages.
+        upstreamBody:
+          redactBody === undefined
+            ? undefined
+            : compressed
+              ? '[compressed]'
+              : redactBody(
+                  r.body
+                    .toString('utf8', 0, Math.min(r.body.length, LOGGED_BODY_CHARS * 4))
+                    .slice(0, LOGGED_BODY_CHARS),
+                ),
       },
       'upstream answer replaced',
     );
@@ -210,7 +239,8 @@ function createResponseFilter(
   return {
     limit: settings.maxBytes,
     wants(ctx, status, headers) {
-      if (ctx.method === 'HEAD' || status === 304 || status < 200) return false;
+      if (ownership?.wants(ctx, status)) return true;
+      if (!filtering || ctx.method === 'HEAD' || status === 304 || status < 200) return false;
       if (status >= 500) return true;
       const op = operations[ctx.method];
       if (op?.responses === undefined && !redacts) return false;
@@ -224,13 +254,18 @@ function createResponseFilter(
     },
     filter(ctx, upstream) {
       const r: UpstreamResponse = { ...upstream, headers: without(upstream.headers, strip) };
-      if (r.status >= 500) return replace(ctx, r, INPUT_ERRORS.upstreamError, 'warn', 'upstream error');
+      if (filtering && r.status >= 500)
+        return replace(ctx, r, INPUT_ERRORS.upstreamError, 'warn', 'upstream error');
       const encoding = header(r.headers, 'content-encoding');
       if (encoding !== undefined && encoding !== 'identity' && r.body.length > 0) {
         throw invalid(ctx, `compressed response (${encoding}) cannot be filtered`);
       }
+      // Ownership first: a response that is not the caller's is refused before anything else reads it.
+      const owned = ownership?.check(ctx, r);
+      if (!filtering) return owned?.changed ? { ...r, body: Buffer.from(JSON.stringify(owned.value)) } : r;
       const op = operations[ctx.method];
-      if (op?.responses === undefined) return redactOnly(r);
+      if (op?.responses === undefined)
+        return redactOnly(owned?.changed ? { ...r, body: Buffer.from(JSON.stringify(owned.value)) } : r);
       const spec = matchStatus(op.responses, r.status);
       if (spec === undefined) return undeclared(ctx, r, `status ${r.status} is not declared`);
       if (spec.media.length === 0) {
@@ -244,26 +279,27 @@ function createResponseFilter(
       }
       const media = matchResponseMedia(spec.media, header(r.headers, 'content-type'));
       if (media === undefined) return undeclared(ctx, r, `media type of status ${r.status} is not declared`);
-      if (media.kind !== 'json' || media.project === undefined) return redactOnly(r);
-      const text = decodeUtf8(r.body);
+      if (media.kind !== 'json' || media.project === undefined)
+        return redactOnly(owned?.changed ? { ...r, body: Buffer.from(JSON.stringify(owned.value)) } : r);
       let value: unknown;
-      try {
-        if (text === undefined) throw new Refusal('not UTF-8');
-        value = JSON.parse(text);
-      } catch {
-        throw invalid(ctx, 'JSON response is not valid JSON');
+      if (owned !== undefined) value = owned.value;
+      else {
+        const text = decodeUtf8(r.body);
+        try {
+          if (text === undefined) throw new Refusal('not UTF-8');
+          value = JSON.parse(text);
+        } catch {
+          throw invalid(ctx, 'JSON response is not valid JSON');
+        }
       }
-      let changed: boolean;
+      let changed = owned?.changed === true;
       try {
         if (block) {
           const problems = media.check?.(value) ?? [];
           if (problems.length > 0)
             throw invalid(ctx, `response does not match: ${describeProblems(problems.slice(0, 10))}`);
           if (media.project(value)) throw invalid(ctx, 'response carries undeclared properties');
-          changed = false;
-        } else {
-          changed = media.project(value);
-        }
+        } else if (media.project(value)) changed = true;
       } catch (err) {
         if (err instanceof ProjectionError) throw invalid(ctx, err.message);
         throw err;
