@@ -71,6 +71,12 @@ export interface Alerter {
   idle(): Promise<void>;
   /** Deliveries queued, retrying or in flight. */
   queueDepth(): number;
+  /**
+   * Saves the counts of running alerts, sends an update of each that had
+   * findings since its last one a cooldown ago, and the resolution of each
+   * with none for a cooldown. Runs by itself on a timer; tests call it.
+   */
+  review(): void;
   readonly stats: AlerterStats;
   /**
    * Processes the findings already raised, drops the deliveries waiting or
@@ -79,9 +85,14 @@ export interface Alerter {
   close(): Promise<void>;
 }
 
-/** How duplicates are recognised: the same detector about the same subject. */
+/**
+ * How duplicates are recognised: the same detector about the same target
+ * (the attack's scope: a route, the gateway, a key), or, for a finding
+ * without one, the same subject.
+ */
 export function dedupeKey(finding: Finding): string {
-  return `${finding.detector}|${finding.subject.kind}|${finding.subject.id}`;
+  const about = finding.target ?? finding.subject;
+  return `${finding.detector}|${about.kind}|${about.id}`;
 }
 
 interface Recent {
@@ -90,7 +101,34 @@ interface Recent {
   lastSeen: number;
 }
 
+/** Sources listed in an alert update at most. */
+const TOP_SOURCES = 5;
+/** Sources counted per active alert at most (the least active are forgotten beyond it). */
+const MAX_SOURCES_PER_ALERT = 1000;
+
+/** An alert this instance raised and is still updating: what has come in since. */
+interface Active {
+  alert: AlertRecord;
+  key: string;
+  /** Findings folded in since the last store write. */
+  unsaved: number;
+  /** Findings folded in since the last update was sent. */
+  sinceUpdate: number;
+  lastUpdateAt: number;
+  sources: Map<string, number>;
+}
+
+function topSources(sources: Map<string, number>): string {
+  return [...sources]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, TOP_SOURCES)
+    .map(([s, n]) => `${s} (${n})`)
+    .join(', ');
+}
+
 const RECENT_ALERTS = 10_000;
+
+const formatMs = (ms: number) => (ms % 60_000 === 0 ? `${ms / 60_000}m` : `${ms / 1000}s`);
 const DEFAULT_MAX_PENDING = 1000;
 
 /** Builds the alerter. */
@@ -103,6 +141,9 @@ export function createAlerter(options: AlerterOptions): Alerter {
   const recent = new LruCache<string, Recent>(RECENT_ALERTS, now);
   // Outcomes of alerts still being delivered, written to the store as they come.
   const outcomes = new Map<string, Record<string, DeliveryOutcome>>();
+  // Alerts still running: further findings fold in here, synchronously, so a
+  // flood of findings costs neither a queue slot nor a store write each.
+  const active = new Map<string, Active>();
   let chain: Promise<void> = Promise.resolve();
   let pendingFindings = 0;
   const stats: AlerterStats = {
@@ -147,9 +188,15 @@ export function createAlerter(options: AlerterOptions): Alerter {
   const block = async (finding: Finding, alertId: string): Promise<BlockNotice | undefined> => {
     const policy = options.blockPolicies?.[finding.detector];
     const blocklist = options.blocklist;
-    if (policy === undefined || blocklist === undefined || finding.subject.kind === 'gateway')
+    const subjectKind = finding.subject.kind;
+    if (
+      policy === undefined ||
+      blocklist === undefined ||
+      subjectKind === 'gateway' ||
+      subjectKind === 'route'
+    )
       return undefined;
-    const kind: BlockKind = finding.subject.kind;
+    const kind: BlockKind = subjectKind;
     if (blocklist.isBlocked(kind, finding.subject.id) !== undefined) return undefined;
     try {
       const record = await blocklist.add({
@@ -183,6 +230,12 @@ export function createAlerter(options: AlerterOptions): Alerter {
       }
     }
     if (existing !== undefined && SEVERITY_RANK[finding.severity] <= SEVERITY_RANK[existing.severity]) {
+      const running = active.get(key);
+      if (running !== undefined && running.alert.id === existing.id) {
+        // Raised while the alert was being created: counted with the others.
+        fold(finding, t);
+        return;
+      }
       stats.suppressed++;
       recent.set(key, { ...existing, lastSeen: t });
       await store.recordDuplicate(existing.id, t).catch((err) => storeFailed(err, 'duplicate count'));
@@ -205,7 +258,19 @@ export function createAlerter(options: AlerterOptions): Alerter {
       count: 1,
       delivery: Object.fromEntries(webhooks.map((w) => [w.name, 'pending' as const])),
     };
+    if (finding.target !== undefined) {
+      alert.subject = finding.target;
+      alert.evidence = { ...finding.evidence, sources: `${finding.subject.kind}:${finding.subject.id}` };
+    }
     recent.set(key, { id: alert.id, severity: alert.severity, lastSeen: t });
+    active.set(key, {
+      alert,
+      key,
+      unsaved: 0,
+      sinceUpdate: 0,
+      lastUpdateAt: t,
+      sources: new Map([[`${finding.subject.kind}:${finding.subject.id}`, 1]]),
+    });
     await store.insert(alert, key).catch((err) => storeFailed(err, 'insert'));
     const label = `${alert.detector}:${alert.severity}`;
     stats.raised[label] = (stats.raised[label] ?? 0) + 1;
@@ -227,10 +292,91 @@ export function createAlerter(options: AlerterOptions): Alerter {
     for (const webhook of webhooks) queue.enqueue(webhook, alert.id, renderBody(webhook, alert, blocked));
   };
 
+  /** Sends an update (or the resolution) of an active alert to its webhooks and as an admin event. */
+  const announce = (a: Active, kind: 'updated' | 'resolved', t: number): void => {
+    const { alert } = a;
+    const sources = topSources(a.sources);
+    const record: AlertRecord = {
+      ...alert,
+      summary:
+        kind === 'resolved'
+          ? `Resolved: ${alert.detector} against ${alert.subject.kind} ${alert.subject.id}, ${alert.count} findings from ${a.sources.size} sources; none for ${formatMs(settings.cooldownMs)}.`
+          : `Ongoing: ${alert.detector} against ${alert.subject.kind} ${alert.subject.id}, ${alert.count} findings from ${a.sources.size} sources so far (${a.sinceUpdate} since the last update).`,
+      evidence: { ...alert.evidence, findings: alert.count, sources: a.sources.size, top_sources: sources },
+    };
+    options.onEvent?.({
+      type: 'admin',
+      time: new Date(t).toISOString(),
+      action: `alert.${kind}`,
+      actor: 'system',
+      target: `${alert.subject.kind}:${alert.subject.id}`,
+      detail: { alert: alert.id, detector: alert.detector, findings: alert.count, sources: a.sources.size },
+    });
+    const webhooks = settings.webhooks.filter(
+      (w) => SEVERITY_RANK[alert.severity] >= SEVERITY_RANK[w.minSeverity],
+    );
+    for (const webhook of webhooks) queue.enqueue(webhook, alert.id, renderBody(webhook, record, undefined));
+  };
+
+  /** Folds a finding into an alert still running; false when there is none to fold into. */
+  const fold = (finding: Finding, t: number): boolean => {
+    const a = active.get(dedupeKey(finding));
+    if (a === undefined || t - a.alert.lastSeen > settings.cooldownMs) return false;
+    if (SEVERITY_RANK[finding.severity] > SEVERITY_RANK[a.alert.severity]) return false;
+    a.alert.count++;
+    a.alert.lastSeen = t;
+    a.unsaved++;
+    a.sinceUpdate++;
+    const source = `${finding.subject.kind}:${finding.subject.id}`;
+    if (a.sources.has(source) || a.sources.size < MAX_SOURCES_PER_ALERT) {
+      a.sources.set(source, (a.sources.get(source) ?? 0) + 1);
+    }
+    stats.suppressed++;
+    recent.set(a.key, { id: a.alert.id, severity: a.alert.severity, lastSeen: t });
+    if (options.blockPolicies?.[finding.detector] !== undefined) {
+      enqueue(async () => {
+        await block(finding, a.alert.id);
+      });
+    }
+    return true;
+  };
+
+  /** Queues the store update of the findings folded into running alerts since the last one. */
+  const saveCounts = (): void => {
+    for (const a of active.values()) {
+      if (a.unsaved === 0) continue;
+      const n = a.unsaved;
+      const at = a.alert.lastSeen;
+      a.unsaved = 0;
+      enqueue(() =>
+        store.recordDuplicates(a.alert.id, n, at).catch((err) => storeFailed(err, 'duplicate count')),
+      );
+    }
+  };
+
+  /** Saves counts, sends one update per cooldown while findings come in, and the resolution after. */
+  const review = (): void => {
+    const t = now();
+    saveCounts();
+    for (const [key, a] of active) {
+      if (t - a.alert.lastSeen > settings.cooldownMs) {
+        active.delete(key);
+        announce(a, 'resolved', t);
+      } else if (a.sinceUpdate > 0 && t - a.lastUpdateAt >= settings.cooldownMs) {
+        announce(a, 'updated', t);
+        a.sinceUpdate = 0;
+        a.lastUpdateAt = t;
+      }
+    }
+  };
+  const reviewTimer = setInterval(review, Math.max(50, Math.min(settings.cooldownMs / 4, 10_000)));
+  reviewTimer.unref();
+
   const settle = async (): Promise<void> => {
-    // A task may queue more (delivery outcomes): wait until the chain stops growing.
+    // A task may queue more (delivery outcomes, folded counts): wait until the chain stops growing.
     for (let seen = chain; ; seen = chain) {
       await seen;
+      saveCounts();
       if (seen === chain) return;
     }
   };
@@ -239,6 +385,7 @@ export function createAlerter(options: AlerterOptions): Alerter {
     stats,
     raise(finding) {
       stats.findings++;
+      if (fold(finding, now())) return;
       if (pendingFindings >= maxPending) {
         stats.findingsDropped++;
         return;
@@ -258,7 +405,9 @@ export function createAlerter(options: AlerterOptions): Alerter {
       }
     },
     queueDepth: () => queue.depth(),
+    review,
     async close() {
+      clearInterval(reviewTimer);
       await settle();
       queue.close();
       // Deliveries in flight end within the timeout; none is retried any more.

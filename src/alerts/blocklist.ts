@@ -48,6 +48,12 @@ export interface BlocklistOptions {
   logger?: BlocklistLogger;
   /** Epoch ms; injectable for tests. */
   now?: () => number;
+  /**
+   * The key an address is blocked under (`ipKey` with `listen.ipv6_prefix`):
+   * a block of one IPv6 address covers its network, like every other place
+   * that keys by IP. Default: the address itself.
+   */
+  ipKey?: (ip: string) => string;
 }
 
 /** Counters for metrics. */
@@ -105,7 +111,9 @@ export function createBlocklist(options: BlocklistOptions): Blocklist {
   let timer: NodeJS.Timeout | undefined;
   const stats: BlocklistStats = { rejected: 0, refreshFailures: 0 };
 
-  const put = (kind: BlockKind, subject: string, block: ActiveBlock) => {
+  const keyOf = options.ipKey ?? ((ip: string) => ip);
+  const put = (kind: BlockKind, raw: string, block: ActiveBlock) => {
+    const subject = kind === 'ip' ? keyOf(raw) : raw;
     const table = tables[kind];
     const existing = table.get(subject);
     if (existing !== undefined && existing.until >= block.until) return;
@@ -115,15 +123,16 @@ export function createBlocklist(options: BlocklistOptions): Blocklist {
     }
     table.set(subject, block);
   };
-  const remove = (kind: BlockKind, subject: string) => {
-    if (tables[kind].delete(subject)) size--;
+  const remove = (kind: BlockKind, raw: string) => {
+    if (tables[kind].delete(kind === 'ip' ? keyOf(raw) : raw)) size--;
   };
   const change = (op: () => void) => {
     op();
     replay?.push(op);
   };
 
-  const isBlocked = (kind: BlockKind, id: string): ActiveBlock | undefined => {
+  const isBlocked = (kind: BlockKind, raw: string): ActiveBlock | undefined => {
+    const id = kind === 'ip' ? keyOf(raw) : raw;
     const block = tables[kind].get(id);
     if (block === undefined) return undefined;
     if (block.until > now()) return block;
@@ -208,7 +217,8 @@ export function createBlocklist(options: BlocklistOptions): Blocklist {
       const { record } = result;
       if (result.wasActive) {
         change(() => {
-          if (tables[record.kind].get(record.subject)?.id === record.id) remove(record.kind, record.subject);
+          const key = record.kind === 'ip' ? keyOf(record.subject) : record.subject;
+          if (tables[record.kind].get(key)?.id === record.id) remove(record.kind, record.subject);
         });
         emit('block.lifted', record, actor);
       }

@@ -5,9 +5,12 @@
  * The store comes from `--config FILE` (or `$PORTCULLIS_CONFIG`), as the
  * gateway started with that config uses it; without either, from the
  * embedded default the demo runs on: SQLite in `$PORTCULLIS_DATA` (default
- * `./data`). Running gateways pick up a block added or lifted here within
- * their `blocks.refresh` (5 s by default).
+ * `./data`). Running gateways on the same store pick up a block added or
+ * lifted here within about a second: the change is signalled on the same
+ * feed as token revocations (`src/revocation/`), with `blocks.refresh` as
+ * the backstop.
  */
+
 import {
   commandConfigFile,
   defaultDataDir,
@@ -21,6 +24,7 @@ import {
 } from '../cli/support.js';
 import { loadConfig } from '../config/load.js';
 import type { AdminEvent } from '../events/types.js';
+import { signalBlockChange } from '../revocation/index.js';
 import { migrations as registered, type Store } from '../store/index.js';
 import { alertsMigration } from '../store/migrations/006-alerts.js';
 import type { Migration } from '../store/types.js';
@@ -56,7 +60,7 @@ const BLOCKS_USAGE = `Usage:
   portcullis blocks lift (ID | --ip IP | --key KEY_ID | --principal ID)
 
 list shows the active blocks (--all: lifted and expired ones too). Running
-gateways apply a change within their blocks.refresh (5s by default).
+gateways on the same store apply a change within about a second.
 Every command also takes --config FILE: use that config's store (default:
 $PORTCULLIS_CONFIG; without it, SQLite in $PORTCULLIS_DATA, default ./data).
 Durations: 30s, 15m, 24h, 90d (at most 365d).`;
@@ -235,6 +239,8 @@ export async function runBlocksCommand(argv: string[], io: AlertsCommandIo): Pro
         ...(action === 'block.added' ? { reason: b.reason } : {}),
       },
     });
+    // Running gateways on this store reload their blocks at once (PostgreSQL NOTIFY, or their next poll).
+    if (store !== undefined) await signalBlockChange(store, `${b.kind}:${b.subject}`, 'cli');
   };
   try {
     switch (command) {
@@ -305,7 +311,7 @@ export async function runBlocksCommand(argv: string[], io: AlertsCommandIo): Pro
         });
         await emit('block.added', record);
         io.out(
-          `Blocked ${record.kind} ${printable(record.subject)} until ${formatTime(record.expiresAt)} (${record.status}) as ${record.id}. Running gateways apply it within their blocks.refresh.`,
+          `Blocked ${record.kind} ${printable(record.subject)} until ${formatTime(record.expiresAt)} (${record.status}) as ${record.id}. Running gateways apply it within about a second.`,
         );
         return 0;
       }

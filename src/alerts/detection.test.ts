@@ -100,7 +100,9 @@ describe('detection to delivery', () => {
       const [alert] = await p.receiver.waitFor(1);
       assert.equal(p.receiver.received.length, 1, 'one attack, one alert');
       assert.equal(alert!.body.detector, 'auth_failures');
-      assert.deepEqual(alert!.body.subject, { kind: 'ip', id: '192.0.2.66' });
+      // The alert is about the attacked route; the attacking IP is its source.
+      assert.deepEqual(alert!.body.subject, { kind: 'route', id: 'list-orders' });
+      assert.match(JSON.stringify(alert!.body.evidence), /ip:192\.0\.2\.66/);
       assert.equal(p.raisedAt[0]!.sent - first + 1, 20, 'raised at the 20th failure');
       assert.equal((alert!.body.block as { status: number }).status, 429);
       assert.ok(p.blocklist.isBlocked('ip', '192.0.2.66'));

@@ -55,6 +55,7 @@ describe('alerting metrics', () => {
       subject: { kind: 'ip', id: '192.0.2.66' },
       summary: 'again',
       evidence: {},
+      target: { kind: 'route', id: 'list-orders' },
     });
     await alerter.idle();
     const text = await metrics.text();

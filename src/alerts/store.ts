@@ -35,6 +35,8 @@ export interface AlertStore {
   findRecent(dedupeKey: string, since: number): Promise<AlertRecord | undefined>;
   /** Adds one suppressed duplicate: `count + 1`, `last_seen = at`. */
   recordDuplicate(id: string, at: number): Promise<void>;
+  /** Adds `n` findings folded into the alert: `count + n`, `last_seen = at`. */
+  recordDuplicates(id: string, n: number, at: number): Promise<void>;
   setDelivery(id: string, delivery: Record<string, DeliveryOutcome>): Promise<void>;
   get(id: string): Promise<AlertRecord | undefined>;
   /** Alerts whose last finding is at or after `since`, most recent first. */
@@ -116,6 +118,12 @@ export function createAlertStore(db: Db): AlertStore {
         [id, iso(at)],
       );
     },
+    async recordDuplicates(id, n, at) {
+      await db.execute(
+        `update alerts set count = count + $3, last_seen = case when last_seen < $2 then $2 else last_seen end where id = $1`,
+        [id, iso(at), n],
+      );
+    },
     async setDelivery(id, delivery) {
       await db.execute('update alerts set delivery = $2 where id = $1', [id, JSON.stringify(delivery)]);
     },
@@ -134,7 +142,7 @@ export function createAlertStore(db: Db): AlertStore {
 }
 
 /** What a block applies to. */
-export type BlockKind = Exclude<SubjectKind, 'gateway'>;
+export type BlockKind = Exclude<SubjectKind, 'gateway' | 'route'>;
 
 export const BLOCK_KINDS: readonly BlockKind[] = ['ip', 'api_key', 'principal'];
 

@@ -10,7 +10,15 @@
  */
 import { LruCache } from '../util/lru.js';
 import type { AnomalySettings } from './schema.js';
-import type { Detector, DetectorName, Finding, ObservedRequest, Severity, SubjectKind } from './types.js';
+import type {
+  Detector,
+  DetectorName,
+  Finding,
+  ObservedRequest,
+  Severity,
+  Subject,
+  SubjectKind,
+} from './types.js';
 import {
   CLEAR_RATIO,
   DistinctEstimate,
@@ -22,7 +30,7 @@ import {
   SlidingCount,
 } from './windows.js';
 
-type SourceKind = Exclude<SubjectKind, 'gateway'>;
+type SourceKind = Exclude<SubjectKind, 'gateway' | 'route'>;
 
 /** The reason of requests refused because their source is blocked. */
 export const BLOCKED_REASON = 'client.blocked';
@@ -66,11 +74,15 @@ function principalSource(event: ObservedRequest): SourceKind | undefined {
 class SourceTables<S> {
   private readonly tables: Record<SourceKind, LruCache<string, S>>;
 
+  private readonly ipKey: (ip: string) => string;
+
   constructor(
     maxSources: number,
-    now: () => number,
+    options: Options,
     private readonly create: () => S,
   ) {
+    const { now } = options;
+    this.ipKey = options.ipKey ?? ((ip) => ip);
     this.tables = {
       ip: new LruCache(maxSources, now),
       api_key: new LruCache(maxSources, now),
@@ -78,7 +90,13 @@ class SourceTables<S> {
     };
   }
 
-  get(kind: SourceKind, id: string): S {
+  /**
+   * The state of a source; an IP is counted under its key (IPv6: its
+   * `listen.ipv6_prefix` network), so rotating addresses within it does not
+   * reset a count. Findings still name the address that tipped it.
+   */
+  get(kind: SourceKind, raw: string): S {
+    const id = kind === 'ip' ? this.ipKey(raw) : raw;
     const table = this.tables[kind];
     let state = table.get(id);
     if (state === undefined) {
@@ -116,8 +134,10 @@ class CountEpisode {
   }
 }
 
-interface Options {
+export interface Options {
   now: () => number;
+  /** How an address is keyed (`ipKey` with `listen.ipv6_prefix`); default: as is. */
+  ipKey?: ((ip: string) => string) | undefined;
 }
 
 function finding(
@@ -148,26 +168,32 @@ export class AuthFailureDetector implements Detector {
     options: Options,
   ) {
     this.reasons = new Set(settings.reasons);
-    this.tables = new SourceTables(maxSources, options.now, () => new CountEpisode(settings.windowMs));
+    this.tables = new SourceTables(maxSources, options, () => new CountEpisode(settings.windowMs));
   }
 
   observe(event: ObservedRequest, now: number, report: (f: Finding) => void): void {
     if (!this.reasons.has(event.reason)) return;
-    this.count('ip', event.clientIp, now, report);
+    this.count('ip', event.clientIp, now, report, event);
     const credential = event.credentialId ?? event.principal?.id;
     if (credential !== undefined) {
-      this.count(credential.startsWith('key_') ? 'api_key' : 'principal', credential, now, report);
+      this.count(credential.startsWith('key_') ? 'api_key' : 'principal', credential, now, report, event);
     }
   }
 
-  private count(kind: SourceKind, id: string, now: number, report: (f: Finding) => void): void {
+  private count(
+    kind: SourceKind,
+    id: string,
+    now: number,
+    report: (f: Finding) => void,
+    event?: ObservedRequest,
+  ): void {
     const state = this.tables.get(kind, id);
     const { threshold, windowMs, severity } = this.settings;
     if (!state.hit(now, threshold)) return;
     const failures = Math.round(state.count.value(now));
     const window = formatDuration(windowMs);
-    report(
-      finding(
+    report({
+      ...finding(
         this.name,
         severity,
         kind,
@@ -177,12 +203,21 @@ export class AuthFailureDetector implements Detector {
           : `${failures} failed authentications against ${DESCRIBE[kind]} ${safeId(id)} within ${window}: its secret is being guessed.`,
         { failures, threshold, window },
       ),
-    );
+      // An API key being guessed is its own target; IPs and presented tokens attack the route.
+      target: kind === 'api_key' ? undefined : attackTarget(event),
+    });
   }
 
   tracked(): Record<string, number> {
     return this.tables.sizes();
   }
+}
+
+/** The scope of an attack seen in one request: its route, or the gateway when unrouted. */
+export function attackTarget(event: ObservedRequest | undefined): Subject {
+  return event?.route === undefined
+    ? { kind: 'gateway', id: 'unrouted' }
+    : { kind: 'route', id: safeId(event.route) };
 }
 
 /** Rate parameters from a detector's settings. */
@@ -214,7 +249,7 @@ export class RateSpikeDetector implements Detector {
     options: Options,
   ) {
     this.params = rateParams(settings);
-    this.tables = new SourceTables(maxSources, options.now, () => new RateBaseline());
+    this.tables = new SourceTables(maxSources, options, () => new RateBaseline());
   }
 
   observe(event: ObservedRequest, now: number, report: (f: Finding) => void): void {
@@ -281,7 +316,7 @@ export class EnumerationDetector implements Detector {
     options: Options,
   ) {
     this.statuses = new Set(settings.statuses);
-    this.tables = new SourceTables(maxSources, options.now, () => new RatioEpisode(settings.windowMs));
+    this.tables = new SourceTables(maxSources, options, () => new RatioEpisode(settings.windowMs));
   }
 
   observe(event: ObservedRequest, now: number, report: (f: Finding) => void): void {
@@ -367,7 +402,7 @@ export class ScrapingDetector implements Detector {
     const bits = distinctBits(settings.threshold);
     this.tables = new SourceTables(
       maxSources,
-      options.now,
+      options,
       () => new DistinctEpisode(new DistinctEstimate(bits, settings.windowMs)),
     );
   }
@@ -418,7 +453,7 @@ export class InjectionDetector implements Detector {
     options: Options,
   ) {
     this.reasons = new Set(settings.reasons);
-    this.tables = new SourceTables(maxSources, options.now, () => new CountEpisode(settings.windowMs));
+    this.tables = new SourceTables(maxSources, options, () => new CountEpisode(settings.windowMs));
   }
 
   observe(event: ObservedRequest, now: number, report: (f: Finding) => void): void {

@@ -39,6 +39,8 @@ export interface AnomalyEngineOptions {
   onFinding(finding: Finding): void;
   /** The clock, epoch ms; tests pass a fake one. Default `Date.now`. */
   now?: () => number;
+  /** How a client address is keyed (`ipKey` with `listen.ipv6_prefix`); default: as is. */
+  ipKey?: (ip: string) => string;
 }
 
 /** Counters for metrics. */
@@ -56,10 +58,14 @@ export interface AnomalyEngine extends EventSink {
 }
 
 /** Builds the enabled detectors from the compiled `anomaly` settings. */
-export function createDetectors(settings: AnomalySettings, now: () => number): Detector[] {
+export function createDetectors(
+  settings: AnomalySettings,
+  now: () => number,
+  ipKey?: (ip: string) => string,
+): Detector[] {
   const d = settings.detectors;
   const max = settings.maxSources;
-  const options = { now };
+  const options = { now, ipKey };
   const detectors: Detector[] = [];
   if (d.auth_failures.enabled) detectors.push(new AuthFailureDetector(d.auth_failures, max, options));
   if (d.rate_spike.enabled) detectors.push(new RateSpikeDetector(d.rate_spike, max, options));
@@ -76,7 +82,7 @@ export function createDetectors(settings: AnomalySettings, now: () => number): D
  */
 export function createAnomalyEngine(settings: AnomalySettings, options: AnomalyEngineOptions): AnomalyEngine {
   const now = options.now ?? Date.now;
-  const detectors = settings.enabled ? createDetectors(settings, now) : [];
+  const detectors = settings.enabled ? createDetectors(settings, now, options.ipKey) : [];
   const stats: AnomalyStats = {
     events: 0,
     findings: {

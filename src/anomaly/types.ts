@@ -10,8 +10,8 @@ export type Severity = 'info' | 'warning' | 'critical';
 /** Orders severities for comparisons: info < warning < critical. */
 export const SEVERITY_RANK: Readonly<Record<Severity, number>> = { info: 0, warning: 1, critical: 2 };
 
-/** What a finding is about. `gateway` findings concern the whole gateway (id `traffic` or `upstream_errors`). */
-export type SubjectKind = 'ip' | 'api_key' | 'principal' | 'gateway';
+/** What a finding is about. `gateway` findings concern the whole gateway (id `traffic`, `upstream_errors` or `unrouted`); `route` ones a route (as an attack's target). */
+export type SubjectKind = 'ip' | 'api_key' | 'principal' | 'gateway' | 'route';
 
 export interface Subject {
   kind: SubjectKind;
@@ -50,6 +50,12 @@ export interface Finding {
   summary: string;
   /** The numbers behind the finding (counts, rates, thresholds). */
   evidence: Record<string, number | string>;
+  /**
+   * The attack's scope, when it is wider than the subject (the source): the
+   * route or the gateway many sources hit. The alerter makes one alert per
+   * detector and target, with the sources counted in it.
+   */
+  target?: Subject | undefined;
 }
 
 /**

@@ -1,14 +1,68 @@
 /**
- * Brute-force protection: failed authentications are counted per client IP
- * and per credential id; past `maxFailures` within `window` the source is
- * locked out, for a time that doubles on each repeat up to `maxLockout`.
- * Checked before any cryptographic work, so a locked-out attacker costs a
- * map lookup. Memory is bounded by an LRU per table.
+ * Brute-force protection that only stops guessing.
+ *
+ * - **What counts:** only failures that look like guessing ({@link isGuess}):
+ *   a wrong secret for a known id, an unknown key id, a bad signature, an
+ *   unknown issuer or kid, a malformed credential. A failure that needed a
+ *   valid proof to reach (an expired or not-yet-valid token from a known
+ *   issuer, a revoked key presented with its right secret) never counts:
+ *   whoever sent it was not guessing.
+ * - **What it keys on:** the client's IP key (IPv6: its `listen.ipv6_prefix`
+ *   network, see `ipKey`) together with the credential id, locked out past
+ *   `maxFailures`; the IP key alone, locked out past the higher
+ *   `maxFailuresPerIp`; and the credential id alone, past the much higher
+ *   `maxFailuresPerCredential`, which only *throttles* verification of that
+ *   id to `throttleRate` per second — it never locks it out.
+ * - **What is never refused:** the guard is asked ({@link BruteForceGuard.check})
+ *   only before the expensive verification of a credential that is not
+ *   already known to be good. A cached, verified token, an API key whose
+ *   cached digest matches, or a client secret this instance has verified
+ *   before pass without asking, so someone else's failures cannot lock their
+ *   owner out; lockout stops the work spent on unknown credentials.
+ *
+ * Lockouts double on each repeat, up to `maxLockout`. Memory is bounded by
+ * an LRU per table. Counters are per instance (each instance stops the
+ * guessing it sees), kept across reloads.
  */
 import type { AuthSettings } from '../config/types.js';
 import { gatewayError } from '../errors.js';
+import { DEFAULT_IPV6_PREFIX, ipKey } from '../http/client-ip.js';
 import { LruCache } from '../util/lru.js';
 import type { BruteForceGuard } from './types.js';
+
+/**
+ * Failure reasons that look like guessing. Everything else (expired, not yet
+ * valid, wrong audience, revoked with the right secret, token binding…) was
+ * reached with a genuine proof, so it is not counted.
+ */
+export const GUESS_REASONS: ReadonlySet<string> = new Set([
+  // JWT: anything that fails before or at the signature.
+  'malformed',
+  'token_too_large',
+  'unknown_issuer',
+  'alg_not_allowed',
+  'forbidden_header',
+  'crit_unsupported',
+  'bad_signature',
+  'unknown_kid',
+  'invalid_token',
+  'unsupported_token',
+  // Introspection: the provider does not know the token.
+  'token_inactive',
+  // API keys.
+  'malformed_key',
+  'key_unknown',
+  'key_mismatch',
+  // Built-in issuer clients (a revoked client answers the same whatever the secret).
+  'unknown_client',
+  'wrong_secret',
+  'client_revoked',
+]);
+
+/** Whether a failure reason counts towards a lockout. */
+export function isGuess(reason: string): boolean {
+  return GUESS_REASONS.has(reason);
+}
 
 interface Counter {
   failures: number;
@@ -19,11 +73,22 @@ interface Counter {
   lastFailure: number;
 }
 
+interface Throttle {
+  failures: number;
+  windowStart: number;
+  /** Start of the current one-second slot, and verifications let through in it. */
+  slot: number;
+  allowed: number;
+}
+
 const MAX_TRACKED = 100_000;
 
 export interface BruteForceStats {
   lockouts: number;
   rejected: number;
+  throttled: number;
+  /** Failures not counted because they were not guesses. */
+  ignored: number;
 }
 
 export function createBruteForceGuard(
@@ -31,24 +96,34 @@ export function createBruteForceGuard(
   options: {
     now?: () => number;
     maxTracked?: number;
+    /** `listen.ipv6_prefix`. */
+    ipv6Prefix?: number;
     onLockout?: (key: string, untilMs: number) => void;
   } = {},
 ): BruteForceGuard & { readonly stats: BruteForceStats } {
   const now = options.now ?? Date.now;
+  const prefix = options.ipv6Prefix ?? DEFAULT_IPV6_PREFIX;
+  const max = options.maxTracked ?? MAX_TRACKED;
   const tables = {
-    ip: new LruCache<string, Counter>(options.maxTracked ?? MAX_TRACKED, now),
-    credential: new LruCache<string, Counter>(options.maxTracked ?? MAX_TRACKED, now),
+    pair: new LruCache<string, Counter>(max, now),
+    ip: new LruCache<string, Counter>(max, now),
+    credential: new LruCache<string, Throttle>(max, now),
   };
-  const stats: BruteForceStats = { lockouts: 0, rejected: 0 };
+  const stats: BruteForceStats = { lockouts: 0, rejected: 0, throttled: 0, ignored: 0 };
+  const pairKey = (ip: string, credentialId: string) => `${ip}\n${credentialId}`;
 
-  const locked = (table: LruCache<string, Counter>, key: string | undefined, t: number): number => {
-    if (key === undefined) return 0;
+  const locked = (table: LruCache<string, Counter>, key: string, t: number): number => {
     const c = table.get(key);
     return c !== undefined && c.lockedUntil > t ? c.lockedUntil - t : 0;
   };
 
-  const fail = (table: LruCache<string, Counter>, key: string | undefined, t: number, label: string) => {
-    if (key === undefined) return;
+  const fail = (
+    table: LruCache<string, Counter>,
+    key: string,
+    threshold: number,
+    t: number,
+    label: string,
+  ) => {
     let c = table.get(key);
     // Strikes are forgiven after a quiet period as long as the longest lockout.
     if (c === undefined || t - c.lastFailure > settings.maxLockoutMs * 2) {
@@ -60,16 +135,24 @@ export function createBruteForceGuard(
     }
     c.failures++;
     c.lastFailure = t;
-    if (c.failures >= settings.maxFailures && c.lockedUntil <= t) {
+    if (c.failures >= threshold && c.lockedUntil <= t) {
       const duration = Math.min(settings.lockoutMs * 2 ** c.strikes, settings.maxLockoutMs);
       c.lockedUntil = t + duration;
       c.strikes++;
       c.failures = 0;
       c.windowStart = t;
       stats.lockouts++;
-      options.onLockout?.(`${label}:${key}`, c.lockedUntil);
+      options.onLockout?.(`${label}:${key.replace('\n', ' ')}`, c.lockedUntil);
     }
     table.set(key, c);
+  };
+
+  const refuse = (wait: number, internal: string): never => {
+    stats.rejected++;
+    throw gatewayError('authLocked', {
+      headers: { 'retry-after': String(Math.max(1, Math.ceil(wait / 1000))) },
+      internal,
+    });
   };
 
   return {
@@ -77,28 +160,51 @@ export function createBruteForceGuard(
     check(clientIp, credentialId) {
       if (!settings.enabled) return;
       const t = now();
-      const wait = Math.max(locked(tables.ip, clientIp, t), locked(tables.credential, credentialId, t));
-      if (wait > 0) {
-        stats.rejected++;
-        throw gatewayError('authLocked', {
-          headers: { 'retry-after': String(Math.ceil(wait / 1000)) },
-          internal:
-            credentialId === undefined
-              ? `ip ${clientIp} locked out`
-              : `credential ${credentialId} locked out`,
-        });
+      const ip = ipKey(clientIp, prefix);
+      const ipWait = locked(tables.ip, ip, t);
+      if (ipWait > 0) refuse(ipWait, `ip ${ip} locked out`);
+      if (credentialId === undefined) return;
+      const pairWait = locked(tables.pair, pairKey(ip, credentialId), t);
+      if (pairWait > 0) refuse(pairWait, `credential ${credentialId} locked out for ip ${ip}`);
+      const th = tables.credential.get(credentialId);
+      if (th === undefined || th.failures < settings.maxFailuresPerCredential) return;
+      if (t - th.windowStart > settings.windowMs) return;
+      // Under attack from many sources: a few verifications a second still go
+      // through, so the owner's correct proof is slowed at worst, never refused.
+      if (t - th.slot >= 1000) {
+        th.slot = t;
+        th.allowed = 0;
       }
+      if (th.allowed < settings.throttleRate) {
+        th.allowed++;
+        return;
+      }
+      stats.throttled++;
+      refuse(1000 - (t - th.slot), `credential ${credentialId} throttled`);
     },
-    recordFailure(clientIp, credentialId) {
+    recordFailure(clientIp, credentialId, reason) {
       if (!settings.enabled) return;
+      if (reason !== undefined && !isGuess(reason)) {
+        stats.ignored++;
+        return;
+      }
       const t = now();
-      fail(tables.ip, clientIp, t, 'ip');
-      fail(tables.credential, credentialId, t, 'credential');
+      const ip = ipKey(clientIp, prefix);
+      fail(tables.ip, ip, settings.maxFailuresPerIp, t, 'ip');
+      if (credentialId === undefined) return;
+      fail(tables.pair, pairKey(ip, credentialId), settings.maxFailures, t, 'pair');
+      let th = tables.credential.get(credentialId);
+      if (th === undefined || t - th.windowStart > settings.windowMs) {
+        th = { failures: 0, windowStart: t, slot: 0, allowed: 0 };
+      }
+      th.failures++;
+      tables.credential.set(credentialId, th);
     },
-    recordSuccess(_clientIp, credentialId) {
+    recordSuccess(clientIp, credentialId) {
       // The IP's count is kept on purpose: a stuffing attack interleaves a few
-      // successes with many failures. The credential's owner got it right.
-      if (credentialId !== undefined) tables.credential.delete(credentialId);
+      // successes with many failures; so is the credential's throttle, which
+      // counts everyone's failures. The owner's own pair is forgiven.
+      if (credentialId !== undefined) tables.pair.delete(pairKey(ipKey(clientIp, prefix), credentialId));
     },
   };
 }

@@ -8,6 +8,7 @@ import type { GatewayEndpoint } from '../gateway.js';
 import { createIssuer } from '../issuer/index.js';
 import { createApiKeyAuthenticator, resolvePepper } from '../keys/authenticator.js';
 import type { Logger } from '../log.js';
+import type { RevocationRegistry } from '../revocation/registry.js';
 import type { Store } from '../store/types.js';
 import { createIntrospector } from './introspection.js';
 import { createJwtVerifier } from './jwt/index.js';
@@ -24,7 +25,7 @@ export interface BuiltAuth {
 
 export async function buildAuth(
   config: GatewayConfig,
-  deps: { logger: Logger; store: Store; guard: BruteForceGuard },
+  deps: { logger: Logger; store: Store; guard: BruteForceGuard; revocations?: RevocationRegistry },
 ): Promise<BuiltAuth> {
   const { auth } = config;
   const issuer = auth.issuer
@@ -64,6 +65,7 @@ export async function buildAuth(
         })
       : undefined,
     guard: deps.guard,
+    revocations: deps.revocations,
   };
   return {
     services,

@@ -58,12 +58,23 @@ export interface LocalJwtProvider {
 }
 
 /**
- * Brute-force protection shared by every place that checks a credential.
- * `check` runs before any cryptographic work and throws a 429 GatewayError
- * (with Retry-After) while the source or the credential is locked out.
+ * Brute-force protection shared by every place that checks a credential
+ * (see src/auth/brute-force.ts for the model). `check` runs only before the
+ * expensive verification of a credential not already known to be good, and
+ * throws a 429 GatewayError (with Retry-After) while the source, the pair of
+ * source and credential, or the credential's throttle says so.
  */
 export interface BruteForceGuard {
   check(clientIp: string, credentialId: string | undefined): void;
-  recordFailure(clientIp: string, credentialId: string | undefined): void;
+  /** A failed verification; with a `reason`, only guess-like ones count. */
+  recordFailure(clientIp: string, credentialId: string | undefined, reason?: string): void;
   recordSuccess(clientIp: string, credentialId: string | undefined): void;
 }
+
+/**
+ * Called by a verifier right before the expensive part of checking a
+ * credential that is not already known to be good (signature, store lookup,
+ * introspection request, scrypt); throws to refuse without doing it. Never
+ * called before a success answered from a cache of verified credentials.
+ */
+export type BeforeVerify = (credentialId: string | undefined) => void;

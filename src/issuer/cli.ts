@@ -86,7 +86,7 @@ export async function runClientsCommand(argv: string[], io: ClientsCommandIo): P
         io.err(`warning: ${action} ${target} was done but could not be audited: ${(err as Error).message}`);
       }
     };
-    return await plan(new ClientRepository(store), io, settings, audit);
+    return await plan(new ClientRepository(store, { tokenTtlMs: settings?.tokenTtlMs }), io, settings, audit);
   } catch (err) {
     if (err instanceof UsageError) {
       io.err(`portcullis clients: ${err.message}\n\n${USAGE}`);
@@ -265,7 +265,7 @@ async function list(clients: ClientRepository, io: ClientsCommandIo, json: boole
 async function revoke(
   clients: ClientRepository,
   io: ClientsCommandIo,
-  settings: IssuerSettings | undefined,
+  _settings: IssuerSettings | undefined,
   id: string,
   audit: Audit,
 ): Promise<number> {
@@ -279,9 +279,8 @@ async function revoke(
     io.out(`Client ${id} was already revoked.`);
     return 0;
   }
-  const ttl = settings ? ` (at most ${Math.round(settings.tokenTtlMs / 1000)} s)` : '';
   io.out(
-    `Revoked client ${id}: it gets no new tokens. Tokens already issued to it stay valid until they expire${ttl}.`,
+    `Revoked client ${id}: it gets no new tokens, and the tokens already issued to it are refused by running gateways within about a second.`,
   );
   return 0;
 }

@@ -8,6 +8,7 @@
  * the cost can be raised later without breaking stored hashes.
  */
 import { randomBytes, type ScryptOptions, scrypt, timingSafeEqual } from 'node:crypto';
+import { recordRevocation } from '../revocation/feed.js';
 import type { Db } from '../store/types.js';
 import { IssuerError } from './errors.js';
 
@@ -38,7 +39,12 @@ export interface NewClient {
 
 /** The outcome of {@link ClientRepository.verify}; `reason` is for logs only. */
 export type ClientVerification =
-  | { ok: true; client: OAuthClient }
+  | {
+      ok: true;
+      client: OAuthClient;
+      /** The stored hash the secret matched: a proof cache stays valid only while it is unchanged. */
+      secretHash: string;
+    }
   | { ok: false; reason: 'unknown_client' | 'client_revoked' | 'wrong_secret' };
 
 /** The outcome of {@link ClientRepository.revoke}. */
@@ -176,9 +182,13 @@ export class ClientRepository {
   readonly #db: Db;
   readonly #now: () => number;
 
-  constructor(db: Db, options: { now?: () => number } = {}) {
+  readonly #tokenTtlMs: number;
+
+  constructor(db: Db, options: { now?: () => number; tokenTtlMs?: number } = {}) {
     this.#db = db;
     this.#now = options.now ?? Date.now;
+    // The longest an issued token can live: the configured ttl, or a day when unknown.
+    this.#tokenTtlMs = options.tokenTtlMs ?? 24 * 60 * 60_000;
   }
 
   /**
@@ -224,17 +234,32 @@ export class ClientRepository {
   }
 
   /**
-   * Revokes a client: it gets no new tokens. Tokens already issued to it stay
-   * valid until they expire (at most the token lifetime), unless revoked one
-   * by one at the revocation endpoint.
+   * Revokes a client: it gets no new tokens, and the tokens already issued to
+   * it are revoked too (a `client` revocation in the kill switch's feed, kept
+   * for the token lifetime), on every instance within about a second.
    */
-  async revoke(id: string): Promise<ClientRevocation> {
+  async revoke(id: string, actor = 'cli'): Promise<ClientRevocation> {
+    const t = this.#now();
     const { changes } = await this.#db.execute(
       'update oauth_clients set revoked_at = $1 where id = $2 and revoked_at is null',
-      [new Date(this.#now()).toISOString(), id],
+      [new Date(t).toISOString(), id],
     );
-    if (changes > 0) return 'revoked';
-    return (await this.get(id)) ? 'already_revoked' : 'not_found';
+    if (changes === 0) return (await this.get(id)) ? 'already_revoked' : 'not_found';
+    await recordRevocation(
+      this.#db,
+      {
+        kind: 'client',
+        subject: id,
+        // Client ids are the issuer's own (cli_ + 128 random bits): no other issuer's.
+        issuer: '',
+        revokedAt: t,
+        expiresAt: t + this.#tokenTtlMs + 60_000,
+        actor,
+        reason: 'client revoked',
+      },
+      this.#now,
+    );
+    return 'revoked';
   }
 
   /**
@@ -256,6 +281,21 @@ export class ClientRepository {
     const match = await verifyClientSecret(row.secret_hash ?? '', secret);
     if (row.revoked_at !== null) return { ok: false, reason: 'client_revoked' };
     if (!match) return { ok: false, reason: 'wrong_secret' };
-    return { ok: true, client: toClient(row) };
+    return { ok: true, client: toClient(row), secretHash: row.secret_hash ?? '' };
+  }
+
+  /**
+   * The client, when it exists, is not revoked and still has the secret hash
+   * `secretHash`: how a secret verified before is accepted again without
+   * another scrypt. One indexed query.
+   */
+  async current(id: string, secretHash: string): Promise<OAuthClient | undefined> {
+    const rows = await this.#db.query<ClientRow>(
+      `select ${COLUMNS}, secret_hash from oauth_clients where id = $1`,
+      [id],
+    );
+    const row = rows[0];
+    if (!row || row.revoked_at !== null || row.secret_hash !== secretHash) return undefined;
+    return toClient(row);
   }
 }

@@ -8,7 +8,8 @@
  * surface as an unexplained failure in them.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { PROBLEM_HEADERS } from '../errors.js';
+import { GatewayError, PROBLEM_HEADERS } from '../errors.js';
+import { rejections } from '../events/request-event.js';
 
 /** Largest form body accepted by the token and revocation endpoints. */
 export const MAX_FORM_BYTES = 8 * 1024;
@@ -31,9 +32,19 @@ export class OAuthError extends Error {
     readonly error: OAuthErrorCode,
     readonly description: string,
     readonly headers: Readonly<Record<string, string>> = {},
+    /** The audit reason, when it is not `oauth.<error>` (`auth.invalid_client`, `auth.locked_out`). */
+    readonly code?: string,
+    /** Detail for the audit log; never sent. */
+    readonly internal?: string,
   ) {
     super(description);
   }
+}
+
+/** The audit reason of an OAuth error answer. */
+function auditCode(err: OAuthError): string {
+  if (err.code !== undefined) return err.code;
+  return err.error === 'invalid_client' ? 'auth.invalid_client' : `oauth.${err.error}`;
 }
 
 // RFC 6749 §5.1: token responses must not be cached; Pragma for HTTP/1.0 caches.
@@ -64,8 +75,19 @@ export function sendJson(
   res.end(res.req?.method === 'HEAD' ? undefined : text);
 }
 
-/** Writes an RFC 6749 §5.2 error object. */
+/**
+ * Writes an RFC 6749 §5.2 error object, and records it as the gateway's own
+ * answer, so the request's security event is a `deny` (or `error` for 5xx)
+ * with its reason, like every other answer the gateway writes itself.
+ */
 export function sendOAuthError(res: ServerResponse, err: OAuthError, requestId: string): void {
+  rejections.set(
+    res,
+    new GatewayError(
+      { code: auditCode(err), status: err.status, title: err.description },
+      { internal: err.internal ?? err.description },
+    ),
+  );
   if (res.headersSent) {
     res.destroy();
     return;
@@ -83,10 +105,15 @@ export function invalidRequest(description: string): OAuthError {
  * it when the client used the Authorization header, and RFC 9110 §15.5.2
  * requires a challenge on every 401.
  */
-export function invalidClient(): OAuthError {
-  return new OAuthError(401, 'invalid_client', 'client authentication failed', {
-    'www-authenticate': 'Basic realm="portcullis", charset="UTF-8"',
-  });
+export function invalidClient(internal?: string): OAuthError {
+  return new OAuthError(
+    401,
+    'invalid_client',
+    'client authentication failed',
+    { 'www-authenticate': 'Basic realm="portcullis", charset="UTF-8"' },
+    undefined,
+    internal,
+  );
 }
 
 function tooLarge(): OAuthError {

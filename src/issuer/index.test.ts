@@ -52,6 +52,7 @@ function settingsFor(url: string, overrides: Partial<IssuerSettings> = {}): Issu
     tokenTtlMs: TTL,
     masterKey: undefined,
     keyRotationMs: DAY,
+    rateLimit: { count: 20, periodMs: 1000 },
     ...overrides,
   };
 }
@@ -534,13 +535,26 @@ describe('the built-in issuer with a brute-force guard', () => {
     locked = true;
     const reply = await send(h.url, '/oauth2/token', {
       method: 'POST',
-      headers: { ...FORM, authorization: basic(h.client.id, h.client.secret) },
+      headers: { ...FORM, authorization: basic(h.client.id, 'a-guess') },
       body: 'grant_type=client_credentials',
     });
     assert.equal(reply.status, 429);
     assert.equal(reply.headers['retry-after'], '60');
     assert.equal(reply.json().error, 'temporarily_unavailable');
     assert.deepEqual(calls, [`check 127.0.0.1 ${h.client.id}`]);
+  });
+
+  it('lets a secret this instance verified before through while locked out, without asking the guard', async () => {
+    await requestToken(h, h.client, 'post');
+    calls.length = 0;
+    locked = true;
+    const reply = await send(h.url, '/oauth2/token', {
+      method: 'POST',
+      headers: { ...FORM, authorization: basic(h.client.id, h.client.secret) },
+      body: 'grant_type=client_credentials',
+    });
+    assert.equal(reply.status, 200);
+    assert.deepEqual(calls, [`success 127.0.0.1 ${h.client.id}`]);
   });
 });
 

@@ -9,15 +9,17 @@
  * The endpoints answer with OAuth JSON error objects (RFC 6749 §5.2) rather
  * than problem+json, because that is what OAuth client libraries parse.
  */
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createLocalJWKSet, type JWK, type JWTPayload, jwtVerify, SignJWT } from 'jose';
 import type { BruteForceGuard, LocalJwtProvider } from '../auth/types.js';
 import type { IssuerSettings } from '../config/types.js';
 import { GatewayError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { recordRevocation } from '../revocation/feed.js';
 import type { Db } from '../store/types.js';
 import { ensureLocalSecret } from '../util/local-secret.js';
+import { LruCache } from '../util/lru.js';
 import { CLIENT_ID_PATTERN, ClientRepository, isScopeToken, type OAuthClient } from './clients.js';
 import {
   type FormParams,
@@ -112,6 +114,10 @@ export interface CreateIssuerOptions {
   now?: () => number;
 }
 
+/** Client secrets verified on this instance, remembered (as an HMAC) at most this long and this many. */
+const PROOF_TTL_MS = 10 * 60_000;
+const PROOF_CACHE_SIZE = 10_000;
+
 /** Paths of the endpoints, below the issuer URL's path. */
 const TOKEN_PATH = '/oauth2/token';
 const REVOCATION_PATH = '/oauth2/revoke';
@@ -143,7 +149,7 @@ export async function createIssuer(options: CreateIssuerOptions): Promise<Issuer
     now,
   });
   const revocations = await RevocationList.open(db, now);
-  const clients = new ClientRepository(db, { now });
+  const clients = new ClientRepository(db, { now, tokenTtlMs: settings.tokenTtlMs });
   const ttlSeconds = Math.max(1, Math.floor(settings.tokenTtlMs / 1000));
 
   const metadata = Object.freeze({
@@ -167,6 +173,14 @@ export async function createIssuer(options: CreateIssuerOptions): Promise<Issuer
     return verifierKeys.jwks;
   };
 
+  // Secrets this instance has verified, as an HMAC under a key that lives only in
+  // this process: the owner's correct secret is accepted again without scrypt and
+  // without asking the brute-force guard, so others' failures never lock it out.
+  const proofKey = randomBytes(32);
+  const proofs = new LruCache<string, { mac: Buffer; hash: string }>(PROOF_CACHE_SIZE, now);
+  const proofOf = (id: string, secret: string) =>
+    createHmac('sha256', proofKey).update(id).update('\0').update(secret).digest();
+
   /** Authenticates the client, with the brute-force guard around the secret check. */
   async function authenticate(
     presented: PresentedClient,
@@ -176,10 +190,22 @@ export async function createIssuer(options: CreateIssuerOptions): Promise<Issuer
     // Only a well-formed id is logged or counted: a client that swapped its id and
     // secret must not get its secret written to the log.
     const claimedId = CLIENT_ID_PATTERN.test(presented.id) ? presented.id : undefined;
+    if (claimedId !== undefined) {
+      const known = proofs.get(claimedId);
+      if (known !== undefined && timingSafeEqual(known.mac, proofOf(claimedId, presented.secret))) {
+        // Still there, not revoked, same secret: one indexed query.
+        const client = await clients.current(claimedId, known.hash);
+        if (client !== undefined) {
+          guard?.recordSuccess(ctx.clientIp, claimedId);
+          return client;
+        }
+        proofs.delete(claimedId);
+      }
+    }
     guard?.check(ctx.clientIp, claimedId);
     const result = await clients.verify(presented.id, presented.secret);
     if (!result.ok) {
-      guard?.recordFailure(ctx.clientIp, claimedId);
+      guard?.recordFailure(ctx.clientIp, claimedId, result.reason);
       logger.warn(
         {
           requestId: ctx.requestId,
@@ -191,9 +217,16 @@ export async function createIssuer(options: CreateIssuerOptions): Promise<Issuer
         },
         'issuer: client authentication failed',
       );
-      throw invalidClient();
+      throw invalidClient(`${endpoint}: ${result.reason}`);
     }
     guard?.recordSuccess(ctx.clientIp, claimedId);
+    if (claimedId !== undefined) {
+      proofs.set(
+        claimedId,
+        { mac: proofOf(claimedId, presented.secret), hash: result.secretHash },
+        now() + PROOF_TTL_MS,
+      );
+    }
     return result.client;
   }
 
@@ -284,6 +317,19 @@ export async function createIssuer(options: CreateIssuerOptions): Promise<Issuer
       return;
     }
     await revocations.add(payload.jti, client.id, payload.exp * 1000);
+    // And on the kill switch's feed, so every instance refuses it within a second.
+    await recordRevocation(
+      db,
+      {
+        kind: 'jti',
+        subject: payload.jti,
+        issuer,
+        expiresAt: payload.exp * 1000,
+        actor: client.id,
+        reason: 'RFC 7009 revocation',
+      },
+      now,
+    );
     logger.info({ requestId: ctx.requestId, clientId: client.id, jti: payload.jti }, 'issuer: token revoked');
   }
 
@@ -315,6 +361,8 @@ export async function createIssuer(options: CreateIssuerOptions): Promise<Issuer
         'temporarily_unavailable',
         'too many failed attempts; retry after the delay in Retry-After',
         err.headers ?? {},
+        err.code,
+        err.internal,
       );
     }
     logger.error({ err, requestId: ctx.requestId, endpoint }, 'issuer: request failed');

@@ -11,7 +11,7 @@
  * up. Expiry needs no invalidation: it is checked at every use.
  */
 import { timingSafeEqual } from 'node:crypto';
-import { AuthFailure, AuthUnavailable, type Principal } from '../auth/types.js';
+import { AuthFailure, AuthUnavailable, type BeforeVerify, type Principal } from '../auth/types.js';
 import type { ApiKeySettings } from '../config/types.js';
 import type { Db } from '../store/types.js';
 import { ensureLocalSecret } from '../util/local-secret.js';
@@ -52,7 +52,7 @@ export interface ApiKeyAuthenticator {
    * `key_expired`, each with the key id as `credentialId`.
    * @throws AuthUnavailable `key_store_unavailable` (503) when the store fails.
    */
-  authenticate(raw: string): Promise<Principal>;
+  authenticate(raw: string, beforeVerify?: BeforeVerify): Promise<Principal>;
   /**
    * The key id (`key_…`) of a well-formed key with a correct checksum, or
    * undefined; no I/O, so the brute-force guard can count per key before any
@@ -189,21 +189,37 @@ export function createApiKeyAuthenticator(options: ApiKeyAuthenticatorOptions): 
   }
 
   return {
-    async authenticate(raw) {
+    async authenticate(raw, beforeVerify) {
       const parsed = parseApiKey(raw);
-      if (!parsed) throw new AuthFailure('malformed_key');
+      if (!parsed) {
+        beforeVerify?.(undefined);
+        throw new AuthFailure('malformed_key');
+      }
       const { id, secret } = parsed;
+      let gated = false;
+      const gate = () => {
+        if (!gated) beforeVerify?.(id);
+        gated = true;
+      };
       let entry = cached(id, now());
       if (entry) counters.cacheHits++;
       else {
         counters.cacheMisses++;
+        // Not known: the brute-force guard may refuse before the store is asked.
+        gate();
         entry = await load(id);
       }
-      if (!entry.known) throw new AuthFailure('key_unknown', id);
+      if (!entry.known) {
+        gate();
+        throw new AuthFailure('key_unknown', id);
+      }
       // The secret is checked before the status, so `key_revoked` and
       // `key_expired` are only ever reported to whoever holds the key.
+      // A cached key with the right secret passes without asking the guard:
+      // others' failures against its id never lock its owner out.
       const presented = digestSecret(pepper, secret);
       if (entry.digest.length !== presented.length || !timingSafeEqual(entry.digest, presented)) {
+        gate();
         throw new AuthFailure('key_mismatch', id);
       }
       if (entry.revoked) throw new AuthFailure('key_revoked', id);

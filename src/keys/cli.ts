@@ -21,6 +21,7 @@ import {
 } from '../cli/support.js';
 import { loadConfig } from '../config/load.js';
 import type { ApiKeySettings, GatewayConfig } from '../config/types.js';
+import { recordRevocation } from '../revocation/feed.js';
 import type { Store } from '../store/index.js';
 import { resolvePepper } from './authenticator.js';
 import {
@@ -181,7 +182,17 @@ export async function runKeysCommand(argv: string[], io: KeysCommandIo): Promise
         const id = onlyId(positionals, 'revoke');
         context = await open(values.config, io);
         const { record, alreadyRevoked } = await context.keys().revoke(id);
-        if (!alreadyRevoked) await context.audit('key.revoked', record.id);
+        if (!alreadyRevoked) {
+          // Running gateways drop the cached key within a second (the kill switch's feed).
+          await recordRevocation(context.store, {
+            kind: 'key',
+            subject: record.id,
+            expiresAt: Date.now() + KEY_SIGNAL_TTL_MS,
+            actor: 'cli',
+            reason: 'key revoked',
+          });
+          await context.audit('key.revoked', record.id);
+        }
         io.out(
           alreadyRevoked
             ? `${record.id} was already revoked at ${formatTime(record.revokedAt)}.`
@@ -231,8 +242,11 @@ function help(io: KeysCommandIo): number {
 
 function propagation(context: Context): string {
   const ttl = context.settings === undefined ? DEFAULT_CACHE_TTL : `${context.settings.cacheTtlMs / 1000}s`;
-  return `Running gateways that cached the key see the change within ${ttl} (their key cache ttl).`;
+  return `Running gateways drop the key within about a second (at the latest within ${ttl}, their key cache ttl).`;
 }
+
+/** How long a "key revoked" signal stays in the revocation feed. */
+const KEY_SIGNAL_TTL_MS = 60 * 60_000;
 
 function report(err: unknown, io: KeysCommandIo): number {
   return reportCommandError(

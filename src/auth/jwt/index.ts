@@ -19,9 +19,16 @@ import {
   jwtVerify,
 } from 'jose';
 import type { JwtProviderSettings } from '../../config/types.js';
+import { GatewayError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { LruCache } from '../../util/lru.js';
-import { AuthFailure, AuthUnavailable, type LocalJwtProvider, type Principal } from '../types.js';
+import {
+  AuthFailure,
+  AuthUnavailable,
+  type BeforeVerify,
+  type LocalJwtProvider,
+  type Principal,
+} from '../types.js';
 import { type KeySource, LocalKeySource, RemoteKeySource } from './jwks.js';
 
 /** Verifies JWT access tokens against the configured providers. */
@@ -31,7 +38,7 @@ export interface JwtVerifier {
    * AuthFailure(reason) for a bad token, AuthUnavailable when keys cannot be
    * obtained at all.
    */
-  verify(token: string): Promise<Principal>;
+  verify(token: string, beforeVerify?: BeforeVerify): Promise<Principal>;
   /** Fetches discovery/JWKS for every remote provider once; failures are logged (not thrown) and retried later. */
   start(): Promise<void>;
   /** For /readyz: rejects (with a message naming the provider) when some remote provider has never had keys. */
@@ -142,7 +149,7 @@ export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
   const largestToken = Math.max(0, ...providers.map((p) => p.maxTokenBytes));
   const remotes = providers.filter((p) => p.remote !== undefined);
 
-  async function verifyToken(token: string): Promise<Principal> {
+  async function verifyToken(token: string, beforeVerify: BeforeVerify | undefined): Promise<Principal> {
     // Bound the work before hashing or decoding anything: only the per-IP
     // throttle runs before this, and an attacker picks the token's length.
     if (typeof token !== 'string') throw new AuthFailure('malformed');
@@ -164,6 +171,8 @@ export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
       }
       stats.cacheMisses++;
     }
+    // Not known to be good: the brute-force guard may refuse before any decoding or cryptography.
+    beforeVerify?.(credentialId);
 
     const parts = token.split('.');
     if (parts.length !== 3) throw fail('malformed');
@@ -322,10 +331,12 @@ export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
 
   return {
     stats,
-    async verify(token) {
+    async verify(token, beforeVerify) {
       try {
-        return await verifyToken(token);
+        return await verifyToken(token, beforeVerify);
       } catch (err) {
+        // The brute-force guard's refusal, as it is.
+        if (err instanceof GatewayError) throw err;
         const reason =
           err instanceof AuthFailure || err instanceof AuthUnavailable ? err.reason : 'invalid_token';
         stats.failures[reason] = (stats.failures[reason] ?? 0) + 1;
@@ -505,6 +516,7 @@ function buildPrincipal(provider: Provider, claims: JWTPayload): Principal {
   return deepFreeze({
     kind: 'jwt',
     id: claims.sub as string,
+    provider: `jwt:${provider.name}`,
     scopes: readScopes(readPath(claims, provider.scopesClaim)),
     roles: provider.rolesClaim === undefined ? [] : readStrings(readPath(claims, provider.rolesClaim)),
     tenant: typeof tenant === 'string' && tenant !== '' ? tenant : undefined,

@@ -24,6 +24,13 @@ import { AuthUnavailable } from '../types.js';
 
 /** Largest discovery document or JWKS accepted; real ones are a few kilobytes. */
 const MAX_DOCUMENT_BYTES = 512 * 1024;
+/**
+ * Backoff between attempts while no keys were ever obtained (a cold start with
+ * the provider down): short, so JWT routes recover within seconds of the
+ * provider's return, doubling up to the cap (and never beyond the cooldown).
+ */
+const COLD_RETRY_MIN_MS = 500;
+const COLD_RETRY_MAX_MS = 4_000;
 
 /** A source of verification keys for one provider. */
 export interface KeySource {
@@ -66,9 +73,19 @@ export class RemoteKeySource implements KeySource {
   #lastAttemptAt = Number.NEGATIVE_INFINITY;
   #lastKidFetchAt = Number.NEGATIVE_INFINITY;
   #inflight: Promise<void> | undefined;
+  /** Consecutive failed attempts; 0 after a success. */
+  #failures = 0;
+  /** A background retry after a failure (unref'd; cleared on close). */
+  #retryTimer: NodeJS.Timeout | undefined;
 
   constructor(options: RemoteKeySourceOptions) {
     this.#o = options;
+    options.signal.addEventListener('abort', () => this.#clearRetry(), { once: true });
+  }
+
+  /** Attempts that failed in a row (0 once keys were fetched again). */
+  get consecutiveFailures(): number {
+    return this.#failures;
   }
 
   /** Whether keys were ever obtained. */
@@ -142,7 +159,38 @@ export class RemoteKeySource implements KeySource {
   }
 
   #mayRetryFailure(): boolean {
-    return this.#o.now() - this.#lastAttemptAt >= this.#o.jwksCooldownMs;
+    return this.#o.now() - this.#lastAttemptAt >= this.#retryDelay();
+  }
+
+  /**
+   * How long after a failed attempt the next may start: while no keys are
+   * held, a short backoff (seconds); with keys held, the cooldown.
+   */
+  #retryDelay(): number {
+    const { jwksCooldownMs } = this.#o;
+    if (this.#keys !== undefined) return jwksCooldownMs;
+    const backoff = COLD_RETRY_MIN_MS * 2 ** Math.max(0, Math.min(this.#failures - 1, 10));
+    return Math.min(jwksCooldownMs, COLD_RETRY_MAX_MS, backoff);
+  }
+
+  #clearRetry(): void {
+    if (this.#retryTimer !== undefined) clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
+  }
+
+  /**
+   * After any failure the source retries by itself, so that it recovers
+   * without waiting for a request (or a readiness probe) to ask: after the
+   * short cold-start backoff while no keys are held, else after the cooldown.
+   */
+  #scheduleRetry(): void {
+    this.#clearRetry();
+    if (this.#o.signal.aborted) return;
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined;
+      if (!this.#o.signal.aborted && this.#inflight === undefined) void this.refresh();
+    }, this.#retryDelay());
+    this.#retryTimer.unref();
   }
 
   async #fetchKeys(): Promise<void> {
@@ -165,19 +213,28 @@ export class RemoteKeySource implements KeySource {
       this.#keys = keys;
       this.#kids = new Set(set.keys.flatMap((k) => (typeof k.kid === 'string' ? [k.kid] : [])));
       this.#fetchedAt = this.#o.now();
+      if (this.#failures > 0) {
+        logger.info({ provider: name, failedAttempts: this.#failures }, 'JWKS fetched again');
+      }
+      this.#failures = 0;
+      this.#clearRetry();
       logger.debug({ provider: name, keys: set.keys.length }, 'JWKS fetched');
     } catch (err) {
       if (this.#o.jwksUri === undefined) this.#discoveredUri = undefined;
       if (this.#o.signal.aborted) return;
+      this.#failures++;
+      this.#scheduleRetry();
+      // One line per outage, then one every 10th attempt: a long outage does not flood the log.
+      if (this.#failures > 1 && this.#failures % 10 !== 0) return;
       const cause = err instanceof Error ? err.message : String(err);
       if (this.#keys !== undefined) {
         logger.warn(
-          { provider: name, cause },
+          { provider: name, cause, failedAttempts: this.#failures },
           'JWKS refresh failed; the cached keys stay in use until the provider answers again',
         );
       } else {
         logger.error(
-          { provider: name, cause },
+          { provider: name, cause, failedAttempts: this.#failures },
           'JWKS fetch failed; tokens from this provider cannot be verified until it answers',
         );
       }
@@ -227,11 +284,51 @@ function publicKeySet(document: unknown): { set: JSONWebKeySet; dropped: number 
   return { set: { keys }, dropped: all.length - keys.length };
 }
 
-async function getJson(url: string, timeoutMs: number, signal: AbortSignal): Promise<unknown> {
+/**
+ * GET a JSON document, settling within `timeoutMs` whatever the server does
+ * (accepts and never answers, answers headers then stalls, trickles bytes).
+ *
+ * Three bounds, none of which can be garbage-collected while the request is
+ * pending: undici's own `headersTimeout` and `bodyTimeout` (per request,
+ * enforced by the connection), and an overall deadline: a timer this call
+ * holds and clears. `AbortSignal.any([signal, AbortSignal.timeout(ms)])` is
+ * not used: on Node 20 the composite signal holds its inputs weakly, so the
+ * timeout signal can be collected before it fires and the fetch then hangs
+ * for good (nodejs/node#57736).
+ */
+export async function getJson(url: string, timeoutMs: number, signal: AbortSignal): Promise<unknown> {
+  const controller = new AbortController();
+  const onAbort = () => controller.abort(signal.reason);
+  if (signal.aborted) throw signal.reason ?? new Error('aborted');
+  signal.addEventListener('abort', onAbort, { once: true });
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const err = new Error(`GET ${url} did not complete within ${timeoutMs} ms`);
+      controller.abort(err);
+      reject(err);
+    }, timeoutMs);
+    // The timer keeps its own reference: unref only lets the process exit, it is still fired.
+    timer.unref();
+  });
+  // Rejections of the deadline are handled by the race below; this keeps an
+  // early settlement from leaving it unhandled.
+  deadline.catch(() => {});
+  try {
+    return await Promise.race([fetchJson(url, timeoutMs, controller.signal), deadline]);
+  } finally {
+    clearTimeout(timer);
+    signal.removeEventListener('abort', onAbort);
+  }
+}
+
+async function fetchJson(url: string, timeoutMs: number, signal: AbortSignal): Promise<unknown> {
   const res = await request(url, {
     method: 'GET',
     headers: { accept: 'application/json' },
-    signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]),
+    headersTimeout: timeoutMs,
+    bodyTimeout: timeoutMs,
+    signal,
   });
   if (res.statusCode !== 200) {
     await res.body.dump();

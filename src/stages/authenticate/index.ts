@@ -42,7 +42,8 @@ export const authenticateStage: StageFactory = {
   create(route, deps) {
     if (route.auth === 'none') return undefined;
     const methods: readonly AuthMethod[] = route.auth;
-    const { jwt, introspection, apiKeys, guard } = deps.auth;
+    const { jwt, introspection, apiKeys, guard, revocations } = deps.auth;
+    const providers = route.providers === undefined ? undefined : new Set(route.providers);
     const keySettings = deps.config.auth.apiKeys;
     const keyHeader = keySettings?.header;
     const useJwt = methods.includes('jwt') && jwt !== undefined;
@@ -63,7 +64,8 @@ export const authenticateStage: StageFactory = {
     ): never => {
       if (err instanceof AuthFailure) {
         ctx.credentialId = err.credentialId ?? credentialId;
-        guard.recordFailure(ctx.clientIp, ctx.credentialId);
+        // Only guess-like failures count (src/auth/brute-force.ts).
+        guard.recordFailure(ctx.clientIp, ctx.credentialId, err.reason);
         logger.info(
           { requestId: ctx.id, route: route.name, method: kind, reason: err.reason },
           'authentication failed',
@@ -95,6 +97,16 @@ export const authenticateStage: StageFactory = {
       return principal;
     };
 
+    /** The route's provider restriction, and the kill switch: on every request, cache hits included, O(1). */
+    const admit = (principal: Principal): Principal => {
+      if (providers !== undefined && principal.provider !== undefined) {
+        const name = principal.provider.slice(principal.provider.indexOf(':') + 1);
+        if (!providers.has(name)) throw new AuthFailure('provider_not_allowed');
+      }
+      if (revocations?.isRevoked(principal)) throw new AuthFailure('token_revoked');
+      return principal;
+    };
+
     const accept = (ctx: RequestContext, principal: Principal, credentialId: string | undefined): void => {
       guard.recordSuccess(ctx.clientIp, credentialId);
       ctx.principal = principal;
@@ -110,20 +122,22 @@ export const authenticateStage: StageFactory = {
     return {
       name: 'authenticate',
       async handle(ctx) {
+        // Asked only before the expensive check of a credential not known to be good.
+        const gate = (credentialId: string | undefined) => guard.check(ctx.clientIp, credentialId);
         const token = useJwt || useIntrospection ? bearerToken(ctx.headers.get('authorization')) : undefined;
         if (token !== undefined) {
           // A compact JWS has exactly two dots; anything else is an opaque token.
           const isJwt = token.split('.').length === 3;
           if (isJwt && useJwt) {
             try {
-              return accept(ctx, bound(ctx, await jwt!.verify(token)), undefined);
+              return accept(ctx, admit(bound(ctx, await jwt!.verify(token, gate))), undefined);
             } catch (err) {
               return fail(ctx, err, undefined, 'jwt');
             }
           }
           if (useIntrospection) {
             try {
-              return accept(ctx, bound(ctx, await introspection!.introspect(token)), undefined);
+              return accept(ctx, admit(bound(ctx, await introspection!.introspect(token, gate))), undefined);
             } catch (err) {
               return fail(ctx, err, undefined, 'introspection');
             }
@@ -135,9 +149,8 @@ export const authenticateStage: StageFactory = {
           if (raw === undefined && route.apiKeyInQuery) raw = queryKey(ctx.query, keySettings!.queryParam);
           if (raw !== undefined) {
             const id = apiKeys!.keyId(raw);
-            guard.check(ctx.clientIp, id);
             try {
-              return accept(ctx, await apiKeys!.authenticate(raw), id);
+              return accept(ctx, admit(await apiKeys!.authenticate(raw, gate)), id);
             } catch (err) {
               return fail(ctx, err, id, 'api_key');
             }

@@ -57,6 +57,8 @@ describe('opaque tokens by introspection', () => {
       'opaque-alice': { sub: 'alice', scope: 'orders:read orders:write', exp: future(), tenant: 'acme' },
       'opaque-expired': { sub: 'bob', scope: 'orders:read', exp: Math.floor(Date.now() / 1000) - 10 },
       'opaque-other-issuer': { sub: 'mallory', exp: future(), iss: 'https://evil.example' },
+      'opaque-carol': { sub: 'carol', scope: 'orders:read', exp: future() },
+      'opaque-refresh': { sub: 'alice', exp: future(), token_type: 'refresh_token' },
     });
     process.env.PC_TEST_INTROSPECTION_SECRET = 's3cret:with/odd chars';
     gw = await startTestGateway({
@@ -72,7 +74,7 @@ describe('opaque tokens by introspection', () => {
             },
           ],
         },
-        brute_force: { max_failures: 3, window: '1m', lockout: '2s' },
+        brute_force: { max_failures: 3, max_failures_per_ip: 3, window: '1m', lockout: '2s' },
       },
       upstreams: { app: { url: upstream.url } },
       routes: [
@@ -149,13 +151,24 @@ describe('opaque tokens by introspection', () => {
       assert.equal((await send(gw.url, '/orders', bearer(`guess-${i}`, ip))).status, 401);
     }
     const before = endpoint.calls.length;
-    const locked = await send(gw.url, '/orders', bearer('opaque-alice', ip));
+    const locked = await send(gw.url, '/orders', bearer('opaque-carol', ip));
     assert.equal(locked.status, 429);
     assert.equal(locked.json().code, 'auth.locked_out');
     assert.ok(Number(locked.headers['retry-after']) >= 1);
     assert.equal(endpoint.calls.length, before, 'no introspection while locked out');
+    // A token already introspected (cached) passes: others' failures never refuse it.
+    assert.equal((await send(gw.url, '/orders', bearer('opaque-alice', ip))).status, 200);
     // Another client is not affected.
-    assert.equal((await send(gw.url, '/orders', bearer('opaque-alice', '203.0.113.10'))).status, 200);
+    assert.equal((await send(gw.url, '/orders', bearer('opaque-carol', '203.0.113.10'))).status, 200);
+  });
+
+  it('refuses a refresh token (token_type) with 401, without counting it as a guess', async () => {
+    const reply = await send(gw.url, '/orders', bearer('opaque-refresh', '198.51.100.7'));
+    assert.equal(reply.status, 401);
+    assert.match(
+      JSON.stringify(gw.logs.filter((l) => l.msg === 'authentication failed').at(-1)),
+      /wrong_token_type/,
+    );
   });
 
   it('lifts the lockout when it expires', async () => {
@@ -189,5 +202,78 @@ describe('opaque tokens by introspection', () => {
     } finally {
       await down.close();
     }
+  });
+});
+
+describe('introspection checks audience and token type', () => {
+  let upstream: TestUpstream;
+  let endpoint: Endpoint;
+  let gw: TestGateway;
+
+  before(async () => {
+    upstream = await startUpstream();
+    endpoint = await startIntrospection({
+      'for-orders': { sub: 'a', aud: 'orders', exp: future() },
+      'for-several': { sub: 'b', aud: ['billing', 'orders'], exp: future() },
+      'for-billing': { sub: 'c', aud: 'billing', exp: future() },
+      'no-audience': { sub: 'd', exp: future() },
+      'bearer-type': { sub: 'e', aud: 'orders', token_type: 'Bearer', exp: future() },
+      'access-type': { sub: 'f', aud: 'orders', token_type: 'access_token', exp: future() },
+      'refresh-type': { sub: 'g', aud: 'orders', token_type: 'refresh_token', exp: future() },
+      'id-type': { sub: 'h', aud: 'orders', token_type: 'id_token', exp: future() },
+    });
+    process.env.PC_TEST_INTROSPECTION_SECRET = 's3cret';
+    gw = await startTestGateway({
+      auth: {
+        introspection: {
+          providers: [
+            {
+              name: 'opaque',
+              endpoint: endpoint.url,
+              audience: ['orders'],
+              client_id: 'gw',
+              client_secret: '${env:PC_TEST_INTROSPECTION_SECRET}',
+            },
+          ],
+        },
+      },
+      upstreams: { app: { url: upstream.url } },
+      routes: [{ path: '/orders', methods: ['GET'], upstream: 'app', authorize: 'any-authenticated' }],
+    });
+  });
+
+  after(async () => {
+    await gw.close();
+    await upstream.close();
+    await endpoint.close();
+  });
+
+  const status = async (token: string) =>
+    (await send(gw.url, '/orders', { headers: { authorization: `Bearer ${token}` } })).status;
+
+  it('accepts a token whose aud names the configured audience, as a string or in a list', async () => {
+    assert.equal(await status('for-orders'), 200);
+    assert.equal(await status('for-several'), 200);
+  });
+
+  it('refuses a token issued for another API with 401', async () => {
+    assert.equal(await status('for-billing'), 401);
+  });
+
+  it('refuses a token without aud when an audience is configured', async () => {
+    assert.equal(await status('no-audience'), 401);
+  });
+
+  it('accepts access token types', async () => {
+    assert.equal(await status('bearer-type'), 200);
+    assert.equal(await status('access-type'), 200);
+  });
+
+  it('refuses a refresh token with 401', async () => {
+    assert.equal(await status('refresh-type'), 401);
+  });
+
+  it('refuses an ID token with 401', async () => {
+    assert.equal(await status('id-type'), 401);
   });
 });

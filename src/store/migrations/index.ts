@@ -4,6 +4,7 @@ import { oauthMigration } from './003-oauth.js';
 import { quotasMigration } from './004-quotas.js';
 import { auditMigration } from './005-audit.js';
 import { alertsMigration } from './006-alerts.js';
+import { revocationsMigration } from './007-revocations.js';
 
 /**
  * Every migration of the Portcullis database, in order. Features append their
@@ -21,4 +22,5 @@ export const migrations: Migration[] = [
   quotasMigration,
   auditMigration,
   alertsMigration,
+  revocationsMigration,
 ];
