@@ -18,6 +18,14 @@ export interface AdminServer {
   setCheck(name: string, check: ReadinessCheck | undefined): void;
   /** Serves GET/HEAD `path` with `handler` (e.g. `/metrics`). */
   addRoute(path: string, handler: (req: IncomingMessage, res: ServerResponse) => void): void;
+  /** Runs every check now: each one's state, as `/healthz/deps` shows it (for metrics). */
+  evaluate(): Promise<Map<string, CheckResult>>;
+}
+
+/** A check's state: `up`, `degraded` (ready, with a note) or `down` (not ready). */
+export interface CheckResult {
+  state: 'up' | 'degraded' | 'down';
+  note: string;
 }
 
 const CHECK_TIMEOUT_MS = 2000;
@@ -52,6 +60,17 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
 
 export function createAdminServer(): AdminServer {
   const checks = new Map<string, ReadinessCheck>();
+  const evaluate = async () => {
+    const results = await Promise.all(
+      [...checks].map(async ([name, check]) => [name, await runCheck(check)] as const),
+    );
+    return new Map(
+      results.map(([name, r]): [string, CheckResult] => [
+        name,
+        { state: !r.ok ? 'down' : r.note === 'ok' ? 'up' : 'degraded', note: r.note },
+      ]),
+    );
+  };
   const routes = new Map<string, (req: IncomingMessage, res: ServerResponse) => void>();
   const server = createServer(async (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
@@ -74,6 +93,16 @@ export function createAdminServer(): AdminServer {
       });
       return;
     }
+    if (path === '/healthz/deps') {
+      // Every dependency, whether or not it makes the instance unready: for people and dashboards.
+      const results = await evaluate();
+      sendJson(res, 200, {
+        dependencies: Object.fromEntries(
+          [...results].map(([name, r]) => [name, { status: r.state, note: r.note }]),
+        ),
+      });
+      return;
+    }
     const route = routes.get(path ?? '');
     if (route) {
       route(req, res);
@@ -86,6 +115,7 @@ export function createAdminServer(): AdminServer {
     addRoute(path, handler) {
       routes.set(path, handler);
     },
+    evaluate,
     setCheck(name, check) {
       if (check === undefined) checks.delete(name);
       else checks.set(name, check);

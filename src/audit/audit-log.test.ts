@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import type { SecurityEvent } from '../events/types.js';
 import type { Db } from '../store/types.js';
-import { type AuditLog, createAuditLog, recordAdminEvent, sampleFraction } from './audit-log.js';
+import { type AuditLog, createAuditLog, recordAdminEvent } from './audit-log.js';
 import type { RawAudit } from './schema.js';
 import {
   adminEvent,
@@ -77,6 +77,9 @@ for (const backend of backends) {
         sampledOut: 0,
         writeFailures: 0,
         checkpoints: audit.stats.checkpoints,
+        aggregated: 0,
+        aggregates: 0,
+        backPressure: 0,
       });
       const ids = await f.store.query<{ request_id: string }>('select request_id from audit_events');
       const seen = new Set(ids.map((r) => r.request_id));
@@ -91,28 +94,27 @@ for (const backend of backends) {
 }
 
 describe('the audit log', () => {
-  it('never holds more than max_queue events for a slow store, and counts, logs and reports every drop', async () => {
+  it('under overflow drop, applies back-pressure at max_queue, and drops (counting, logging, reporting) only beyond twice it', async () => {
     const f = await fresh();
     const reported: number[] = [];
+    let delay = 1000;
     const { audit, log } = open(
-      slowDb(f.store, () => 30),
-      { max_queue: 100, batch_size: 10, overflow: 'drop' },
+      slowDb(f.store, () => delay),
+      { max_queue: 20, batch_size: 5, overflow: 'drop' },
       { onDrop: (n) => reported.push(n) },
     );
-    let peak = 0;
-    for (let burst = 0; burst < 20; burst++) {
-      for (let i = 0; i < 50; i++) {
-        audit.emit(requestEvent(burst * 50 + i));
-        peak = Math.max(peak, audit.stats.queued);
-      }
-      await new Promise((r) => setTimeout(r, 5));
-    }
-    assert.ok(peak <= 100, `the queue held ${peak} events`);
-    assert.equal(audit.isFull(), false, 'drop never asks the gateway to refuse requests');
+    for (let i = 0; i < 20; i++) audit.emit(requestEvent(i));
+    assert.equal(audit.isFull(), true, 'priority events are never dropped: new requests are refused');
+    await audit.ready();
+    assert.match(audit.degraded() ?? '', /queue is full/);
+    for (let i = 20; i < 60; i++) audit.emit(requestEvent(i));
+    assert.equal(audit.stats.queued, 40, 'never more than twice max_queue');
+    delay = 0;
+    await until(() => !audit.isFull());
     await audit.close();
     const { written, dropped } = audit.stats;
-    assert.ok(dropped > 0, 'the slow store should have made the queue overflow');
-    assert.equal(written + dropped, 1000);
+    assert.equal(dropped, 20);
+    assert.equal(written, 40);
     assert.equal(
       reported.reduce((a, b) => a + b, 0),
       dropped,
@@ -147,7 +149,7 @@ describe('the audit log', () => {
     assert.equal(audit.stats.written, 40);
   });
 
-  it('samples allowed requests by request id, reproducibly, and always keeps denials, errors and shadow denials', async () => {
+  it('samples allowed requests at the rate, and always keeps denials, errors and shadow denials', async () => {
     const f = await fresh();
     const { audit } = open(f.store, { sample_success: 0, sample_routes: { 'orders-read': 0.25 } });
     const events: SecurityEvent[] = [];
@@ -163,14 +165,12 @@ describe('the audit log', () => {
       'select request_id, decision from audit_events',
     );
     const kept = new Set(rows.map((r) => r.request_id));
-    const expected = events.filter(
-      (e) =>
-        e.type === 'request' &&
-        (e.decision !== 'allow' ||
-          e.shadowDenials.length > 0 ||
-          (e.route === 'orders-read' && sampleFraction(e.requestId) < 0.25)),
+    const always = events.filter(
+      (e) => e.type === 'request' && (e.decision !== 'allow' || e.shadowDenials.length > 0),
     );
-    assert.deepEqual([...kept].sort(), expected.map((e) => (e as { requestId: string }).requestId).sort());
+    for (const e of always) assert.ok(kept.has((e as { requestId: string }).requestId));
+    const other = events.filter((e) => e.type === 'request' && e.route === 'health');
+    for (const e of other) assert.ok(!kept.has((e as { requestId: string }).requestId));
     const sampled = rows.filter((r) => r.decision === 'allow').length - 10;
     assert.ok(sampled > 60 && sampled < 140, `${sampled} of 400 kept at a rate of 0.25`);
     assert.equal(audit.stats.sampledOut, 570 - rows.length);
@@ -213,7 +213,9 @@ describe('the audit log', () => {
     const { audit, log } = open(flaky);
     for (let i = 0; i < 10; i++) audit.emit(requestEvent(i));
     await assert.rejects(audit.flush(), /database is locked/);
-    await assert.rejects(audit.ready(), /refuses writes/);
+    // Not a readiness failure (the queue absorbs it, and the store is shared by every instance): a note.
+    await audit.ready();
+    assert.match(audit.degraded() ?? '', /refuses writes/);
     assert.equal(audit.stats.queued, 10);
     assert.ok(
       log.parsed().some((l) => l.msg === 'audit write failed; the batch stays queued and is retried'),

@@ -20,7 +20,8 @@
  *   still get their events queued, up to twice `max_queue`, beyond which even
  *   they are dropped and counted: memory is never unbounded.
  */
-import type { AdminEvent, EventSink, SecurityEvent } from '../events/types.js';
+import { randomFillSync } from 'node:crypto';
+import type { AdminEvent, EventSink, RequestEvent, SecurityEvent } from '../events/types.js';
 import type { Db } from '../store/types.js';
 import { type AuditContent, type ContentOptions, toAuditContent } from './canonical.js';
 import { checkpointLine, eventLine, type JsonlSink, openJsonlSink } from './jsonl.js';
@@ -43,6 +44,12 @@ export interface AuditStats {
   writeFailures: number;
   /** Checkpoints this instance signed. */
   checkpoints: number;
+  /** Unauthenticated denials and unrouted requests only counted, in an aggregate event, not recorded one by one. */
+  aggregated: number;
+  /** Aggregate events (`audit.denials_aggregated`) queued. */
+  aggregates: number;
+  /** Times new requests were refused (503) because the queue was full (back-pressure). */
+  backPressure: number;
 }
 
 /** The subset of a pino logger the audit log uses. */
@@ -89,10 +96,17 @@ export interface AuditLog extends EventSink {
    */
   close(): Promise<void>;
   readonly stats: Readonly<AuditStats>;
-  /** True while the queue is full under `overflow: block`: the gateway answers new requests 503. Always false under `drop`. */
+  /**
+   * True while the queue is full (under either `overflow`): the gateway
+   * answers new requests 503, so that events that are never dropped
+   * (allowed requests, authenticated denials, admin acts, alerts) are not.
+   * Each call that returns true is counted as back-pressure.
+   */
   isFull(): boolean;
   /** Readiness: rejects while the store refuses writes, or the queue is full under `block`. */
   ready(): Promise<void>;
+  /** What readiness notes without failing: the queue is full under `drop`, or writes are being retried. */
+  degraded(): string | undefined;
   /** Runs retention now (it also runs every `retention.check_interval` when limits are set). */
   applyRetention(): Promise<RetentionResult>;
   /** The repository the log writes to (for `audit verify` in-process, and tests). */
@@ -141,7 +155,10 @@ class RingQueue<T> {
   }
 }
 
-/** FNV-1a (32 bits) of the string, as a fraction in [0, 1): a cheap, reproducible coin per request id. */
+/**
+ * FNV-1a (32 bits) of the string, as a fraction in [0, 1). Not used for
+ * sampling any more (a client chooses its request ids); kept for callers.
+ */
 export function sampleFraction(id: string): number {
   let h = 0x811c9dc5;
   for (let i = 0; i < id.length; i++) {
@@ -151,13 +168,31 @@ export function sampleFraction(id: string): number {
   return (h >>> 0) / 0x1_0000_0000;
 }
 
-/** Whether sampling keeps this event: everything but allowed requests is always kept. */
+// The gateway's own randomness, drawn 4 KiB at a time: the coin of each sampled event.
+const coins = new Uint32Array(1024);
+let coinIndex = coins.length;
+
+/** A uniform fraction in [0, 1) from the CSPRNG; no client-chosen value enters it. */
+function coin(): number {
+  if (coinIndex >= coins.length) {
+    randomFillSync(coins);
+    coinIndex = 0;
+  }
+  return coins[coinIndex++]! / 0x1_0000_0000;
+}
+
+/**
+ * Whether sampling keeps this event: everything but allowed requests is
+ * always kept. The coin is the gateway's own randomness, never the request
+ * id: a client picks its request ids (X-Request-Id) and must not be able to
+ * pick ones that are never recorded.
+ */
 function keeps(event: SecurityEvent, rate: (route: string | undefined) => number): boolean {
   if (event.type !== 'request' || event.decision !== 'allow' || event.shadowDenials.length > 0) return true;
   const r = rate(event.route);
   if (r >= 1) return true;
   if (!(r > 0)) return false;
-  return sampleFraction(event.requestId) < r;
+  return coin() < r;
 }
 
 const noop = async (): Promise<void> => {};
@@ -171,6 +206,9 @@ function disabledAuditLog(db: Db): AuditLog {
     sampledOut: 0,
     writeFailures: 0,
     checkpoints: 0,
+    aggregated: 0,
+    aggregates: 0,
+    backPressure: 0,
   };
   return {
     emit() {},
@@ -181,6 +219,7 @@ function disabledAuditLog(db: Db): AuditLog {
     },
     isFull: () => false,
     ready: noop,
+    degraded: () => undefined,
     applyRetention: async () => ({ removed: 0, anchor: undefined }),
     repository: createAuditRepository(db),
   };
@@ -209,7 +248,9 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
   };
   const jsonl = options.jsonl ?? (settings.jsonl ? openJsonlSink(settings.jsonl.path) : undefined);
   const block = settings.overflow === 'block';
-  const queue = new RingQueue<SecurityEvent>(block ? settings.maxQueue * 2 : settings.maxQueue);
+  // Beyond max_queue new requests are refused; the room above it is for the
+  // events of requests already in flight, and for the aggregates.
+  const queue = new RingQueue<SecurityEvent>(settings.maxQueue * 2);
   const stats: AuditStats = {
     queued: 0,
     written: 0,
@@ -217,7 +258,11 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
     sampledOut: 0,
     writeFailures: 0,
     checkpoints: 0,
+    aggregated: 0,
+    aggregates: 0,
+    backPressure: 0,
   };
+  const aggregator = createDenialAggregator(settings.aggregate);
 
   let closed = false;
   /** Events accepted into the queue, and taken out of it (written, or given up at close), ever. */
@@ -384,6 +429,28 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
   const timer = setInterval(tick, settings.flushIntervalMs);
   timer.unref();
 
+  /** Queues an event that must not be dropped, up to the hard cap (twice max_queue). */
+  const pushPriority = (event: SecurityEvent): boolean => {
+    if (!queue.push(event)) {
+      stats.dropped++;
+      dropsUnreported++;
+      return false;
+    }
+    enqueued++;
+    if (queue.length >= settings.batchSize) scheduleDrain();
+    return true;
+  };
+
+  /** Queues one aggregate event per source counted in the interval that ended. */
+  const flushAggregates = (): void => {
+    for (const event of aggregator.take(now())) {
+      if (!pushPriority(event)) continue;
+      stats.aggregates++;
+    }
+  };
+  const aggregateTimer = setInterval(flushAggregates, settings.aggregate.intervalMs);
+  aggregateTimer.unref();
+
   const retentionLimits = settings.retention;
   const runRetention = (): Promise<RetentionResult> => {
     retention ??= repo
@@ -448,13 +515,17 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
         stats.sampledOut++;
         return;
       }
-      if (!queue.push(event)) {
-        stats.dropped++;
-        dropsUnreported++;
-        return;
+      // What an attacker can produce at will (denials without a principal,
+      // unrouted requests) is recorded one by one up to a per-source rate,
+      // and while the queue has room; beyond, only counted (never lost).
+      if (event.type === 'request' && aggregatable(event)) {
+        if (queue.length >= settings.maxQueue || !aggregator.admit(event)) {
+          aggregator.count(event);
+          stats.aggregated++;
+          return;
+        }
       }
-      enqueued++;
-      if (queue.length >= settings.batchSize) scheduleDrain();
+      pushPriority(event);
     },
 
     async flush() {
@@ -468,8 +539,11 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
 
     close() {
       closing ??= (async () => {
+        // The counts of the last interval are written too.
+        flushAggregates();
         closed = true;
         clearInterval(timer);
+        clearInterval(aggregateTimer);
         if (retentionTimer) clearInterval(retentionTimer);
         await retention?.catch(() => {});
         const deadline = Date.now() + settings.shutdownTimeoutMs;
@@ -518,14 +592,142 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
       return { ...stats, queued: queue.length };
     },
 
-    isFull: () => block && queue.length >= settings.maxQueue,
+    isFull() {
+      if (queue.length < settings.maxQueue) return false;
+      stats.backPressure++;
+      return true;
+    },
 
     async ready() {
-      if (failingSince !== undefined) throw new Error('the audit store refuses writes');
+      // Only a full queue under `block` stops this instance from serving; a
+      // store that refuses writes is retried while the queue absorbs events
+      // (see degraded()), and is the same for every instance.
       if (block && queue.length >= settings.maxQueue) throw new Error('the audit queue is full');
     },
 
+    degraded() {
+      if (failingSince !== undefined) return 'the audit store refuses writes; events are queued and retried';
+      if (queue.length >= settings.maxQueue) {
+        return 'the audit queue is full: new requests are answered 503 until it drains';
+      }
+      if (queue.length >= settings.maxQueue / 2) return 'the audit queue is more than half full';
+      return undefined;
+    },
+
     applyRetention: runRetention,
+  };
+}
+
+/**
+ * Whether an event is one an attacker can produce at will, and so may be
+ * aggregated: a request that was not allowed, made without an authenticated
+ * principal or to no route. Allowed requests, authenticated denials and
+ * admin events (alerts included) are never aggregated nor dropped.
+ */
+export function aggregatable(event: RequestEvent): boolean {
+  if (event.decision === 'allow') return false;
+  const p = event.principal;
+  return p === undefined || p.kind === 'anonymous' || event.route === undefined;
+}
+
+interface SourceCount {
+  /** Events recorded one by one in this interval. */
+  admitted: number;
+  /** Events only counted. */
+  count: number;
+  reasons: Map<string, number>;
+  firstRequestId: string;
+  lastRequestId: string;
+  firstTime: string;
+  lastTime: string;
+}
+
+/** The action of aggregate events. */
+export const AGGREGATE_ACTION = 'audit.denials_aggregated';
+/** The source that stands for every source beyond `max_sources` in one interval. */
+const OTHER_SOURCES = '*';
+/** Reasons listed in one aggregate event at most (the rest are summed under `other`). */
+const MAX_REASONS = 10;
+
+/**
+ * Per-source counts of aggregatable events, for one interval at a time.
+ * `admit` says whether an event may still be recorded one by one (the first
+ * `perSourcePerInterval` of each source in the interval); `count` adds one to
+ * its source's aggregate; `take` ends the interval and returns one admin
+ * event per source with a count. Memory: at most `maxSources` entries (plus
+ * the shared `*` one), each a few strings and at most 10 reasons.
+ */
+export function createDenialAggregator(settings: AuditSettings['aggregate']) {
+  let sources = new Map<string, SourceCount>();
+  const entry = (event: RequestEvent): SourceCount => {
+    let key = event.clientIp;
+    let e = sources.get(key);
+    if (e === undefined) {
+      if (sources.size >= settings.maxSources) {
+        key = OTHER_SOURCES;
+        e = sources.get(key);
+      }
+      if (e === undefined) {
+        e = {
+          admitted: 0,
+          count: 0,
+          reasons: new Map(),
+          firstRequestId: event.requestId,
+          lastRequestId: event.requestId,
+          firstTime: event.time,
+          lastTime: event.time,
+        };
+        sources.set(key, e);
+      }
+    }
+    return e;
+  };
+  return {
+    /** True (and counted as admitted) when the event may be recorded one by one. */
+    admit(event: RequestEvent): boolean {
+      const e = entry(event);
+      if (e.admitted >= settings.perSourcePerInterval) return false;
+      e.admitted++;
+      return true;
+    },
+    count(event: RequestEvent): void {
+      const e = entry(event);
+      if (e.count === 0) {
+        e.firstRequestId = event.requestId;
+        e.firstTime = event.time;
+      }
+      e.count++;
+      e.lastRequestId = event.requestId;
+      e.lastTime = event.time;
+      const reason = e.reasons.has(event.reason) || e.reasons.size < MAX_REASONS ? event.reason : 'other';
+      e.reasons.set(reason, (e.reasons.get(reason) ?? 0) + 1);
+    },
+    /** Ends the interval: the aggregate events of the sources that had events only counted. */
+    take(at: Date): AdminEvent[] {
+      const ended = sources;
+      sources = new Map();
+      const events: AdminEvent[] = [];
+      for (const [source, e] of ended) {
+        if (e.count === 0) continue;
+        events.push({
+          type: 'admin',
+          time: at.toISOString(),
+          action: AGGREGATE_ACTION,
+          actor: 'system',
+          target: `ip:${source}`,
+          detail: {
+            count: e.count,
+            reasons: [...e.reasons].map(([r, n]) => `${r}=${n}`).join(','),
+            first_request_id: e.firstRequestId,
+            last_request_id: e.lastRequestId,
+            first_time: e.firstTime,
+            last_time: e.lastTime,
+            interval_ms: settings.intervalMs,
+          },
+        });
+      }
+      return events;
+    },
   };
 }
 

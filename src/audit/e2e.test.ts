@@ -64,7 +64,12 @@ describe('the audit log behind a running gateway', () => {
     auditLog = capturedLogger();
     audit = createAuditLog({
       db: store,
-      settings: testSettings({ jsonl: { path: jsonl }, batch_size: 50 }),
+      // Every request one by one: no per-source aggregation at this test's rate.
+      settings: testSettings({
+        jsonl: { path: jsonl },
+        batch_size: 50,
+        aggregate: { per_source_rate: '100000/s', interval: '10s', max_sources: 10_000 },
+      }),
       signer,
       logger: auditLog.logger,
     });

@@ -39,6 +39,21 @@ export function registerAuditMetrics(registry: Registry, current: () => AuditLog
     'writeFailures',
   );
   counter('portcullis_audit_checkpoints_total', 'Audit checkpoints signed by this instance.', 'checkpoints');
+  counter(
+    'portcullis_audit_events_aggregated_total',
+    'Unauthenticated denials and unrouted requests counted in a per-source aggregate event instead of one event each.',
+    'aggregated',
+  );
+  counter(
+    'portcullis_audit_aggregate_events_total',
+    'Aggregate audit events (audit.denials_aggregated) queued.',
+    'aggregates',
+  );
+  counter(
+    'portcullis_audit_back_pressure_total',
+    'Requests answered 503 because the audit queue was full (no priority event is dropped instead).',
+    'backPressure',
+  );
   new Gauge({
     name: 'portcullis_audit_queue_events',
     help: 'Audit events waiting in memory to be written.',

@@ -25,7 +25,7 @@ const ed25519Pem = () =>
 const context = { mode: 'development' as const, routeNames: ['orders-read', 'GET /health'] };
 
 describe('the audit config', () => {
-  it('defaults to on, everything sampled, 200 ms batches of 500, a 50 000-event queue that drops, kept forever', () => {
+  it('defaults to on, everything sampled, 200 ms batches of 500, a 50 000-event queue that drops, kept 90 days', () => {
     const fromSchema = compileAudit(valid({}));
     assert.deepEqual(fromSchema, compileAudit(undefined));
     assert.deepEqual(fromSchema, {
@@ -42,7 +42,8 @@ describe('the audit config', () => {
       redactFields: [],
       shutdownTimeoutMs: 10_000,
       jsonl: undefined,
-      retention: { maxAgeMs: undefined, maxEvents: undefined, checkIntervalMs: 600_000 },
+      retention: { maxAgeMs: 90 * 86_400_000, maxEvents: undefined, checkIntervalMs: 600_000 },
+      aggregate: { perSourcePerInterval: 50, intervalMs: 10_000, maxSources: 10_000 },
     });
   });
 
@@ -69,6 +70,12 @@ describe('the audit config', () => {
       maxEvents: 10_000_000,
       checkIntervalMs: 600_000,
     });
+  });
+
+  it('keeps events forever only when told to', () => {
+    const settings = compileAudit(valid({ retention: { max_age: 'forever' } }));
+    assert.equal(settings.retention.maxAgeMs, undefined);
+    assert.equal(validate({ retention: { max_age: 'always' } }), false);
   });
 
   it('refuses unknown keys, a sampling rate above 1, an unknown overflow policy and a literal signing key', () => {

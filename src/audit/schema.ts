@@ -5,6 +5,7 @@
  * on the embedded default.
  */
 import { type Static, Type } from '@sinclair/typebox';
+import { parseRate, RATE_PATTERN } from '../anomaly/schema.js';
 import { Duration, SecretRef } from '../config/schema-kit.js';
 import { parseDuration } from '../util/units.js';
 import { parseSigningKey } from './signing.js';
@@ -30,7 +31,40 @@ export const AUDIT_DEFAULTS = {
   checkpoint_interval: '1m',
   shutdown_timeout: '10s',
   retention_check_interval: '10m',
+  retention_max_age: '90d',
+  aggregate_per_source_rate: '5/s',
+  aggregate_interval: '10s',
+  aggregate_max_sources: 10_000,
 } as const;
+
+export const AuditAggregateSchema = Type.Object(
+  {
+    per_source_rate: Type.String({
+      pattern: RATE_PATTERN,
+      default: AUDIT_DEFAULTS.aggregate_per_source_rate,
+      description:
+        'Unauthenticated denials and unrouted requests from one client IP recorded one by one up to this rate (counted per interval); beyond it they are only counted, in one aggregate event per source and interval.',
+      expected: 'a rate greater than zero such as 5/s, 300/m or 1000/h',
+    }),
+    interval: Duration(
+      'How often the aggregate events (`audit.denials_aggregated`: count, reasons, first and last request ids) are written.',
+      AUDIT_DEFAULTS.aggregate_interval,
+    ),
+    max_sources: Type.Integer({
+      minimum: 1,
+      maximum: 1_000_000,
+      default: AUDIT_DEFAULTS.aggregate_max_sources,
+      description:
+        'Most sources counted separately per interval; further sources share one aggregate (target `ip:*`). About 300 bytes each.',
+    }),
+  },
+  {
+    additionalProperties: false,
+    default: {},
+    description:
+      'Aggregation of the events an attacker can make at will (unauthenticated denials, unrouted requests): a flood costs the writer one event per source per interval, and every request is still counted.',
+  },
+);
 
 export const AuditJsonlSchema = Type.Object(
   {
@@ -50,7 +84,12 @@ export const AuditJsonlSchema = Type.Object(
 
 export const AuditRetentionSchema = Type.Object(
   {
-    max_age: Type.Optional(Duration('Events older than this are removed.')),
+    max_age: Type.Union([Duration('Events older than this are removed.'), Type.Literal('forever')], {
+      default: AUDIT_DEFAULTS.retention_max_age,
+      description:
+        'Events older than this are removed; "forever" keeps them (a flood of denials then grows the store without bound).',
+      expected: 'a duration such as 90d or 365d, or "forever"',
+    }),
     max_events: Type.Optional(
       Type.Integer({
         minimum: 1,
@@ -63,7 +102,7 @@ export const AuditRetentionSchema = Type.Object(
     additionalProperties: false,
     default: {},
     description:
-      'How long events are kept. Removal leaves a signed anchor, so the retained range still verifies. Default: kept forever.',
+      'How long events are kept. Removal leaves a signed anchor, so the retained range still verifies.',
   },
 );
 
@@ -101,7 +140,7 @@ export const AuditSchema = Type.Object(
     overflow: Type.Union([Type.Literal('drop'), Type.Literal('block')], {
       default: AUDIT_DEFAULTS.overflow,
       description:
-        'When the queue is full: drop (keep serving; lost events are counted, logged and alerted) or block (answer new requests 503 until it drains, so nothing goes unaudited).',
+        'When the queue is full. Under both, events of allowed requests, authenticated denials, administrative acts and alerts are never dropped: new requests are answered 503 until the queue drains (back-pressure), and unauthenticated denials and unrouted requests are folded into per-source counts (`aggregate`). drop: /readyz stays 200 with a note while the queue is full (the instance keeps answering what it can); block: /readyz fails while it is full, so a load balancer moves traffic away. Events beyond twice max_queue (requests already in flight) are dropped and counted under both.',
       expected: 'drop or block',
     }),
     checkpoint_every: Type.Integer({
@@ -130,6 +169,7 @@ export const AuditSchema = Type.Object(
     ),
     jsonl: Type.Optional(AuditJsonlSchema),
     retention: AuditRetentionSchema,
+    aggregate: AuditAggregateSchema,
   },
   {
     additionalProperties: false,
@@ -163,6 +203,12 @@ export interface AuditSettings {
     maxEvents: number | undefined;
     checkIntervalMs: number;
   };
+  aggregate: {
+    /** Events per source recorded one by one per interval, beyond which they are counted. */
+    perSourcePerInterval: number;
+    intervalMs: number;
+    maxSources: number;
+  };
 }
 
 /**
@@ -173,7 +219,13 @@ export interface AuditSettings {
  */
 export function compileAudit(raw: Partial<RawAudit> | undefined): AuditSettings {
   const r = raw ?? {};
-  const retention = r.retention ?? { check_interval: AUDIT_DEFAULTS.retention_check_interval };
+  const retention = r.retention ?? {
+    check_interval: AUDIT_DEFAULTS.retention_check_interval,
+    max_age: AUDIT_DEFAULTS.retention_max_age,
+  };
+  const maxAge = retention.max_age ?? AUDIT_DEFAULTS.retention_max_age;
+  const aggregateIntervalMs = parseDuration(r.aggregate?.interval ?? AUDIT_DEFAULTS.aggregate_interval);
+  const perSecond = parseRate(r.aggregate?.per_source_rate ?? AUDIT_DEFAULTS.aggregate_per_source_rate);
   return {
     enabled: r.enabled ?? AUDIT_DEFAULTS.enabled,
     sampleSuccess: r.sample_success ?? AUDIT_DEFAULTS.sample_success,
@@ -189,9 +241,14 @@ export function compileAudit(raw: Partial<RawAudit> | undefined): AuditSettings 
     shutdownTimeoutMs: parseDuration(r.shutdown_timeout ?? AUDIT_DEFAULTS.shutdown_timeout),
     jsonl: r.jsonl === undefined ? undefined : { path: r.jsonl.path },
     retention: {
-      maxAgeMs: retention.max_age === undefined ? undefined : parseDuration(retention.max_age),
+      maxAgeMs: maxAge === 'forever' ? undefined : parseDuration(maxAge),
       maxEvents: retention.max_events,
       checkIntervalMs: parseDuration(retention.check_interval ?? AUDIT_DEFAULTS.retention_check_interval),
+    },
+    aggregate: {
+      perSourcePerInterval: Math.max(1, Math.ceil((perSecond * aggregateIntervalMs) / 1000)),
+      intervalMs: aggregateIntervalMs,
+      maxSources: r.aggregate?.max_sources ?? AUDIT_DEFAULTS.aggregate_max_sources,
     },
   };
 }
@@ -255,6 +312,9 @@ export function checkAudit(
   }
   if (r.retention?.max_age !== undefined && parseDuration(r.retention.max_age) === 0) {
     issues.push({ path: ['retention', 'max_age'], message: 'expected a duration above 0' });
+  }
+  if (r.aggregate?.interval !== undefined && parseDuration(r.aggregate.interval) === 0) {
+    issues.push({ path: ['aggregate', 'interval'], message: 'expected a duration above 0' });
   }
   if ((r.max_queue ?? AUDIT_DEFAULTS.max_queue) < (r.batch_size ?? AUDIT_DEFAULTS.batch_size)) {
     issues.push({ path: ['max_queue'], message: 'expected max_queue to be at least batch_size' });

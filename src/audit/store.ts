@@ -136,7 +136,52 @@ async function insertCheckpoint(tx: Db, cp: Checkpoint): Promise<boolean> {
   return changes > 0;
 }
 
+/** PostgreSQL type of each column of `audit_events`, for the arrays {@link insertRecords} binds. */
+const PG_ARRAY_TYPES: Readonly<Record<(typeof RECORD_FIELDS)[number], string>> = {
+  seq: 'bigint[]',
+  time: 'text[]',
+  type: 'text[]',
+  request_id: 'text[]',
+  trace_id: 'text[]',
+  principal_kind: 'text[]',
+  principal_id: 'text[]',
+  tenant: 'text[]',
+  client_ip: 'text[]',
+  method: 'text[]',
+  path: 'text[]',
+  route: 'text[]',
+  decision: 'text[]',
+  reason: 'text[]',
+  detail: 'text[]',
+  status: 'integer[]',
+  latency_ms: 'double precision[]',
+  action: 'text[]',
+  actor: 'text[]',
+  target: 'text[]',
+  data: 'text[]',
+  prev_hash: 'text[]',
+  hash: 'text[]',
+};
+const PG_INSERT = `insert into audit_events (${RECORD_FIELDS.join(', ')}) select * from unnest(${RECORD_FIELDS.map(
+  (f, i) => `$${i + 1}::${PG_ARRAY_TYPES[f]}`,
+).join(', ')})`;
+
 async function insertRecords(tx: Db, records: readonly AuditRecord[]): Promise<void> {
+  if (tx.dialect === 'postgres') {
+    // One statement per batch, whatever its size: one array parameter per
+    // column, expanded by unnest. A multi-row VALUES list needs 23 parameters
+    // per row (and a statement per 200 rows); the round trips, not the rows,
+    // were what bounded the writer (about 5k events/s).
+    if (records.length === 0) return;
+    const columns = RECORD_FIELDS.map(() => new Array<unknown>(records.length));
+    records.forEach((r, row) => {
+      RECORD_FIELDS.forEach((field, col) => {
+        columns[col]![row] = r[field];
+      });
+    });
+    await tx.execute(PG_INSERT, columns);
+    return;
+  }
   for (let start = 0; start < records.length; start += ROWS_PER_INSERT) {
     const chunk = records.slice(start, start + ROWS_PER_INSERT);
     const params: unknown[] = [];

@@ -23,6 +23,20 @@ export interface RequestSeen {
 /** The answer the gateway itself gave to a request, set by the driver when it rejects one. */
 export const rejections = new WeakMap<ServerResponse, GatewayError>();
 
+/**
+ * A denial recorded under a more precise reason than the code the client
+ * sees: a response that does not belong to the caller is answered as a
+ * plain 404 (`route.not_found`) but audited as `authz.bola`.
+ */
+export interface AuditedAs {
+  readonly auditReason: string;
+}
+
+function auditReasonOf(err: GatewayError | undefined): string | undefined {
+  const reason = (err as Partial<AuditedAs> | undefined)?.auditReason;
+  return typeof reason === 'string' ? reason : undefined;
+}
+
 /** Emits one event per request to `sink`, when its response closes. */
 export function createEventEmitter(
   sink: EventSink,
@@ -48,7 +62,7 @@ export function createEventEmitter(
       route: ctx?.route.name,
       principal: p === undefined ? undefined : { kind: p.kind, id: p.id, tenant: p.tenant },
       decision: err === undefined ? (status === 0 ? 'error' : 'allow') : err.status >= 500 ? 'error' : 'deny',
-      reason: err?.code ?? (status === 0 ? 'client.closed' : 'ok'),
+      reason: auditReasonOf(err) ?? err?.code ?? (status === 0 ? 'client.closed' : 'ok'),
       detail: err?.internal,
       status,
       latencyMs: performance.now() - startedAt,

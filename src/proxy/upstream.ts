@@ -10,6 +10,15 @@ import type { UpstreamSettings } from '../config/types.js';
 import { GatewayError, gatewayError } from '../errors.js';
 import type { UpstreamTlsSettings } from '../tls/types.js';
 import { upstreamConnectOptions } from '../tls/upstream-tls.js';
+import { clientWriteLimits, clientWriteStats, watchWrites } from './client-writes.js';
+
+/**
+ * undici checks timeouts above 1 s on a coarse clock (a 499 ms tick,
+ * lib/util/timers.js), so its headers timeout fires up to half a second
+ * late (a 2 s timeout at 2.5 s) or early. `forward` holds its own timer for
+ * the response headers; undici's is only a backstop this much later.
+ */
+const UNDICI_BACKSTOP_MS = 1000;
 
 /**
  * Response headers that tell an attacker what runs behind the gateway
@@ -70,7 +79,7 @@ export function createUpstream(settings: UpstreamSettings, tls?: UpstreamTlsSett
     connections: settings.connections,
     pipelining: 1,
     connectTimeout: settings.connectTimeoutMs,
-    headersTimeout: settings.headersTimeoutMs,
+    headersTimeout: settings.headersTimeoutMs + UNDICI_BACKSTOP_MS,
     bodyTimeout: settings.bodyTimeoutMs,
     keepAliveTimeout: settings.keepAliveTimeoutMs,
     keepAliveMaxTimeout: Math.max(settings.keepAliveTimeoutMs, 1000),
@@ -111,6 +120,12 @@ export interface ForwardOptions {
  * `res`. Resolves when the response is complete; rejects with a GatewayError
  * (502/504, or the error the request body raised) when nothing has been sent
  * to the client yet, after which the caller renders it.
+ *
+ * A client that stops reading (see src/proxy/client-writes.ts) is closed
+ * after `listen.limits.write_timeout` and its upstream request aborted; up
+ * to `listen.limits.write_buffer` bytes are buffered for it before the
+ * upstream is paused, so a response that fits frees its upstream connection
+ * whatever the client does.
  */
 export function forward(upstream: Upstream, res: ServerResponse, opts: ForwardOptions): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -119,6 +134,34 @@ export function forward(upstream: Upstream, res: ServerResponse, opts: ForwardOp
     let buffered: BufferedResponse | undefined;
     let chunks: Buffer[] = [];
     let size = 0;
+    // A body to filter whose length the upstream announced is copied into one buffer as it
+    // arrives: no list of chunks and no second copy to join them (half the memory at the peak).
+    let whole: Buffer | undefined;
+    let headersTimer: NodeJS.Timeout | undefined;
+    const clearHeadersTimer = () => {
+      if (headersTimer !== undefined) clearTimeout(headersTimer);
+      headersTimer = undefined;
+    };
+    // True while the upstream connection is paused for this client (its bytes wait).
+    let paused = false;
+    const limits = clientWriteLimits(res);
+    const contended = () => !done && paused && upstream.pool.stats.pending > 0;
+    const watchdog = watchWrites(res, limits, contended, (early) => {
+      clientWriteStats.timedOut++;
+      if (!done) {
+        clientWriteStats.upstreamAborted++;
+        if (early) clientWriteStats.contended++;
+        const [ms, key] = early
+          ? [limits.contendedWriteTimeoutMs, 'contended_write_timeout']
+          : [limits.writeTimeoutMs, 'write_timeout'];
+        abort?.(
+          gatewayError('requestTimeout', {
+            internal: `the client took none of the response for ${ms} ms (listen.limits.${key})`,
+          }),
+        );
+      }
+      res.destroy();
+    });
     const onClose = () => {
       if (!done) abort?.(new Error('client went away'));
     };
@@ -130,11 +173,35 @@ export function forward(upstream: Upstream, res: ServerResponse, opts: ForwardOp
     const handler = {
       onConnect(a: (err: Error) => void) {
         abort = a;
+        // Called when the request is written on a connection: the wait in the pool's queue is not counted.
+        const ms = upstream.settings.headersTimeoutMs;
+        headersTimer = setTimeout(() => {
+          headersTimer = undefined;
+          a(
+            gatewayError('upstreamTimeout', {
+              internal: `no response headers within ${ms} ms (headers_timeout)`,
+            }),
+          );
+        }, ms);
+      },
+      // As undici does: the headers timeout counts from the last request body bytes sent.
+      onBodySent() {
+        headersTimer?.refresh();
       },
       onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
         if (statusCode < 200) return true;
+        clearHeadersTimer();
         buffered = opts.onHead(statusCode, rawHeaders);
-        if (buffered === undefined) res.on('drain', resume);
+        if (buffered !== undefined && opts.method !== 'HEAD' && statusCode !== 204 && statusCode !== 304) {
+          const length = contentLength(rawHeaders);
+          if (length !== undefined && length <= buffered.limit) whole = Buffer.allocUnsafe(length);
+        }
+        if (buffered === undefined) {
+          res.on('drain', () => {
+            paused = false;
+            resume();
+          });
+        }
         return true;
       },
       onData(chunk: Buffer): boolean {
@@ -147,18 +214,45 @@ export function forward(upstream: Upstream, res: ServerResponse, opts: ForwardOp
             );
             return true;
           }
-          chunks.push(chunk);
+          if (whole !== undefined && size <= whole.length) chunk.copy(whole, size - chunk.length);
+          else {
+            if (whole !== undefined) {
+              // Longer than announced: back to a list of chunks.
+              chunks.push(whole.subarray(0, size - chunk.length));
+              whole = undefined;
+            }
+            chunks.push(chunk);
+          }
           return true;
         }
-        // false pauses the upstream socket until 'drain' calls resume().
-        return res.write(chunk);
+        const ok = res.write(chunk);
+        watchdog.wrote();
+        // false pauses the upstream socket until 'drain' calls resume(); but
+        // while less than write_buffer waits for this client, reading goes
+        // on, so a response that fits never holds the upstream connection.
+        if (ok || res.writableLength < limits.writeBufferBytes) return true;
+        paused = true;
+        return false;
       },
       onComplete() {
         done = true;
+        clearHeadersTimer();
         res.off('close', onClose);
         try {
-          if (buffered !== undefined) buffered.complete(Buffer.concat(chunks, size));
-          else res.end();
+          if (buffered !== undefined) {
+            // (A body shorter than announced is copied out: never a view of unwritten memory.)
+            const body =
+              whole === undefined
+                ? Buffer.concat(chunks, size)
+                : size === whole.length
+                  ? whole
+                  : Buffer.from(whole.subarray(0, size));
+            chunks = [];
+            whole = undefined;
+            buffered.complete(body);
+          } else res.end();
+          // What still waits for the client is watched until it is taken or the client is closed.
+          watchdog.wrote();
           resolve();
         } catch (err) {
           reject(err);
@@ -166,6 +260,10 @@ export function forward(upstream: Upstream, res: ServerResponse, opts: ForwardOp
       },
       onError(err: Error) {
         done = true;
+        clearHeadersTimer();
+        watchdog.stop();
+        chunks = [];
+        whole = undefined;
         res.off('close', onClose);
         reject(toGatewayError(err));
       },
@@ -180,6 +278,19 @@ export function forward(upstream: Upstream, res: ServerResponse, opts: ForwardOp
       handler as unknown as Dispatcher.DispatchHandler,
     );
   });
+}
+
+/** The Content-Length of raw response headers, when there is exactly one valid one. */
+function contentLength(rawHeaders: Buffer[]): number | undefined {
+  let found: number | undefined;
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!;
+    if (name.length !== 14 || name.toString('latin1').toLowerCase() !== 'content-length') continue;
+    const value = rawHeaders[i + 1]!.toString('latin1').trim();
+    if (found !== undefined || !/^\d{1,15}$/.test(value)) return undefined;
+    found = Number(value);
+  }
+  return found;
 }
 
 function toGatewayError(err: unknown): GatewayError {

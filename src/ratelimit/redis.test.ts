@@ -4,10 +4,10 @@ import { after, afterEach, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { createRateLimitStage } from '../stages/rate-limit/index.js';
 import { send } from '../test-support/http.js';
+import { captureLogger, principal, startStageServer } from '../test-support/stage.js';
 import { RateLimitService } from './index.js';
 import type { LimitCheck } from './limiter.js';
 import { compileForTest } from './test-support/config.js';
-import { captureLogger, principal, startStageServer } from './test-support/harness.js';
 import {
   freePort,
   PrivateRedis,

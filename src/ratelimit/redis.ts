@@ -85,6 +85,9 @@ export class LimiterUnavailable extends Error {
 /** After a failed call, requests skip Redis for this long (ioredis reconnects meanwhile). */
 const SUSPEND_MS = 1000;
 
+/** While Redis stays down, one "still unreachable" line per this interval, with the count. */
+export const OUTAGE_LOG_INTERVAL_MS = 10_000;
+
 export interface RedisLimiterOptions {
   logger: Logger;
   /** The fail-open fallback: a memory limiter whose limits are divided by the instance count. */
@@ -101,6 +104,8 @@ export class RedisLimiter implements Limiter {
   private up = true;
   /** Calls that failed or were skipped because Redis was down. */
   failures = 0;
+  /** Outage logging: when it began, when the last line was written, requests since then and in all. */
+  private outage = { since: 0, loggedAt: 0, sinceLog: 0, total: 0 };
 
   constructor(
     readonly settings: RedisSettings,
@@ -146,6 +151,7 @@ export class RedisLimiter implements Limiter {
     this.suspendedUntil = this.now() + SUSPEND_MS;
     if (!this.up) return;
     this.up = false;
+    this.outage = { since: this.now(), loggedAt: this.now(), sinceLog: 0, total: 0 };
     const policy =
       this.settings.onFailure === 'fail-open'
         ? `failing open: limits on this instance alone, divided by ${this.settings.expectedInstances}`
@@ -160,7 +166,15 @@ export class RedisLimiter implements Limiter {
     this.suspendedUntil = 0;
     if (this.up) return;
     this.up = true;
-    this.options.logger.info('rate-limit Redis reachable again; shared limits restored');
+    const { since, total } = this.outage;
+    this.options.logger.info(
+      {
+        outageMs: since === 0 ? undefined : this.now() - since,
+        requests: total,
+        policy: this.settings.onFailure,
+      },
+      'rate-limit Redis reachable again; shared limits restored',
+    );
   }
 
   consume(checks: readonly LimitCheck[], cost: number): Verdict | Promise<Verdict> {
@@ -200,12 +214,41 @@ export class RedisLimiter implements Limiter {
 
   private failed(checks: readonly LimitCheck[], cost: number, cause: unknown): Verdict {
     this.failures++;
+    // The first failure may come before ioredis reports the lost connection: the outage starts here then.
+    if (this.up) this.markDown(cause);
+    this.noteOutageRequest();
     if (this.settings.onFailure === 'fail-closed') {
       throw new LimiterUnavailable('rate-limit Redis unreachable (fail-closed)', { cause });
     }
     const verdict = this.options.fallback.consume(checks, cost);
     verdict.fallback = true;
     return verdict;
+  }
+
+  /**
+   * One log line per outage interval, not one per request: the first line
+   * comes from markDown; then at most one per OUTAGE_LOG_INTERVAL_MS with
+   * the requests decided by the failure policy since the last line.
+   */
+  private noteOutageRequest(): void {
+    const o = this.outage;
+    o.sinceLog++;
+    o.total++;
+    const now = this.now();
+    if (now - o.loggedAt < OUTAGE_LOG_INTERVAL_MS) return;
+    this.options.logger.warn(
+      {
+        requests: o.sinceLog,
+        intervalMs: now - o.loggedAt,
+        outageMs: now - o.since,
+        policy: this.settings.onFailure,
+      },
+      this.settings.onFailure === 'fail-open'
+        ? 'rate-limit Redis still unreachable; requests decided on local limits'
+        : 'rate-limit Redis still unreachable; limited requests refused with 503',
+    );
+    o.loggedAt = now;
+    o.sinceLog = 0;
   }
 
   /**

@@ -14,7 +14,8 @@ import type { IncomingMessage } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
 import type { RequestContext, ResponseFilter } from '../../contracts/stage.js';
-import type { ClientAddress } from '../../http/client-ip.js';
+import { gatewayError } from '../../errors.js';
+import { type ClientAddress, ipKey } from '../../http/client-ip.js';
 import { DROP_RESPONSE, forward, OWNED_RESPONSE_HEADERS, type Upstream } from '../../proxy/upstream.js';
 import { streamedBody } from '../../request/body.js';
 
@@ -53,8 +54,63 @@ const NOT_FORWARDED = new Set([
 /** Headers that describe the framing of a body the gateway has replaced. */
 const BODY_FRAMING = new Set(['content-length', 'transfer-encoding', 'content-encoding', 'etag']);
 
-/** Sends the request upstream and the answer to the client. */
+/**
+ * Sends the request upstream and the answer to the client; first counts it
+ * against the client's share of the upstream (`max_connections_per_client`).
+ */
 export async function proxyRequest(
+  ctx: RequestContext,
+  route: ProxyRoute,
+  client: ClientAddress,
+  forwardQuery: string,
+  writeHead: WriteHead,
+): Promise<void> {
+  const release = claimClientSlot(route.upstream, client.ip);
+  try {
+    await proxyClaimed(ctx, route, client, forwardQuery, writeHead);
+  } finally {
+    release();
+  }
+}
+
+/** Requests in flight per client key, per upstream that caps them (`max_connections_per_client`). */
+const inFlightByClient = new WeakMap<Upstream, Map<string, number>>();
+const NO_SLOT = () => {};
+
+/**
+ * Counts the request against its client's share of the upstream; throws a
+ * 503 when the client already has `max_connections_per_client` in flight.
+ * The table holds only clients with requests in flight, so its size is
+ * bounded by the open connections.
+ */
+function claimClientSlot(upstream: Upstream, ip: string): () => void {
+  const cap = upstream.settings.maxConnectionsPerClient;
+  if (cap === undefined) return NO_SLOT;
+  let table = inFlightByClient.get(upstream);
+  if (table === undefined) {
+    table = new Map();
+    inFlightByClient.set(upstream, table);
+  }
+  const key = ipKey(ip, upstream.settings.clientIpv6Prefix);
+  const n = table.get(key) ?? 0;
+  if (n >= cap) {
+    throw gatewayError('unavailable', {
+      headers: { 'retry-after': '1' },
+      internal: `client ${key} already has ${n} requests in flight to upstream ${upstream.settings.name} (max_connections_per_client)`,
+    });
+  }
+  table.set(key, n + 1);
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    const left = (table.get(key) ?? 1) - 1;
+    if (left <= 0) table.delete(key);
+    else table.set(key, left);
+  };
+}
+
+async function proxyClaimed(
   ctx: RequestContext,
   route: ProxyRoute,
   client: ClientAddress,
