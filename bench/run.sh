@@ -203,9 +203,11 @@ ensure() {
 
 wanted() {
   [[ -z $BENCH_SCENARIOS ]] && return 0
-  local pattern
-  for pattern in ${BENCH_SCENARIOS//,/ }; do
-    # Unquoted on purpose: BENCH_SCENARIOS entries may be globs such as 'portcullis*'.
+  local pattern patterns
+  # Split on commas without pathname expansion: an entry such as 'portcullis*'
+  # must stay a pattern, not become the files of the current folder it matches.
+  IFS=, read -ra patterns <<<"$BENCH_SCENARIOS"
+  for pattern in "${patterns[@]}"; do
     # shellcheck disable=SC2053
     [[ $1 == $pattern ]] && return 0
   done

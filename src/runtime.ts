@@ -5,7 +5,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { type AdminServer, createAdminServer } from './admin/server.js';
+import { type AdminServer, type CheckResult, createAdminServer } from './admin/server.js';
 import {
   createAlerter,
   createAlertStore,
@@ -22,9 +22,12 @@ import type { GatewayConfig } from './config/types.js';
 import { ERRORS, type ErrorSpec, PROBLEM_HEADERS, problemBody } from './errors.js';
 import { EventBus } from './events/types.js';
 import { Gateway } from './gateway.js';
+import { ipKey } from './http/client-ip.js';
 import type { Logger } from './log.js';
 import { createMetrics, type Metrics } from './metrics/index.js';
+import { type ClientWriteLimits, clientWriteStats, setClientWriteLimits } from './proxy/client-writes.js';
 import { buildRateLimit } from './ratelimit/index.js';
+import { openRevocations, signalBlockChange } from './revocation/index.js';
 import { openStore } from './store/index.js';
 import type { Store } from './store/types.js';
 import { createHttpsServer, createRedirectServer, type HttpsListener } from './tls/listener.js';
@@ -50,8 +53,16 @@ export interface Running {
   readonly audit: AuditLog;
   /** Builds a gateway from `config` and swaps it in; the old one drains. Throws, keeping the old one, on failure. */
   reload(config: GatewayConfig): Promise<void>;
-  /** Stops accepting, drains in-flight requests (at most `graceMs`), closes everything. */
+  /**
+   * Stops accepting and drains (see {@link createDrainTracker}): requests in
+   * flight, and those arriving on kept-alive connections, are answered with
+   * `Connection: close`; idle connections are closed at once; it goes on as
+   * soon as nothing is in flight, or cuts what still runs after `graceMs`
+   * (default `listen.limits.drain_timeout`). Then closes everything.
+   */
   close(graceMs?: number): Promise<void>;
+  /** Requests answered while draining, and cut at its deadline. */
+  drainStats(): DrainStats;
 }
 
 export interface StartOptions {
@@ -90,7 +101,11 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     }));
   if (!options.store) await store.migrate();
 
+  // One keying of client addresses for lockout, blocks, anomaly detection (and rate limits, from config).
+  const ipv6Prefix = config.listen.ipv6Prefix;
+  const keyIp = (ip: string) => ipKey(ip, ipv6Prefix);
   const guard = createBruteForceGuard(config.auth.bruteForce, {
+    ipv6Prefix,
     onLockout: (key, until) =>
       logger.warn({ key, until: new Date(until).toISOString() }, 'brute-force lockout'),
   });
@@ -122,10 +137,30 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
   const blocklist = createBlocklist({
     store: createBlockStore(store),
     settings: config.blocks,
-    onEvent: (e) => events.emit(e),
+    onEvent: (e) => {
+      events.emit(e);
+      // Other instances reload their blocks at once instead of at the next refresh.
+      if (e.action === 'block.added' || e.action === 'block.lifted') {
+        signalBlockChange(store, e.target ?? '', e.actor).catch((err: unknown) =>
+          logger.warn({ err }, 'could not tell other instances about a block'),
+        );
+      }
+    },
     logger,
+    ipKey: keyIp,
   });
   await blocklist.start();
+  // The kill switch: token revocations, and API key and block changes from other instances.
+  const revocations = await openRevocations({
+    db: store,
+    storeUrl: config.store.url,
+    settings: config.auth.revocations,
+    logger,
+    onKey: (id) => auth.services.apiKeys?.invalidate?.(id),
+    onBlock: () => {
+      blocklist.refresh().catch((err: unknown) => logger.warn({ err }, 'blocklist refresh failed'));
+    },
+  });
   const buildDetection = (cfg: GatewayConfig) => {
     const alerter = createAlerter({
       store: createAlertStore(store),
@@ -135,7 +170,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
       onEvent: (e) => events.emit(e),
       logger,
     });
-    const anomaly = createAnomalyEngine(cfg.anomaly, { onFinding: (f) => alerter.raise(f) });
+    const anomaly = createAnomalyEngine(cfg.anomaly, { onFinding: (f) => alerter.raise(f), ipKey: keyIp });
     return { alerter, anomaly, unsubscribe: events.subscribe(anomaly) };
   };
   let detection = buildDetection(config);
@@ -144,7 +179,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     alerter: () => detection.alerter,
     blocklist: () => blocklist,
   });
-  let auth = await buildAuth(config, { logger, store, guard });
+  let auth = await buildAuth(config, { logger, store, guard, revocations: revocations.registry });
   // Never throws for a Redis that is down: the configured failure policy answers.
   let rateLimit = await buildRateLimit(config.rateLimit, { logger, store });
   let gateway = new Gateway(config, {
@@ -171,6 +206,11 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
   }, 10_000);
   storeProbe.unref();
   metrics.observeDependency('store', () => storeUp);
+  metrics.registerCounter(
+    'portcullis_drain_cut_requests_total',
+    'Requests still running at the end of a shutdown drain (listen.limits.drain_timeout), cut.',
+    () => drain.stats.cut,
+  );
   const l = config.listen;
   const httpOptions = {
     maxHeaderSize: l.maxHeaderBytes,
@@ -184,14 +224,36 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     requireHostHeader: false,
     joinDuplicateHeaders: false,
   };
-  const handler = (req: IncomingMessage, res: ServerResponse) => gateway.handle(req, res);
+  const drain = createDrainTracker();
+  // Follows reloads: a client that stops reading is closed after write_timeout (src/proxy/client-writes.ts).
+  let writeLimits = clientWriteLimitsOf(config);
+  metrics.registerCounter(
+    'portcullis_client_write_timeouts_total',
+    'Client connections closed because they took none of their response for listen.limits.write_timeout.',
+    () => clientWriteStats.timedOut,
+  );
+  metrics.registerCounter(
+    'portcullis_client_write_upstream_aborts_total',
+    'Upstream requests aborted because their client stopped reading (the upstream connection is freed).',
+    () => clientWriteStats.upstreamAborted,
+  );
+  metrics.registerCounter(
+    'portcullis_client_write_contended_aborts_total',
+    'Of those, aborted after listen.limits.contended_write_timeout because other requests waited for a connection to the same upstream.',
+    () => clientWriteStats.contended,
+  );
+  const handler = (req: IncomingMessage, res: ServerResponse) => {
+    drain.track(res);
+    setClientWriteLimits(res, writeLimits);
+    gateway.handle(req, res);
+  };
   const tls = config.tls.listener
     ? createHttpsServer(config.tls.listener, handler, logger, { http: httpOptions })
     : undefined;
   const publicServer: Server | HttpsServer = tls ? tls.server : createServer(httpOptions, handler);
   if (tls) registerCertificateMetrics(metrics.registry, () => tls.certificates());
   publicServer.maxHeadersCount = l.maxHeaders;
-  publicServer.on('checkContinue', (req, res) => gateway.handle(req, res));
+  publicServer.on('checkContinue', handler);
   publicServer.on('clientError', (err: NodeJS.ErrnoException, socket) => {
     if (socket.writable && !(socket as { _httpMessage?: unknown })._httpMessage) {
       const spec = clientErrorSpec(err.code);
@@ -226,24 +288,59 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
   let adminPort: number | undefined;
   if (config.admin.enabled) {
     admin = createAdminServer();
-    admin.setCheck('store', () => store.ping());
+    // A shared store that is down is the same for every instance: a note, not a
+    // failure, or a load balancer would take the whole fleet out at once. What
+    // depends on it fails by its own policy (audit back-pressure, key lookups).
+    admin.setCheck('store', () =>
+      store.ping().then(
+        () => undefined,
+        (err: Error) => `unreachable (${err.message || 'no answer'}); serving by each feature's own policy`,
+      ),
+    );
     admin.setCheck('config', async () => {});
+    admin.setCheck('listener', async () => {
+      if (closing !== undefined) throw new Error('draining: shutting down');
+      if (!publicServer.listening) throw new Error('the public listener is not listening');
+    });
     for (const [name, check] of Object.entries(auth.checks)) admin.setCheck(name, check);
     if (tls) admin.setCheck('tls', () => tls.readinessCheck());
     for (const [name, check] of Object.entries(rateLimit.checks)) admin.setCheck(name, check);
-    admin.setCheck('audit', () => audit.ready());
+    admin.setCheck('audit', () => audit.ready().then(() => audit.degraded()));
+    // Readiness in metrics: each check's state at the last scrape (run just before it).
+    let checkStates = new Map<string, CheckResult>();
+    const STATES = ['up', 'degraded', 'down'] as const;
+    metrics.registerGauge(
+      'portcullis_ready',
+      'Whether /readyz would answer 200 (1) or 503 (0), at this scrape.',
+      () => ([...checkStates.values()].some((r) => r.state === 'down') ? 0 : 1),
+    );
+    metrics.registerGauge(
+      'portcullis_readiness_check',
+      'Each readiness check at this scrape: 1 for its state (up; degraded: ready with a note, e.g. a shared store down under a policy that keeps serving; down: not ready), 0 for the others.',
+      () =>
+        [...checkStates].flatMap(([check, r]) =>
+          STATES.map((state) => [{ check, state }, r.state === state ? 1 : 0] as const),
+        ),
+      ['check', 'state'],
+    );
     admin.addRoute('/metrics', (req, res) => {
       // The rate limiter's registry is rebuilt with each config; it is appended at scrape time.
-      Promise.all([metrics.text(), rateLimit.registry.metrics()]).then(
-        ([main, limits]) => {
-          res.writeHead(200, { 'content-type': metrics.contentType, 'cache-control': 'no-store' });
-          res.end(req.method === 'HEAD' ? undefined : main + limits);
-        },
-        (err) => {
-          logger.error({ err }, 'metrics collection failed');
-          res.writeHead(500).end();
-        },
-      );
+      admin!
+        .evaluate()
+        .then((states) => {
+          checkStates = states;
+        })
+        .then(() => Promise.all([metrics.text(), rateLimit.registry.metrics()]))
+        .then(
+          ([main, limits]) => {
+            res.writeHead(200, { 'content-type': metrics.contentType, 'cache-control': 'no-store' });
+            res.end(req.method === 'HEAD' ? undefined : main + limits);
+          },
+          (err) => {
+            logger.error({ err }, 'metrics collection failed');
+            res.writeHead(500).end();
+          },
+        );
     });
     adminPort = await listen(admin.server, config.admin.port, config.admin.host);
   }
@@ -289,7 +386,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
       if (JSON.stringify(next.tls.listener) !== JSON.stringify(previous.tls.listener)) {
         logger.warn('TLS listener settings other than the certificate files take effect after a restart');
       }
-      const nextAuth = await buildAuth(next, { logger, store, guard });
+      const nextAuth = await buildAuth(next, { logger, store, guard, revocations: revocations.registry });
       let nextRateLimit: Awaited<ReturnType<typeof buildRateLimit>> | undefined;
       let built: Gateway;
       try {
@@ -328,6 +425,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
       }
       oldAuth.close();
       current = next;
+      writeLimits = clientWriteLimitsOf(next);
       const oldDetection = detection;
       detection = buildDetection(next);
       oldDetection.unsubscribe();
@@ -345,15 +443,21 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
       }
       void old.close().catch((err) => logger.warn({ err }, 'closing the previous upstream pools failed'));
     },
-    close(graceMs = 10_000) {
+    drainStats: () => ({ ...drain.stats }),
+    close(graceMs = config.listen.drainTimeoutMs) {
       closing ??= (async () => {
-        const drained = new Promise<void>((resolve) => publicServer.close(() => resolve()));
-        publicServer.closeIdleConnections();
-        const timer = setTimeout(() => publicServer.closeAllConnections(), graceMs);
-        timer.unref();
-        await drained;
-        clearTimeout(timer);
-        await gateway.close(graceMs);
+        const started = Date.now();
+        const closed = new Promise<void>((resolve) => publicServer.close(() => resolve()));
+        const cut = await drain.drain(publicServer, graceMs);
+        if (cut > 0) {
+          logger.warn(
+            { cut, graceMs },
+            'requests still running at the end of the drain were cut (listen.limits.drain_timeout)',
+          );
+        }
+        logger.info({ ms: Date.now() - started, served: drain.stats.servedWhileDraining, cut }, 'drained');
+        await closed;
+        await gateway.close(Math.max(0, graceMs - (Date.now() - started)));
         auth.close();
         await rateLimit.close();
         tls?.close();
@@ -361,21 +465,33 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
         detection.unsubscribe();
         await detection.alerter.close();
         blocklist.close();
+        await revocations.close();
         // Last: every source of events has stopped; this writes all that is queued.
         await audit.close();
+        // Closed before waiting: an idle kept-alive connection (a probe, a scrape) must not hold the exit.
         if (redirect) {
           const r = redirect;
-          await new Promise<void>((resolve) => r.close(() => resolve()));
+          const done = new Promise<void>((resolve) => r.close(() => resolve()));
           r.closeAllConnections();
+          await done;
         }
         if (admin) {
-          await new Promise<void>((resolve) => admin.server.close(() => resolve()));
+          const done = new Promise<void>((resolve) => admin.server.close(() => resolve()));
           admin.server.closeAllConnections();
+          await done;
         }
         if (!options.store) await store.close();
       })();
       return closing;
     },
+  };
+}
+
+function clientWriteLimitsOf(config: GatewayConfig): ClientWriteLimits {
+  return {
+    writeTimeoutMs: config.listen.writeTimeoutMs,
+    writeBufferBytes: config.listen.writeBufferBytes,
+    contendedWriteTimeoutMs: config.listen.contendedWriteTimeoutMs,
   };
 }
 
@@ -391,4 +507,95 @@ function observeAuthCaches(metrics: Metrics, services: () => AuthServices): void
     const st = stats(services().apiKeys);
     return { hits: st?.cacheHits ?? 0, misses: st?.cacheMisses ?? 0 };
   });
+}
+
+/** What a drain did. */
+export interface DrainStats {
+  /** Requests in flight now. */
+  inFlight: number;
+  /** Requests that completed after the drain started. */
+  servedWhileDraining: number;
+  /** Requests still running at the drain's deadline, cut. */
+  cut: number;
+}
+
+/** One turn of the event loop: data already received on a socket is parsed before it. */
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(() => setImmediate(resolve)));
+
+/**
+ * Tracks the requests in flight on the public listener and drains it.
+ *
+ * Node's own `server.close()` stops accepting and closes the connections idle
+ * at that instant, but a kept-alive connection with a request in flight goes
+ * on with `Connection: keep-alive` and stays open after it, until its
+ * keep-alive timeout; so the server only closed at the grace deadline, with a
+ * reset for whatever was running then. Here, once draining:
+ * - every response whose head is not yet written gets `Connection: close`
+ *   (`shouldKeepAlive = false`), in flight or arriving later on a kept-alive
+ *   connection, so the client learns not to reuse the connection and Node
+ *   ends it after the response;
+ * - idle connections are closed at once, and again each time a request ends
+ *   (a response whose head went out with keep-alive leaves its connection
+ *   idle), one event-loop turn later, so that a request whose bytes have
+ *   already arrived is parsed (and then served) rather than reset;
+ * - the drain ends as soon as nothing is in flight; at the deadline the rest
+ *   is cut (`closeAllConnections`) and counted.
+ */
+export function createDrainTracker() {
+  const inflight = new Set<ServerResponse>();
+  const stats: DrainStats = { inFlight: 0, servedWhileDraining: 0, cut: 0 };
+  let draining = false;
+  let changed: (() => void) | undefined;
+
+  return {
+    stats: stats as Readonly<DrainStats>,
+    /** Call first thing for each request. */
+    track(res: ServerResponse): void {
+      if (draining) res.shouldKeepAlive = false;
+      inflight.add(res);
+      stats.inFlight = inflight.size;
+      res.once('close', () => {
+        inflight.delete(res);
+        stats.inFlight = inflight.size;
+        if (draining) {
+          stats.servedWhileDraining++;
+          changed?.();
+        }
+      });
+    },
+    /** Drains `server` (already `close()`d by the caller); resolves with the number of requests cut. */
+    async drain(server: Server | HttpsServer, graceMs: number): Promise<number> {
+      draining = true;
+      for (const res of inflight) if (!res.headersSent) res.shouldKeepAlive = false;
+      const deadline = Date.now() + graceMs;
+      let timer: NodeJS.Timeout | undefined;
+      const expired = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, graceMs);
+        timer.unref();
+      });
+      let timedOut = false;
+      void expired.then(() => {
+        timedOut = true;
+        changed?.();
+      });
+      try {
+        for (;;) {
+          await nextTurn();
+          server.closeIdleConnections();
+          if (inflight.size === 0 || timedOut || Date.now() >= deadline) break;
+          await new Promise<void>((resolve) => {
+            changed = resolve;
+          });
+          changed = undefined;
+        }
+      } finally {
+        clearTimeout(timer);
+        changed = undefined;
+      }
+      const cut = inflight.size;
+      stats.cut += cut;
+      server.closeAllConnections();
+      return cut;
+    },
+  };
 }

@@ -16,8 +16,8 @@ import { Redis } from 'ioredis';
 import pino from 'pino';
 import { RateLimitService } from '../../src/ratelimit/index.js';
 import { compileForTest } from '../../src/ratelimit/test-support/config.js';
-import { makeContext, principal, testRoute } from '../../src/ratelimit/test-support/harness.js';
 import { createRateLimitStage } from '../../src/stages/rate-limit/index.js';
+import { makeContext, principal, testRoute } from '../../src/test-support/stage.js';
 
 const CLIENTS = 10_000;
 const logger = pino({ level: 'silent' });

@@ -12,15 +12,10 @@ import type { UpstreamResponse } from '../../src/contracts/stage.js';
 import { loadApiDocument } from '../../src/openapi/document.js';
 import { type ApiRoute, toRouteSettings } from '../../src/openapi/route-settings.js';
 import { documentFolder, largeDocument } from '../../src/openapi/test-support/fixtures.js';
-import {
-  type FakeRequest,
-  fakeContext,
-  fakeDeps,
-  memoryLogger,
-} from '../../src/openapi/test-support/gateway.js';
 import { filterStage } from '../../src/stages/filter/index.js';
 import { inspectStage } from '../../src/stages/inspect/index.js';
 import { validateStage } from '../../src/stages/validate/index.js';
+import { captureLogger, type FakeRequest, fakeContext, fakeDeps } from '../../src/test-support/stage.js';
 
 const N = Number(process.env.BENCH_N ?? 10_000);
 const SIZES = (process.env.BENCH_OPERATIONS ?? '1000').split(',').map(Number);
@@ -54,7 +49,7 @@ for (const size of SIZES) {
 }
 folder.remove();
 
-const deps = fakeDeps(memoryLogger('silent').logger);
+const deps = fakeDeps(captureLogger('silent').logger);
 const route = (name: string) => routes.find((r) => r.name === name)!;
 const list = route('listResource7');
 const create = route('createResource7');

@@ -1,29 +1,21 @@
 /**
- * `portcullis explain`: the decision trail for one request, computed by the
- * same routing, authentication and policy code the gateway runs — without
+ * `portcullis explain`: the decision trail for one request, from a dry run
+ * of the gateway itself — the same pipeline, stage for stage — without
  * calling the upstream.
  */
-import type { IncomingHttpHeaders } from 'node:http';
+import { createServer, type IncomingHttpHeaders, request } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import type { AuthServices } from '../auth/services.js';
-import { AuthFailure, AuthUnavailable } from '../auth/types.js';
-import type { GatewayConfig, RouteSettings } from '../config/types.js';
+import { AuthFailure } from '../auth/types.js';
+import type { GatewayConfig } from '../config/types.js';
 import type { Principal } from '../contracts/principal.js';
-import type { RequestBody } from '../contracts/request.js';
-import { ERRORS } from '../errors.js';
-import type { Gateway } from '../gateway.js';
-import { readHeaders } from '../request/headers.js';
-import { parseQuery } from '../request/query.js';
-import { BadPathError, normaliseTarget } from '../stages/normalise/path.js';
-import {
-  compilePolicy,
-  documentPolicies,
-  evaluatePolicy,
-  networkCheck,
-  type PolicyInput,
-  readPath,
-  type TrailEntry,
-  UnreadableBinding,
-} from './policy.js';
+import type { GatewayError } from '../errors.js';
+import { Gateway } from '../gateway.js';
+import { createLogger } from '../log.js';
+import type { RouteContext } from '../pipeline/run.js';
+import { buildRateLimit } from '../ratelimit/index.js';
+import type { Store } from '../store/types.js';
+import { readPath, type TrailEntry } from './policy.js';
 
 export interface ExplainInput {
   method: string;
@@ -35,7 +27,8 @@ export interface ExplainInput {
   /** Claims of a hypothetical JWT principal (no signature involved). */
   claims?: Record<string, unknown>;
   clientIp: string;
-  body?: unknown;
+  /** The body as sent; Content-Type defaults to application/json when the headers give none. */
+  body?: string;
 }
 
 export interface Explanation {
@@ -74,140 +67,174 @@ export function principalFromClaims(config: GatewayConfig, claims: Record<string
   };
 }
 
+/** What explain builds its dry-run gateway from. */
+export interface ExplainDeps {
+  store: Store | undefined;
+  auth: AuthServices;
+}
+
+/** The token that stands for `--claims` in the dry run: three dot-separated parts, as a JWT has. */
+const CLAIMS_TOKEN = 'explain.assumed.claims';
+
+/**
+ * Explains one request by running it through a gateway built from the same
+ * config, in a dry run: every step and stage runs as it would for a real
+ * request (path, headers, query, body, routing, authentication,
+ * authorization, rate limits from a fresh budget, validation, inspection),
+ * and where the upstream would be called the gateway answers itself.
+ * Nothing is decided here: the stages record their rules on the request,
+ * and the gateway's answer is the decision.
+ */
 export async function explainRequest(
   config: GatewayConfig,
-  gateway: Gateway,
-  services: AuthServices,
+  deps: ExplainDeps,
   input: ExplainInput,
 ): Promise<Explanation> {
+  const headers: Record<string, string | string[]> = {};
+  for (const [name, value] of Object.entries(input.headers)) if (value !== undefined) headers[name] = value;
+  let auth = deps.auth;
+  if (input.claims !== undefined) {
+    const assumed = principalFromClaims(config, input.claims);
+    const jwt = deps.auth.jwt;
+    auth = {
+      ...deps.auth,
+      jwt: {
+        verify: async (token, before) => {
+          if (token === CLAIMS_TOKEN) return assumed;
+          if (jwt === undefined) throw new AuthFailure('no JWT providers configured');
+          return jwt.verify(token, before);
+        },
+      },
+    };
+    headers.authorization = `Bearer ${CLAIMS_TOKEN}`;
+  } else if (input.token !== undefined) {
+    headers.authorization = `Bearer ${input.token}`;
+  } else if (input.key !== undefined && config.auth.apiKeys) {
+    headers[config.auth.apiKeys.header] = input.key;
+  }
+  const body = input.body === undefined ? undefined : Buffer.from(input.body);
+  if (body !== undefined) headers['content-type'] ??= 'application/json';
+  const logger = createLogger({ level: 'silent' });
+  // Limits start from a fresh in-memory budget: explaining a request never spends a real one.
+  const rateLimit = await buildRateLimit(
+    { ...config.rateLimit, backend: 'memory' },
+    { logger, store: undefined },
+  );
+  const seen: { ctx?: RouteContext; error?: GatewayError } = {};
+  const gateway = new Gateway(config, {
+    logger,
+    store: deps.store,
+    auth,
+    rateLimit,
+    dryRun: {
+      clientIp: input.clientIp,
+      forwarded: (ctx) => {
+        seen.ctx = ctx;
+      },
+      refused: (_id, err, ctx) => {
+        seen.error = err;
+        seen.ctx = ctx;
+      },
+    },
+  });
+  const server = createServer(gateway.handle);
+  try {
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as AddressInfo).port;
+    const reply = await send(port, input.method, input.target, headers, body);
+    return explanation(input, reply, seen);
+  } finally {
+    server.closeAllConnections();
+    server.close();
+    await gateway.close(0);
+    await rateLimit.close();
+  }
+}
+
+type Reply = { status: number; code: string | undefined } | { clientError: string };
+
+/** One request over a real loopback connection, as a client would send it. */
+function send(
+  port: number,
+  method: string,
+  target: string,
+  headers: Record<string, string | string[]>,
+  body: Buffer | undefined,
+): Promise<Reply> {
+  return new Promise((resolve) => {
+    let req: ReturnType<typeof request>;
+    try {
+      req = request({ host: '127.0.0.1', port, method, path: target, headers, agent: false });
+    } catch (err) {
+      // The HTTP client itself refuses the target (a space, a control character): so would any client.
+      resolve({ clientError: (err as Error).message });
+      return;
+    }
+    req.on('error', (err) => resolve({ clientError: err.message }));
+    req.on('response', (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        let code: string | undefined;
+        if (String(res.headers['content-type']).startsWith('application/problem+json')) {
+          code = (JSON.parse(Buffer.concat(chunks).toString()) as { code?: string }).code;
+        }
+        resolve({ status: res.statusCode ?? 0, code });
+      });
+    });
+    req.end(body);
+  });
+}
+
+function explanation(
+  input: ExplainInput,
+  reply: Reply,
+  seen: { ctx?: RouteContext; error?: GatewayError },
+): Explanation {
   const out: Explanation = {
     request: `${input.method} ${input.target}`,
-    authentication: 'not needed',
+    authentication: 'not reached',
     rules: [],
     decision: 'deny',
     status: 0,
   };
-  let target: { path: string; query: string };
-  try {
-    target = normaliseTarget(input.target);
-  } catch (err) {
-    return {
-      ...out,
-      authentication: 'not reached',
-      status: 400,
-      code: 'request.bad_path',
-      rules: [{ rule: 'path', pass: false, detail: err instanceof BadPathError ? err.reason : 'bad path' }],
-    };
+  if ('clientError' in reply) {
+    const detail = reply.clientError;
+    return { ...out, status: 400, code: 'request.bad_path', rules: [{ rule: 'path', pass: false, detail }] };
   }
-  out.canonicalPath = target.path;
-  const matched = gateway.match(input.method, target.path);
-  if (matched === undefined)
-    return { ...out, authentication: 'not reached', status: 404, code: 'route.not_found' };
-  if ('allowed' in matched) {
-    return { ...out, authentication: 'not reached', status: 405, code: 'route.method_not_allowed' };
-  }
-  const { route, params } = matched;
-  out.route = `${route.name} (routes[${route.index}])`;
-  out.upstream = route.upstream;
-
-  let principal: Principal | undefined;
-  if (route.auth !== 'none') {
-    try {
-      if (input.claims) {
-        principal = principalFromClaims(config, input.claims);
-        out.authentication = 'assumed from --claims (no signature checked)';
-      } else if (input.token && services.jwt && route.auth.includes('jwt')) {
-        principal = await services.jwt.verify(input.token);
-        out.authentication = 'jwt verified';
-      } else if (input.token && services.introspection && route.auth.includes('introspection')) {
-        principal = await services.introspection.introspect(input.token);
-        out.authentication = 'token introspected';
-      } else if (input.key && services.apiKeys && route.auth.includes('api_key')) {
-        principal = await services.apiKeys.authenticate(input.key);
-        out.authentication = 'api key verified';
-      } else {
-        return { ...out, authentication: 'no accepted credential given', status: 401, code: 'auth.required' };
-      }
-    } catch (err) {
-      const reason =
-        err instanceof AuthFailure || err instanceof AuthUnavailable ? err.reason : String(err as Error);
-      return { ...out, authentication: `failed: ${reason}`, status: 401, code: 'auth.invalid_credentials' };
+  const { ctx, error } = seen;
+  // The gate's stand-in routes (unrouted requests, the gateway's endpoints) have no index.
+  const route = ctx !== undefined && ctx.route.index >= 0 ? ctx.route : undefined;
+  if (ctx !== undefined && route !== undefined) {
+    out.canonicalPath = ctx.path;
+    out.route = `${route.name} (routes[${route.index}])`;
+    out.upstream = route.upstream;
+    out.rules.push(...(ctx.trail ?? []));
+    const p = ctx.principal;
+    if (route.auth === 'none') out.authentication = 'not needed';
+    else if (p !== undefined) {
+      out.principal = {
+        kind: p.kind,
+        id: p.id,
+        scopes: p.scopes,
+        roles: p.roles,
+        ...(p.tenant === undefined ? {} : { tenant: p.tenant }),
+      };
+      out.authentication =
+        input.claims !== undefined ? 'assumed from --claims (no signature checked)' : `${p.kind} verified`;
+    } else if (error?.code.startsWith('auth.')) {
+      out.authentication = `failed: ${error.internal ?? error.code}`;
     }
-    out.principal = {
-      kind: principal.kind,
-      id: principal.id,
-      scopes: principal.scopes,
-      roles: principal.roles,
-      ...(principal.tenant === undefined ? {} : { tenant: principal.tenant }),
-    };
   }
-  const raw: string[] = [];
-  for (const [name, value] of Object.entries(input.headers)) {
-    for (const v of [value ?? []].flat()) raw.push(name, String(v));
+  if (error !== undefined && !(ctx?.stage === 'authorize' && error.code === 'authz.forbidden')) {
+    // A refusal outside the policy trail: say which step refused and why.
+    const detail = error.internal ?? error.code;
+    out.rules.push({ rule: ctx?.stage ?? 'request', pass: false, detail: `${error.code}: ${detail}` });
   }
-  const headers = readHeaders(raw, new Set(), new Set());
-  const query = parseQuery(target.query);
-  if (!headers.ok || query === undefined) {
-    return { ...out, status: 400, code: query === undefined ? 'request.bad_query' : 'request.bad_header' };
-  }
-  const body: RequestBody | undefined =
-    input.body === undefined
-      ? undefined
-      : { kind: 'json', bytes: Buffer.from(JSON.stringify(input.body)), value: input.body };
-  const facts = {
-    principal,
-    params,
-    query,
-    headers: headers.view,
-    body,
-    clientIp: input.clientIp,
-  };
-  try {
-    return decide(config, route, input.method, facts, out);
-  } catch (err) {
-    if (!(err instanceof UnreadableBinding)) throw err;
-    const spec = ERRORS[err.error];
-    return {
-      ...out,
-      status: spec.status,
-      code: spec.code,
-      rules: [{ rule: 'body', pass: false, detail: err.reason }],
-    };
-  }
-}
-
-function decide(
-  config: GatewayConfig,
-  route: RouteSettings,
-  method: string,
-  facts: PolicyInput,
-  out: Explanation,
-): Explanation {
-  let allowed = true;
-  if (config.authorization.network) {
-    const r = networkCheck('global network', config.authorization.network).evaluate(facts);
-    out.rules.push({ rule: 'global network', ...r });
-    allowed &&= r.pass;
-  }
-  const stated = route.auth === 'none' ? undefined : documentPolicies(route.operations ?? {}).get(method);
-  if (stated) {
-    const d = evaluatePolicy(stated, facts);
-    out.rules.push(...d.trail.map((t) => ({ ...t, rule: `document security ${t.rule}` })));
-    if (!d.allowed) allowed = false;
-  }
-  const policy = route.authorize === undefined ? undefined : compilePolicy(route.authorize);
-  if (policy) {
-    const decision = evaluatePolicy(policy, facts);
-    out.rules.push(...decision.trail);
-    if (!decision.allowed && policy.mode === 'enforce') allowed = false;
-    if (!decision.allowed && policy.mode === 'shadow')
-      out.rules.push({ rule: 'mode', pass: true, detail: 'shadow: the denial is only reported' });
-  } else if (route.authorize === 'any-authenticated') {
-    out.rules.push({ rule: 'any-authenticated', pass: true, detail: 'any authenticated principal' });
-  }
+  const allowed = error === undefined && reply.status === 200;
   return allowed
     ? { ...out, decision: 'allow', status: 200 }
-    : { ...out, decision: 'deny', status: 403, code: 'authz.forbidden' };
+    : { ...out, decision: 'deny', status: reply.status, ...(reply.code ? { code: reply.code } : {}) };
 }
 
 /** The human form of an explanation. */

@@ -7,8 +7,10 @@
 import type { Static } from '@sinclair/typebox';
 import type { Principal } from '../contracts/principal.js';
 import type { HeaderView, QueryView, RequestBody } from '../contracts/request.js';
+import type { RequestContext } from '../contracts/stage.js';
 import { authorizeFromSecurity } from '../openapi/routes.js';
 import type { SecurityRequirement } from '../openapi/types.js';
+import { parseQuery } from '../request/query.js';
 import { createCidrMatcher } from '../util/ip.js';
 import type { AuthorizeSchema, NetworkSchema } from './schema.js';
 
@@ -25,6 +27,24 @@ export interface PolicyInput {
   /** The request body as read once, when the policy binds to body fields. */
   body: RequestBody | undefined;
   clientIp: string;
+  /**
+   * One object of the upstream's parsed JSON response (the body, or an item
+   * of an array body), when rules decided on the response are evaluated;
+   * undefined while the request is decided, and those rules then pass.
+   */
+  response?: { readonly value: unknown } | undefined;
+}
+
+/** The request values a policy reads: the context's one reading of the request. */
+export function policyInput(ctx: RequestContext): PolicyInput {
+  return {
+    principal: ctx.principal,
+    params: ctx.params,
+    query: ctx.query,
+    headers: ctx.headers,
+    body: ctx.requestBody,
+    clientIp: ctx.clientIp,
+  };
 }
 
 export interface TrailEntry {
@@ -42,6 +62,28 @@ export interface PolicyDecision {
 interface Check {
   rule: string;
   evaluate(input: PolicyInput): { pass: boolean; detail: string };
+  /** Set on a rule decided on the response: it passes while the request is decided. */
+  onResponse?: boolean;
+}
+
+/** How a policy with rules decided on the response answers a response that does not belong to the caller. */
+export interface ResponseRuleOptions {
+  /** 404 (the object's existence is not revealed) or 403. */
+  readonly status: 404 | 403;
+  /** On an array response: remove the items that do not belong, or refuse the whole response. */
+  readonly items: 'remove' | 'refuse';
+  /** Pointer segments of the array of a wrapped collection (`/data`); undefined: an array body is the collection. */
+  readonly collection: readonly string[] | undefined;
+}
+
+/**
+ * What one request's response must satisfy: it (or an item of it) belongs to
+ * the caller when every check of one of `sets` passes on it.
+ */
+export interface ResponsePlan {
+  readonly sets: readonly (readonly Check[])[];
+  /** The rules the plan checks, for the trail and the log. */
+  readonly rules: readonly string[];
 }
 
 export interface CompiledPolicy {
@@ -53,6 +95,8 @@ export interface CompiledPolicy {
   needsBody: boolean;
   /** Every request value the policy binds (`path.id`, `query.userId`, `body.owner.id`). */
   refs: readonly string[];
+  /** Set when a rule is decided on the upstream's response (`owner: { response: … }`). */
+  response: ResponseRuleOptions | undefined;
 }
 
 /**
@@ -138,6 +182,13 @@ export function bodyValues(body: RequestBody | undefined, path: string): string[
       for (const field of body.fields) {
         if (samePath(fieldPath(field.name), segments)) out.push(field.value);
       }
+      if (body.kind === 'form' && segments.length === 1) {
+        // A form body is a query string: bind every spelling an upstream may read
+        // (`[name]=`, `x=a]=b`, `;`-split pairs, another case), as for the query.
+        const view = parseQuery(body.bytes.toString('utf8'));
+        if (view === undefined) throw new UnreadableBinding('inputInvalid', 'the form body is malformed');
+        for (const value of view.values(path)) if (!out.includes(value)) out.push(value);
+      }
       return out;
     }
     case 'raw':
@@ -220,6 +271,80 @@ function allAny(
 
 type RuleSet = Omit<Exclude<RawAuthorize, string>, 'mode' | 'any'>;
 
+/**
+ * The path segments of a response field: a JSON Pointer (`/user/id`, RFC
+ * 6901 escapes) or a simple path (`$.user.id`, `user.id`).
+ */
+export function responseFieldSegments(field: string): string[] {
+  if (field.startsWith('/')) {
+    return field
+      .slice(1)
+      .split('/')
+      .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
+  }
+  return (field.startsWith('$.') ? field.slice(2) : field).split('.');
+}
+
+/** The value at `segments` of a parsed JSON value, own properties only; undefined when absent. */
+export function valueAt(value: unknown, segments: readonly string[]): unknown {
+  let cur = value;
+  for (const seg of segments) {
+    if (Array.isArray(cur)) {
+      if (!/^(0|[1-9]\d*)$/.test(seg)) return undefined;
+      cur = cur[Number(seg)];
+    } else if (cur !== null && typeof cur === 'object' && Object.hasOwn(cur, seg)) {
+      cur = (cur as Record<string, unknown>)[seg];
+    } else return undefined;
+  }
+  return cur;
+}
+
+/**
+ * A rule decided on the response: the field of the upstream's answer must
+ * equal the principal's value. While the request is decided it passes and
+ * says so; on the response a missing field, or one that is not a single
+ * string or number, does not belong to anyone.
+ */
+function responseCheck(
+  rule: string,
+  field: string,
+  expected: (p: Principal) => unknown,
+  whose: string,
+): Check {
+  const segments = responseFieldSegments(field);
+  const matched = `the response's ${field} is the principal's ${whose}`;
+  return {
+    rule,
+    onResponse: true,
+    evaluate(input) {
+      if (input.response === undefined) {
+        return {
+          pass: true,
+          detail: `decided on the response: its ${field} must equal the principal's ${whose}`,
+        };
+      }
+      const want = input.principal ? expected(input.principal) : undefined;
+      if (want === undefined || want === null)
+        return { pass: false, detail: 'the principal has no value to compare' };
+      const found = valueAt(input.response.value, segments);
+      if (typeof found !== 'string' && typeof found !== 'number') {
+        return {
+          pass: false,
+          detail: `the response has ${found === undefined ? 'no' : 'no single value at'} ${field}`,
+        };
+      }
+      const wanted = String(want);
+      // Collections check every item: the detail is only built for a mismatch.
+      if (String(found) === wanted) return { pass: true, detail: matched };
+      return {
+        pass: false,
+        // Ids, not free text: quoted as they are, bounded (the upstream's value goes to the audit log).
+        detail: `response has "${String(found).slice(0, 64)}" at ${field}; principal has "${wanted}"`,
+      };
+    },
+  };
+}
+
 function compileRuleSet(raw: RuleSet): Check[] {
   const checks: Check[] = [];
   if (raw.network) checks.push(networkCheck('network', raw.network));
@@ -229,13 +354,27 @@ function compileRuleSet(raw: RuleSet): Check[] {
     checks.push(claimCheck(claim, condition));
   }
   if (raw.owner) {
-    const refs = Array.isArray(raw.owner.param) ? raw.owner.param : [raw.owner.param];
     const claim = raw.owner.claim ?? 'sub';
-    checks.push(bindingCheck(`owner(${refs.join(', ')} == ${claim})`, refs, (p) => claimOf(p, claim)));
+    if (raw.owner.param !== undefined) {
+      const refs = [raw.owner.param].flat();
+      checks.push(bindingCheck(`owner(${refs.join(', ')} == ${claim})`, refs, (p) => claimOf(p, claim)));
+    }
+    if (raw.owner.response !== undefined) {
+      const field = raw.owner.response;
+      checks.push(
+        responseCheck(`owner(response ${field} == ${claim})`, field, (p) => claimOf(p, claim), claim),
+      );
+    }
   }
   if (raw.tenant) {
-    const refs = Array.isArray(raw.tenant.param) ? raw.tenant.param : [raw.tenant.param];
-    checks.push(bindingCheck(`tenant(${refs.join(', ')} == tenant)`, refs, (p) => p.tenant));
+    if (raw.tenant.param !== undefined) {
+      const refs = [raw.tenant.param].flat();
+      checks.push(bindingCheck(`tenant(${refs.join(', ')} == tenant)`, refs, (p) => p.tenant));
+    }
+    if (raw.tenant.response !== undefined) {
+      const field = raw.tenant.response;
+      checks.push(responseCheck(`tenant(response ${field} == tenant)`, field, (p) => p.tenant, 'tenant'));
+    }
   }
   return checks;
 }
@@ -319,21 +458,79 @@ export function networkCheck(rule: string, raw: RawNetwork): Check {
 export function compilePolicy(raw: RawAuthorize): CompiledPolicy | undefined {
   if (raw === 'any-authenticated') return undefined;
   const { mode, any, ...rules } = raw;
-  const refs = [
-    ...(rules.owner ? [rules.owner.param].flat() : []),
-    ...(rules.tenant ? [rules.tenant.param].flat() : []),
-    ...(any ?? []).flatMap((r) => [
-      ...(r.owner ? [r.owner.param].flat() : []),
-      ...(r.tenant ? [r.tenant.param].flat() : []),
-    ]),
-  ];
+  const sets = [rules, ...(any ?? [])];
+  const refs = sets.flatMap((r) => [
+    ...(r.owner?.param === undefined ? [] : [r.owner.param].flat()),
+    ...(r.tenant?.param === undefined ? [] : [r.tenant.param].flat()),
+  ]);
+  const bindings = sets.flatMap((r) => [r.owner, r.tenant]).filter((b) => b?.response !== undefined);
   return {
     mode: mode ?? 'enforce',
     checks: compileRuleSet(rules),
     any: any?.map(compileRuleSet),
     needsBody: refs.some((r) => r.startsWith('body.')),
     refs,
+    response:
+      bindings.length === 0
+        ? undefined
+        : {
+            // The stricter answer wins where rules differ.
+            status: bindings.some((b) => b?.status === 403) ? 403 : 404,
+            items: bindings.some((b) => b?.items === 'refuse') ? 'refuse' : 'remove',
+            collection: ((at) => (at === undefined ? undefined : responseFieldSegments(at)))(
+              bindings.find((b) => b?.collection !== undefined)?.collection,
+            ),
+          },
   };
+}
+
+/**
+ * What the response must satisfy, given the request (once the request side
+ * allowed it): the rules decided on the response of the rule set that
+ * applies, together with the alternatives (`any`) that passed on the
+ * request only through such rules. Undefined when nothing is left to check:
+ * the policy has no such rules, or an alternative without them passed
+ * (an admin). A plan with no sets refuses every response.
+ */
+export function planResponse(policy: CompiledPolicy, input: PolicyInput): ResponsePlan | undefined {
+  if (policy.response === undefined) return undefined;
+  const request: PolicyInput = { ...input, response: undefined };
+  const top = policy.checks.filter((c) => c.onResponse);
+  let alternatives: (readonly Check[])[] = [[]];
+  if (policy.any) {
+    const passed = policy.any.filter((set) =>
+      set.every((c) => c.onResponse === true || c.evaluate(request).pass),
+    );
+    if (!passed.some((set) => !set.some((c) => c.onResponse))) {
+      alternatives = passed.map((set) => set.filter((c) => c.onResponse));
+    }
+  }
+  const sets = alternatives.map((a) => [...top, ...a]);
+  if (sets.some((s) => s.length === 0)) return undefined;
+  return { sets, rules: [...new Set(sets.flat().map((c) => c.rule))] };
+}
+
+/** Whether one object of a response belongs to the caller under `plan`; the detail says what was compared. */
+export function ownsResponse(
+  plan: ResponsePlan,
+  input: PolicyInput,
+  value: unknown,
+): { pass: boolean; detail: string } {
+  const at: PolicyInput = { ...input, response: { value } };
+  const failed: string[] = [];
+  for (const set of plan.sets) {
+    let pass = true;
+    for (const check of set) {
+      const r = check.evaluate(at);
+      if (!r.pass) {
+        pass = false;
+        failed.push(`${check.rule}: ${r.detail}`);
+        break;
+      }
+    }
+    if (pass) return { pass: true, detail: '' };
+  }
+  return { pass: false, detail: failed.length > 0 ? failed.join('; ') : 'no rule set passed on the request' };
 }
 
 /** Evaluates every rule (for a complete trail) and decides. */

@@ -17,11 +17,11 @@ import { configReference } from '../config/reference.js';
 import { ConfigSchema } from '../config/schema.js';
 import { startOrdersApi } from '../demo/orders-api.js';
 import { DEMO_SECRET_ENV, DEMO_USERS, demoTokenSecret, signDemoToken } from '../demo/tokens.js';
-import { Gateway } from '../gateway.js';
 import { runClientsCommand } from '../issuer/cli.js';
 import { IssuerError } from '../issuer/errors.js';
 import { runKeysCommand } from '../keys/cli.js';
 import { createLogger } from '../log.js';
+import { runTokensCommand } from '../revocation/cli.js';
 import { type Running, startGateway } from '../runtime.js';
 import { openStore } from '../store/index.js';
 import { defaultDevCertificateDir, runCertCommand } from '../tls/cli.js';
@@ -41,6 +41,8 @@ Usage:
                                      manage API keys (each takes --config FILE; default: the data folder)
   portcullis clients create --name N --scopes a,b [--tenant T] | list | revoke ID
                                      manage OAuth clients of the built-in issuer (POST /oauth2/token)
+  portcullis tokens revoke (--jti ID | --sub S [--issuer ISS] | --client ID | --issued-before TIME [--issuer ISS])
+  portcullis tokens list             the kill switch: running gateways refuse the tokens within a second
   portcullis cert dev [--out DIR] [--force]
                                      make a local development CA and a localhost certificate (default DIR: $PORTCULLIS_DATA/tls)
   portcullis cert pin FILE           print the pin_sha256 of the certificates in FILE
@@ -51,8 +53,9 @@ Usage:
   portcullis blocks list [--all] [--json] | add (--ip IP|--key KEY_ID|--principal ID) --for 1h [--status 429|403]
   portcullis blocks lift (ID|--ip IP|--key KEY_ID|--principal ID)
   portcullis explain --request "GET /users/42/orders" [--token T | --key K | --claims JSON]
-                    [--header "Name: value"]… [--ip IP] [--json] [--config FILE]
-                                     the decision trail for one request; never calls the upstream
+                    [--header "Name: value"]… [--body TEXT] [--ip IP] [--json] [--config FILE]
+                                     the decision trail for one request, from a dry run of the
+                                     real pipeline; never calls the upstream
   portcullis schema [--markdown]     print the config's JSON Schema (for editors), or its reference table
   portcullis --version | --help
 
@@ -144,6 +147,7 @@ async function main(argv: string[]): Promise<void> {
   const io = { out, err: (s: string) => process.stderr.write(`${s}\n`), env: process.env };
   if (argv[0] === 'keys') process.exit(await runKeysCommand(argv.slice(1), io));
   if (argv[0] === 'clients') process.exit(await runClientsCommand(argv.slice(1), io));
+  if (argv[0] === 'tokens') process.exit(await runTokensCommand(argv.slice(1), io));
   if (argv[0] === 'cert') process.exit(await runCertCommand(argv.slice(1), io));
   if (argv[0] === 'alerts') process.exit(await runAlertsCommand(argv.slice(1), io));
   if (argv[0] === 'blocks') process.exit(await runBlocksCommand(argv.slice(1), io));
@@ -165,6 +169,7 @@ async function main(argv: string[]): Promise<void> {
       key: { type: 'string' },
       claims: { type: 'string' },
       header: { type: 'string', multiple: true },
+      body: { type: 'string' },
       ip: { type: 'string' },
       json: { type: 'boolean' },
     },
@@ -177,9 +182,19 @@ async function main(argv: string[]): Promise<void> {
       return run(configPath(values.config));
     case 'check': {
       const file = configPath(values.config);
-      const { warnings } = await load(file);
+      const { warnings, overrides, unroutedExtensions } = await load(file);
+      if (unroutedExtensions.length > 0) {
+        fail(
+          `${unroutedExtensions.length} error(s) in ${file}:\n${unroutedExtensions.map((i) => `  ${formatIssue(i)}`).join('\n')}`,
+        );
+      }
+      for (const o of overrides) out(`override: ${formatIssue(o)}`);
       for (const w of warnings) out(`warning: ${formatIssue(w)}`);
-      out(`${file}: valid${warnings.length > 0 ? `, ${warnings.length} warning(s)` : ''}`);
+      const notes = [
+        ...(overrides.length > 0 ? [`${overrides.length} override(s) of the API document`] : []),
+        ...(warnings.length > 0 ? [`${warnings.length} warning(s)`] : []),
+      ];
+      out(`${file}: valid${notes.length > 0 ? `, ${notes.join(', ')}` : ''}`);
       return;
     }
     case 'explain':
@@ -226,6 +241,7 @@ async function explain(values: {
   key?: string;
   claims?: string;
   header?: string[];
+  body?: string;
   ip?: string;
   json?: boolean;
 }): Promise<void> {
@@ -251,21 +267,24 @@ async function explain(values: {
   await store.migrate();
   const guard = createBruteForceGuard({ ...config.auth.bruteForce, enabled: false });
   const auth = await buildAuth(config, { logger, store, guard });
-  const gateway = new Gateway(config, { logger, store, auth: auth.services, endpoints: auth.endpoints });
   try {
-    const e = await explainRequest(config, gateway, auth.services, {
-      method: m[1]!,
-      target: m[2]!,
-      headers,
-      ...(values.token === undefined ? {} : { token: values.token }),
-      ...(values.key === undefined ? {} : { key: values.key }),
-      ...(claims === undefined ? {} : { claims }),
-      clientIp: values.ip ?? '127.0.0.1',
-    });
+    const e = await explainRequest(
+      config,
+      { store, auth: auth.services },
+      {
+        method: m[1]!,
+        target: m[2]!,
+        headers,
+        ...(values.token === undefined ? {} : { token: values.token }),
+        ...(values.key === undefined ? {} : { key: values.key }),
+        ...(claims === undefined ? {} : { claims }),
+        ...(values.body === undefined ? {} : { body: values.body }),
+        clientIp: values.ip ?? '127.0.0.1',
+      },
+    );
     out(values.json ? JSON.stringify(e) : formatExplanation(e));
   } finally {
     auth.close();
-    await gateway.close(0);
     await store.close();
   }
 }

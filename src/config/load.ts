@@ -14,15 +14,17 @@ import { checkAudit, compileAudit } from '../audit/schema.js';
 import {
   ApiDocumentError,
   type ApiRouteSettings,
+  applyExtensions,
   compileRouteApi,
   type DocumentRoute,
   documentRoutes,
+  extensionIssues,
   type LoadedApiDocument,
   loadApiDocument,
   matchOperations,
   RouteApiError,
 } from '../openapi/index.js';
-import { checkRateLimit, compileRateLimit, compileRouteRateLimits } from '../ratelimit/compile.js';
+import { checkRateLimit, compileRateLimit, compileRouteRateLimits, parseRate } from '../ratelimit/compile.js';
 import { normalizeHostPattern } from '../request/host.js';
 import { toRouterPath } from '../stages/route/index.js';
 import { compileTls, type RawTlsInput } from '../tls/schema.js';
@@ -66,6 +68,17 @@ export class ConfigError extends Error {
 
 export interface LoadedConfig {
   config: GatewayConfig;
+  /**
+   * Where the config overrides a policy extension (`x-portcullis-…`) of the
+   * API document with another value: the config wins; `check` lists each.
+   */
+  overrides: ConfigIssue[];
+  /**
+   * Policy extensions of operations no route of the config matches: they
+   * apply nowhere. Also among `warnings`; `check` fails on them (a route
+   * meant to match such an operation is served without its policy).
+   */
+  unroutedExtensions: ConfigIssue[];
   /** Security warnings: the config is valid, but something deserves a look. */
   warnings: ConfigIssue[];
 }
@@ -82,6 +95,10 @@ ajv.addKeyword({ keyword: 'secret', schemaType: 'boolean' });
 const validateSchema = ajv.compile<RawConfig>(ConfigSchema);
 /** Routes made from an API document are checked (and given defaults) like routes of the config. */
 const validateRoute = ajv.compile<RawRoute>(RouteSchema);
+/** The route options an API document may set with `x-portcullis-…` extensions. */
+const EXTENSION_KEYS: ReadonlySet<string> = new Set(
+  Object.keys(RouteSchema.properties).filter((k) => k !== 'name' && k !== 'path' && k !== 'methods'),
+);
 
 type Segment = string | number;
 
@@ -291,6 +308,9 @@ export async function loadConfig(file: string, options: LoadOptions = {}): Promi
 
   // Secrets are resolved on a copy after validation, so the schema sees the
   // references (a secret field must hold a reference) and never a secret.
+  // The routes as written, before schema defaults: what the config itself sets wins over the document.
+  const writtenRoutes = (raw as { routes?: unknown }).routes;
+  const written = Array.isArray(writtenRoutes) ? (structuredClone(writtenRoutes) as unknown[]) : [];
   if (!validateSchema(raw)) {
     throw new ConfigError(schemaIssues(validateSchema.errors ?? [], raw, file, locator));
   }
@@ -387,8 +407,86 @@ export async function loadConfig(file: string, options: LoadOptions = {}): Promi
   }
   const generated: (DocumentRoute | undefined)[] = [];
   let rawRoutes: RawRoute[] = cfg.routes ?? [];
+  const overrides: ConfigIssue[] = [];
+  const unroutedExtensions: ConfigIssue[] = [];
+  const docIssue = (i: { file: string; pointer: string; message: string }): ConfigIssue => ({
+    file: i.file,
+    path: `#${i.pointer}`,
+    message: i.message,
+  });
+  if (document && cfg.routes !== undefined) {
+    // The document's policy extensions apply to the config's routes that its operations describe.
+    const routed = new Set<unknown>();
+    rawRoutes = rawRoutes.map((r, i) => {
+      const methods = [...r.methods];
+      if (methods.includes('GET') && !methods.includes('HEAD')) methods.push('HEAD');
+      const operations = matchOperations(document!, r.path, methods, cfg.api!.base_path);
+      for (const op of Object.values(operations)) routed.add(op);
+      const ext = applyExtensions((written[i] ?? {}) as Record<string, unknown>, operations, EXTENSION_KEYS);
+      for (const x of ext.issues) issues.push(docIssue(x));
+      for (const o of ext.overrides) {
+        const segments: Segment[] = ['routes', i, ...o.key.split('.')];
+        overrides.push({
+          ...issue(
+            segments,
+            `overrides x-portcullis-${o.key.split('.')[0]!.replace(/_/g, '-')}${o.key.includes('.') ? ` (${o.key.slice(o.key.indexOf('.') + 1)})` : ''} of ${o.operation} (${o.file}#${o.pointer}): the config's value applies`,
+          ),
+        });
+      }
+      if (Object.keys(ext.applied).length === 0) return r;
+      if (!validateRoute(ext.raw)) {
+        for (const e of validateRoute.errors ?? []) {
+          const parts = e.instancePath.split('/').slice(1);
+          const from = ext.applied[parts.slice(0, 2).join('.')] ?? ext.applied[parts[0] ?? ''];
+          issues.push(
+            from === undefined
+              ? issue(['routes', i, ...parts], `expected a value that ${e.message ?? 'is valid'}`)
+              : {
+                  file: from.file,
+                  path: `#${from.pointer}`,
+                  message: `expected a value that ${e.message ?? 'is valid'}`,
+                },
+          );
+        }
+        return r;
+      }
+      // In the config too, so whatever later walks `cfg` (secret references) sees the route as compiled.
+      cfg.routes![i] = ext.raw as RawRoute;
+      return ext.raw as RawRoute;
+    });
+    // The same mistake the other way round: options for generated routes, with no generated routes.
+    for (const id of Object.keys(cfg.api!.operations ?? {})) {
+      issues.push(
+        issue(
+          ['api', 'operations'],
+          `ignored: api.operations.${id} applies to routes made from the document, and the config lists its own routes; set it on the route`,
+          id,
+        ),
+      );
+    }
+    const unrouted = document.operations.filter((op) => !routed.has(op));
+    const ignored = extensionIssues(document, EXTENSION_KEYS, unrouted);
+    for (const x of ignored.unknown) issues.push(docIssue(x));
+    // A config may expose only part of an API: the others are not served, so this fails `check`, not start.
+    for (const x of ignored.unrouted) {
+      unroutedExtensions.push(docIssue(x));
+      warnings.push(docIssue(x));
+    }
+  }
   if (document && cfg.routes === undefined) {
-    const made = documentRoutes(document, cfg.api!, { authMethods: configuredMethods });
+    for (const x of extensionIssues(document, EXTENSION_KEYS, []).unknown) issues.push(docIssue(x));
+    const made = documentRoutes(document, cfg.api!, {
+      authMethods: configuredMethods,
+      extensionKeys: EXTENSION_KEYS,
+    });
+    for (const o of made.overrides) {
+      overrides.push(
+        issue(
+          ['api', 'operations', o.operation, o.key],
+          `overrides x-portcullis-${o.key.replace(/_/g, '-')} of ${o.operation} (${o.file}#${o.pointer}): the config's value applies`,
+        ),
+      );
+    }
     for (const i of made.issues) {
       issues.push(
         i.file === ''
@@ -523,6 +621,28 @@ export async function loadConfig(file: string, options: LoadOptions = {}): Promi
             }
           }
         }
+        for (const kind of ['owner', 'tenant'] as const) {
+          const b = set[kind];
+          if (b === undefined) continue;
+          if (b.param === undefined && b.response === undefined) {
+            issues.push(
+              issue(
+                [...base, kind],
+                'expected param (a request value) or response (a field of the response)',
+              ),
+            );
+          } else if (
+            b.response === undefined &&
+            (b.status !== undefined || b.items !== undefined || b.collection !== undefined)
+          ) {
+            issues.push(
+              issue(
+                [...base, kind],
+                'expected response: status, items and collection apply to rules decided on the response',
+              ),
+            );
+          }
+        }
         for (const p of [set.owner?.param, set.tenant?.param].flat()) {
           if (p === undefined || !p.startsWith('path.')) continue;
           const name = p.slice(5);
@@ -531,6 +651,38 @@ export async function loadConfig(file: string, options: LoadOptions = {}): Promi
           }
         }
       });
+    }
+    for (const [j, name] of (r.providers ?? []).entries()) {
+      const known =
+        rawAuth.jwt?.providers.some((p) => p.name === name) ||
+        rawAuth.introspection?.providers.some((p) => p.name === name) ||
+        (name === 'portcullis-issuer' && rawAuth.issuer !== undefined);
+      if (!known) {
+        issues.push(
+          issue([...at, 'providers', j], 'expected the name of a configured JWT or introspection provider'),
+        );
+      }
+    }
+    const tokenProviders =
+      (rawAuth.jwt?.providers.length ?? 0) +
+      (rawAuth.introspection?.providers.length ?? 0) +
+      (rawAuth.issuer ? 1 : 0);
+    const binds = (set: unknown): boolean =>
+      typeof set === 'object' && set !== null && ('owner' in set || 'tenant' in set);
+    const a = r.authorize;
+    if (
+      r.providers === undefined &&
+      tokenProviders > 1 &&
+      auth !== 'none' &&
+      typeof a === 'object' &&
+      (binds(a) || (a.any ?? []).some(binds))
+    ) {
+      warnings.push(
+        issue(
+          [...at, 'providers'],
+          'owner or tenant rules compare ids that only mean something within one provider, and several token providers are configured: list the ones this route accepts in providers',
+        ),
+      );
     }
     if (r.api_key_in_query && (auth === 'none' || !auth.includes('api_key'))) {
       issues.push(issue([...at, 'api_key_in_query'], "expected api_key among the route's auth methods"));
@@ -567,6 +719,7 @@ export async function loadConfig(file: string, options: LoadOptions = {}): Promi
       upstream: r.upstream,
       auth,
       apiKeyInQuery: r.api_key_in_query,
+      providers: r.providers,
       authorize: r.authorize,
       rateLimits: compileRouteRateLimits(
         r,
@@ -588,6 +741,15 @@ export async function loadConfig(file: string, options: LoadOptions = {}): Promi
           issue(['authorization', 'network', list, k], `expected an IP address or CIDR block, got "${c}"`),
         );
     });
+  }
+  if (parseDuration(defaults.write_timeout) < 100) {
+    issues.push(issue(['listen', 'limits', 'write_timeout'], 'expected at least 100ms'));
+  }
+  if (parseDuration(defaults.contended_write_timeout) < 100) {
+    issues.push(issue(['listen', 'limits', 'contended_write_timeout'], 'expected at least 100ms'));
+  }
+  if (parseSize(defaults.write_buffer) < 16 * 1024) {
+    issues.push(issue(['listen', 'limits', 'write_buffer'], 'expected at least 16kb'));
   }
   const trusted = cfg.listen!.trusted_proxies;
   trusted.forEach((c, i) => {
@@ -634,6 +796,8 @@ export async function loadConfig(file: string, options: LoadOptions = {}): Promi
       headersTimeoutMs: parseDuration(u.headers_timeout),
       bodyTimeoutMs: parseDuration(u.body_timeout),
       keepAliveTimeoutMs: parseDuration(u.keep_alive_timeout),
+      maxConnectionsPerClient: u.max_connections_per_client,
+      clientIpv6Prefix: cfg.listen!.ipv6_prefix,
     };
   }
 
@@ -674,7 +838,10 @@ export async function loadConfig(file: string, options: LoadOptions = {}): Promi
     throw new ConfigError([{ file: 'PORTCULLIS_PORT', path: '', message: 'expected a port number 0-65535' }]);
   }
   // After secret resolution: key passphrases are references.
-  const tls = compileTls({ ...cfg, listen: { ...listen, port } } as RawTlsInput, { baseDir: dirname(path) });
+  // The routes as compiled: those made from the document too, and with the document's extensions.
+  const tls = compileTls({ ...cfg, routes: rawRoutes, listen: { ...listen, port } } as RawTlsInput, {
+    baseDir: dirname(path),
+  });
   for (const i of tls.issues) issues.push(issue(i.path, i.message));
   for (const w of tls.warnings) warnings.push(issue(w.path, w.message));
   const audit = checkAudit(cfg.audit, { mode: cfg.mode, routeNames: routes.map((r) => r.name) });
@@ -697,29 +864,39 @@ export async function loadConfig(file: string, options: LoadOptions = {}): Promi
       host: listen.host,
       port,
       trustedProxies: trusted,
+      ipv6Prefix: listen.ipv6_prefix,
       hosts: allowedHosts === undefined ? undefined : [...new Set(allowedHosts)],
       maxHeaderBytes: parseSize(defaults.max_header_bytes),
       maxHeaders: defaults.max_headers,
       headersTimeoutMs: parseDuration(defaults.headers_timeout),
       requestTimeoutMs: parseDuration(defaults.request_timeout),
       keepAliveTimeoutMs: parseDuration(defaults.keep_alive_timeout),
+      drainTimeoutMs: parseDuration(defaults.drain_timeout),
+      writeTimeoutMs: parseDuration(defaults.write_timeout),
+      writeBufferBytes: parseSize(defaults.write_buffer),
+      contendedWriteTimeoutMs: parseDuration(defaults.contended_write_timeout),
     },
     admin: { enabled: admin.enabled, host: admin.host, port: admin.port },
     store: { url: cfg.store!.url, dataDir: resolve(env.PORTCULLIS_DATA ?? 'data') },
-    log: { level: log.level, access: log.access, redact: log.redact.map((h) => h.toLowerCase()) },
+    log: {
+      level: log.level,
+      access: log.access,
+      redact: log.redact.map((h) => h.toLowerCase()),
+      upstreamErrorBodies: log.upstream_error_bodies,
+    },
     upstreams,
     routes,
     auth: compileAuth(rawAuth, configuredMethods),
     authorization: { network: cfg.authorization?.network },
     tls: tls.settings,
-    rateLimit: compileRateLimit(rawRateLimit),
+    rateLimit: compileRateLimit(rawRateLimit, cfg.listen!.ipv6_prefix),
     audit: compileAudit(cfg.audit),
     api: document && { file: document.file, title: document.title, operations: document.operations.length },
     anomaly: compileAnomaly(cfg.anomaly!),
     alerts: alerts.settings,
     blocks: compileBlocks(cfg.blocks!),
   };
-  return { config: deepFreeze(config), warnings };
+  return { config: deepFreeze(config), overrides, unroutedExtensions, warnings };
 }
 
 function compileAuth(raw: NonNullable<RawConfig['auth']>, methods: AuthMethod[]): AuthSettings {
@@ -751,6 +928,7 @@ function compileAuth(raw: NonNullable<RawConfig['auth']>, methods: AuthMethod[])
         name: p.name,
         endpoint: p.endpoint,
         issuer: p.issuer,
+        audience: p.audience,
         clientId: p.client_id,
         clientSecret: p.client_secret,
         cacheTtlMs: parseDuration(p.cache_ttl),
@@ -772,6 +950,7 @@ function compileAuth(raw: NonNullable<RawConfig['auth']>, methods: AuthMethod[])
       tokenTtlMs: parseDuration(raw.issuer.token_ttl),
       masterKey: raw.issuer.master_key,
       keyRotationMs: parseDuration(raw.issuer.key_rotation),
+      rateLimit: parseRate(raw.issuer.rate_limit),
     },
     identityHeaders: {
       subject: ih.subject.toLowerCase(),
@@ -780,9 +959,16 @@ function compileAuth(raw: NonNullable<RawConfig['auth']>, methods: AuthMethod[])
       roles: ih.roles.toLowerCase(),
       tenant: ih.tenant.toLowerCase(),
     },
+    revocations: {
+      pollMs: parseDuration(raw.revocations!.poll),
+      retainMs: parseDuration(raw.revocations!.retain),
+    },
     bruteForce: {
       enabled: bf.enabled,
       maxFailures: bf.max_failures,
+      maxFailuresPerIp: bf.max_failures_per_ip,
+      maxFailuresPerCredential: bf.max_failures_per_credential,
+      throttleRate: bf.throttle_rate,
       windowMs: parseDuration(bf.window),
       lockoutMs: parseDuration(bf.lockout),
       maxLockoutMs: parseDuration(bf.max_lockout),

@@ -9,7 +9,7 @@ import { AlertsSchema, AnomalySchema, BlocksSchema } from '../anomaly/schema.js'
 import { AuditSchema } from '../audit/schema.js';
 import { AuthorizationSchema, AuthorizeSchema } from '../authz/schema.js';
 import { ApiSchema, RouteApiProperties } from '../openapi/schema.js';
-import { RateLimitSchema, ROUTE_RATE_LIMIT_PROPERTIES } from '../ratelimit/schema.js';
+import { RATE_PATTERN, RateLimitSchema, ROUTE_RATE_LIMIT_PROPERTIES } from '../ratelimit/schema.js';
 import {
   AllowInsecureSchema,
   HttpRedirectSchema,
@@ -46,6 +46,22 @@ export const ListenerLimitsSchema = section(
     request_timeout: Duration('Time allowed to receive the complete request, body included.', '60s'),
     keep_alive_timeout: Duration('How long an idle client connection stays open.', '5s'),
     body_limit: Size('Default largest request body, for routes that do not set their own.', '1mb'),
+    drain_timeout: Duration(
+      'On SIGTERM: longest the gateway waits for requests in flight before cutting them (they are counted). It exits as soon as none is left.',
+      '10s',
+    ),
+    write_timeout: Duration(
+      'Longest a client may take none of the response bytes waiting for it (it stopped reading): its connection is then closed and its upstream request aborted, which frees the upstream connection.',
+      '10s',
+    ),
+    write_buffer: Size(
+      'Response bytes buffered for one client connection before the upstream is paused for it. A response that fits is read whole from the upstream, whose connection is freed at once even if the client reads slowly or not at all. Memory bound: open client connections × this.',
+      '64kb',
+    ),
+    contended_write_timeout: Duration(
+      'The write_timeout that applies while other requests wait for a connection to the same upstream and the upstream connection of a client is paused because the client took none of its response: that client is closed and its upstream request aborted after this long, so a client that is not reading never holds an upstream connection others need for longer. A slow client that keeps reading is not cut. Never longer than write_timeout.',
+      '500ms',
+    ),
   },
   'Protocol limits on the public listener.',
 );
@@ -74,6 +90,13 @@ export const ListenSchema = section(
         },
       ),
     ),
+    ipv6_prefix: Type.Integer({
+      minimum: 1,
+      maximum: 128,
+      default: 64,
+      description:
+        'IPv6 clients are keyed by their network of this prefix length wherever addresses are counted or matched: brute-force lockout, blocks, anomaly detection and rate limits (unless rate_limit.ipv6_prefix is set).',
+    }),
     limits: Type.Optional(ListenerLimitsSchema),
     tls: Type.Optional(ListenTlsSchema),
     http_redirect: Type.Optional(HttpRedirectSchema),
@@ -118,6 +141,11 @@ export const LogSchema = section(
       description:
         'Extra request header names whose values are never logged (Authorization, Cookie, Set-Cookie, X-API-Key and Proxy-Authorization always are).',
     }),
+    upstream_error_bodies: Type.Boolean({
+      default: false,
+      description:
+        'Log the start of an upstream error body (5xx) the gateway replaced, truncated to 1 KiB and scrubbed of anything resembling a credential. Off: upstreams echo tokens and cookies into error pages.',
+    }),
   },
   'Structured JSON logs on stdout.',
 );
@@ -139,6 +167,14 @@ export const UpstreamSchema = strict(
     headers_timeout: Duration('Time allowed for the response headers to arrive.', '30s'),
     body_timeout: Duration('Longest pause between two chunks of the response body.', '30s'),
     keep_alive_timeout: Duration('How long an idle upstream connection is kept.', '4s'),
+    max_connections_per_client: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 10000,
+        description:
+          'Most requests to this upstream one client (IP address; IPv6 by listen.ipv6_prefix) may have in flight at once; beyond, its requests are answered 503 with Retry-After at once, so a few clients (slow readers, say) cannot hold every upstream connection. Left out: no per-client cap.',
+      }),
+    ),
     tls: Type.Optional(UpstreamTlsSchema),
   },
   'A service behind the gateway.',
@@ -253,6 +289,13 @@ export const IntrospectionProviderSchema = strict(
     issuer: Type.Optional(
       Type.String({ minLength: 1, description: 'Required `iss` of active tokens, if any.' }),
     ),
+    audience: Type.Optional(
+      Type.Array(Type.String({ minLength: 1 }), {
+        minItems: 1,
+        description:
+          'Accepted `aud` values: an active token whose introspection response names none of them is refused (401). Set it whenever the provider serves more than one API.',
+      }),
+    ),
     client_id: Type.String({ minLength: 1, description: 'Client id the gateway authenticates with.' }),
     client_secret: SecretRef('Client secret the gateway authenticates with (client_secret_basic).'),
     cache_ttl: Duration('Longest time an active result is reused (never past the token exp).', '5m'),
@@ -263,7 +306,7 @@ export const IntrospectionProviderSchema = strict(
       description: 'Status when the endpoint cannot answer: 503, or 401. Never lets the request through.',
     }),
   },
-  'An RFC 7662 token introspection endpoint, for opaque access tokens.',
+  'An RFC 7662 token introspection endpoint, for opaque access tokens. A response whose token_type is not an access token type (a refresh token, say) is refused.',
 );
 
 export const AuthSchema = section(
@@ -323,6 +366,13 @@ export const AuthSchema = section(
             ),
           ),
           key_rotation: Duration('Age at which a new signing key replaces the current one.', '30d'),
+          rate_limit: Type.String({
+            pattern: RATE_PATTERN,
+            default: '20/s',
+            description:
+              'Most requests per client IP (IPv6: per rate_limit.ipv6_prefix) to the issuer endpoints (token, revocation, metadata, JWKS), with bursts of up to twice the count; every request there also passes blocks, load shedding and the global network rules.',
+            expected: 'a rate such as 20/s or 600/m',
+          }),
         },
         'The built-in OAuth 2.0 client-credentials issuer (POST /oauth2/token).',
       ),
@@ -346,6 +396,19 @@ export const AuthSchema = section(
       },
       'Headers the gateway sets for the upstream; the same names from clients are always removed.',
     ),
+    revocations: section(
+      {
+        poll: Duration(
+          'How often each instance reads new revocations (tokens, clients, keys, blocks) from the store. With PostgreSQL, LISTEN/NOTIFY applies them at once and polling is the fallback.',
+          '1s',
+        ),
+        retain: Duration(
+          'The longest lifetime of any token accepted: a revocation by sub, client or issue time is kept this long (by jti too, when the token itself is not at hand), after which every token it covers has expired.',
+          '24h',
+        ),
+      },
+      'The token kill switch (`portcullis tokens revoke`): revocations checked on every request, shared by every instance within about a second.',
+    ),
     brute_force: section(
       {
         enabled: Type.Boolean({
@@ -355,13 +418,32 @@ export const AuthSchema = section(
         max_failures: Type.Integer({
           minimum: 1,
           default: 10,
-          description: 'Failures per client IP, or per credential id, within the window before a lockout.',
+          description:
+            'Guess-like failures (wrong secret, unknown key id, bad signature) from one client IP (IPv6: its listen.ipv6_prefix network) against one credential id, within the window, before that pair is locked out.',
+        }),
+        max_failures_per_ip: Type.Integer({
+          minimum: 1,
+          default: 50,
+          description:
+            'Guess-like failures from one client IP against any credentials, within the window, before the IP is locked out. Credentials already verified (cached) still pass.',
+        }),
+        max_failures_per_credential: Type.Integer({
+          minimum: 1,
+          default: 500,
+          description:
+            "Guess-like failures against one credential id from all IPs, within the window, before attempts without a known-good proof of it are throttled to throttle_rate per second. The owner's correct proof is never refused.",
+        }),
+        throttle_rate: Type.Integer({
+          minimum: 1,
+          default: 2,
+          description:
+            'Verifications per second still allowed for a throttled credential id, so its owner gets through while a guesser is slowed down.',
         }),
         window: Duration('Window in which failures are counted.', '1m'),
         lockout: Duration('First lockout; it doubles on each repeat.', '1m'),
         max_lockout: Duration('Longest lockout.', '1h'),
       },
-      'Brute-force protection: answered with 429 before any cryptographic work.',
+      "Brute-force protection against guessing: answered with 429 before the expensive verification of unknown credentials; credentials that verify are never refused for others' failures.",
     ),
   },
   'How callers authenticate.',
@@ -399,6 +481,14 @@ export const RouteSchema = strict(
           expected: '"none" or a list of jwt, introspection, api_key, mtls',
         },
       ),
+    ),
+    providers: Type.Optional(
+      Type.Array(Type.String({ pattern: '^[A-Za-z0-9_-]+$' }), {
+        minItems: 1,
+        uniqueItems: true,
+        description:
+          'Token providers this route accepts, by name (auth.jwt.providers, auth.introspection.providers; portcullis-issuer for the built-in issuer); tokens from others get 401. Default: every configured one. Restrict it where owner or tenant rules compare subjects that only mean something within one provider.',
+      }),
     ),
     authorize: Type.Optional(AuthorizeSchema),
     api_key_in_query: Type.Boolean({

@@ -35,6 +35,8 @@ export interface RouteSettings extends ApiRouteSettings {
   auth: 'none' | readonly AuthMethod[];
   /** Whether the API key may come in the query string. */
   apiKeyInQuery: boolean;
+  /** `providers`: the token providers accepted, by name; undefined: any configured one. */
+  providers?: readonly string[] | undefined;
   /** The route's policy as written (compiled by the authorize stage); undefined on public routes. */
   authorize: Static<typeof AuthorizeSchema> | undefined;
   /** The limits, quotas and concurrency limits that apply, names resolved. */
@@ -56,12 +58,18 @@ export interface UpstreamSettings {
   headersTimeoutMs: number;
   bodyTimeoutMs: number;
   keepAliveTimeoutMs: number;
+  /** `upstreams.<name>.max_connections_per_client`: undefined, no cap. */
+  maxConnectionsPerClient?: number;
+  /** `listen.ipv6_prefix`, to key IPv6 clients for the cap above. */
+  clientIpv6Prefix?: number;
 }
 
 export interface ListenSettings {
   host: string;
   port: number;
   trustedProxies: readonly string[];
+  /** `listen.ipv6_prefix`: IPv6 clients are keyed by this network (see `ipKey` in src/http/client-ip.ts). */
+  ipv6Prefix: number;
   /**
    * `listen.hosts`: the Host names requests may name, normalized (lower case,
    * no trailing dot, IPv6 in brackets; `*.example.com` wildcards kept, one
@@ -74,6 +82,14 @@ export interface ListenSettings {
   headersTimeoutMs: number;
   requestTimeoutMs: number;
   keepAliveTimeoutMs: number;
+  /** `listen.limits.drain_timeout`: the grace period of a SIGTERM drain. */
+  drainTimeoutMs: number;
+  /** `listen.limits.write_timeout`: a client that takes no response bytes for this long is closed. */
+  writeTimeoutMs: number;
+  /** `listen.limits.write_buffer`: bytes buffered per client connection before the upstream is paused. */
+  writeBufferBytes: number;
+  /** `listen.limits.contended_write_timeout`: the write timeout while others wait for the same upstream. */
+  contendedWriteTimeoutMs: number;
 }
 
 export interface GatewayConfig {
@@ -83,7 +99,13 @@ export interface GatewayConfig {
   listen: ListenSettings;
   admin: { enabled: boolean; host: string; port: number };
   store: { url: string | undefined; dataDir: string };
-  log: { level: string; access: boolean; redact: readonly string[] };
+  log: {
+    level: string;
+    access: boolean;
+    redact: readonly string[];
+    /** `log.upstream_error_bodies`: log replaced upstream error bodies, truncated and redacted. */
+    upstreamErrorBodies?: boolean;
+  };
   upstreams: Readonly<Record<string, UpstreamSettings>>;
   routes: readonly RouteSettings[];
   auth: AuthSettings;
@@ -125,6 +147,8 @@ export interface IntrospectionProviderSettings {
   name: string;
   endpoint: string;
   issuer: string | undefined;
+  /** Accepted `aud` values; undefined: not checked. */
+  audience?: readonly string[] | undefined;
   clientId: string;
   clientSecret: string;
   cacheTtlMs: number;
@@ -149,6 +173,8 @@ export interface IssuerSettings {
   /** The resolved master key (base64), or undefined for the generated one in the data folder. */
   masterKey: string | undefined;
   keyRotationMs: number;
+  /** Per client IP, on the issuer's endpoints (`auth.issuer.rate_limit`). */
+  rateLimit: { count: number; periodMs: number };
 }
 
 export interface AuthSettings {
@@ -157,9 +183,18 @@ export interface AuthSettings {
   apiKeys: ApiKeySettings | undefined;
   issuer: IssuerSettings | undefined;
   identityHeaders: { subject: string; kind: string; scopes: string; roles: string; tenant: string };
+  /** `auth.revocations`: the kill switch's feed. */
+  revocations: { pollMs: number; retainMs: number };
   bruteForce: {
     enabled: boolean;
+    /** Per (IP key, credential id). */
     maxFailures: number;
+    /** Per IP key alone. */
+    maxFailuresPerIp: number;
+    /** Per credential id alone: past it, unproven attempts are throttled. */
+    maxFailuresPerCredential: number;
+    /** Verifications per second of a throttled credential id. */
+    throttleRate: number;
     windowMs: number;
     lockoutMs: number;
     maxLockoutMs: number;

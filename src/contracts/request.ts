@@ -82,3 +82,14 @@ export interface BodyProblem {
   readonly location: string;
   readonly rule: string;
 }
+
+/** What steps 1–2 (bound, normalise) read of every request, before routing. */
+export interface RequestHead {
+  /** The canonical path: the only path the upstream ever sees. */
+  readonly path: string;
+  readonly query: QueryView;
+  /** The query string forwarded upstream: as received, less the parameters never forwarded. */
+  readonly forwardQuery: string;
+  readonly headers: HeaderView;
+  readonly contentType: MediaType | undefined;
+}

@@ -64,6 +64,18 @@ export interface RequestContext {
   credentialId: string | undefined;
   /** The W3C `traceparent` sent upstream, once the request is proxied. */
   traceparent: string | undefined;
+  /**
+   * Set only when the request is explained (`portcullis explain`, a dry
+   * run): stages record every rule they evaluate here, passed or failed.
+   */
+  readonly trail: DecisionEntry[] | undefined;
+}
+
+/** One rule a stage evaluated, as `portcullis explain` shows it. */
+export interface DecisionEntry {
+  readonly rule: string;
+  readonly pass: boolean;
+  readonly detail: string;
 }
 
 /** The upstream's answer as a response filter sees it, collected whole. */

@@ -1,6 +1,6 @@
 /** CORS per route from an allow-list (Fetch standard §3.2): preflights are answered by the gateway. */
-import type { IncomingMessage } from 'node:http';
 import type { CorsSettings } from '../config/types.js';
+import type { HeaderView } from '../contracts/request.js';
 
 function originAllowed(cors: CorsSettings, origin: string): boolean {
   return cors.anyOrigin || cors.origins.has(origin);
@@ -24,15 +24,17 @@ export function corsResponseHeaders(cors: CorsSettings, origin: string | undefin
  * Answers a preflight: the headers of a 204 when the origin, method and
  * headers are all allowed, or undefined when the preflight must be refused.
  */
-export function preflightHeaders(
-  cors: CorsSettings,
-  req: IncomingMessage,
-): Record<string, string> | undefined {
-  const origin = req.headers.origin!;
-  const method = req.headers['access-control-request-method']!;
+export function preflightHeaders(cors: CorsSettings, view: HeaderView): Record<string, string> | undefined {
+  // Read from the one request view; a repeated method header is one no browser sends.
+  const origin = view.get('origin');
+  const methods = view.all('access-control-request-method');
+  if (origin === undefined || methods.length !== 1) return undefined;
+  const method = methods[0]!;
   if (!originAllowed(cors, origin)) return undefined;
   if (!cors.allowMethods.split(', ').includes(method)) return undefined;
-  const requested = (req.headers['access-control-request-headers'] ?? '')
+  const requested = view
+    .all('access-control-request-headers')
+    .join(',')
     .split(',')
     .map((h) => h.trim().toLowerCase())
     .filter((h) => h !== '');

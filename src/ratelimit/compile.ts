@@ -159,7 +159,7 @@ export function compileRouteRateLimits(
 }
 
 /** The compiled section, after secret references are resolved. */
-export function compileRateLimit(raw: RawRateLimit): RateLimitSettings {
+export function compileRateLimit(raw: RawRateLimit, defaultIpv6Prefix = 64): RateLimitSettings {
   const named = namedEntries(raw);
   const pick = <T extends AnyLimitSettings['type']>(type: T) =>
     Object.fromEntries(
@@ -177,7 +177,7 @@ export function compileRateLimit(raw: RawRateLimit): RateLimitSettings {
       connectTimeoutMs: parseDuration(r.connect_timeout),
     },
     maxKeys: raw.max_keys,
-    ipv6Prefix: raw.ipv6_prefix,
+    ipv6Prefix: raw.ipv6_prefix ?? defaultIpv6Prefix,
     limits: pick('rate'),
     quotas: pick('quota'),
     concurrency: pick('concurrency'),
@@ -187,5 +187,7 @@ export function compileRateLimit(raw: RawRateLimit): RateLimitSettings {
     },
     retryAfterSeconds: Math.max(1, Math.ceil(parseDuration(raw.retry_after) / 1000)),
     quotaFlushMs: parseDuration(raw.quota_flush),
+    // Names were checked with the routes; nothing is left to report here.
+    everyRoute: compileRouteRateLimits({ cost: 1 } as RawRouteRateLimits, raw, '(gateway)', () => {}),
   };
 }

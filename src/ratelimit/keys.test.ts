@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { describe, it } from 'node:test';
 import type { Principal } from '../contracts/principal.js';
+import { makeContext, principal, testRoute } from '../test-support/stage.js';
 import { parseKeyPart } from './compile.js';
 import { clientIpKey, compileKey, parseIpv6 } from './keys.js';
-import { makeContext, principal, testRoute } from './test-support/harness.js';
 
 function ctx(options: {
   ip?: string;
@@ -94,6 +94,17 @@ describe('limit keys', () => {
     assert.equal(k.length, 22);
     assert.ok(!k.includes('secret'));
     assert.equal(k, key(['header:authorization'], ctx({ headers: { authorization: secret } })));
+  });
+
+  it('refuses a key header sent twice, which could otherwise pick a fresh bucket per request', () => {
+    const req = {
+      headers: { 'x-client': 'victim' },
+      rawHeaders: ['X-Client', 'victim', 'X-Client', 'fresh-1'],
+      method: 'GET',
+    } as unknown as IncomingMessage;
+    const c = makeContext(req, {} as ServerResponse, { route: testRoute('orders'), clientIp: '192.0.2.1' });
+    assert.throws(() => key(['header:x-client'], c), { code: 'request.bad_header' });
+    assert.ok(key(['header:x-client'], ctx({ headers: { 'x-client': 'victim' } })));
   });
 
   it('cannot be made to collide by a "|" inside a part', () => {

@@ -6,10 +6,10 @@ import { after, before, describe, it } from 'node:test';
 import { openPostgresStore } from '../store/postgres.js';
 import { openSqliteStore } from '../store/sqlite.js';
 import type { Store } from '../store/types.js';
+import { captureLogger } from '../test-support/log.js';
 import { postgresSkipMessage, requirePostgres, type TestPostgres } from '../test-support/postgres.js';
 import { QuotaCounter, quotaPeriod } from './quota.js';
 import { migrationsWithQuotas } from './test-support/config.js';
-import { captureLogger } from './test-support/harness.js';
 import type { QuotaSettings } from './types.js';
 
 const withQuotas = migrationsWithQuotas;

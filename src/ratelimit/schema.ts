@@ -134,12 +134,14 @@ export const RateLimitSchema = Type.Object(
       description:
         'Most keys remembered in memory per limit and per quota; the least recently used is forgotten beyond it.',
     }),
-    ipv6_prefix: Type.Integer({
-      minimum: 1,
-      maximum: 128,
-      default: 64,
-      description: 'IPv6 clients are counted per prefix of this length, so rotating addresses does not help.',
-    }),
+    ipv6_prefix: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 128,
+        description:
+          'IPv6 clients are counted per prefix of this length, so rotating addresses does not help. Default: listen.ipv6_prefix.',
+      }),
+    ),
     limits: Type.Record(Type.String({ pattern: NAME_PATTERN }), LimitSchema, {
       default: {},
       description: 'Rate limits by name.',

@@ -79,6 +79,11 @@ export interface RateLimitSettings {
   retryAfterSeconds: number;
   /** How often quota usage is written to the store. */
   quotaFlushMs: number;
+  /**
+   * The `all_routes` entries: what applies to requests no route takes too
+   * (unrouted ones, CORS preflights, the gateway's own endpoints).
+   */
+  everyRoute: RouteRateLimits | undefined;
 }
 
 /** What applies to one route (`RouteSettings.rateLimits`), names resolved. */

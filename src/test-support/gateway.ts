@@ -6,6 +6,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { loadConfig } from '../config/load.js';
+import type { GatewayConfig, RouteSettings } from '../config/types.js';
+import { type LoadedApiDocument, loadApiDocument } from '../openapi/document.js';
+import {
+  type ApiRoute,
+  type ConfigRouteInput,
+  configRoute,
+  toRouteSettings,
+} from '../openapi/route-settings.js';
+import type { RawApi } from '../openapi/schema.js';
 import { type Running, startGateway } from '../runtime.js';
 import { captureLogger } from './log.js';
 
@@ -87,8 +96,14 @@ export interface TestGateway {
   close(): Promise<void>;
 }
 
-/** Starts a gateway from a config object (written to a temp YAML file), on ephemeral ports. */
-export async function startTestGateway(config: Record<string, unknown>): Promise<TestGateway> {
+/**
+ * Starts a gateway from a config object (written to a temp YAML file), on
+ * ephemeral ports. `adjust` may change the loaded config before it starts.
+ */
+export async function startTestGateway(
+  config: Record<string, unknown>,
+  adjust: (loaded: GatewayConfig) => GatewayConfig = (loaded) => loaded,
+): Promise<TestGateway> {
   const dataDir = mkdtempSync(join(tmpdir(), 'portcullis-test-'));
   const configFile = join(dataDir, 'portcullis.yaml');
   const full = {
@@ -98,9 +113,10 @@ export async function startTestGateway(config: Record<string, unknown>): Promise
     ...Object.fromEntries(Object.entries(config).filter(([k]) => !['listen', 'admin', 'log'].includes(k))),
   };
   writeFileSync(configFile, stringify(full));
-  const { config: loaded } = await loadConfig(configFile, {
+  const { config: read } = await loadConfig(configFile, {
     env: { ...process.env, PORTCULLIS_DATA: dataDir },
   });
+  const loaded = adjust(read);
   const { logger, lines: logs } = captureLogger(loaded.log.level, loaded.log.redact);
   const running = await startGateway(loaded, { logger });
   return {
@@ -116,4 +132,53 @@ export async function startTestGateway(config: Record<string, unknown>): Promise
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+export interface ApiGateway extends TestGateway {
+  document: LoadedApiDocument | undefined;
+  routes: readonly ApiRoute[];
+}
+
+export interface ApiGatewayOptions {
+  /** The upstream every route goes to. */
+  upstream: string;
+  /** An OpenAPI document whose operations become routes (auth: none on all of them). */
+  document?: string;
+  /** The `api` section's other keys (operations, base_path). */
+  api?: Partial<RawApi>;
+  /** Routes as in the config's `routes` (described by the document where they match). */
+  routes?: Omit<ConfigRouteInput, 'upstream'>[];
+  /** Extra config (auth, log…) for the base config file. */
+  config?: Record<string, unknown>;
+  logLevel?: string;
+}
+
+/**
+ * A gateway in front of one upstream whose routes come from an API
+ * document (all public: authentication is other tests' business) or from
+ * route entries the document describes.
+ */
+export async function startApiGateway(options: ApiGatewayOptions): Promise<ApiGateway> {
+  const document = options.document === undefined ? undefined : await loadApiDocument(options.document);
+  const routes: ApiRoute[] = [];
+  if (options.routes !== undefined) {
+    options.routes.forEach((r, i) => {
+      routes.push(configRoute({ ...r, upstream: 'api' }, i, document, options.api?.base_path ?? ''));
+    });
+  } else if (document !== undefined) {
+    const compiled = toRouteSettings(document, { upstream: 'api', ...options.api }, { authMethods: [] });
+    for (const r of compiled)
+      routes.push({ ...r, upstream: 'api', auth: 'none', authorize: undefined } as ApiRoute);
+  }
+  const gw = await startTestGateway(
+    {
+      admin: { enabled: false },
+      log: { level: options.logLevel ?? 'debug' },
+      upstreams: { api: { url: options.upstream } },
+      routes: [{ path: '/__placeholder', methods: ['GET'], upstream: 'api', auth: 'none' }],
+      ...options.config,
+    },
+    (loaded) => ({ ...loaded, routes: routes as readonly RouteSettings[] }) as GatewayConfig,
+  );
+  return { ...gw, document, routes };
 }

@@ -12,6 +12,7 @@ import {
   evaluatePolicy,
   networkCheck,
   type PolicyInput,
+  policyInput,
   UnreadableBinding,
 } from '../../authz/policy.js';
 import type { RequestContext } from '../../contracts/stage.js';
@@ -32,14 +33,6 @@ export const authorizeStage: StageFactory = {
     if (global === undefined && policy === undefined && fromDocument.size === 0) return undefined;
     const logger = deps.logger;
 
-    const input = (ctx: RequestContext): PolicyInput => ({
-      principal: ctx.principal,
-      params: ctx.params,
-      query: ctx.query,
-      headers: ctx.headers,
-      body: ctx.requestBody,
-      clientIp: ctx.clientIp,
-    });
     const refs = policy?.refs ?? [];
     const queryRefs = refs.filter((r) => r.startsWith('query.')).map((r) => r.slice(6));
     const headerRefs = refs.filter((r) => r.startsWith('header.')).map((r) => r.slice(7).toLowerCase());
@@ -58,7 +51,7 @@ export const authorizeStage: StageFactory = {
           throw gatewayError('badHeader', { internal: `repeated ${name} header` });
       }
       try {
-        evaluate(ctx, input(ctx));
+        evaluate(ctx, policyInput(ctx));
       } catch (err) {
         if (!(err instanceof UnreadableBinding)) throw err;
         logger.info(
@@ -70,8 +63,10 @@ export const authorizeStage: StageFactory = {
     };
 
     const evaluate = (ctx: RequestContext, facts: PolicyInput): void => {
+      const trail = ctx.trail;
       if (global) {
         const r = global.evaluate(facts);
+        trail?.push({ rule: 'global network', ...r });
         if (!r.pass) {
           logger.info(
             { requestId: ctx.id, route: route.name, rule: 'global network', detail: r.detail },
@@ -83,6 +78,7 @@ export const authorizeStage: StageFactory = {
       const stated = fromDocument.get(ctx.method);
       if (stated !== undefined) {
         const d = evaluatePolicy(stated, facts);
+        trail?.push(...d.trail.map((t) => ({ ...t, rule: `document security ${t.rule}` })));
         if (!d.allowed) {
           const failed = d.trail.filter((t) => !t.pass).map((t) => `${t.rule}: ${t.detail}`);
           const detail = `API document security: ${failed.join('; ')}`;
@@ -93,13 +89,19 @@ export const authorizeStage: StageFactory = {
           throw gatewayError('forbidden', { internal: detail });
         }
       }
-      if (policy === undefined) return;
+      if (policy === undefined) {
+        if (route.authorize === 'any-authenticated')
+          trail?.push({ rule: 'any-authenticated', pass: true, detail: 'any authenticated principal' });
+        return;
+      }
       const decision = evaluatePolicy(policy, facts);
+      trail?.push(...decision.trail);
       if (decision.allowed) return;
       const failed = decision.trail.filter((t) => !t.pass);
       const detail = failed.map((t) => `${t.rule}: ${t.detail}`).join('; ');
       if (policy.mode === 'shadow') {
         ctx.shadowDenials.push(`authorize:${route.name}`);
+        trail?.push({ rule: 'mode', pass: true, detail: 'shadow: the denial is only reported' });
         logger.info(
           { requestId: ctx.id, route: route.name, principal: ctx.principal?.id, detail },
           'authorization would deny (shadow)',
@@ -113,8 +115,8 @@ export const authorizeStage: StageFactory = {
       throw gatewayError('forbidden', { internal: detail });
     };
 
-    const jsonLimits = route.validation.jsonLimits;
     if (policy?.needsBody) {
+      const jsonLimits = route.validation.jsonLimits;
       return {
         name: 'authorize',
         async handle(ctx) {

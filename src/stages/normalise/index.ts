@@ -16,7 +16,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { GatewayConfig } from '../../config/types.js';
-import type { HeaderView, MediaType, QueryView } from '../../contracts/request.js';
+import type { MediaType, QueryView, RequestHead } from '../../contracts/request.js';
 import { type GatewayError, gatewayError } from '../../errors.js';
 import { OVERRIDE_HEADERS, readHeaders, SINGLETON_HEADERS } from '../../request/headers.js';
 import { createHostCheck } from '../../request/host.js';
@@ -24,14 +24,7 @@ import { parseMediaType } from '../../request/media-type.js';
 import { parseQuery } from '../../request/query.js';
 import { BadPathError, normaliseTarget } from './path.js';
 
-export interface RequestHead {
-  readonly path: string;
-  readonly query: QueryView;
-  /** The query string forwarded upstream: as received, less the parameters never forwarded. */
-  readonly forwardQuery: string;
-  readonly headers: HeaderView;
-  readonly contentType: MediaType | undefined;
-}
+export type { RequestHead } from '../../contracts/request.js';
 
 /** Query parameters never forwarded: method overrides (Rails, Laravel, Symfony, method-override). */
 const DROPPED_QUERY = ['_method'];
@@ -86,7 +79,8 @@ export function createHeadReader(config: GatewayConfig): ReadHead {
  * `names` (`_method`, `[_method]`, `?_method`, `a=1;_method=…`).
  */
 export function withoutParams(query: QueryView, names: readonly string[]): string {
-  if (query.raw === '' || names.every((n) => query.values(n).length === 0)) return query.raw;
+  if (query.raw === '' || !mentions(query, names)) return query.raw;
+  if (names.every((n) => query.values(n).length === 0)) return query.raw;
   return query.raw
     .split('&')
     .filter((part) => {
@@ -94,4 +88,21 @@ export function withoutParams(query: QueryView, names: readonly string[]): strin
       return one !== undefined && names.every((n) => one.values(n).length === 0);
     })
     .join('&');
+}
+
+/**
+ * Whether any decoded name or value holds one of `names` once case and
+ * punctuation are set aside: every spelling a reading binds to a name does
+ * (brackets, `.`, `;`, `]=`, a leading `?` and case change only those), so
+ * a query that mentions none needs no full reading. Saves building the
+ * spelling index on nearly every request.
+ */
+function mentions(query: QueryView, names: readonly string[]): boolean {
+  const letters = (text: string): string => text.toLowerCase().replace(/[^a-z0-9]/g, '');
+  const wanted = names.map(letters);
+  return query.pairs.some(([name, value]) => {
+    const n = letters(name);
+    const v = letters(value);
+    return wanted.some((w) => n.includes(w) || v.includes(w));
+  });
 }

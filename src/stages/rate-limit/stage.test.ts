@@ -7,6 +7,9 @@ import { after, afterEach, describe, it } from 'node:test';
 import type { BuildDeps } from '../../pipeline/types.js';
 import { RateLimitService } from '../../ratelimit/index.js';
 import { compileForTest, migrationsWithQuotas } from '../../ratelimit/test-support/config.js';
+import { openSqliteStore } from '../../store/sqlite.js';
+import type { Store } from '../../store/types.js';
+import { send } from '../../test-support/http.js';
 import {
   captureLogger,
   makeContext,
@@ -14,10 +17,7 @@ import {
   type StageServer,
   startStageServer,
   testRoute,
-} from '../../ratelimit/test-support/harness.js';
-import { openSqliteStore } from '../../store/sqlite.js';
-import type { Store } from '../../store/types.js';
-import { send } from '../../test-support/http.js';
+} from '../../test-support/stage.js';
 import { admissionStage } from '../admission/index.js';
 import { createRateLimitStage } from './index.js';
 

@@ -4,15 +4,9 @@ import { type RunningOrdersApi, startOrdersApi } from '../../demo/orders-api.js'
 import { loadApiDocument } from '../../openapi/document.js';
 import { InputError, type ProblemItem } from '../../openapi/errors.js';
 import { type ApiRoute, configRoute, toRouteSettings } from '../../openapi/route-settings.js';
-import {
-  type ApiGateway,
-  type FakeRequest,
-  fakeContext,
-  fakeDeps,
-  memoryLogger,
-  startApiGateway,
-} from '../../openapi/test-support/gateway.js';
+import { type ApiGateway, startApiGateway } from '../../test-support/gateway.js';
 import { send } from '../../test-support/http.js';
+import { captureLogger, type FakeRequest, fakeContext, fakeDeps } from '../../test-support/stage.js';
 import { validateStage } from './index.js';
 import { coerce } from './params.js';
 
@@ -338,7 +332,7 @@ describe('validating bodies', () => {
       { upstream: 'orders', operations: { echoPost: { validation: { mode: 'shadow' } } } },
       { authMethods: [] },
     ).find((r) => r.name === 'echoPost')!;
-    const { logger, logs } = memoryLogger();
+    const { logger, lines: logs } = captureLogger();
     const ctx = fakeContext(shadow, { method: 'POST', ...json({ message: 'hi', role: 'admin' }) });
     await validateStage.create(shadow, fakeDeps(logger))!.handle(ctx);
     assert.deepEqual(ctx.shadowDenials, ['validate:input.invalid']);
