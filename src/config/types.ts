@@ -173,7 +173,7 @@ export interface IssuerSettings {
   /** The resolved master key (base64), or undefined for the generated one in the data folder. */
   masterKey: string | undefined;
   keyRotationMs: number;
-  /** Per client IP, on the issuer's endpoints (`auth.issuer.rate_limit`). */
+  /** Per client IP on the issuer's endpoints, and per authenticated client id at the token endpoint (`auth.issuer.rate_limit`). */
   rateLimit: { count: number; periodMs: number };
 }
 

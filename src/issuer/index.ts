@@ -16,6 +16,7 @@ import type { BruteForceGuard, LocalJwtProvider } from '../auth/types.js';
 import type { IssuerSettings } from '../config/types.js';
 import { GatewayError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { gcra } from '../ratelimit/gcra.js';
 import { recordRevocation } from '../revocation/feed.js';
 import type { Db } from '../store/types.js';
 import { ensureLocalSecret } from '../util/local-secret.js';
@@ -230,6 +231,28 @@ export async function createIssuer(options: CreateIssuerOptions): Promise<Issuer
     return result.client;
   }
 
+  // Tokens per client id, counted only once the client has proved its secret: a burst from one
+  // client is limited, and nobody who merely knows a client id can use up that client's budget
+  // (failed attempts are the brute-force guard's). Per instance, like the scrypt work it bounds.
+  const intervalMs = settings.rateLimit.periodMs / settings.rateLimit.count;
+  const burst = settings.rateLimit.count * 2;
+  const tokenBuckets = new LruCache<string, number>(PROOF_CACHE_SIZE, now);
+  function admitTokenFor(clientId: string): void {
+    const at = now();
+    const decision = gcra(tokenBuckets.get(clientId), at, intervalMs, burst, 1);
+    if (!decision.allowed) {
+      throw new OAuthError(
+        429,
+        'temporarily_unavailable',
+        'too many token requests for this client; retry after the delay in Retry-After',
+        { 'retry-after': String(Math.max(1, Math.ceil(decision.retryAfterMs / 1000))) },
+        'rate_limit.exceeded',
+        `client ${clientId} over auth.issuer.rate_limit`,
+      );
+    }
+    tokenBuckets.set(clientId, decision.tat, decision.tat + burst * intervalMs);
+  }
+
   async function issueToken(form: FormParams, req: IncomingMessage, ctx: IssuerRequestContext) {
     const grantType = form.get('grant_type');
     if (grantType === undefined) throw invalidRequest('grant_type is required');
@@ -244,6 +267,7 @@ export async function createIssuer(options: CreateIssuerOptions): Promise<Issuer
       throw new OAuthError(400, 'invalid_scope', 'the scope parameter is malformed');
     }
     const client = await authenticate(findClientCredentials(req, form), ctx, 'token');
+    admitTokenFor(client.id);
 
     // Least privilege, RFC 6749 §3.3: the grant is the requested scopes the client is
     // allowed, and the requested ones it is not are dropped silently — the response's

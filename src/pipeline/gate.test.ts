@@ -24,6 +24,8 @@ describe('the gate in front of requests no route takes', () => {
   let upstream: TestUpstream;
   let gw: TestGateway;
   let basic: string;
+  /** A new client's Basic credentials: tests that spend tokens use their own client. */
+  let newClient: () => Promise<string>;
 
   before(async () => {
     upstream = await startUpstream();
@@ -45,11 +47,14 @@ describe('the gate in front of requests no route takes', () => {
         },
       ],
     });
-    const created = await new ClientRepository(gw.running.store).create({
-      name: 'batch',
-      scopes: ['orders:read'],
-    });
-    basic = Buffer.from(`${created.client.id}:${created.secret}`).toString('base64');
+    newClient = async () => {
+      const created = await new ClientRepository(gw.running.store).create({
+        name: 'batch',
+        scopes: ['orders:read'],
+      });
+      return Buffer.from(`${created.client.id}:${created.secret}`).toString('base64');
+    };
+    basic = await newClient();
   });
 
   after(async () => {
@@ -58,11 +63,11 @@ describe('the gate in front of requests no route takes', () => {
   });
 
   const from = (ip: string, headers: Record<string, string> = {}) => ({ 'x-forwarded-for': ip, ...headers });
-  const token = (ip: string) =>
+  const token = (ip: string, credentials = basic) =>
     send(gw.url, '/oauth2/token', {
       method: 'POST',
       headers: from(ip, {
-        authorization: `Basic ${basic}`,
+        authorization: `Basic ${credentials}`,
         'content-type': 'application/x-www-form-urlencoded',
       }),
       body: 'grant_type=client_credentials&scope=orders:read',
@@ -87,15 +92,16 @@ describe('the gate in front of requests no route takes', () => {
       reason: 'test',
       createdBy: 'test',
     });
-    let reply = await token(blocked);
+    const own = await newClient();
+    let reply = await token(blocked, own);
     for (let i = 0; i < 50 && reply.status === 200; i++) {
       await new Promise((r) => setTimeout(r, 50));
-      reply = await token(blocked);
+      reply = await token(blocked, own);
     }
     assert.equal(reply.status, 403, reply.body);
     assert.equal(reply.json().code, 'client.blocked');
     assert.equal((await send(gw.url, '/nowhere', { headers: from(blocked) })).status, 403);
-    assert.equal((await token('198.51.100.67')).status, 200);
+    assert.equal((await token('198.51.100.67', await newClient())).status, 200);
   });
 
   it('refuses a denied network on unrouted requests and preflights, answering others as before', async () => {
@@ -116,13 +122,29 @@ describe('the gate in front of requests no route takes', () => {
     const burst = '198.51.100.9';
     const statuses: number[] = [];
     // The issuer's own limit: 3/m with bursts of 6; the all_routes limit (5/m) counts too.
-    for (let i = 0; i < 8; i++) statuses.push((await token(burst)).status);
+    for (let i = 0; i < 8; i++) statuses.push((await token(burst, await newClient())).status);
     assert.ok(
       statuses.slice(0, 5).every((s) => s === 200),
       statuses.join(' '),
     );
     assert.equal(statuses.at(-1), 429, statuses.join(' '));
     assert.equal((await token('198.51.100.10')).status, 200);
+  });
+
+  it('limits the tokens one client gets from any IP, which others cannot use up with wrong secrets', async () => {
+    const target = await newClient();
+    const id = Buffer.from(target, 'base64').toString().split(':')[0];
+    const forged = Buffer.from(`${id}:not-the-secret`).toString('base64');
+    for (let i = 0; i < 3; i++) assert.equal((await token(`198.51.100.${30 + i}`, forged)).status, 401);
+    const statuses: number[] = [];
+    // 3/m with bursts of 6, per client id, each request from another IP.
+    for (let i = 0; i < 7; i++) statuses.push((await token(`198.51.100.${40 + i}`, target)).status);
+    assert.deepEqual(statuses, [200, 200, 200, 200, 200, 200, 429]);
+    const refused = await token('198.51.100.50', target);
+    assert.equal(refused.status, 429);
+    assert.equal(refused.json().error, 'temporarily_unavailable');
+    assert.ok(Number(refused.headers['retry-after']) >= 1);
+    assert.equal((await token('198.51.100.50', await newClient())).status, 200);
   });
 
   it('counts unrouted requests against the all_routes limits, so a flood of 404s is limited', async () => {
