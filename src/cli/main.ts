@@ -314,7 +314,10 @@ Try:
 ${redirectPort === undefined ? '' : `  curl -i http://localhost:${redirectPort}/public/catalog                           # 308: plain HTTP only redirects\n`}  ${c} ${base}/users/1/orders                                    # 401: no credentials
   ${c} -H "Authorization: Bearer $ALICE" ${base}/users/1/orders  # 200: alice's own orders
   ${c} -H "Authorization: Bearer $BOB" ${base}/users/1/orders    # 403: not bob's (BOLA stopped)
+  ${c} -H "Authorization: Bearer $ALICE" ${base}/orders/ord_1001 # 200: alice's order
+  ${c} -H "Authorization: Bearer $BOB" ${base}/orders/ord_1001   # 404: not bob's, decided on the upstream's answer
   ${c} -H "Authorization: Bearer $CAROL" ${base}/admin/users     # 200: admins only
+  ${c} ${base}/echo/.claude/settings.json                        # 403: injection inspection (OWASP CRS)
   ${c} -H "Authorization: Bearer $ALICE" ${base}/admin/users     # 403
   ${c} ${base}/nope                                              # 404: not in the allow-list
   ${c} --path-as-is ${base}/public/../admin/users                # routed as /admin/users: 401

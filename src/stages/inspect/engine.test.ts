@@ -1,7 +1,18 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { Worker } from 'node:worker_threads';
 import fc from 'fast-check';
-import { emptyInputs, type Inputs, inspect, MAX_SPAN, squeeze, windows } from './engine.js';
+import {
+  emptyInputs,
+  type Inputs,
+  inspect,
+  MAX_SPAN,
+  spent,
+  squeeze,
+  startClock,
+  threadClock,
+  windows,
+} from './engine.js';
 
 const BUDGET = 60_000_000;
 
@@ -206,5 +217,27 @@ describe('squeeze', () => {
     for (const text of ['a b', '/*!50000union*/ select', 'x/* a */y', '%2520%2520', 'a%20b']) {
       assert.equal(squeeze(text), text);
     }
+  });
+});
+
+describe('the inspection budget clock', () => {
+  it('counts the CPU of the thread that inspects, not of other threads of the process', {
+    skip: threadClock === undefined ? 'no per-thread CPU clock here (/proc/thread-self/schedstat)' : false,
+  }, async () => {
+    // Another thread burns CPU (as the garbage collector's and the compiler's do under load)
+    // while this one waits without running: 100 ms of wall time and of process CPU, almost no
+    // CPU of this thread. process.cpuUsage() counted it all and refused ordinary requests.
+    const worker = new Worker('const end = Date.now() + 200; while (Date.now() < end);', { eval: true });
+    await new Promise((r) => setTimeout(r, 10));
+    const clock = startClock();
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
+    const used = spent(clock, 1_000);
+    await worker.terminate();
+    assert.ok(used < 10_000, `counted ${used} µs for a thread that waited 100 ms`);
+    const busy = startClock();
+    const end = performance.now() + 30;
+    while (performance.now() < end);
+    // Even on a loaded machine a thread that runs for 30 ms gets more than 1 ms of CPU.
+    assert.ok(spent(busy, 1_000) > 1_000, 'a thread that runs counts its own CPU');
   });
 });
