@@ -80,6 +80,7 @@ for (const backend of backends) {
         aggregated: 0,
         aggregates: 0,
         backPressure: 0,
+        checkpointFileFailures: 0,
       });
       const ids = await f.store.query<{ request_id: string }>('select request_id from audit_events');
       const seen = new Set(ids.map((r) => r.request_id));

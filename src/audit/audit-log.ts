@@ -24,6 +24,7 @@ import { randomFillSync } from 'node:crypto';
 import type { AdminEvent, EventSink, RequestEvent, SecurityEvent } from '../events/types.js';
 import type { Db } from '../store/types.js';
 import { type AuditContent, type ContentOptions, toAuditContent } from './canonical.js';
+import { missingFromChain, readCheckpointFile, writeCheckpointFile } from './checkpoint-file.js';
 import { checkpointLine, eventLine, type JsonlSink, openJsonlSink } from './jsonl.js';
 import { createPathRedactor, createRedactor, isSensitiveName } from './redact.js';
 import type { AuditSettings } from './schema.js';
@@ -50,6 +51,8 @@ export interface AuditStats {
   aggregates: number;
   /** Times new requests were refused (503) because the queue was full (back-pressure). */
   backPressure: number;
+  /** Checkpoints not kept in the checkpoint file: it could not be written, or names a checkpoint the store lacks. */
+  checkpointFileFailures: number;
 }
 
 /** The subset of a pino logger the audit log uses. */
@@ -76,6 +79,11 @@ export interface AuditLogOptions {
   onDrop?: (count: number, total: number) => void;
   /** Overrides `settings.jsonl` (tests): a stream for the JSON lines. */
   jsonl?: JsonlSink;
+  /**
+   * Where the latest signed checkpoint is also kept, outside the store, for
+   * `audit verify` (see `checkpoint-file.ts`). Default: `signer.checkpointFile`.
+   */
+  checkpointFile?: string;
   /** Time source (tests). */
   now?: () => Date;
 }
@@ -209,6 +217,7 @@ function disabledAuditLog(db: Db): AuditLog {
     aggregated: 0,
     aggregates: 0,
     backPressure: 0,
+    checkpointFileFailures: 0,
   };
   return {
     emit() {},
@@ -261,6 +270,7 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
     aggregated: 0,
     aggregates: 0,
     backPressure: 0,
+    checkpointFileFailures: 0,
   };
   const aggregator = createDenialAggregator(settings.aggregate);
 
@@ -293,12 +303,52 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
     }
   };
 
+  const checkpointFile = options.checkpointFile ?? signer.checkpointFile;
+  const latestAnchor = async (): Promise<number | undefined> =>
+    (await repo.checkpoints()).filter((c) => c.kind === 'anchor').at(-1)?.seq;
+
+  /**
+   * Replaces the checkpoint file with `cp`, unless the file names a newer
+   * checkpoint, or one the store no longer contains: that one is evidence
+   * (a deleted tail, a rolled-back database) that `audit verify` must see,
+   * so it is kept and reported until an operator moves it away. Never throws.
+   */
+  const keepCheckpoint = async (cp: Checkpoint): Promise<void> => {
+    if (checkpointFile === undefined) return;
+    try {
+      const kept = await readCheckpointFile(checkpointFile);
+      const missing = kept && (await missingFromChain(repo, kept, latestAnchor));
+      if (missing) {
+        stats.checkpointFileFailures++;
+        logger.error(
+          { file: checkpointFile, keptSeq: kept.seq, keptHash: kept.hash, seq: cp.seq },
+          `the audit checkpoint file names a checkpoint the store does not contain (${missing.message}); it is kept, not replaced: run portcullis audit verify, and move the file away once investigated`,
+        );
+        return;
+      }
+      // Another instance sharing the data folder may have kept a newer one.
+      if (kept && kept.seq >= cp.seq) return;
+      await writeCheckpointFile(checkpointFile, cp);
+    } catch (err) {
+      stats.checkpointFileFailures++;
+      logger.error(
+        {
+          file: checkpointFile,
+          seq: cp.seq,
+          err: { message: (err as Error).message, code: (err as { code?: unknown }).code },
+        },
+        'the audit checkpoint file could not be written',
+      );
+    }
+  };
+
   const noteCheckpoint = async (cp: Checkpoint | undefined): Promise<void> => {
     if (!cp) return;
     stats.checkpoints++;
     writtenSinceCheckpoint = 0;
     lastCheckpointAt = now().getTime();
     await stream([cp], checkpointLine(cp));
+    await keepCheckpoint(cp);
   };
 
   const dueCheckpoint = (extra: number): boolean =>

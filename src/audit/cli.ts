@@ -22,8 +22,9 @@ import { openStore, type Store, StoreError } from '../store/index.js';
 import { auditMigration } from '../store/migrations/005-audit.js';
 import { parseDuration } from '../util/units.js';
 import type { AuditRecord } from './canonical.js';
+import { checkpointFilePath, newestJsonlCheckpoint, readCheckpointFile } from './checkpoint-file.js';
 import { AuditSchema, type AuditSettings, compileAudit, type RawAudit } from './schema.js';
-import { parseVerifyKey, readLocalVerifyKey } from './signing.js';
+import { type Checkpoint, parseVerifyKey, readLocalVerifyKey } from './signing.js';
 import { type AuditFilter, type AuditRepository, createAuditRepository } from './store.js';
 import { verifyAuditLog } from './verify.js';
 
@@ -50,9 +51,13 @@ default ./data, as the demo uses).
 
 verify recomputes the hash chain over the retained events and checks every
 signed checkpoint; it names the first seq where an event was edited, deleted,
-reordered or inserted. Checkpoints are checked with the public half of the
-configured signing key (or the generated one in the data folder) and with
-every --public-key (PEM, public or private; for retired keys).
+reordered or inserted. It also checks the latest checkpoint kept outside the
+database (<data>/secrets/audit-checkpoint.json, and the JSON lines file if
+configured): the chain must still hold its seq and hash, or the newest events
+were deleted or the database restored from an older copy. Checkpoints are
+checked with the public half of the configured signing key (or the
+generated one in the data folder) and with every --public-key (PEM, public
+or private; for retired keys).
 Exit: 0 intact, 1 tampering found or a failure, 2 bad usage or config.
 
 search shows the latest matches (--limit), oldest first. --since and
@@ -252,15 +257,74 @@ function configuredKey(context: Context): KeyObject | undefined {
   return readLocalVerifyKey(context.dataDir);
 }
 
+/** `1h 5m`-style, for the age of a checkpoint. */
+export function formatAge(ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ${s % 60}s`;
+  if (s < 86_400) return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
+  return `${Math.floor(s / 86_400)}d ${Math.floor((s % 86_400) / 3600)}h`;
+}
+
+/**
+ * The checkpoints kept outside the store: the checkpoint file in the data
+ * folder, and the newest checkpoint line of the JSON lines file. A file
+ * that exists but holds no checkpoint is a failure (it is never written
+ * torn); one that does not exist yet is a note.
+ */
+async function readWitnesses(context: Context) {
+  const witnesses: { source: string; checkpoint: Checkpoint }[] = [];
+  const notes: string[] = [];
+  const failures: string[] = [];
+  const file = checkpointFilePath(context.dataDir);
+  try {
+    const cp = await readCheckpointFile(file);
+    if (cp) witnesses.push({ source: file, checkpoint: cp });
+    else {
+      notes.push(
+        `no checkpoint file at ${file} yet (the gateway writes it at its first checkpoint): a deleted tail or an older copy of the database cannot be told from the database alone`,
+      );
+    }
+  } catch (err) {
+    failures.push(
+      `the checkpoint file ${(err as Error).message}: it is never written torn, so it was altered`,
+    );
+  }
+  const jsonl = context.settings.jsonl?.path;
+  if (jsonl !== undefined && jsonl !== '-') {
+    try {
+      const cp = newestJsonlCheckpoint(resolve(jsonl));
+      if (cp) witnesses.push({ source: resolve(jsonl), checkpoint: cp });
+      else notes.push(`no checkpoint among the last lines of the JSON lines file ${resolve(jsonl)}`);
+    } catch (err) {
+      notes.push((err as Error).message);
+    }
+  }
+  return { witnesses, notes, failures };
+}
+
 async function runVerify(context: Context, extra: readonly KeyObject[], json: boolean, io: AuditCommandIo) {
   const own = configuredKey(context);
   const keys = own === undefined ? [...extra] : [own, ...extra];
-  const result = await verifyAuditLog(context.repo, { publicKeys: keys });
+  const { witnesses, notes, failures } = await readWitnesses(context);
+  const result = await verifyAuditLog(context.repo, { publicKeys: keys, witnesses });
+  const ok = result.ok && failures.length === 0;
   if (json) {
     io.out(
-      JSON.stringify({ location: context.store.location, ...result, anchor: result.anchor ?? null }, null, 2),
+      JSON.stringify(
+        {
+          location: context.store.location,
+          ...result,
+          ok,
+          anchor: result.anchor ?? null,
+          notes,
+          failures,
+        },
+        null,
+        2,
+      ),
     );
-    return result.ok ? 0 : 1;
+    return ok ? 0 : 1;
   }
   const span =
     result.events === 0 ? 'no events' : `${result.events} events (seq ${result.firstSeq}..${result.lastSeq})`;
@@ -269,6 +333,21 @@ async function runVerify(context: Context, extra: readonly KeyObject[], json: bo
   );
   if (keys.length === 0) {
     io.err('warning: no verification key found: checkpoints cannot be checked (give --public-key FILE).');
+  }
+  for (const w of result.witnesses) {
+    io.out(
+      `Checkpoint kept in ${w.source}: seq ${w.seq}, signed ${w.created_at}${w.ok ? ', in the chain' : ''}.`,
+    );
+  }
+  for (const n of notes) io.out(`Note: ${n}.`);
+  if (result.lastSignedAt !== undefined) {
+    io.out(
+      `The newest checkpoint was signed ${result.lastSignedAt} (${formatAge(Date.now() - Date.parse(result.lastSignedAt))} ago).`,
+    );
+  }
+  if (failures.length > 0) {
+    io.out(`FAILED: ${failures.join('; ')}.`);
+    if (result.ok) return 1;
   }
   if (result.ok) {
     const signed =

@@ -54,6 +54,11 @@ export function registerAuditMetrics(registry: Registry, current: () => AuditLog
     'Requests answered 503 because the audit queue was full (no priority event is dropped instead).',
     'backPressure',
   );
+  counter(
+    'portcullis_audit_checkpoint_file_failures_total',
+    'Audit checkpoints not kept in the checkpoint file outside the store (write failed, or the file names a checkpoint the store lacks).',
+    'checkpointFileFailures',
+  );
   new Gauge({
     name: 'portcullis_audit_queue_events',
     help: 'Audit events waiting in memory to be written.',

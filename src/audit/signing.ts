@@ -23,6 +23,13 @@ import { join } from 'node:path';
 /** The file names of the generated key pair under `<dataDir>/secrets/`. */
 export const LOCAL_KEY_FILE = 'audit-signing-key.pem';
 export const LOCAL_PUBLIC_KEY_FILE = 'audit-signing-key.pub.pem';
+/** The file of the latest signed checkpoint, beside them (see `checkpoint-file.ts`). */
+export const CHECKPOINT_FILE = 'audit-checkpoint.json';
+
+/** Where the gateway with data folder `dataDir` keeps its latest checkpoint outside the store. */
+export function checkpointFilePath(dataDir: string): string {
+  return join(dataDir, 'secrets', CHECKPOINT_FILE);
+}
 
 /** `checkpoint`: the chain head at a moment. `anchor`: the last event removed by retention. */
 export type CheckpointKind = 'checkpoint' | 'anchor';
@@ -43,6 +50,12 @@ export interface Checkpoint {
 export interface CheckpointSigner {
   readonly keyId: string;
   readonly publicKey: KeyObject;
+  /**
+   * Where the latest checkpoint it signs is also kept, outside the store (see
+   * `checkpoint-file.ts`); set by {@link resolveAuditSigner}, which knows the
+   * data folder, so every writer of the chain (gateway and CLIs) keeps it.
+   */
+  readonly checkpointFile?: string;
   sign(kind: CheckpointKind, seq: number, hash: string, createdAt: string): Checkpoint;
 }
 
@@ -169,12 +182,14 @@ export function readLocalVerifyKey(dataDir: string): KeyObject | undefined {
 
 /**
  * The signer the gateway uses: the configured key (`settings.signingKey`,
- * resolved PEM), or the generated one in the data folder.
+ * resolved PEM), or the generated one in the data folder. Its checkpoints
+ * are also kept in `<dataDir>/secrets/audit-checkpoint.json`.
  *
  * @throws Error when the configured key is not an Ed25519 private key.
  */
 export function resolveAuditSigner(signingKey: string | undefined, dataDir: string): CheckpointSigner {
-  return createCheckpointSigner(
+  const signer = createCheckpointSigner(
     signingKey === undefined ? ensureLocalSigningKey(dataDir) : parseSigningKey(signingKey),
   );
+  return { ...signer, checkpointFile: checkpointFilePath(dataDir) };
 }

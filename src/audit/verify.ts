@@ -14,15 +14,22 @@
  * - **inserted**: the events after it hash as seqs further back.
  * - **checkpoint**: a checkpoint or anchor whose signature does not verify
  *   under any of the given public keys.
+ * - **truncated** or **edited**, by a witness: the chain lacks the seq and
+ *   hash of a checkpoint kept outside the store; its tail was deleted with
+ *   the checkpoints that covered it, or the database was rolled back.
  *
  * Limits, by design of hash chains: events appended after the last signed
  * checkpoint can be removed, and events can be appended, by someone who can
  * write the database, without a trace. That window is `checkpoint_every`
  * events or `checkpoint_interval`; the JSON lines stream, shipped elsewhere,
- * keeps a second copy of every event and checkpoint.
+ * keeps a second copy of every event and checkpoint. Without a witness (the
+ * checkpoint file, the JSON lines stream), the newest events can also be
+ * removed together with the checkpoints covering them, or the whole
+ * database replaced by an older copy.
  */
 import type { KeyObject } from 'node:crypto';
 import { type AuditRecord, GENESIS_HASH, hashEvent } from './canonical.js';
+import { missingFromChain } from './checkpoint-file.js';
 import { type Checkpoint, keyId, verifyCheckpoint } from './signing.js';
 import type { AuditRepository } from './store.js';
 
@@ -53,6 +60,10 @@ export interface VerifyResult {
   anchor: Checkpoint | undefined;
   /** Events after the last verified checkpoint: chained, not yet signed. */
   unsigned: number;
+  /** When the newest verified checkpoint (in the store or a witness) was signed. */
+  lastSignedAt: string | undefined;
+  /** The witnesses given, each with whether it verified and the chain contains it. */
+  witnesses: { source: string; seq: number; hash: string; created_at: string; ok: boolean }[];
   /** Ordered by seq; the first is the earliest place the log was tampered with. */
   problems: AuditProblem[];
   /** Whether more problems were found than reported. */
@@ -67,6 +78,12 @@ export interface VerifyOptions {
   pageSize?: number;
   /** Stop after this many problems. Default 20. */
   maxProblems?: number;
+  /**
+   * Signed checkpoints kept outside the store (the checkpoint file, the JSON
+   * lines stream), each named by where it came from: the chain must contain
+   * an event at each one's seq with exactly its hash.
+   */
+  witnesses?: readonly { source: string; checkpoint: Checkpoint }[];
 }
 
 /** How far around a broken event to look for the seq it was written as. */
@@ -113,6 +130,7 @@ export async function verifyAuditLog(repo: AuditRepository, options: VerifyOptio
   const pending = valid.filter((c) => c.kind === 'checkpoint' && c.seq > start.seq);
   let nextCheckpoint = 0;
   let lastGood = anchor?.seq;
+  let lastSignedAt: string | undefined;
   let checkpointsVerified = 0;
 
   let prev = start;
@@ -214,6 +232,7 @@ export async function verifyAuditLog(repo: AuditRepository, options: VerifyOptio
       if (cp.seq === origSeq && cp.hash === r.hash) {
         checkpointsVerified++;
         lastGood = cp.seq;
+        lastSignedAt = cp.created_at;
       } else {
         deferred.push({ cp, from, missing: cp.seq < origSeq });
       }
@@ -283,6 +302,26 @@ export async function verifyAuditLog(repo: AuditRepository, options: VerifyOptio
     );
   }
 
+  const witnesses: VerifyResult['witnesses'] = [];
+  for (const { source, checkpoint: cp } of options.witnesses ?? []) {
+    const key = keys.get(cp.key_id);
+    const label = `the checkpoint in ${source} (seq ${cp.seq}, hash ${cp.hash}, signed ${cp.created_at})`;
+    let ok = false;
+    if (!key || !verifyCheckpoint(cp, key)) {
+      problem(
+        cp.seq,
+        'checkpoint',
+        `${label} has a signature that does not verify${key ? '' : ` under any verification key (it names key ${cp.key_id})`}: it was forged or altered`,
+      );
+    } else {
+      const missing = await missingFromChain(repo, cp, async () => anchor?.seq);
+      if (missing) problem(cp.seq, missing.kind, `${label}: ${missing.message}`);
+      else ok = true;
+      if (lastSignedAt === undefined || cp.created_at > lastSignedAt) lastSignedAt = cp.created_at;
+    }
+    witnesses.push({ source, seq: cp.seq, hash: cp.hash, created_at: cp.created_at, ok });
+  }
+
   problems.sort((a, b) => a.seq - b.seq);
   return {
     ok: problems.length === 0,
@@ -293,6 +332,8 @@ export async function verifyAuditLog(repo: AuditRepository, options: VerifyOptio
     lastSignedSeq: lastGood,
     anchor,
     unsigned: lastSeq === undefined ? 0 : lastSeq - (lastGood ?? 0),
+    lastSignedAt,
+    witnesses,
     problems,
     truncatedReport: overflow,
   };
