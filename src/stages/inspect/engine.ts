@@ -89,6 +89,7 @@ import { openSync, readSync } from 'node:fs';
 import appsec from '@datadog/native-appsec';
 import { pointerSegment } from '../../openapi/errors.js';
 import type { Category } from '../../openapi/schema.js';
+import { LruCache } from '../../util/lru.js';
 import crsRules from './crs-rules.json' with { type: 'json' };
 import {
   type Charset,
@@ -387,6 +388,12 @@ interface Engine {
   readonly waf: Waf;
   readonly addresses: readonly Address[];
   readonly shared: ReadonlyMap<string, readonly string[]>;
+  /** The conditions of multi-condition rules, run as rules of their own (see `splitChains`). */
+  readonly parts: ReadonlyMap<string, Part>;
+  /** Values known to match no condition of any rule, by address (see `INERT_ENTRIES`); none for the reference engine. */
+  readonly inert: LruCache<string, true> | undefined;
+  /** The later conditions of multi-condition rules, run only when a first one matched (see `splitChains`). */
+  readonly tails: Engine | undefined;
   /** The address suffix of a value (see `plan`): '' unless it is of one of the charsets. */
   readonly kindOf: (text: string) => string;
 }
@@ -428,6 +435,63 @@ function kindTest(words: ReadonlyMap<Charset, readonly string[]>): (text: string
 
 const engines = new Map<string, Engine>();
 
+/** One condition of a multi-condition rule, run as a rule of its own. */
+interface Part {
+  readonly rule: string;
+  readonly index: number;
+  readonly of: number;
+}
+
+/**
+ * Each condition of a multi-condition rule (a CRS chain; 6 rules) becomes a
+ * rule of its own, `<id>~<n>`, and the rule fires when every part matched
+ * somewhere in the request (the compiler already applies a chained part to
+ * any of the head's inputs, not the same one). The first conditions (heads)
+ * run with the other rules; the later ones (tails, often as broad as "has
+ * a `=`") run in an engine of their own, over every value of the request,
+ * only when a head matched. So a run of the main engine without any event
+ * proves that every value in it matched no rule and no head, and can match
+ * none later: what makes the inert-value cache exact. A tail cannot fire a
+ * rule without its head, and the tail engine never skips cached values.
+ */
+function splitChains(rules: readonly RawRule[]): {
+  heads: RawRule[];
+  tails: RawRule[];
+  parts: Map<string, Part>;
+} {
+  const parts = new Map<string, Part>();
+  const heads: RawRule[] = [];
+  const tails: RawRule[] = [];
+  for (const r of rules) {
+    if (r.conditions.length === 1) {
+      heads.push(r);
+      continue;
+    }
+    r.conditions.forEach((c, index) => {
+      const id = `${r.id}~${index}`;
+      parts.set(id, { rule: r.id, index, of: r.conditions.length });
+      (index === 0 ? heads : tails).push({ ...r, id, conditions: [c] });
+    });
+  }
+  return { heads, tails, parts };
+}
+
+/**
+ * The inert-value cache. Most of what a request carries recurs from request
+ * to request: Host, User-Agent, Accept and the other headers, paths, common
+ * values. A value that matched no condition of any rule (an engine run
+ * without any event, chains split) matches none the next time either: the
+ * rules, transformations and address (which names the transformations and
+ * the value's charset) are the same and libddwaf keeps no state between
+ * runs. So such values are left out of later runs, and a request made only
+ * of them does not run the engine at all. Exact, not a heuristic: a value
+ * is cached only from a run that reported nothing, and only per engine
+ * (paranoia level). Bounded: INERT_ENTRIES values of at most
+ * INERT_MAX_LENGTH characters (a few MB); longer values rarely recur.
+ */
+const INERT_ENTRIES = 10_000;
+const INERT_MAX_LENGTH = 256;
+
 /**
  * The engine of a paranoia level, built once per process (immutable, shared
  * by every route). `reference`: the rules as compiled, every value read by
@@ -437,7 +501,24 @@ function engine(paranoiaLevel: number, reference = false): Engine {
   const key = `${paranoiaLevel}${reference ? ' reference' : ''}`;
   let built = engines.get(key);
   if (built === undefined) {
-    const rules = ALL_RULES.filter((r) => Number(r.tags.paranoia_level ?? '1') <= paranoiaLevel);
+    const split = splitChains(ALL_RULES.filter((r) => Number(r.tags.paranoia_level ?? '1') <= paranoiaLevel));
+    const tails =
+      split.tails.length > 0 ? buildEngine(split.tails, split.parts, reference, 'tails') : undefined;
+    built = buildEngine(split.heads, split.parts, reference, 'main', tails);
+    engines.set(key, built);
+  }
+  return built;
+}
+
+/** One libddwaf instance over `rules` (planned unless `reference`). */
+function buildEngine(
+  rules: readonly RawRule[],
+  parts: ReadonlyMap<string, Part>,
+  reference: boolean,
+  role: 'main' | 'tails',
+  tails?: Engine,
+): Engine {
+  {
     // libddwaf reports one match per `type` tag (a collection) and skips the rest of it; every rule
     // must be evaluated for scoring, so each rule is a type of its own (the category is in RULES).
     const planned: Plan = reference
@@ -459,20 +540,23 @@ function engine(paranoiaLevel: number, reference = false): Engine {
     for (const r of planned.rules)
       for (const c of r.conditions)
         for (const i of c.parameters.inputs) names.add(i.address.replace(/#.*$/, ''));
-    built = {
+    return {
       waf,
       addresses: [...names].sort().map(parseAddress),
       shared: planned.shared,
+      parts,
+      // Only the main engine skips values; the tail engine reads every value.
+      inert: reference || role === 'tails' ? undefined : new LruCache<string, true>(INERT_ENTRIES),
+      tails,
       kindOf: reference ? () => '' : kindTest(planned.words),
     };
-    engines.set(key, built);
   }
-  return built;
 }
 
 /** The rules of a paranoia level as libddwaf runs them (for tests and cost measurements). */
 export function plannedRules(paranoiaLevel: number): { id: string; conditions: unknown[] }[] {
-  return plan(ALL_RULES.filter((r) => Number(r.tags.paranoia_level ?? '1') <= paranoiaLevel)).rules;
+  const split = splitChains(ALL_RULES.filter((r) => Number(r.tags.paranoia_level ?? '1') <= paranoiaLevel));
+  return [...plan(split.heads).rules, ...plan(split.tails).rules];
 }
 
 /** What the engine is handed for these inputs at a paranoia level (for cost measurements). */
@@ -617,7 +701,7 @@ function leafName(leaf: Leaf): string {
 }
 
 /** The inputs as slices of at most SLICE bytes (a longer string is a slice of its own windows). */
-function prepare(inputs: Inputs, { addresses, kindOf }: Engine): Slice[] {
+function prepare(inputs: Inputs, { addresses, kindOf, inert }: Engine): Slice[] {
   const slices: Slice[] = [];
   let current: Slice = { payload: {}, owners: {}, bytes: 0 };
   const push = (address: string, text: string, leaf: Leaf) => {
@@ -665,6 +749,7 @@ function prepare(inputs: Inputs, { addresses, kindOf }: Engine): Slice[] {
           name = address.name + kind;
           named.set(kind, name);
         }
+        if (inert !== undefined && w.length <= INERT_MAX_LENGTH && inert.get(`${name}\0${w}`)) continue;
         push(name, w, leaf);
       }
     }
@@ -749,46 +834,97 @@ export interface InspectOptions {
  */
 export function inspect(inputs: Inputs, options: InspectOptions): InspectionResult {
   const built = engine(options.paranoiaLevel, options.reference);
-  const { waf, shared } = built;
-  const clock = startClock();
-  const wallStart = clock.wall;
+  const wallStart = performance.now();
   const slices = prepare(inputs, built);
-  const detections: Detection[] = [];
+  // Nothing left to run (every value known inert): the wall time is the cost, no clock read.
   if (slices.length === 0)
-    return { detections, timedOut: false, cpuMicros: spent(clock, options.budgetMicros) };
-  const ceiling = options.budgetMicros * WALL_FACTOR;
+    return { detections: [], timedOut: false, cpuMicros: (performance.now() - wallStart) * 1000 };
+  // The CPU clock starts with the engine (one pread); the wall clock already covers preparing.
+  const clock: Clock = { ...startClock(), wall: wallStart };
+  const run: Run = { detections: [], partHits: new Map(), timedOut: false };
+  runEngine(built, slices, clock, options.budgetMicros, run);
+  // A chain's later conditions, over every value of the request, only when a first one matched.
+  const tails = built.tails;
+  if (tails !== undefined && !run.timedOut && [...run.partHits.values()].some((h) => h.matched.has(0))) {
+    runEngine(tails, prepare(inputs, tails), clock, options.budgetMicros, run);
+  }
+  for (const hits of run.partHits.values()) {
+    if (hits.matched.size === hits.of) run.detections.push(...hits.found);
+  }
+  return {
+    detections: run.detections,
+    timedOut: run.timedOut,
+    cpuMicros: spent(clock, options.budgetMicros),
+  };
+}
+
+/** What the runs of one inspection found. */
+interface Run {
+  readonly detections: Detection[];
+  /** Parts of multi-condition rules that matched: a rule fires when all its parts did. */
+  readonly partHits: Map<string, { of: number; matched: Set<number>; found: Detection[] }>;
+  timedOut: boolean;
+}
+
+/** Runs one engine over the slices within the budget, adding what it finds to `run`. */
+function runEngine(
+  built: Engine,
+  slices: readonly Slice[],
+  clock: Clock,
+  budgetMicros: number,
+  run: Run,
+): void {
+  const { waf, shared, parts, inert } = built;
+  const ceiling = budgetMicros * WALL_FACTOR;
   const context = waf.createContext();
-  let timedOut = false;
   try {
     for (const slice of slices) {
-      const left = Math.max(1, ceiling - (performance.now() - wallStart) * 1000);
+      const left = Math.max(1, ceiling - (performance.now() - clock.wall) * 1000);
       const result = context.run({ ephemeral: chunkedPayload(slice.payload) }, left);
-      for (const event of (result.events ?? []) as WafEvent[]) {
+      const events = (result.events ?? []) as WafEvent[];
+      if (events.length === 0 && !result.timeout && inert !== undefined) {
+        for (const [address, texts] of Object.entries(slice.payload)) {
+          for (const t of texts) if (t.length <= INERT_MAX_LENGTH) inert.set(`${address}\0${t}`, true);
+        }
+      }
+      for (const event of events) {
         for (const match of event.rule_matches) {
           for (const p of match.parameters) {
             let index = 0;
             for (const k of p.key_path) index = index * CHUNK + Number(k);
             const leaf = slice.owners[p.address]?.[index];
-            for (const rule of shared.get(event.rule.id) ?? [event.rule.id]) {
-              detections.push({
+            for (const id of shared.get(event.rule.id) ?? [event.rule.id]) {
+              const part = parts.get(id);
+              const rule = part?.rule ?? id;
+              const detection: Detection = {
                 rule,
                 category: RULES.get(rule)?.category ?? (event.rule.tags.type as Category),
                 location: leaf === undefined ? '' : toPointer(leaf.location),
                 segments: leaf?.location ?? [],
-              });
+              };
+              if (part === undefined) run.detections.push(detection);
+              else {
+                const hits = run.partHits.get(part.rule) ?? {
+                  of: part.of,
+                  matched: new Set<number>(),
+                  found: [],
+                };
+                hits.matched.add(part.index);
+                hits.found.push(detection);
+                run.partHits.set(part.rule, hits);
+              }
             }
           }
         }
       }
-      if (result.timeout || spent(clock, options.budgetMicros) > options.budgetMicros) {
-        timedOut = true;
+      if (result.timeout || spent(clock, budgetMicros) > budgetMicros) {
+        run.timedOut = true;
         break;
       }
     }
   } finally {
     context.dispose();
   }
-  return { detections, timedOut, cpuMicros: spent(clock, options.budgetMicros) };
 }
 
 function chunkedPayload(payload: Record<string, string[]>): Record<string, unknown> {

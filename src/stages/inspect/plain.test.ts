@@ -146,5 +146,41 @@ describe('the planned engine (plain values, words, shared libinjection)', () => 
       assert.equal(rulesFiring(v, false), want, JSON.stringify(v));
     }
     assert.ok(fired > 500, `only ${fired} of ${values.size} values fire a rule`);
+
+    // Every value above has now been inspected once, so the inert-value cache is warm: values
+    // known to match nothing are left out of the engine's runs. Together in one request, values
+    // must still fire exactly what the rules as compiled fire (a chain whose parts are in two
+    // values, say), and the same request twice must give the same answer.
+    const list = [...values];
+    for (let i = 0; i < 400; i++) {
+      const pair = [pick(list), pick(list), pick(list)];
+      const want = argsFiring(pair, true);
+      assert.equal(argsFiring(pair, false), want, JSON.stringify(pair));
+      assert.equal(argsFiring(pair, false), want, `again: ${JSON.stringify(pair)}`);
+    }
+  });
+
+  it('fires a chain whose parts are in two values that each match nothing else', () => {
+    // CRS 944110: (runtime|processbuilder) and (unmarshaller|base64data|java.), anywhere.
+    const alone = ['runtime', 'base64data'];
+    for (const v of alone) {
+      assert.doesNotMatch(argsFiring([v], false), /944110/, v);
+      assert.doesNotMatch(argsFiring([v], false), /944110/, `again: ${v}`);
+    }
+    assert.match(argsFiring(alone, false), /1:944110/);
   });
 });
+
+/** The rule ids that fire on these values as query arguments of one request. */
+function argsFiring(texts: readonly string[], reference: boolean): string {
+  const inputs: Inputs = emptyInputs();
+  texts.forEach((text, i) => {
+    inputs.args.push({ location: ['query', `q${i}`], text });
+  });
+  const out = new Set<string>();
+  for (const level of [1, 2]) {
+    const r = inspect(inputs, { paranoiaLevel: level, budgetMicros: 1e9, reference });
+    for (const d of r.detections) out.add(`${level}:${d.rule}`);
+  }
+  return [...out].sort().join(' ');
+}
