@@ -1,7 +1,9 @@
 /**
  * Inspection cost per request, in CPU time, for a typical 200-byte query
  * and a 4 KB JSON body at paranoia levels 1 and 2 (the engine and the
- * scoring, as the inspect stage runs them; parsing is the request view's).
+ * scoring, as the inspect stage runs them; parsing is the request view's),
+ * with values never seen before and with the same values again (which the
+ * engine's inert-value cache leaves out of its runs).
  *
  *   npm run bench:inspect            # pin to one core: taskset -c 0 npm run bench:inspect
  */
@@ -68,7 +70,19 @@ function json4k(): Inputs {
   return inputs;
 }
 
-function measure(name: string, inputs: Inputs, paranoiaLevel: number): void {
+/**
+ * The same inputs with every value made new for round `n` (a suffix that no rule cares about), so
+ * the engine's inert-value cache cannot help: what a request of values never seen before costs.
+ */
+function fresh(inputs: Inputs, n: number): Inputs {
+  const out = emptyInputs();
+  for (const [target, leaves] of Object.entries(inputs) as [keyof Inputs, Inputs[keyof Inputs]][]) {
+    for (const leaf of leaves) out[target].push({ ...leaf, text: `${leaf.text} r${n}` });
+  }
+  return out;
+}
+
+function measure(name: string, base: Inputs, paranoiaLevel: number, recurring: boolean): void {
   const settings: InspectionSettings = {
     mode: 'block',
     categories: [...CATEGORIES],
@@ -77,9 +91,11 @@ function measure(name: string, inputs: Inputs, paranoiaLevel: number): void {
     paranoiaLevel,
     anomalyThreshold: 5,
   };
-  for (let i = 0; i < 200; i++) detect(inputs, settings);
+  const round = (i: number) => (recurring ? base : fresh(base, i));
+  for (let i = 0; i < 200; i++) detect(round(-1 - i), settings);
   const costs: number[] = [];
   for (let i = 0; i < ROUNDS; i++) {
+    const inputs = round(i);
     const start = process.cpuUsage();
     const v = detect(inputs, settings);
     const used = process.cpuUsage(start);
@@ -88,12 +104,15 @@ function measure(name: string, inputs: Inputs, paranoiaLevel: number): void {
   }
   costs.sort((a, b) => a - b);
   const at = (q: number) => costs[Math.min(costs.length - 1, Math.floor(q * costs.length))];
-  out(`| ${name} | PL${paranoiaLevel} | ${at(0.5)} µs | ${at(0.99)} µs |`);
+  const kind = recurring ? 'recurring values' : 'new values';
+  out(`| ${name} | ${kind} | PL${paranoiaLevel} | ${at(0.5)} µs | ${at(0.99)} µs |`);
 }
 
-out('| request | level | p50 CPU | p99 CPU |');
-out('| --- | --- | --- | --- |');
+out('| request | values | level | p50 CPU | p99 CPU |');
+out('| --- | --- | --- | --- | --- |');
 for (const pl of [1, 2]) {
-  measure('200-byte query', query(), pl);
-  measure('4 KB JSON body', json4k(), pl);
+  for (const recurring of [false, true]) {
+    measure('200-byte query', query(), pl, recurring);
+    measure('4 KB JSON body', json4k(), pl, recurring);
+  }
 }
