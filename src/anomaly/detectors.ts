@@ -70,7 +70,14 @@ function principalSource(event: ObservedRequest): SourceKind | undefined {
   return p.kind === 'api_key' ? 'api_key' : 'principal';
 }
 
-/** One LRU table per kind of source; an entry is created on first sight. */
+/**
+ * One LRU table per kind of source, each of at most `anomaly.max_sources`
+ * entries; an entry is created on first sight. Eviction forgets the least
+ * recently seen source's window or baseline: a source that keeps sending
+ * stays recent, and one that pauses is forgotten only once `max_sources`
+ * other sources of its kind have been seen meanwhile (with IPs, that many
+ * other addresses, which would each start from zero anyway).
+ */
 class SourceTables<S> {
   private readonly tables: Record<SourceKind, LruCache<string, S>>;
 

@@ -20,9 +20,21 @@
  *   before pass without asking, so someone else's failures cannot lock their
  *   owner out; lockout stops the work spent on unknown credentials.
  *
- * Lockouts double on each repeat, up to `maxLockout`. Memory is bounded by
- * an LRU per table. Counters are per instance (each instance stops the
- * guessing it sees), kept across reloads.
+ * Lockouts double on each repeat, up to `maxLockout`. Counters are per
+ * instance (each instance stops the guessing it sees), kept across reloads.
+ *
+ * **Memory:** three LRU tables (IP, IP + credential, credential), each of at
+ * most {@link MAX_TRACKED} entries, so a flood of distinct clients or
+ * made-up credential ids costs bounded memory. An entry is only made by a
+ * counted failure; every `check` of a locked IP or pair marks it recently
+ * used, so a client that keeps trying stays at the young end. Eviction
+ * forgets the least recently *failing* source: to reset its own lockout an
+ * attacker must make {@link MAX_TRACKED} other sources fail in between,
+ * which needs that many other IP keys (its own IP is locked after
+ * `maxFailuresPerIp`), i.e. an attacker who already has that many addresses
+ * and so that many fresh allowances anyway. The per-credential throttle is
+ * likewise reset only by failures on {@link MAX_TRACKED} other ids, which
+ * take `MAX_TRACKED / maxFailuresPerIp` (2000 by default) locked-out IPs.
  */
 import type { AuthSettings } from '../config/types.js';
 import { gatewayError } from '../errors.js';
@@ -81,7 +93,8 @@ interface Throttle {
   allowed: number;
 }
 
-const MAX_TRACKED = 100_000;
+/** Entries per table (IP, IP + credential, credential) at most: about 15 MB each when full. */
+export const MAX_TRACKED = 100_000;
 
 export interface BruteForceStats {
   lockouts: number;
@@ -100,7 +113,11 @@ export function createBruteForceGuard(
     ipv6Prefix?: number;
     onLockout?: (key: string, untilMs: number) => void;
   } = {},
-): BruteForceGuard & { readonly stats: BruteForceStats } {
+): BruteForceGuard & {
+  readonly stats: BruteForceStats;
+  /** Entries held per table (memory checks). */
+  tracked(): { ip: number; pair: number; credential: number };
+} {
   const now = options.now ?? Date.now;
   const prefix = options.ipv6Prefix ?? DEFAULT_IPV6_PREFIX;
   const max = options.maxTracked ?? MAX_TRACKED;
@@ -157,6 +174,7 @@ export function createBruteForceGuard(
 
   return {
     stats,
+    tracked: () => ({ ip: tables.ip.size, pair: tables.pair.size, credential: tables.credential.size }),
     check(clientIp, credentialId) {
       if (!settings.enabled) return;
       const t = now();

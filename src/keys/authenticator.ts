@@ -15,6 +15,7 @@ import { AuthFailure, AuthUnavailable, type BeforeVerify, type Principal } from 
 import type { ApiKeySettings } from '../config/types.js';
 import type { Db } from '../store/types.js';
 import { ensureLocalSecret } from '../util/local-secret.js';
+import { LruCache } from '../util/lru.js';
 import { parseApiKey } from './format.js';
 import { type ApiKeyCredential, createApiKeyStore, digestSecret, type WarningLogger } from './store.js';
 
@@ -121,6 +122,14 @@ function toEntry(credential: ApiKeyCredential | undefined, fetchedAt: number): E
  * too, so repeating a made-up key costs one query per ttl; they take at most
  * a quarter of the cache and are evicted before any known key, so a flood of
  * made-up ids displaces at most a quarter of the known keys.
+ *
+ * The negative entries are what keeps a repeated made-up id from costing a
+ * query each time; a distinct made-up id still costs one, and what bounds
+ * those is the brute-force guard, asked (`beforeVerify`) before every store
+ * lookup, so an IP locked out after `max_failures_per_ip` unknown ids gets
+ * no further lookup. A negative entry can hide a key created afterwards with
+ * the same id for at most `cacheTtlMs`; in practice never, since ids are
+ * random and only known once the key is created.
  */
 export function createApiKeyAuthenticator(options: ApiKeyAuthenticatorOptions): ApiKeyAuthenticator {
   const { settings, pepper, logger } = options;
@@ -129,39 +138,31 @@ export function createApiKeyAuthenticator(options: ApiKeyAuthenticatorOptions): 
   const size = Math.max(0, Math.floor(settings.cacheSize));
   const unknownCap = size === 0 ? 0 : Math.max(1, Math.floor(size / 4));
   const ttl = settings.cacheTtlMs;
-  // Map order is insertion order: re-inserting on a hit makes the first entry the least recently used.
-  const known = new Map<string, KnownEntry>();
-  const unknown = new Map<string, UnknownEntry>();
+  // Two LRU tables so that made-up ids are evicted before any known key;
+  // each entry expires `ttl` after it was read from the store.
+  const known = new LruCache<string, KnownEntry>(size, now);
+  const unknown = new LruCache<string, UnknownEntry>(unknownCap, now);
   const inflight = new Map<string, Promise<Entry>>();
   // Bumped by invalidate(): a lookup that started before it must not cache what it read.
   let epoch = 0;
   const counters = { cacheHits: 0, cacheMisses: 0, storeLookups: 0 };
 
-  function cached(id: string, at: number): Entry | undefined {
-    const map: Map<string, Entry> = known.has(id) ? known : unknown;
-    const entry = map.get(id);
-    if (!entry) return undefined;
-    map.delete(id);
-    if (at - entry.fetchedAt >= ttl) return undefined;
-    map.set(id, entry);
-    return entry;
+  function cached(id: string): Entry | undefined {
+    return known.get(id) ?? unknown.get(id);
   }
 
   function remember(id: string, entry: Entry): void {
     if (size === 0) return;
     known.delete(id);
     unknown.delete(id);
+    const expiresAt = entry.fetchedAt + ttl;
     if (entry.known) {
-      while (known.size + unknown.size >= size) {
-        const victim = unknown.size > 0 ? unknown : known;
-        victim.delete(victim.keys().next().value!);
-      }
-      known.set(id, entry);
+      while (known.size + unknown.size >= size) if (!unknown.evictOldest()) break;
+      known.set(id, entry, expiresAt);
     } else {
-      const victim =
-        unknown.size >= unknownCap ? unknown : known.size + unknown.size >= size ? known : undefined;
-      victim?.delete(victim.keys().next().value!);
-      unknown.set(id, entry);
+      // At most `unknownCap` (the table evicts its own oldest), and a known key only makes room when the cache is full.
+      if (unknown.size < unknownCap && known.size + unknown.size >= size) known.evictOldest();
+      unknown.set(id, entry, expiresAt);
     }
   }
 
@@ -201,7 +202,7 @@ export function createApiKeyAuthenticator(options: ApiKeyAuthenticatorOptions): 
         if (!gated) beforeVerify?.(id);
         gated = true;
       };
-      let entry = cached(id, now());
+      let entry = cached(id);
       if (entry) counters.cacheHits++;
       else {
         counters.cacheMisses++;

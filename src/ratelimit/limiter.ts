@@ -41,7 +41,11 @@ export interface Limiter {
  * most `maxKeys` keys, so a flood of distinct clients costs bounded memory
  * (the least recently seen key is forgotten, which only ever gives that key
  * a full bucket again). An entry expires at its TAT, when it would be a full
- * bucket anyway.
+ * bucket anyway. To get its own key forgotten early a client needs
+ * `maxKeys` other keys of the same limit to be seen between two of its
+ * requests: with a per-IP key, that many other addresses, each of which
+ * has its own full bucket anyway. The number of tables is the number of
+ * configured limits.
  *
  * `divisor` > 1 makes every limit that many times smaller (rate and burst):
  * the fail-open fallback of the Redis backend, where each of n instances

@@ -11,7 +11,11 @@
  * - A crash loses at most the usage counted since the last flush (by
  *   default one second of traffic): the quota then undercounts by that much.
  * - Memory is bounded: at most `maxKeys` counters are remembered (LRU); a
- *   counter with unwritten usage stays in the pending list until written.
+ *   counter with unwritten usage stays in the pending list until written,
+ *   so that list holds the subjects counted in one flush interval (more
+ *   only while writes fail and reads still succeed: a subject is only
+ *   counted once its counter was read). An evicted counter is read back
+ *   from the store, so eviction loses nothing but the read.
  */
 import type { Logger } from '../log.js';
 import type { Db } from '../store/types.js';

@@ -5,9 +5,20 @@
  * and the well-known packages (lru-cache) bring more than we need into the
  * request path. Every cache and counter table in the gateway uses this one
  * class, so "bounded memory" is enforced in one place.
+ *
+ * Eviction keeps one live iterator over the map (`cursor`) instead of
+ * calling `map.keys().next()` each time: a fresh iterator starts at the
+ * table's first slot and walks over every entry deleted since V8 last
+ * compacted it, which for a full table under a flood of new keys (every
+ * insert evicts, every hit re-inserts) is tens of thousands of holes per
+ * eviction, about 50-90 µs instead of under 1 µs. A Map iterator is live:
+ * it skips deleted entries and sees the ones added behind it, and since
+ * every entry it has passed was evicted (a re-inserted entry goes to the
+ * end), the next key it yields is always the least recently used one.
  */
 export class LruCache<K, V> {
   private readonly map = new Map<K, { value: V; expiresAt: number }>();
+  private cursor: Iterator<K> | undefined;
 
   constructor(
     /** Most entries kept; the least recently used is dropped beyond it. 0 keeps nothing. */
@@ -37,10 +48,25 @@ export class LruCache<K, V> {
     if (this.maxEntries <= 0) return;
     this.map.delete(key);
     this.map.set(key, { value, expiresAt });
-    if (this.map.size > this.maxEntries) {
-      const oldest = this.map.keys().next().value as K;
-      this.map.delete(oldest);
+    if (this.map.size > this.maxEntries) this.map.delete(this.oldest());
+  }
+
+  /** Drops the least recently used entry (expired or not); false when empty. */
+  evictOldest(): boolean {
+    if (this.map.size === 0) return false;
+    this.map.delete(this.oldest());
+    return true;
+  }
+
+  private oldest(): K {
+    this.cursor ??= this.map.keys();
+    let next = this.cursor.next();
+    if (next.done) {
+      // Only once it has passed every entry (maxEntries tiny): start again.
+      this.cursor = this.map.keys();
+      next = this.cursor.next();
     }
+    return next.value as K;
   }
 
   delete(key: K): void {
@@ -49,5 +75,6 @@ export class LruCache<K, V> {
 
   clear(): void {
     this.map.clear();
+    this.cursor = undefined;
   }
 }
