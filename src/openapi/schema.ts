@@ -210,12 +210,12 @@ export const ResponsesSchema = section(
     mode: Type.Union([Type.Literal('filter'), Type.Literal('block'), Type.Literal('off')], {
       default: 'filter',
       description:
-        'filter removes what the description does not declare from JSON responses; block answers 502 for a response that does not match instead; off passes responses unchanged (upstream 5xx bodies are then not masked either).',
+        "filter removes what the description does not declare from JSON responses, redacts every response it can read and answers 502 for one it cannot; block answers 502 for a response that does not match instead; off passes responses unchanged (upstream 5xx bodies are then not masked either). Requests' Accept is narrowed to the declared response media types (406 when none is acceptable).",
     }),
     redact: Type.Array(Type.String({ minLength: 1 }), {
       default: [],
       description:
-        'Property names (case-insensitive) whose values are replaced by "[redacted]" wherever they appear in a JSON response.',
+        'Property names (case-insensitive) whose values are replaced by "[redacted]" wherever they appear in a JSON response, and the text of elements and values of attributes of these local names in an XML response.',
     }),
     redact_patterns: Type.Array(
       Type.Union([
@@ -230,7 +230,8 @@ export const ResponsesSchema = section(
       ]),
       {
         default: [],
-        description: 'Patterns replaced by "[redacted]" inside every string of a JSON or text response.',
+        description:
+          'Patterns replaced by "[redacted]" inside every string of a JSON response, and anywhere in an XML or text (text/*) response.',
       },
     ),
     schemas: Type.Optional(
@@ -246,8 +247,19 @@ export const ResponsesSchema = section(
     pass_through_large: Type.Boolean({
       default: false,
       description:
-        'Stream responses that cannot be filtered (longer than max_bytes, or a streaming media type) instead of answering 502.',
+        'Stream responses that cannot be filtered (longer than max_bytes, or a streaming media type) instead of answering 502, when their media type is declared for their status (or listed in pass_through_media_types).',
     }),
+    pass_through_media_types: Type.Array(
+      Type.String({
+        pattern: '^[A-Za-z0-9!#$&^_.+-]+/(\\*|[A-Za-z0-9!#$&^_.+-]+)$',
+        expected: 'a media type such as image/png or image/*',
+      }),
+      {
+        default: [],
+        description:
+          'Response media types (such as image/png, or image/*) sent to the client unfiltered and unredacted, declared or not. Any other response whose media type the route does not declare, or that Portcullis cannot filter (it reads JSON, XML and text/*), is answered with 502.',
+      },
+    ),
     max_bytes: Type.String({
       pattern: SIZE_PATTERN,
       default: '8mb',

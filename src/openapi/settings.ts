@@ -63,6 +63,8 @@ export interface ResponseSettings {
   /** Replaces sensitive patterns in a string; undefined when none are configured. */
   readonly redactText: ((text: string) => string) | undefined;
   readonly passThroughLarge: boolean;
+  /** Lower-cased response media types (`type/*` allowed) sent unfiltered, declared or not. */
+  readonly passThroughMediaTypes: readonly string[];
   readonly maxBytes: number;
   /** Lower-cased response header names removed beyond the built-in list. */
   readonly stripHeaders: readonly string[];
@@ -242,6 +244,7 @@ export function compileResponses(raw: RawResponses, issues: RouteApiIssue[] = []
     redactKeys: raw.redact.map((k) => k.toLowerCase()),
     redactText,
     passThroughLarge: raw.pass_through_large,
+    passThroughMediaTypes: raw.pass_through_media_types.map((t) => t.toLowerCase()),
     maxBytes: parseSize(raw.max_bytes),
     stripHeaders: raw.strip_headers.map((h) => h.toLowerCase()),
   };

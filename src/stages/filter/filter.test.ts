@@ -129,6 +129,9 @@ function startMisbehavingUpstream(): Promise<{ url: string; server: Server }> {
         res.writeHead(200, { 'content-type': 'text/event-stream' });
         res.write('data: one\n\n');
         return res.end('data: two\n\n');
+      case '/events-undeclared':
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        return res.end('data: {"password_hash":"scrypt$x"}\n\n');
       case '/html':
         res.writeHead(200, { 'content-type': 'text/html' });
         return res.end('<html>stack trace</html>');
@@ -177,7 +180,9 @@ describe('responses that break the description', () => {
         r('/headers', { strip_headers: ['x-internal-id'] }),
         r('/gzip'),
         r('/big', { max_bytes: '1mb' }),
-        r('/events', { pass_through_large: true }),
+        // Inline schemas declare JSON only: the streaming type is passed through by name.
+        r('/events', { pass_through_large: true, pass_through_media_types: ['text/event-stream'] }),
+        r('/events-undeclared', { pass_through_large: true }),
         r('/html'),
         r('/empty'),
       ],
@@ -250,6 +255,12 @@ describe('responses that break the description', () => {
     const events = await send(gw.url, '/events');
     assert.equal(events.status, 200);
     assert.equal(events.body, 'data: one\n\ndata: two\n\n');
+  });
+
+  it('does not stream unread a streaming media type the route neither declares nor passes through', async () => {
+    const res = await send(gw.url, '/events-undeclared');
+    assert.equal(res.status, 502);
+    assert.ok(!res.body.includes('password_hash'));
   });
 
   it('refuses a media type the operation does not declare', async () => {

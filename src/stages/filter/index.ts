@@ -9,13 +9,19 @@
  * - a status or media type the operation does not declare is replaced: a
  *   4xx by a generic problem with the same status, anything else by 502;
  * - configured sensitive fields and patterns are redacted wherever they
- *   appear;
+ *   appear: in JSON, XML and text (`./representations.ts`); a response in a
+ *   media type the filter cannot read is refused with 502, unless the route
+ *   lists it in `pass_through_media_types`;
+ * - the request's Accept is narrowed to the declared response media types
+ *   (`./accept.ts`), 406 when it admits none, so a negotiating upstream
+ *   answers in a representation this stage reads;
  * - an upstream 5xx body is replaced by a generic problem (the upstream's
  *   body goes to the log with the request id, never to the client);
  * - headers that reveal what runs behind are removed.
  *
  * A response that cannot be read whole (too large, streaming, compressed)
- * fails closed with 502, unless the route allows large responses through.
+ * fails closed with 502, unless the route allows large responses through
+ * and declares (or passes through) its media type.
  *
  * Where an `authorize` rule is decided on the response (`owner: { response:
  * /user_id }`, `./ownership.ts`), this stage also checks that the answer
@@ -27,22 +33,37 @@ import { createRedactor, type Redact } from '../../audit/redact.js';
 import { compilePolicy } from '../../authz/policy.js';
 import type { RouteSettings } from '../../config/types.js';
 import type { RequestContext, ResponseFilter, Stage, UpstreamResponse } from '../../contracts/stage.js';
-import { GatewayError, problemBody } from '../../errors.js';
+import { type ErrorSpec, GatewayError, problemBody } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { essence } from '../../openapi/compile.js';
 import { describeProblems, INPUT_ERRORS } from '../../openapi/errors.js';
 import { ProjectionError } from '../../openapi/project.js';
 import { type ApiRouteSettings, REDACTED, type ResponseSettings } from '../../openapi/settings.js';
-import type { ResponseMedia, ResponseSpec } from '../../openapi/types.js';
+import type { CompiledOperation, ResponseMedia, ResponseSpec } from '../../openapi/types.js';
 import type { BuildDeps } from '../../pipeline/types.js';
 import { decodeUtf8 } from '../../request/json.js';
+import { narrowAccept } from './accept.js';
 import { createOwnership, type Ownership } from './ownership.js';
+import {
+  bodyText,
+  createXmlRedactor,
+  representationKind,
+  responseMedia,
+  Unfilterable,
+} from './representations.js';
 
 export { LEAKY_RESPONSE_HEADERS } from '../../proxy/upstream.js';
 
-import { LEAKY_RESPONSE_HEADERS } from '../../proxy/upstream.js';
+import { LEAKY_RESPONSE_HEADERS, replaceRequestHeader } from '../../proxy/upstream.js';
 
-/** Media types that stream without end: never collected, passed through only where the route allows large responses. */
+/** The answer to a request whose Accept admits none of the media types the route answers in. */
+export const NOT_ACCEPTABLE = {
+  code: 'request.not_acceptable',
+  status: 406,
+  title: 'The request accepts none of the media types this operation answers in.',
+} as const satisfies ErrorSpec;
+
+/** Media types that stream without end: never collected, passed through only where the route allows large responses and declares the type. */
 const STREAMING = new Set([
   'text/event-stream',
   'application/x-ndjson',
@@ -138,13 +159,58 @@ export const filterStage = {
       deps.config.log.upstreamErrorBodies === true ? createRedactor(deps.config.log.redact) : undefined,
       ownership,
     );
+    const negotiate = settings.mode === 'off' ? undefined : createNegotiation(api.operations, settings);
     return {
       name: 'filter',
-      handle: ownership === undefined ? () => {} : (ctx) => ownership.prepare(ctx),
+      handle:
+        ownership === undefined && negotiate === undefined
+          ? () => {}
+          : (ctx) => {
+              negotiate?.(ctx);
+              ownership?.prepare(ctx);
+            },
       response,
     };
   },
 };
+
+/** Every media type an operation declares for its responses, lower case; undefined when it declares none. */
+function declaredMediaTypes(responses: readonly ResponseSpec[] | undefined): string[] | undefined {
+  if (responses === undefined) return undefined;
+  const types = new Set<string>();
+  for (const spec of responses) for (const m of spec.media) types.add(m.type.toLowerCase());
+  return types.size === 0 ? undefined : [...types];
+}
+
+/**
+ * Narrows the request's Accept to the media types the operation declares
+ * (and those the route passes through), so a negotiating upstream answers in
+ * one the filter reads; 406 when the request accepts none of them.
+ */
+function createNegotiation(
+  operations: ApiRouteSettings['operations'],
+  settings: ResponseSettings,
+): ((ctx: RequestContext) => void) | undefined {
+  const byMethod = new Map<string, string[]>();
+  for (const [method, op] of Object.entries(operations)) {
+    const declared = declaredMediaTypes(op.responses);
+    if (declared !== undefined) byMethod.set(method, [...declared, ...settings.passThroughMediaTypes]);
+  }
+  if (byMethod.size === 0) return undefined;
+  return (ctx) => {
+    const declared = byMethod.get(ctx.method);
+    if (declared === undefined) return;
+    const lines = ctx.headers.all('accept');
+    const narrowed = narrowAccept(lines.length === 0 ? undefined : lines.join(', '), declared);
+    if (narrowed === undefined) {
+      throw new GatewayError(NOT_ACCEPTABLE, {
+        internal: `Accept admits none of ${declared.join(', ')}`,
+      });
+    }
+    ctx.upstreamHeaders.accept = narrowed;
+    replaceRequestHeader(ctx.res, 'accept');
+  };
+}
 
 function createResponseFilter(
   route: RouteSettings,
@@ -161,6 +227,12 @@ function createResponseFilter(
   const redactKeys = new Set(settings.redactKeys);
   const redacts = redactKeys.size > 0 || settings.redactText !== undefined;
   const block = settings.mode === 'block';
+  const redactXml = createXmlRedactor(redactKeys, settings.redactText);
+  const passThrough = settings.passThroughMediaTypes;
+  /** True when the route lists the response's media type to be sent unfiltered. */
+  const passes = (type: string | undefined): boolean =>
+    type !== undefined &&
+    passThrough.some((t) => t === type || (t.endsWith('/*') && type.startsWith(t.slice(0, -1))));
 
   const invalid = (ctx: RequestContext, reason: string): GatewayError => {
     logger.warn({ requestId: ctx.id, route: route.name, reason }, 'upstream response refused');
@@ -212,28 +284,45 @@ function createResponseFilter(
     throw invalid(ctx, what);
   };
 
-  const redactOnly = (r: UpstreamResponse): UpstreamResponse => {
-    if (!redacts || r.body.length === 0) return r;
-    const type = essence(header(r.headers, 'content-type') ?? '') ?? '';
-    if (type === 'application/json' || type.endsWith('+json')) {
-      const text = decodeUtf8(r.body);
-      if (text === undefined) return r;
-      let value: unknown;
-      try {
-        value = JSON.parse(text);
-      } catch {
-        return r;
+  /** True when the operation declares `contentType` for `status`, or nothing describes its responses. */
+  const declared = (op: CompiledOperation | undefined, status: number, contentType: string | undefined) => {
+    if (op?.responses === undefined) return true;
+    const spec = matchStatus(op.responses, status);
+    return spec !== undefined && matchResponseMedia(spec.media, contentType) !== undefined;
+  };
+
+  /**
+   * Redacts a body the description gives no schema for, by what it is: JSON,
+   * XML or text. A body of any other type, or one that does not read as its
+   * type says, is refused (502), unless the route passes its type through.
+   */
+  const redactOnly = (ctx: RequestContext, r: UpstreamResponse): UpstreamResponse => {
+    if (r.body.length === 0) return r;
+    const media = responseMedia(header(r.headers, 'content-type'));
+    if (passes(media?.essence)) return r;
+    const kind = representationKind(media);
+    if (media === undefined || kind === undefined)
+      throw invalid(ctx, `media type ${media?.essence ?? '(none)'} cannot be filtered`);
+    if (!redacts) return r;
+    try {
+      const text = bodyText(r.body, media);
+      if (kind === 'json') {
+        let value: unknown;
+        try {
+          value = JSON.parse(text);
+        } catch {
+          throw new Unfilterable('JSON response is not valid JSON');
+        }
+        return redactJson(value, redactKeys, settings.redactText)
+          ? { ...r, body: Buffer.from(JSON.stringify(value)) }
+          : r;
       }
-      return redactJson(value, redactKeys, settings.redactText)
-        ? { ...r, body: Buffer.from(JSON.stringify(value)) }
-        : r;
-    }
-    if (type.startsWith('text/') && settings.redactText) {
-      const text = r.body.toString('utf8');
-      const out = settings.redactText(text);
+      const out = kind === 'xml' ? redactXml(text) : settings.redactText ? settings.redactText(text) : text;
       return out === text ? r : { ...r, body: Buffer.from(out) };
+    } catch (err) {
+      if (err instanceof Unfilterable) throw invalid(ctx, err.message);
+      throw err;
     }
-    return r;
   };
 
   return {
@@ -244,10 +333,16 @@ function createResponseFilter(
       if (status >= 500) return true;
       const op = operations[ctx.method];
       if (op?.responses === undefined && !redacts) return false;
-      if (settings.passThroughLarge) {
+      // Only a media type the route declares for this status (or passes through) goes unread:
+      // the upstream's Content-Type alone must not turn filtering off.
+      const contentType = header(headers, 'content-type');
+      if (
+        settings.passThroughLarge &&
+        (declared(op, status, contentType) || passes(essence(contentType ?? '')))
+      ) {
         const length = header(headers, 'content-length');
         if (length !== undefined && Number(length) > settings.maxBytes) return false;
-        const type = essence(header(headers, 'content-type') ?? '');
+        const type = essence(contentType ?? '');
         if (type !== undefined && STREAMING.has(type)) return false;
       }
       return true;
@@ -265,7 +360,7 @@ function createResponseFilter(
       if (!filtering) return owned?.changed ? { ...r, body: Buffer.from(JSON.stringify(owned.value)) } : r;
       const op = operations[ctx.method];
       if (op?.responses === undefined)
-        return redactOnly(owned?.changed ? { ...r, body: Buffer.from(JSON.stringify(owned.value)) } : r);
+        return redactOnly(ctx, owned?.changed ? { ...r, body: Buffer.from(JSON.stringify(owned.value)) } : r);
       const spec = matchStatus(op.responses, r.status);
       if (spec === undefined) return undeclared(ctx, r, `status ${r.status} is not declared`);
       if (spec.media.length === 0) {
@@ -277,10 +372,12 @@ function createResponseFilter(
         if (block) throw invalid(ctx, `status ${r.status} declares a body and none came`);
         return r;
       }
-      const media = matchResponseMedia(spec.media, header(r.headers, 'content-type'));
+      const contentType = header(r.headers, 'content-type');
+      if (passes(responseMedia(contentType)?.essence)) return r;
+      const media = matchResponseMedia(spec.media, contentType);
       if (media === undefined) return undeclared(ctx, r, `media type of status ${r.status} is not declared`);
       if (media.kind !== 'json' || media.project === undefined)
-        return redactOnly(owned?.changed ? { ...r, body: Buffer.from(JSON.stringify(owned.value)) } : r);
+        return redactOnly(ctx, owned?.changed ? { ...r, body: Buffer.from(JSON.stringify(owned.value)) } : r);
       let value: unknown;
       if (owned !== undefined) value = owned.value;
       else {
