@@ -8,7 +8,7 @@ import { parse } from 'yaml';
 import { type RunningOrdersApi, startOrdersApi } from './orders-api.js';
 
 const JSON_TYPE = 'application/json; charset=utf-8';
-const SECRET_FIELDS = new Set(['password_hash', 'internal_notes']);
+const SECRET_FIELDS = new Set(['password_hash']);
 const METHODS = ['get', 'put', 'post', 'delete', 'patch', 'head', 'options', 'trace'];
 
 interface Reply {
@@ -305,9 +305,14 @@ describe('demo/openapi.yaml', () => {
     }
   });
 
-  it('never declares the internal user fields', () => {
+  it('never declares the internal user fields; internal notes only for admins to read', () => {
     const text = JSON.stringify(doc);
     for (const field of SECRET_FIELDS) assert.doesNotMatch(text, new RegExp(`"${field}"`));
+    const schemas = (doc['components'] as Json)['schemas'] as Json;
+    const notes = ((schemas['User'] as Json)['properties'] as Json)['internal_notes'] as Json;
+    assert.deepEqual(notes['x-portcullis-read'], ['admin']);
+    const priority = ((schemas['NewOrder'] as Json)['properties'] as Json)['priority'] as Json;
+    assert.deepEqual(priority['x-portcullis-write'], ['admin']);
   });
 
   it('describes only operations the server has, whose responses match the declared schemas', async () => {
@@ -315,6 +320,7 @@ describe('demo/openapi.yaml', () => {
     addFormats.default(ajv);
     ajv.addKeyword('openapi').addKeyword('info').addKeyword('paths').addKeyword('components');
     ajv.addKeyword('jsonSchemaDialect').addKeyword('tags');
+    ajv.addKeyword('x-portcullis-read').addKeyword('x-portcullis-write');
     ajv.addSchema(doc, 'openapi.json');
     // A fresh server, so the DELETE below cannot affect the other tests.
     const api = await startOrdersApi(0);

@@ -4,8 +4,10 @@
  *
  * It is deliberately a naive upstream, like many real ones: it does no
  * authentication, no ownership or tenant checks, ignores unknown body fields,
- * and returns fields that no client should see (`password_hash`,
- * `internal_notes` on users; the write-only `payment_token` on orders).
+ * and returns fields that no client should see (`password_hash` on users;
+ * the write-only `payment_token` on orders), fields only admins should see
+ * (`internal_notes` on users) and takes fields only admins should set (an
+ * order's `priority`).
  * Each of those is something the gateway must handle.
  */
 import { randomBytes } from 'node:crypto';
@@ -35,6 +37,8 @@ interface NewOrder {
   note?: string;
   /** Write-only in the API description; this naive upstream stores it and returns it with the order. */
   payment_token?: string;
+  /** Only admins may set it (`x-portcullis-write` in the API description); this upstream takes it from anyone. */
+  priority?: 'normal' | 'rush';
 }
 
 interface Order extends NewOrder {
@@ -157,7 +161,7 @@ function parseNewOrder(body: unknown): NewOrder {
   const invalid = (message: string) => new HttpError(400, 'invalid_body', message);
   if (typeof body !== 'object' || body === null || Array.isArray(body))
     throw invalid('body must be an object');
-  const { item, qty, note, payment_token } = body as Record<string, unknown>;
+  const { item, qty, note, payment_token, priority } = body as Record<string, unknown>;
   if (typeof item !== 'string' || !CATALOG.some((p) => p.sku === item)) throw invalid('unknown item');
   if (typeof qty !== 'number' || !Number.isInteger(qty) || qty < 1 || qty > 100) {
     throw invalid('qty must be an integer from 1 to 100');
@@ -165,12 +169,15 @@ function parseNewOrder(body: unknown): NewOrder {
   if (note !== undefined && typeof note !== 'string') throw invalid('note must be a string');
   if (payment_token !== undefined && typeof payment_token !== 'string')
     throw invalid('payment_token must be a string');
+  if (priority !== undefined && priority !== 'normal' && priority !== 'rush')
+    throw invalid('priority must be normal or rush');
   // Unknown fields (e.g. `status`, `owner`) are silently dropped: rejecting them is the gateway's job.
   return {
     item,
     qty,
     ...(note === undefined ? {} : { note }),
     ...(payment_token === undefined ? {} : { payment_token }),
+    ...(priority === undefined ? {} : { priority }),
   };
 }
 

@@ -9,6 +9,7 @@ import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormatsModule from 'ajv-formats';
 import { type ProblemItem, pointerSegment } from './errors.js';
+import { type FieldCaller, mayAccess, WRITE_RULE } from './field-rules.js';
 
 // ajv-formats is CommonJS with `export default`; under NodeNext the default import is the module object.
 const addFormats = ((addFormatsModule as unknown as { default?: unknown }).default ??
@@ -32,6 +33,8 @@ export function createAjv(dialect: Dialect, side: Side): Ajv {
     logger: false as const,
     messages: false,
     validateFormats: true,
+    // A check is called with the caller as `this` (see `toCheck`), for `x-portcullis-write`.
+    passContext: true,
     // ajv's optimiser halves nothing measurable at run time and doubles compile time;
     // a 1,000-operation document compiles thousands of validators at start-up.
     code: { optimize: false },
@@ -54,16 +57,32 @@ export function createAjv(dialect: Dialect, side: Side): Ajv {
     // The keyword is evaluated only where the data has a value, so "true" means: present is invalid.
     ajv.addKeyword({ keyword: forbidden, schemaType: 'boolean', validate: (marked: boolean) => !marked });
   }
+  if (side === 'request') {
+    // Field rules by role (./field-rules.ts): evaluated, like readOnly, only where the data has a
+    // value; a caller with none of the listed roles or scopes (or no caller) may not send it.
+    ajv.addKeyword({
+      keyword: WRITE_RULE,
+      schemaType: 'array',
+      validate(this: FieldCaller | undefined, allowed: string[]) {
+        return mayAccess(this, allowed);
+      },
+    });
+  }
   return ajv;
 }
 
-/** A compiled check that returns the failing locations (prefixed by `prefix`) or an empty list. */
-export type Check = (data: unknown) => ProblemItem[];
+/**
+ * A compiled check that returns the failing locations (prefixed by `prefix`)
+ * or an empty list. `caller` is who sends the data, for `x-portcullis-write`
+ * rules; without one, no such rule lets a value through.
+ */
+export type Check = (data: unknown, caller?: FieldCaller) => ProblemItem[];
 
 /** Wraps an ajv validator: errors become problem items under `prefix` (`/body`, `/query`). */
 export function toCheck(validate: ValidateFunction, prefix: string): Check {
-  return (data) => {
-    if (validate(data)) return [];
+  return (data, caller) => {
+    // passContext: `this` of the validator reaches the keyword functions (ajv passes it through $refs).
+    if (validate.call(caller, data)) return [];
     return problemItems(validate.errors ?? [], prefix);
   };
 }

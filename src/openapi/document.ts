@@ -30,7 +30,8 @@ import {
   shapeOf,
 } from './compile.js';
 import { convertOpenApi30, sideView } from './convert.js';
-import { type ProjectionContext, project } from './project.js';
+import { type FieldCaller, fieldRuleIssues } from './field-rules.js';
+import { type Projected, type ProjectionContext, project } from './project.js';
 import type {
   ApiDocumentIssue,
   CompiledOperation,
@@ -102,6 +103,7 @@ export async function loadApiDocument(file: string): Promise<LoadedApiDocument> 
     ]);
   }
   const issues = structuralIssues(path, doc, version === '0' ? '3.0' : '3.1');
+  if (issues.length === 0) issues.push(...fieldRuleIssues(path, doc).slice(0, MAX_ISSUES));
   if (issues.length > 0) throw new ApiDocumentError(issues);
   const loaded = compileDocument(path, doc, version === '0' ? '3.0' : '3.1');
   if (loaded.issues.length > 0) throw new ApiDocumentError(loaded.issues.slice(0, MAX_ISSUES));
@@ -667,7 +669,10 @@ function compileResponses(env: DocEnv, raw: unknown, at: string): ResponseSpec[]
         type,
         kind: kind === 'json' || kind === 'text' ? kind : 'other',
         check: json ? checkAt(env.response, `${mAt}/schema`, '') : undefined,
-        project: json ? (value: unknown) => project(schema, value, projection) : undefined,
+        project: json
+          ? (value: unknown, caller?: FieldCaller, out?: Projected) =>
+              project(schema, value, projection, caller, out)
+          : undefined,
       });
     }
     out.push({ status: status.toUpperCase(), media });

@@ -17,7 +17,8 @@ import {
   scalarTypes,
   shapeOf,
 } from './compile.js';
-import { project } from './project.js';
+import type { FieldCaller } from './field-rules.js';
+import { type Projected, project } from './project.js';
 import type { RawRequestSchema } from './schema.js';
 import type {
   ApiDocumentIssue,
@@ -157,7 +158,8 @@ export function compileInlineOperation(
             type: 'application/json',
             kind: 'json',
             check: compileCheck(r, { $ref: r.id }, at, ''),
-            project: (value: unknown) => project(target, value, projection),
+            project: (value: unknown, caller?: FieldCaller, out?: Projected) =>
+              project(target, value, projection, caller, out),
           },
         ],
       });

@@ -1,7 +1,9 @@
 /**
  * Projection of a JSON value onto a schema: every object property the
  * schema does not declare is removed, and so is every `writeOnly` one
- * (excessive data exposure, OWASP API3:2023).
+ * (excessive data exposure, OWASP API3:2023), and every one whose
+ * `x-portcullis-read` names none of the caller's roles or scopes (field
+ * rules by role, `./field-rules.ts`).
  *
  * ajv's `removeAdditional` cannot do this: it only removes where a schema
  * says `additionalProperties: false`, and it removes while trying the
@@ -17,6 +19,7 @@
  * free-form value and kept whole.
  */
 import type { ValidateFunction } from 'ajv';
+import { type FieldCaller, mayAccess, READ_RULE } from './field-rules.js';
 import { getAt, isObject, type JsonObject, refPointer } from './walk.js';
 
 export interface ProjectionContext {
@@ -41,16 +44,44 @@ interface Gathered {
   closed: boolean;
   declares: boolean;
   writeOnly: Set<string>;
+  /** Properties the caller may not read (x-portcullis-read). */
+  hidden: Set<string>;
   items: unknown[];
   prefixItems: unknown[][];
 }
 
-/** Mutates `value` to its projection on `schema`; returns whether anything was removed. */
-export function project(schema: unknown, value: unknown, ctx: ProjectionContext): boolean {
-  return projectAll([schema], value, ctx, 0);
+/**
+ * What a projection removed: `removed`, properties the schema does not
+ * declare (or declares writeOnly), which a response in block mode must not
+ * carry; `hidden`, declared properties the caller may not read.
+ */
+export interface Projected {
+  removed: boolean;
+  hidden: boolean;
 }
 
-function projectAll(schemas: unknown[], value: unknown, ctx: ProjectionContext, depth: number): boolean {
+/**
+ * Mutates `value` to its projection on `schema` for `caller` (none: every
+ * `x-portcullis-read` property goes); returns whether anything was removed,
+ * and tells in `out` what.
+ */
+export function project(
+  schema: unknown,
+  value: unknown,
+  ctx: ProjectionContext,
+  caller?: FieldCaller | undefined,
+  out: Projected = { removed: false, hidden: false },
+): boolean {
+  projectAll([schema], value, { ...ctx, caller, out }, 0);
+  return out.removed || out.hidden;
+}
+
+interface Walk extends ProjectionContext {
+  readonly caller: FieldCaller | undefined;
+  readonly out: Projected;
+}
+
+function projectAll(schemas: unknown[], value: unknown, ctx: Walk, depth: number): boolean {
   if (value === null || typeof value !== 'object') return false;
   if (depth > MAX_PROJECTION_DEPTH) throw new ProjectionError('response nested too deeply to filter');
   const g: Gathered = {
@@ -60,6 +91,7 @@ function projectAll(schemas: unknown[], value: unknown, ctx: ProjectionContext, 
     closed: false,
     declares: false,
     writeOnly: new Set(),
+    hidden: new Set(),
     items: [],
     prefixItems: [],
   };
@@ -78,6 +110,13 @@ function projectAll(schemas: unknown[], value: unknown, ctx: ProjectionContext, 
     if (g.writeOnly.has(key)) {
       delete obj[key];
       changed = true;
+      ctx.out.removed = true;
+      continue;
+    }
+    if (g.hidden.has(key)) {
+      delete obj[key];
+      changed = true;
+      ctx.out.hidden = true;
       continue;
     }
     const declared = g.props.get(key);
@@ -92,6 +131,7 @@ function projectAll(schemas: unknown[], value: unknown, ctx: ProjectionContext, 
     }
     delete obj[key];
     changed = true;
+    ctx.out.removed = true;
   }
   return changed;
 }
@@ -102,7 +142,7 @@ function resolve(ref: string, ctx: ProjectionContext): unknown {
 }
 
 /** Collects what `schema` (and the subschemas that apply to `value`) declare. */
-function gather(schema: unknown, value: unknown, ctx: ProjectionContext, g: Gathered, hops: number): void {
+function gather(schema: unknown, value: unknown, ctx: Walk, g: Gathered, hops: number): void {
   if (schema === false) {
     g.closed = true;
     g.declares = true;
@@ -118,6 +158,9 @@ function gather(schema: unknown, value: unknown, ctx: ProjectionContext, g: Gath
       if (list) list.push(sub);
       else g.props.set(name, [sub]);
       if (isWriteOnly(sub, ctx)) g.writeOnly.add(name);
+      // Declared in several applicable subschemas (allOf): any rule that shuts the caller out wins.
+      const readers = readRule(sub, ctx);
+      if (readers !== undefined && !mayAccess(ctx.caller, readers)) g.hidden.add(name);
     }
   }
   if (isObject(s.patternProperties)) {
@@ -167,4 +210,17 @@ function isWriteOnly(schema: unknown, ctx: ProjectionContext): boolean {
   if (typeof schema.$ref !== 'string') return false;
   const target = resolve(schema.$ref, ctx);
   return isObject(target) && target.writeOnly === true;
+}
+
+/** The `x-portcullis-read` list of a property schema, or of the schemas its `$ref`s name. */
+function readRule(schema: unknown, ctx: ProjectionContext): readonly string[] | undefined {
+  let cur = schema;
+  for (let hops = 0; hops < 32 && isObject(cur); hops++) {
+    const rule = cur[READ_RULE];
+    // Validated when the document loads; anything else here shuts everyone out.
+    if (rule !== undefined) return Array.isArray(rule) ? rule.filter((r) => typeof r === 'string') : [];
+    if (typeof cur.$ref !== 'string') return undefined;
+    cur = resolve(cur.$ref, ctx);
+  }
+  return undefined;
 }

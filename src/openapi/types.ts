@@ -5,6 +5,8 @@
  * may freeze these objects.
  */
 import type { Check } from './ajv.js';
+import type { FieldCaller } from './field-rules.js';
+import type { Projected } from './project.js';
 
 /** A problem in an API document (or inline schema): the file, the JSON pointer in it, and what is wrong. */
 export interface ApiDocumentIssue {
@@ -64,8 +66,13 @@ export interface ResponseMedia {
   readonly kind: 'json' | 'text' | 'other';
   /** Validates a parsed JSON body (block mode); writeOnly properties fail it. */
   readonly check: Check | undefined;
-  /** Removes undeclared and writeOnly properties in place; true when something was removed. */
-  readonly project: ((value: unknown) => boolean) | undefined;
+  /**
+   * Removes, in place, undeclared and writeOnly properties and those whose
+   * `x-portcullis-read` names none of the caller's roles or scopes (no
+   * caller reads none of them); true when something was removed. `out`,
+   * when given, tells the two apart (`removed`, `hidden`).
+   */
+  readonly project: ((value: unknown, caller?: FieldCaller, out?: Projected) => boolean) | undefined;
 }
 
 export interface ResponseSpec {

@@ -4,8 +4,10 @@
  *
  * - a JSON response is projected onto its declared schema — undeclared and
  *   writeOnly properties are removed (excessive data exposure, OWASP
- *   API3:2023); in block mode a response that does not match becomes 502
- *   instead;
+ *   API3:2023), and so are those whose `x-portcullis-read` names none of
+ *   the caller's roles or scopes (field rules by role); in block mode a
+ *   response that does not match becomes 502 instead (a property only
+ *   hidden from this caller is no mismatch);
  * - a status or media type the operation does not declare is replaced: a
  *   4xx by a generic problem with the same status, anything else by 502;
  * - configured sensitive fields and patterns are redacted wherever they
@@ -37,7 +39,7 @@ import { type ErrorSpec, GatewayError, problemBody } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { essence } from '../../openapi/compile.js';
 import { describeProblems, INPUT_ERRORS } from '../../openapi/errors.js';
-import { ProjectionError } from '../../openapi/project.js';
+import { type Projected, ProjectionError } from '../../openapi/project.js';
 import { type ApiRouteSettings, REDACTED, type ResponseSettings } from '../../openapi/settings.js';
 import type { CompiledOperation, ResponseMedia, ResponseSpec } from '../../openapi/types.js';
 import type { BuildDeps } from '../../pipeline/types.js';
@@ -395,8 +397,13 @@ function createResponseFilter(
           const problems = media.check?.(value) ?? [];
           if (problems.length > 0)
             throw invalid(ctx, `response does not match: ${describeProblems(problems.slice(0, 10))}`);
-          if (media.project(value)) throw invalid(ctx, 'response carries undeclared properties');
-        } else if (media.project(value)) changed = true;
+        }
+        // Properties the caller may not read (x-portcullis-read) go in every mode: they are declared,
+        // so removing them is no sign of a wrong response.
+        const projected: Projected = { removed: false, hidden: false };
+        media.project(value, ctx.principal, projected);
+        if (projected.removed && block) throw invalid(ctx, 'response carries undeclared properties');
+        if (projected.removed || projected.hidden) changed = true;
       } catch (err) {
         if (err instanceof ProjectionError) throw invalid(ctx, err.message);
         throw err;

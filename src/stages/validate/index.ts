@@ -4,7 +4,9 @@
  * (JSON, form or multipart) — with validators compiled at start-up. By
  * default everything the description does not declare is refused: unknown
  * query parameters, undeclared body properties (unless the schema opens
- * them), readOnly properties (mass assignment), undeclared media types.
+ * them), readOnly properties (mass assignment), properties whose
+ * `x-portcullis-write` names none of the caller's roles or scopes (field
+ * rules by role), undeclared media types.
  *
  * A failure is a 400 problem listing each failing location and the rule it
  * broke, never the value (415 for a media type). In shadow mode the request
@@ -109,7 +111,7 @@ function checkParameters(
   const { path, query, header, cookie } = op.parameters;
   if (path.check) {
     const read = readSingles(path, (name) => ctx.params[name]);
-    problems.push(...read.problems, ...path.check(read.values));
+    problems.push(...read.problems, ...path.check(read.values, ctx.principal));
   }
   const pairs = ctx.query.pairs as [string, string][];
   {
@@ -128,18 +130,18 @@ function checkParameters(
         }
       }
     }
-    if (query.check) problems.push(...query.check(read.values));
+    if (query.check) problems.push(...query.check(read.values, ctx.principal));
   }
   if (header.check) {
     const read = readSingles(header, (name) => {
       const v = ctx.headers.all(name);
       return v.length === 0 ? undefined : v.join(', ');
     });
-    problems.push(...read.problems, ...header.check(read.values));
+    problems.push(...read.problems, ...header.check(read.values, ctx.principal));
   }
   if (cookie.check) {
     const read = readPairs(cookie, parseCookies(ctx.headers.get('cookie')));
-    problems.push(...read.problems, ...cookie.check(read.values));
+    problems.push(...read.problems, ...cookie.check(read.values, ctx.principal));
   }
   return problems;
 }
@@ -176,7 +178,8 @@ function checkBody(
     return;
   }
   let value = parsed.value;
-  const problems = media.check ? media.check(value) : [];
+  // The principal decides `x-portcullis-write` rules (field rules by role): none, none may.
+  const problems = media.check ? media.check(value, ctx.principal) : [];
   if (problems.length > 0) {
     fail(ctx, settings, logger, INPUT_ERRORS.inputInvalid, problems);
     ctx.parsedBody = value;
@@ -190,7 +193,7 @@ function checkBody(
     if (result.changed) {
       value = result.value;
       // What the upstream receives must still be valid: a trimmed value may now be too short.
-      const again = media.check ? media.check(value) : [];
+      const again = media.check ? media.check(value, ctx.principal) : [];
       if (again.length > 0 && !fail(ctx, settings, logger, INPUT_ERRORS.inputInvalid, again)) return;
       ctx.body = Buffer.from(serialise(value, media));
     }
