@@ -39,7 +39,10 @@ export interface RequestContext {
   /** Route parameters, decoded once by the router. */
   readonly params: Readonly<Record<string, string | undefined>>;
   principal: Principal | undefined;
-  /** Headers a stage adds to the upstream request (identity, tenant). */
+  /**
+   * Headers a stage sets on the upstream request (identity, tenant, a narrowed Accept), by
+   * lower-case name; each replaces every line of that name the client sent.
+   */
   readonly upstreamHeaders: Record<string, string>;
   /**
    * The request body, once a stage read it (`readRequestBody`): decoded and

@@ -116,39 +116,6 @@ export interface ForwardOptions {
 }
 
 /**
- * Request headers a stage replaced for one exchange, keyed by the client's
- * response: the stage's value (the proxy appends `ctx.upstreamHeaders` after
- * the client's headers) is sent, the client's lines of that name are not.
- * Response filtering uses it to narrow `Accept` to the media types it can filter.
- */
-const replacedRequestHeaders = new WeakMap<ServerResponse, Set<string>>();
-
-/** Marks `name` (lower case) as replaced by the value a stage put in `ctx.upstreamHeaders`. */
-export function replaceRequestHeader(res: ServerResponse, name: string): void {
-  const names = replacedRequestHeaders.get(res);
-  if (names === undefined) replacedRequestHeaders.set(res, new Set([name]));
-  else names.add(name);
-}
-
-/** `headers` with only the last line of each replaced name. */
-function withReplaced(res: ServerResponse, headers: string[]): string[] {
-  const names = replacedRequestHeaders.get(res);
-  if (names === undefined) return headers;
-  const last = new Map<string, number>();
-  for (let i = 0; i < headers.length; i += 2) {
-    const name = headers[i]!.toLowerCase();
-    if (names.has(name)) last.set(name, i);
-  }
-  const out: string[] = [];
-  for (let i = 0; i < headers.length; i += 2) {
-    const name = headers[i]!.toLowerCase();
-    if (names.has(name) && last.get(name) !== i) continue;
-    out.push(headers[i]!, headers[i + 1]!);
-  }
-  return out;
-}
-
-/**
  * Sends one request upstream and streams (or collects) the response into
  * `res`. Resolves when the response is complete; rejects with a GatewayError
  * (502/504, or the error the request body raised) when nothing has been sent
@@ -305,7 +272,7 @@ export function forward(upstream: Upstream, res: ServerResponse, opts: ForwardOp
       {
         path: opts.path,
         method: opts.method as Dispatcher.HttpMethod,
-        headers: withReplaced(res, opts.headers),
+        headers: opts.headers,
         body: opts.body,
       },
       handler as unknown as Dispatcher.DispatchHandler,

@@ -56,7 +56,7 @@ import {
 
 export { LEAKY_RESPONSE_HEADERS } from '../../proxy/upstream.js';
 
-import { LEAKY_RESPONSE_HEADERS, replaceRequestHeader } from '../../proxy/upstream.js';
+import { LEAKY_RESPONSE_HEADERS } from '../../proxy/upstream.js';
 
 /** The answer to a request whose Accept admits none of the media types the route answers in. */
 export const NOT_ACCEPTABLE = {
@@ -209,8 +209,8 @@ function createNegotiation(
         internal: `Accept admits none of ${declared.join(', ')}`,
       });
     }
+    // Set by a stage, it replaces the client's Accept lines (see the proxy stage).
     ctx.upstreamHeaders.accept = narrowed;
-    replaceRequestHeader(ctx.res, 'accept');
   };
 }
 

@@ -127,8 +127,11 @@ async function proxyClaimed(
       : new Set(connection.split(',').map((s) => s.trim().toLowerCase()));
   // A body a stage read was decoded and checked: its own framing and coding no longer apply.
   const read = ctx.body !== undefined;
+  // A header a stage set (identity headers, a narrowed Accept) replaces every client line of that name.
+  const replaced = ctx.upstreamHeaders;
   for (const [name, value] of ctx.headers.pairs) {
     if (NOT_FORWARDED.has(name) || route.stripHeaders.has(name) || named?.has(name)) continue;
+    if (Object.hasOwn(replaced, name)) continue;
     if (read && (name === 'content-length' || name === 'content-encoding')) continue;
     headers.push(name, value);
   }
