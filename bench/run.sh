@@ -118,6 +118,7 @@ bare_state=new
 start_bare() {
   "${pin_test[@]}" node "$bench/bare-proxy.mjs" "$port_bare" "$port_nginx" 2>"$tmp/bare.stderr" &
   pids+=($!)
+  bare_pid=$!
   node "$bench/wait-http.mjs" "http://127.0.0.1:$port_bare/bench" 10 $! || {
     cat "$tmp/bare.stderr" >&2
     return 1
@@ -128,6 +129,7 @@ undici_state=new
 start_undici() {
   "${pin_test[@]}" node "$bench/bare-undici-proxy.mjs" "$port_undici" "$port_nginx" 2>"$tmp/undici.stderr" &
   pids+=($!)
+  undici_pid=$!
   node "$bench/wait-http.mjs" "http://127.0.0.1:$port_undici/bench" 10 $! || {
     cat "$tmp/undici.stderr" >&2
     return 1
@@ -183,6 +185,7 @@ EOF
   PORTCULLIS_DATA=$tmp/portcullis-data "${pin_test[@]}" node "$main" start --config "$tmp/portcullis.yaml" \
     >"$tmp/portcullis.stdout" 2>"$tmp/portcullis.stderr" &
   pids+=($!)
+  portcullis_pid=$!
   node "$bench/wait-http.mjs" "http://127.0.0.1:$port_admin/readyz" 20 $! || {
     echo "--- Portcullis stdout/stderr (last lines) ---" >&2
     tail -n 20 "$tmp/portcullis.stdout" >&2
@@ -231,6 +234,18 @@ run_wrk() {
 
 # scenario NAME URL [extra wrk args, e.g. -H 'Authorization: Bearer ...']
 # Names starting with "portcullis" run against Portcullis, "bare-proxy" against the bare proxy.
+# cpu_ticks PID: user + system CPU time of a process (all its threads), in clock ticks; empty if gone.
+cpu_ticks() {
+  [[ -n ${1:-} && -r /proc/$1/stat ]] || return 0
+  # Fields after the parenthesised command name: utime and stime are the 12th and 13th.
+  local stat rest
+  stat=$(</proc/"$1"/stat)
+  rest=${stat##*) }
+  read -ra fields <<<"$rest"
+  echo $((fields[11] + fields[12]))
+}
+clk_tck=$(getconf CLK_TCK)
+
 scenario() {
   local name=$1 url=$2
   shift 2
@@ -258,16 +273,28 @@ scenario() {
   esac
 
   echo "== $name: $url (warm-up $BENCH_WARMUP, then $BENCH_DURATION)" >&2
-  local warm run out=$bench/results/wrk-$name.txt
+  local warm run out=$bench/results/wrk-$name.txt pid= cpu0 cpu1
+  case $name in
+  portcullis*) pid=${portcullis_pid:-} ;;
+  bare-undici*) pid=${undici_pid:-} ;;
+  bare-proxy*) pid=${bare_pid:-} ;;
+  esac
   if ! BENCH_CHECK_STATUS=1 run_wrk -d"$BENCH_WARMUP" "$@" "$url" >"$tmp/warmup.txt" ||
     ! warm=$(grep '^{"rps"' "$tmp/warmup.txt") ||
+    ! cpu0=$(cpu_ticks "$pid") ||
     ! run_wrk -d"$BENCH_DURATION" --latency "$@" "$url" >"$out" ||
+    ! cpu1=$(cpu_ticks "$pid") ||
     ! run=$(grep '^{"rps"' "$out"); then
     cat "$tmp/warmup.txt" >>"$out"
     record "$name" "$url" failed "wrk failed, see bench/results/wrk-$name.txt"
     return 0
   fi
-  printf '{"name":"%s","url":"%s","status":"ok",%s,"warmup":%s}\n' "$name" "$url" "${run:1:-1}" "$warm" \
+  # CPU time of the process under test over the measured run, per request: steadier than req/s
+  # on a shared machine, since it does not count the time the process waited for a core.
+  local cpu=null
+  [[ -n $cpu0 && -n $cpu1 ]] && cpu=$(node -e 'const [t, hz, r] = process.argv.slice(1).map(Number); console.log(r > 0 ? ((t * 1e6) / hz / r).toFixed(1) : "null")' \
+    "$((cpu1 - cpu0))" "$clk_tck" "$(node -e 'console.log(JSON.parse(process.argv[1]).requests)' "$run")")
+  printf '{"name":"%s","url":"%s","status":"ok",%s,"cpu_us_per_request":%s,"warmup":%s}\n' "$name" "$url" "${run:1:-1}" "$cpu" "$warm" \
     >>"$results"
 }
 

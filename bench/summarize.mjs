@@ -41,6 +41,11 @@ const compare = (a, b) => {
     throughput: x.rps / y.rps,
     p50: x.p50_ms / y.p50_ms,
     p99: x.p99_ms / y.p99_ms,
+    // CPU per request relative to the baseline (no figure for nginx, whose workers are other processes).
+    cpu:
+      typeof x.cpu_us_per_request === 'number' && typeof y.cpu_us_per_request === 'number'
+        ? x.cpu_us_per_request / y.cpu_us_per_request
+        : undefined,
   });
 };
 for (const s of scenarios) {
@@ -54,21 +59,30 @@ compare('bare-proxy', 'direct');
 
 const out = [];
 const row = (cells) =>
-  out.push(cells.map((c, i) => String(c).padEnd([24, 11, 9, 9, 8, 7][i] ?? 0)).join(' '));
-row(['scenario', 'req/s', 'p50 ms', 'p99 ms', 'non2xx', 'errors']);
+  out.push(cells.map((c, i) => String(c).padEnd([24, 11, 9, 9, 8, 8, 12][i] ?? 0)).join(' '));
+row(['scenario', 'req/s', 'p50 ms', 'p99 ms', 'non2xx', 'errors', 'CPU µs/req']);
 for (const s of scenarios) {
   if (s.status !== 'ok') {
     out.push(`${s.name.padEnd(24)} ${s.status.toUpperCase()}: ${s.reason}`);
     continue;
   }
-  row([s.name, s.rps.toFixed(0), s.p50_ms.toFixed(2), s.p99_ms.toFixed(2), s.non2xx, s.errors]);
+  row([
+    s.name,
+    s.rps.toFixed(0),
+    s.p50_ms.toFixed(2),
+    s.p99_ms.toFixed(2),
+    s.non2xx,
+    s.errors,
+    typeof s.cpu_us_per_request === 'number' ? s.cpu_us_per_request.toFixed(1) : '-',
+  ]);
   if (s.flagged) out.push(`${''.padEnd(24)} ^ FLAGGED: ${s.problems.join(', ')}`);
 }
 out.push('');
 for (const r of ratios) {
   out.push(
     `${label[r.scenario] ?? r.scenario} vs ${label[r.baseline]}: ${r.throughput.toFixed(2)}x ` +
-      `throughput (latency p50 ${r.p50.toFixed(2)}x, p99 ${r.p99.toFixed(2)}x)`,
+      `throughput (latency p50 ${r.p50.toFixed(2)}x, p99 ${r.p99.toFixed(2)}x` +
+      `${r.cpu === undefined ? '' : `, CPU per request ${r.cpu.toFixed(2)}x`})`,
   );
 }
 process.stdout.write(`${out.join('\n')}\n`);
