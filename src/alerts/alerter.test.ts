@@ -278,4 +278,110 @@ describe('the alerter', () => {
     );
     assert.equal(events[1]!.detail?.block, block.id);
   });
+
+  it('follows at most max_active_alerts running alerts, however many attacks run at once', async () => {
+    const a = alerter({ settings: settings([]), maxActiveAlerts: 3 });
+    for (let i = 0; i < 200; i++) {
+      now += 10;
+      a.raise({ ...stuffing, subject: { kind: 'ip', id: `100.64.0.${i}` } });
+    }
+    await a.idle();
+    assert.equal(a.activeAlerts(), 3);
+    assert.equal(a.stats.activeEvicted, 197);
+    assert.equal(a.stats.raised['auth_failures:warning'], 200);
+  });
+
+  it('evicts the least recently active alert, and one whose attack goes on is the same alert again: no duplicate, its count whole, updated and resolved', async () => {
+    const events: AdminEvent[] = [];
+    const cooldownMs = 60_000;
+    const a = alerter({
+      settings: settings([], { cooldownMs }),
+      maxActiveAlerts: 2,
+      onEvent: (e) => events.push(e),
+    });
+    const from = (id: string): Finding => ({ ...stuffing, subject: { kind: 'ip', id } });
+    const [first, second, third] = [from('203.0.113.1'), from('203.0.113.2'), from('203.0.113.3')];
+    // The first attack starts, then the second; the first goes on, so the second is now the
+    // least recently active, and the third attack evicts it.
+    a.raise(first);
+    await a.settle();
+    a.raise(second);
+    await a.settle();
+    for (let i = 0; i < 4; i++) {
+      now += 1000;
+      a.raise(first);
+    }
+    a.raise(third);
+    await a.settle();
+    assert.equal(a.activeAlerts(), 2);
+    assert.equal(a.stats.activeEvicted, 1);
+    // The second attack goes on: 30 more findings, 1 s apart. Its alert is taken back (which
+    // evicts the first, the least recently active), the findings are folded into it.
+    for (let i = 0; i < 30; i++) {
+      now += 1000;
+      a.raise(second);
+    }
+    await a.settle();
+    assert.equal(a.activeAlerts(), 2);
+    assert.equal(a.stats.activeEvicted, 2);
+    const raised = events.filter((e) => e.action === 'alert.raised');
+    assert.deepEqual(
+      raised.map((e) => e.target),
+      ['ip:203.0.113.1', 'ip:203.0.113.2', 'ip:203.0.113.3'],
+      'one alert per attack, none raised again after an eviction',
+    );
+    const secondId = raised[1]!.detail!.alert as string;
+    const firstId = raised[0]!.detail!.alert as string;
+    assert.equal((await createAlertStore(store).get(secondId))?.count, 31);
+    assert.equal(
+      (await createAlertStore(store).get(firstId))?.count,
+      5,
+      'the evicted alert’s count was saved',
+    );
+    // Still followed: one update after a cooldown, then the resolution with every finding.
+    now += cooldownMs - 20_000;
+    a.raise(second);
+    a.review();
+    now += cooldownMs + 1;
+    a.review();
+    await a.settle();
+    const about = events
+      .filter((e) => e.detail?.alert === secondId)
+      .map((e) => [e.action, e.detail?.findings]);
+    assert.deepEqual(about, [
+      ['alert.raised', undefined],
+      ['alert.updated', 32],
+      ['alert.resolved', 32],
+    ]);
+    assert.equal((await createAlertStore(store).get(secondId))?.count, 32);
+  });
+
+  it('counts at most max_active_sources sources across running alerts, and every finding still', async () => {
+    const events: AdminEvent[] = [];
+    const cooldownMs = 60_000;
+    const a = alerter({
+      settings: settings([], { cooldownMs }),
+      maxActiveSources: 5,
+      onEvent: (e) => events.push(e),
+    });
+    a.raise({
+      ...stuffing,
+      target: { kind: 'route', id: 'orders' },
+      subject: { kind: 'ip', id: '192.0.2.100' },
+    });
+    await a.settle();
+    for (let i = 1; i < 50; i++) {
+      now += 100;
+      a.raise({
+        ...stuffing,
+        target: { kind: 'route', id: 'orders' },
+        subject: { kind: 'ip', id: `192.0.2.${100 + i}` },
+      });
+    }
+    now += cooldownMs + 1;
+    a.review();
+    await a.settle();
+    const resolved = events.find((e) => e.action === 'alert.resolved');
+    assert.deepEqual([resolved?.detail?.findings, resolved?.detail?.sources], [50, 5]);
+  });
 });

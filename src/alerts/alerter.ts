@@ -9,6 +9,10 @@
  * `raise` never blocks nor throws: findings are processed one at a time in
  * the background (at most 1000 waiting; more are dropped and counted), so
  * the request path only pays for pushing onto a queue.
+ *
+ * Memory is bounded: at most `maxActiveAlerts` (10 000) running alerts are
+ * followed here, and their per-source counts hold at most 100 000 sources
+ * in all (see {@link ActiveAlerts} for what eviction does and does not lose).
  */
 import type { AlertSettings, BlockPolicy } from '../anomaly/schema.js';
 import { type DetectorName, type Finding, SEVERITY_RANK, type Severity } from '../anomaly/types.js';
@@ -43,6 +47,10 @@ export interface AlerterOptions {
   random?: () => number;
   /** Findings waiting to be processed at most. Default 1000. */
   maxPendingFindings?: number;
+  /** Running alerts followed at most (the least recently active is evicted). Default 10 000. */
+  maxActiveAlerts?: number;
+  /** Sources counted across all running alerts at most. Default 100 000. */
+  maxActiveSources?: number;
 }
 
 /** Counters for metrics. */
@@ -59,6 +67,8 @@ export interface AlerterStats {
   blocks: number;
   /** Store operations that failed (the alert was still delivered). */
   storeFailures: number;
+  /** Running alerts evicted from the active set by newer ones (see `maxActiveAlerts`). */
+  activeEvicted: number;
   deliveries: DeliveryStats;
 }
 
@@ -71,6 +81,8 @@ export interface Alerter {
   idle(): Promise<void>;
   /** Deliveries queued, retrying or in flight. */
   queueDepth(): number;
+  /** Running alerts followed (updated and resolved) by this instance: at most `maxActiveAlerts`. */
+  activeAlerts(): number;
   /**
    * Saves the counts of running alerts, sends an update of each that had
    * findings since its last one a cooldown ago, and the resolution of each
@@ -99,6 +111,8 @@ interface Recent {
   id: string;
   severity: Severity;
   lastSeen: number;
+  /** Set when this instance raised the alert and evicted it from the active set while it still ran. */
+  evicted?: { alert: AlertRecord; lastUpdateAt: number; sinceUpdate: number };
 }
 
 /** Sources listed in an alert update at most. */
@@ -118,6 +132,95 @@ interface Active {
   sources: Map<string, number>;
 }
 
+/**
+ * The running alerts, least recently active first: a finding folded in moves
+ * its alert to the end. Beyond `maxEntries` the least recently active is
+ * evicted, in constant time: like `LruCache`, a live iterator (`cursor`)
+ * finds it without walking the slots of entries deleted before it. (A
+ * resolved alert is deleted anywhere; a live iterator skips it, and every
+ * entry the cursor has passed was evicted or moved to the end.)
+ *
+ * What eviction does: the alert's count not yet saved is written to the
+ * store, and the alert (without its per-source counts) is kept in the
+ * alerter's recent-alerts table, not announced. If its attack goes on, the
+ * next finding finds it there and puts it back here: the same alert, with
+ * its count, updated and resolved as before; no second alert, no store
+ * write per finding. If its attack has stopped, no resolution is sent (a
+ * resolution after an eviction would be a guess); the stored alert has its
+ * count and last finding. So an attacker who runs more than `maxEntries`
+ * attacks at once costs each evicted attack its top-sources detail and
+ * its resolution message, never a flood of duplicate alerts.
+ */
+class ActiveAlerts {
+  private readonly map = new Map<string, Active>();
+  private cursor: Iterator<string> | undefined;
+  /** Source entries held by all alerts together. */
+  sources = 0;
+
+  constructor(
+    readonly maxEntries: number,
+    readonly maxSources: number,
+    private readonly onEvict: (a: Active) => void,
+  ) {}
+
+  get size(): number {
+    return this.map.size;
+  }
+
+  get(key: string): Active | undefined {
+    return this.map.get(key);
+  }
+
+  /** Adds an alert, evicting the least recently active beyond the bound. */
+  add(a: Active): void {
+    this.delete(a.key);
+    this.map.set(a.key, a);
+    this.sources += a.sources.size;
+    while (this.map.size > this.maxEntries) {
+      const evicted = this.map.get(this.oldest())!;
+      this.delete(evicted.key);
+      this.onEvict(evicted);
+    }
+  }
+
+  /** Marks the alert as the most recently active. */
+  touch(a: Active): void {
+    this.map.delete(a.key);
+    this.map.set(a.key, a);
+  }
+
+  /** Counts a finding of `source` in the alert, within both bounds on sources. */
+  countSource(a: Active, source: string): void {
+    const n = a.sources.get(source);
+    if (n !== undefined) a.sources.set(source, n + 1);
+    else if (a.sources.size < MAX_SOURCES_PER_ALERT && this.sources < this.maxSources) {
+      a.sources.set(source, 1);
+      this.sources++;
+    }
+  }
+
+  delete(key: string): void {
+    const a = this.map.get(key);
+    if (a === undefined) return;
+    this.map.delete(key);
+    this.sources -= a.sources.size;
+  }
+
+  values(): IterableIterator<Active> {
+    return this.map.values();
+  }
+
+  private oldest(): string {
+    this.cursor ??= this.map.keys();
+    let next = this.cursor.next();
+    if (next.done) {
+      this.cursor = this.map.keys();
+      next = this.cursor.next();
+    }
+    return next.value as string;
+  }
+}
+
 function topSources(sources: Map<string, number>): string {
   return [...sources]
     .sort((a, b) => b[1] - a[1])
@@ -127,6 +230,8 @@ function topSources(sources: Map<string, number>): string {
 }
 
 const RECENT_ALERTS = 10_000;
+const DEFAULT_MAX_ACTIVE = 10_000;
+const DEFAULT_MAX_ACTIVE_SOURCES = 100_000;
 
 const formatMs = (ms: number) => (ms % 60_000 === 0 ? `${ms / 60_000}m` : `${ms / 1000}s`);
 const DEFAULT_MAX_PENDING = 1000;
@@ -143,7 +248,21 @@ export function createAlerter(options: AlerterOptions): Alerter {
   const outcomes = new Map<string, Record<string, DeliveryOutcome>>();
   // Alerts still running: further findings fold in here, synchronously, so a
   // flood of findings costs neither a queue slot nor a store write each.
-  const active = new Map<string, Active>();
+  // The bound is RECENT_ALERTS at most, so that an evicted alert is still recent.
+  const active = new ActiveAlerts(
+    Math.min(options.maxActiveAlerts ?? DEFAULT_MAX_ACTIVE, RECENT_ALERTS),
+    options.maxActiveSources ?? DEFAULT_MAX_ACTIVE_SOURCES,
+    (a) => {
+      stats.activeEvicted++;
+      saveCount(a);
+      recent.set(a.key, {
+        id: a.alert.id,
+        severity: a.alert.severity,
+        lastSeen: a.alert.lastSeen,
+        evicted: { alert: a.alert, lastUpdateAt: a.lastUpdateAt, sinceUpdate: a.sinceUpdate },
+      });
+    },
+  );
   let chain: Promise<void> = Promise.resolve();
   let pendingFindings = 0;
   const stats: AlerterStats = {
@@ -153,6 +272,7 @@ export function createAlerter(options: AlerterOptions): Alerter {
     findingsDropped: 0,
     blocks: 0,
     storeFailures: 0,
+    activeEvicted: 0,
     deliveries: { delivered: {}, failed: {}, retried: {}, dropped: 0 },
   };
 
@@ -236,6 +356,13 @@ export function createAlerter(options: AlerterOptions): Alerter {
         fold(finding, t);
         return;
       }
+      if (existing.evicted !== undefined && running === undefined) {
+        // Ours, evicted from the active set while it ran, and still running: followed again.
+        const { alert, lastUpdateAt, sinceUpdate } = existing.evicted;
+        active.add({ alert, key, unsaved: 0, sinceUpdate, lastUpdateAt, sources: new Map() });
+        fold(finding, t);
+        return;
+      }
       stats.suppressed++;
       recent.set(key, { ...existing, lastSeen: t });
       await store.recordDuplicate(existing.id, t).catch((err) => storeFailed(err, 'duplicate count'));
@@ -263,7 +390,7 @@ export function createAlerter(options: AlerterOptions): Alerter {
       alert.evidence = { ...finding.evidence, sources: `${finding.subject.kind}:${finding.subject.id}` };
     }
     recent.set(key, { id: alert.id, severity: alert.severity, lastSeen: t });
-    active.set(key, {
+    active.add({
       alert,
       key,
       unsaved: 0,
@@ -327,10 +454,8 @@ export function createAlerter(options: AlerterOptions): Alerter {
     a.alert.lastSeen = t;
     a.unsaved++;
     a.sinceUpdate++;
-    const source = `${finding.subject.kind}:${finding.subject.id}`;
-    if (a.sources.has(source) || a.sources.size < MAX_SOURCES_PER_ALERT) {
-      a.sources.set(source, (a.sources.get(source) ?? 0) + 1);
-    }
+    active.countSource(a, `${finding.subject.kind}:${finding.subject.id}`);
+    active.touch(a);
     stats.suppressed++;
     recent.set(a.key, { id: a.alert.id, severity: a.alert.severity, lastSeen: t });
     if (options.blockPolicies?.[finding.detector] !== undefined) {
@@ -341,26 +466,29 @@ export function createAlerter(options: AlerterOptions): Alerter {
     return true;
   };
 
+  /** Queues the store update of the findings folded into a running alert since the last one. */
+  function saveCount(a: Active): void {
+    if (a.unsaved === 0) return;
+    const n = a.unsaved;
+    const at = a.alert.lastSeen;
+    a.unsaved = 0;
+    enqueue(() =>
+      store.recordDuplicates(a.alert.id, n, at).catch((err) => storeFailed(err, 'duplicate count')),
+    );
+  }
+
   /** Queues the store update of the findings folded into running alerts since the last one. */
   const saveCounts = (): void => {
-    for (const a of active.values()) {
-      if (a.unsaved === 0) continue;
-      const n = a.unsaved;
-      const at = a.alert.lastSeen;
-      a.unsaved = 0;
-      enqueue(() =>
-        store.recordDuplicates(a.alert.id, n, at).catch((err) => storeFailed(err, 'duplicate count')),
-      );
-    }
+    for (const a of active.values()) saveCount(a);
   };
 
   /** Saves counts, sends one update per cooldown while findings come in, and the resolution after. */
   const review = (): void => {
     const t = now();
     saveCounts();
-    for (const [key, a] of active) {
+    for (const a of active.values()) {
       if (t - a.alert.lastSeen > settings.cooldownMs) {
-        active.delete(key);
+        active.delete(a.key);
         announce(a, 'resolved', t);
       } else if (a.sinceUpdate > 0 && t - a.lastUpdateAt >= settings.cooldownMs) {
         announce(a, 'updated', t);
@@ -405,6 +533,7 @@ export function createAlerter(options: AlerterOptions): Alerter {
       }
     },
     queueDepth: () => queue.depth(),
+    activeAlerts: () => active.size,
     review,
     async close() {
       clearInterval(reviewTimer);

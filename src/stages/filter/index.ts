@@ -34,6 +34,7 @@
 import { createRedactor, type Redact } from '../../audit/redact.js';
 import { compilePolicy } from '../../authz/policy.js';
 import type { RouteSettings } from '../../config/types.js';
+import type { MediaType } from '../../contracts/request.js';
 import type { RequestContext, ResponseFilter, Stage, UpstreamResponse } from '../../contracts/stage.js';
 import { type ErrorSpec, GatewayError, problemBody } from '../../errors.js';
 import type { Logger } from '../../log.js';
@@ -142,7 +143,28 @@ export function redactJson(
   return changed;
 }
 
-class Refusal extends Error {}
+/**
+ * A JSON response body, parsed. The decoded text (as large as the body,
+ * twice that when it is not ASCII) lives only in this call: held in the
+ * filter's own frame, it would stay reachable through projection and
+ * re-serialisation, the peak of a large response.
+ * Throws Unfilterable when the body is not UTF-8 (or its charset is
+ * another) or not JSON.
+ */
+function readJson(body: Buffer, media?: MediaType): unknown {
+  const text = media === undefined ? decodeUtf8(body) : bodyText(body, media);
+  if (text === undefined) throw new Unfilterable('body is not UTF-8');
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new Unfilterable('JSON response is not valid JSON');
+  }
+}
+
+/** A filtered JSON value as the response body: the serialised text is dropped once copied. */
+function serialise(value: unknown): Buffer {
+  return Buffer.from(JSON.stringify(value));
+}
 
 export const filterStage = {
   name: 'filter' as const,
@@ -307,18 +329,11 @@ function createResponseFilter(
       throw invalid(ctx, `media type ${media?.essence ?? '(none)'} cannot be filtered`);
     if (!redacts) return r;
     try {
-      const text = bodyText(r.body, media);
       if (kind === 'json') {
-        let value: unknown;
-        try {
-          value = JSON.parse(text);
-        } catch {
-          throw new Unfilterable('JSON response is not valid JSON');
-        }
-        return redactJson(value, redactKeys, settings.redactText)
-          ? { ...r, body: Buffer.from(JSON.stringify(value)) }
-          : r;
+        const value = readJson(r.body, media);
+        return redactJson(value, redactKeys, settings.redactText) ? { ...r, body: serialise(value) } : r;
       }
+      const text = bodyText(r.body, media);
       const out = kind === 'xml' ? redactXml(text) : settings.redactText ? settings.redactText(text) : text;
       return out === text ? r : { ...r, body: Buffer.from(out) };
     } catch (err) {
@@ -359,10 +374,10 @@ function createResponseFilter(
       }
       // Ownership first: a response that is not the caller's is refused before anything else reads it.
       const owned = ownership?.check(ctx, r);
-      if (!filtering) return owned?.changed ? { ...r, body: Buffer.from(JSON.stringify(owned.value)) } : r;
+      if (!filtering) return owned?.changed ? { ...r, body: serialise(owned.value) } : r;
       const op = operations[ctx.method];
       if (op?.responses === undefined)
-        return redactOnly(ctx, owned?.changed ? { ...r, body: Buffer.from(JSON.stringify(owned.value)) } : r);
+        return redactOnly(ctx, owned?.changed ? { ...r, body: serialise(owned.value) } : r);
       const spec = matchStatus(op.responses, r.status);
       if (spec === undefined) return undeclared(ctx, r, `status ${r.status} is not declared`);
       if (spec.media.length === 0) {
@@ -379,14 +394,12 @@ function createResponseFilter(
       const media = matchResponseMedia(spec.media, contentType);
       if (media === undefined) return undeclared(ctx, r, `media type of status ${r.status} is not declared`);
       if (media.kind !== 'json' || media.project === undefined)
-        return redactOnly(ctx, owned?.changed ? { ...r, body: Buffer.from(JSON.stringify(owned.value)) } : r);
+        return redactOnly(ctx, owned?.changed ? { ...r, body: serialise(owned.value) } : r);
       let value: unknown;
       if (owned !== undefined) value = owned.value;
       else {
-        const text = decodeUtf8(r.body);
         try {
-          if (text === undefined) throw new Refusal('not UTF-8');
-          value = JSON.parse(text);
+          value = readJson(r.body);
         } catch {
           throw invalid(ctx, 'JSON response is not valid JSON');
         }
@@ -409,7 +422,7 @@ function createResponseFilter(
         throw err;
       }
       if (redacts && redactJson(value, redactKeys, settings.redactText)) changed = true;
-      return changed ? { ...r, body: Buffer.from(JSON.stringify(value)) } : r;
+      return changed ? { ...r, body: serialise(value) } : r;
     },
   };
 }
