@@ -10,6 +10,7 @@ import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormatsModule from 'ajv-formats';
 import { type ProblemItem, pointerSegment } from './errors.js';
 import { type FieldCaller, mayAccess, WRITE_RULE } from './field-rules.js';
+import { compileUrlRule, URL_RULE } from './url-rule.js';
 
 // ajv-formats is CommonJS with `export default`; under NodeNext the default import is the module object.
 const addFormats = ((addFormatsModule as unknown as { default?: unknown }).default ??
@@ -67,7 +68,18 @@ export function createAjv(dialect: Dialect, side: Side): Ajv {
         return mayAccess(this, allowed);
       },
     });
+    // URL-valued inputs (./url-rule.ts, OWASP API7:2023 SSRF): a string the rule refuses is invalid.
+    // Other types are left to `type`. A malformed rule fails compilation (inline schemas report it).
+    ajv.addKeyword({
+      keyword: URL_RULE,
+      schemaType: 'object',
+      compile(rule: unknown) {
+        const check = compileUrlRule(rule);
+        return (data: unknown) => typeof data !== 'string' || check(data) === undefined;
+      },
+    });
   }
+  // Elsewhere (responses, plain) the rule is an annotation: ajv (strict: false) ignores it.
   return ajv;
 }
 

@@ -15,11 +15,13 @@
  * refuses the ones it may not write (the `x-portcullis-write` keyword of
  * the request-side ajv, `./ajv.ts`).
  */
+import { URL_RULE, urlRuleIssue } from './url-rule.js';
 import { escapeSegment, forEachSchema, type JsonObject } from './walk.js';
 
 export const READ_RULE = 'x-portcullis-read';
 export const WRITE_RULE = 'x-portcullis-write';
-const SCHEMA_EXTENSIONS = [READ_RULE, WRITE_RULE];
+/** The schema options: field rules by role here, and URL rules (`./url-rule.ts`, SSRF). */
+const SCHEMA_EXTENSIONS = [READ_RULE, WRITE_RULE, URL_RULE];
 
 /** An `ApiDocumentIssue` (./types.ts imports this file: not imported back, so no cycle). */
 interface DocumentIssue {
@@ -66,6 +68,9 @@ export function fieldRuleIssues(file: string, doc: JsonObject): DocumentIssue[] 
           pointer,
           message: `unknown extension: ${key} is no schema option (${SCHEMA_EXTENSIONS.join(', ')})`,
         });
+      } else if (key === URL_RULE) {
+        const issue = urlRuleIssue(value) ?? urlRuleTypeIssue(schema);
+        if (issue !== undefined) issues.push({ file, pointer, message: issue });
       } else if (!isRuleList(value)) {
         issues.push({
           file,
@@ -80,4 +85,13 @@ export function fieldRuleIssues(file: string, doc: JsonObject): DocumentIssue[] 
     }
   });
   return issues;
+}
+
+/** A URL rule belongs on a string schema: on anything else it would check nothing. */
+function urlRuleTypeIssue(schema: JsonObject): string | undefined {
+  const type = schema.type;
+  if (type === undefined || type === 'string' || (Array.isArray(type) && type.includes('string'))) {
+    return undefined;
+  }
+  return `${URL_RULE} applies to strings: expected type: string (with format: uri)`;
 }
