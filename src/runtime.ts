@@ -5,6 +5,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { mountAdminApi, reloadFromFile } from './admin/api/index.js';
 import { type AdminServer, type CheckResult, createAdminServer } from './admin/server.js';
 import {
   createAlerter,
@@ -18,6 +19,7 @@ import { type AuditLog, createAuditLog, registerAuditMetrics, resolveAuditSigner
 import { createBruteForceGuard } from './auth/brute-force.js';
 import { buildAuth } from './auth/build.js';
 import type { AuthServices } from './auth/services.js';
+import { answerMetricsRequests, clusterMetrics, servesAdmin, workerNumber } from './cluster.js';
 import type { GatewayConfig } from './config/types.js';
 import { ERRORS, type ErrorSpec, PROBLEM_HEADERS, problemBody } from './errors.js';
 import { EventBus } from './events/types.js';
@@ -28,6 +30,7 @@ import { createMetrics, type Metrics } from './metrics/index.js';
 import { type ClientWriteLimits, clientWriteStats, setClientWriteLimits } from './proxy/client-writes.js';
 import { buildRateLimit } from './ratelimit/index.js';
 import { openRevocations, signalBlockChange } from './revocation/index.js';
+import { createSecretScanning } from './secret-scanning/index.js';
 import { openStore } from './store/index.js';
 import type { Store } from './store/types.js';
 import { createHttpsServer, createRedirectServer, type HttpsListener } from './tls/listener.js';
@@ -71,6 +74,8 @@ export interface StartOptions {
   store?: Store;
   /** Use this event bus (tests subscribe before the first request). */
   events?: EventBus;
+  /** Loads the configuration again for a reload through the admin API (default: its file, as SIGHUP). */
+  loadConfig?: () => Promise<GatewayConfig>;
 }
 
 /** Maps llhttp and Node's own protocol errors to the answer a client gets. */
@@ -174,6 +179,14 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     return { alerter, anomaly, unsubscribe: events.subscribe(anomaly) };
   };
   let detection = buildDetection(config);
+  // Leaked keys reported by a secret scanner: revoked, audited and alerted (off by default).
+  const secretScanning = createSecretScanning({
+    db: store,
+    logger,
+    invalidate: (id) => auth.services.apiKeys?.invalidate?.(id),
+    emit: (e) => events.emit(e),
+    alert: (f) => detection.alerter.raise(f),
+  });
   observeAlerting(metrics, {
     anomaly: () => detection.anomaly,
     alerter: () => detection.alerter,
@@ -186,7 +199,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     logger,
     store,
     auth: auth.services,
-    endpoints: auth.endpoints,
+    endpoints: [...auth.endpoints, ...secretScanning.endpoints(config)],
     events,
     blocklist,
     rateLimit,
@@ -286,8 +299,13 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
 
   let admin: AdminServer | undefined;
   let adminPort: number | undefined;
-  if (config.admin.enabled) {
-    admin = createAdminServer();
+  // In cluster mode worker 1 alone runs the admin listener; /metrics there covers every worker.
+  answerMetricsRequests(async () => [
+    ...(await metrics.registry.getMetricsAsJSON()),
+    ...(await rateLimit.registry.getMetricsAsJSON()),
+  ]);
+  if (config.admin.enabled && servesAdmin()) {
+    admin = createAdminServer({ tls: config.admin.tls });
     // A shared store that is down is the same for every instance: a note, not a
     // failure, or a load balancer would take the whole fleet out at once. What
     // depends on it fails by its own policy (audit back-pressure, key lookups).
@@ -330,11 +348,17 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
         .then((states) => {
           checkStates = states;
         })
-        .then(() => Promise.all([metrics.text(), rateLimit.registry.metrics()]))
+        .then(() =>
+          workerNumber() === undefined
+            ? Promise.all([metrics.text(), rateLimit.registry.metrics()]).then(
+                ([main, limits]) => main + limits,
+              )
+            : clusterMetrics(),
+        )
         .then(
-          ([main, limits]) => {
+          (text) => {
             res.writeHead(200, { 'content-type': metrics.contentType, 'cache-control': 'no-store' });
-            res.end(req.method === 'HEAD' ? undefined : main + limits);
+            res.end(req.method === 'HEAD' ? undefined : text);
           },
           (err) => {
             logger.error({ err }, 'metrics collection failed');
@@ -358,7 +382,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
   );
 
   let closing: Promise<void> | undefined;
-  return {
+  const running: Running = {
     publicServer,
     redirectPort,
     tls,
@@ -395,7 +419,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
           logger,
           store,
           auth: nextAuth.services,
-          endpoints: nextAuth.endpoints,
+          endpoints: [...nextAuth.endpoints, ...secretScanning.endpoints(next)],
           events,
           blocklist,
           rateLimit: nextRateLimit,
@@ -485,6 +509,20 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
       return closing;
     },
   };
+  if (admin && config.admin.api.enabled) {
+    mountAdminApi({
+      admin,
+      store,
+      config: () => current,
+      blocklist,
+      events,
+      audit,
+      authServices: () => auth.services,
+      reload: async () => running.reload(await (options.loadConfig?.() ?? reloadFromFile(current))),
+      logger,
+    });
+  }
+  return running;
 }
 
 function clientWriteLimitsOf(config: GatewayConfig): ClientWriteLimits {

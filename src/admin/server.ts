@@ -2,7 +2,9 @@
  * The admin listener: health and readiness for orchestrators, on its own
  * port (loopback by default) so it is never reachable through the public one.
  */
+import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 
 /**
  * A named readiness check: resolves when healthy (with a note when it serves
@@ -18,6 +20,13 @@ export interface AdminServer {
   setCheck(name: string, check: ReadinessCheck | undefined): void;
   /** Serves GET/HEAD `path` with `handler` (e.g. `/metrics`). */
   addRoute(path: string, handler: (req: IncomingMessage, res: ServerResponse) => void): void;
+  /**
+   * Serves every method on `/admin` and below with `handler` (the admin API,
+   * see `src/admin/api/`); `undefined` removes it.
+   */
+  setApi(handler: ((req: IncomingMessage, res: ServerResponse) => void) | undefined): void;
+  /** Whether the listener serves HTTPS (`admin.tls`). */
+  readonly tls: boolean;
   /** Runs every check now: each one's state, as `/healthz/deps` shows it (for metrics). */
   evaluate(): Promise<Map<string, CheckResult>>;
 }
@@ -58,7 +67,13 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
   res.end(text);
 }
 
-export function createAdminServer(): AdminServer {
+/** Options of {@link createAdminServer}. */
+export interface AdminServerOptions {
+  /** Serve HTTPS with these PEM files (absolute paths). */
+  tls?: { cert: string; key: string } | undefined;
+}
+
+export function createAdminServer(options: AdminServerOptions = {}): AdminServer {
   const checks = new Map<string, ReadinessCheck>();
   const evaluate = async () => {
     const results = await Promise.all(
@@ -72,8 +87,13 @@ export function createAdminServer(): AdminServer {
     );
   };
   const routes = new Map<string, (req: IncomingMessage, res: ServerResponse) => void>();
-  const server = createServer(async (req, res) => {
+  let api: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
+  const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? '/').split('?')[0];
+    if (api !== undefined && (path === '/admin' || path?.startsWith('/admin/'))) {
+      api(req, res);
+      return;
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       sendJson(res, 405, { status: 405, title: 'Method not allowed.' });
       return;
@@ -109,9 +129,19 @@ export function createAdminServer(): AdminServer {
       return;
     }
     sendJson(res, 404, { status: 404, title: 'No such resource.' });
-  });
+  };
+  const server: Server = options.tls
+    ? (createHttpsServer(
+        { cert: readFileSync(options.tls.cert), key: readFileSync(options.tls.key), minVersion: 'TLSv1.2' },
+        handle,
+      ) as unknown as Server)
+    : createServer(handle);
   return {
     server,
+    tls: options.tls !== undefined,
+    setApi(handler) {
+      api = handler;
+    },
     addRoute(path, handler) {
       routes.set(path, handler);
     },

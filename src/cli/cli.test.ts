@@ -35,7 +35,7 @@ describe('the portcullis command', () => {
     assert.equal(help.code, 0);
     assert.match(help.stdout, /portcullis check \[--config FILE\]/);
     const version = cli(['--version']);
-    assert.match(version.stdout.trim(), /^\d+\.\d+\.\d+$/);
+    assert.match(version.stdout.split('\n')[0]!, /^portcullis \d+\.\d+\.\d+$/);
   });
 
   it('check lists every error with file, path and line and exits 2', () => {

@@ -3,29 +3,37 @@
  * The `portcullis` command. Exit codes: 0 success, 1 runtime failure,
  * 2 bad usage or an invalid config.
  */
+import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import { relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { runAdminCommand } from '../admin/tokens/cli.js';
+import { issueDemoAdminToken } from '../admin/tokens/demo.js';
 import { runAlertsCommand, runBlocksCommand } from '../alerts/index.js';
 import { runAuditCommand } from '../audit/cli.js';
 import { createBruteForceGuard } from '../auth/brute-force.js';
 import { buildAuth } from '../auth/build.js';
 import { explainRequest, formatExplanation } from '../authz/explain.js';
+import { runPrimary } from '../cluster.js';
 import { ConfigError, formatIssue, type LoadOptions, loadConfig } from '../config/load.js';
 import { configReference } from '../config/reference.js';
 import { ConfigSchema } from '../config/schema.js';
 import { startOrdersApi } from '../demo/orders-api.js';
+import { applyDemoAdminPort, demoAdminPort } from '../demo/ports.js';
 import { DEMO_SECRET_ENV, DEMO_USERS, demoTokenSecret, signDemoToken } from '../demo/tokens.js';
 import { runClientsCommand } from '../issuer/cli.js';
 import { IssuerError } from '../issuer/errors.js';
 import { runKeysCommand } from '../keys/cli.js';
 import { createLogger } from '../log.js';
+import { parseOwaspFlags, runOwaspCheck } from '../owasp/cli.js';
 import { runTokensCommand } from '../revocation/cli.js';
 import { type Running, startGateway } from '../runtime.js';
 import { openStore } from '../store/index.js';
 import { defaultDevCertificateDir, runCertCommand } from '../tls/cli.js';
 import { ensureDevCertificates } from '../tls/dev-cert.js';
+import { completionScript } from './completion.js';
+import { formatVersion, versionInfo } from './support.js';
 
 const ROOT = new URL('../../', import.meta.url);
 const DEMO_CONFIG = fileURLToPath(new URL('demo/portcullis.yaml', ROOT));
@@ -35,10 +43,15 @@ const HELP = `portcullis — an API security gateway
 Usage:
   portcullis start [--config FILE]   run the gateway (default config: $PORTCULLIS_CONFIG or ./portcullis.yaml)
   portcullis check [--config FILE]   validate a config: errors (exit 2) and security warnings
+  portcullis check --owasp [--format table|json|sarif] [--fail-on low|medium|high] [--config FILE]
+                                     the OWASP API Security Top 10 (2023) per route: covered and open;
+                                     exit 3 when a finding is at or above --fail-on (default high)
   portcullis demo                    run the gateway in front of the bundled demo API
   portcullis keys create --name N --scopes a,b [--expires 90d] [--tenant T]
   portcullis keys list | revoke ID | rotate ID [--overlap 24h]
                                      manage API keys (each takes --config FILE; default: the data folder)
+  portcullis keys import --file keys.jsonl [--dry-run] [--skip-existing]
+                                     bring in keys from another gateway (JSON Lines; stored hashed)
   portcullis clients create --name N --scopes a,b [--tenant T] | list | revoke ID
                                      manage OAuth clients of the built-in issuer (POST /oauth2/token)
   portcullis tokens revoke (--jti ID | --sub S [--issuer ISS] | --client ID | --issued-before TIME [--issuer ISS])
@@ -56,11 +69,15 @@ Usage:
                     [--header "Name: value"]… [--body TEXT] [--ip IP] [--json] [--config FILE]
                                      the decision trail for one request, from a dry run of the
                                      real pipeline; never calls the upstream
+  portcullis admin tokens create --role viewer|operator|admin [--name N] | list | revoke ID
+                                     admin tokens for the admin API on the admin listener (/admin/…)
   portcullis schema [--markdown]     print the config's JSON Schema (for editors), or its reference table
-  portcullis --version | --help
+  portcullis completion bash|zsh     print a shell completion script (eval "$(portcullis completion bash)")
+  portcullis --version | --help      the version, with the config schema, rule set and store schema versions
 
 Environment:
   PORTCULLIS_PORT    overrides listen.port
+  PORTCULLIS_ADMIN_PORT  the demo's admin port (default 9090), so two demos can run on one machine
   PORTCULLIS_DATA    the data folder (default ./data): the embedded SQLite store lives there
 `;
 
@@ -100,9 +117,19 @@ async function run(file: string, options?: LoadOptions, onReady?: (running: Runn
   const logger = createLogger({ level: config.log.level, redact: config.log.redact });
   for (const w of warnings) logger.warn({ path: w.path, line: w.line }, w.message);
   process.on('unhandledRejection', (err) => logger.error({ err }, 'unhandled rejection'));
+  if (config.listen.workers > 1 && cluster.isPrimary) {
+    // The primary serves nothing: each worker runs this same command and loads the config itself.
+    const code = await runPrimary(config.listen.workers, logger);
+    logger.info({ code }, 'every worker stopped');
+    logger.flush();
+    process.exit(code);
+  }
   let running: Running;
   try {
-    running = await startGateway(config, { logger });
+    running = await startGateway(config, {
+      logger,
+      loadConfig: () => loadConfig(file, options).then((r) => r.config),
+    });
   } catch (err) {
     // A known start-up problem (wrong master key, …) is reported without a stack trace.
     if (err instanceof IssuerError) logger.fatal({ code: err.code }, err.message);
@@ -146,11 +173,18 @@ async function main(argv: string[]): Promise<void> {
   // Subcommands with options of their own parse their arguments themselves.
   const io = { out, err: (s: string) => process.stderr.write(`${s}\n`), env: process.env };
   if (argv[0] === 'keys') process.exit(await runKeysCommand(argv.slice(1), io));
+  if (argv[0] === 'completion') {
+    const script = argv.length === 2 ? completionScript(argv[1]!) : undefined;
+    if (script === undefined) fail('usage: portcullis completion bash|zsh');
+    process.stdout.write(script);
+    return;
+  }
   if (argv[0] === 'clients') process.exit(await runClientsCommand(argv.slice(1), io));
   if (argv[0] === 'tokens') process.exit(await runTokensCommand(argv.slice(1), io));
   if (argv[0] === 'cert') process.exit(await runCertCommand(argv.slice(1), io));
   if (argv[0] === 'alerts') process.exit(await runAlertsCommand(argv.slice(1), io));
   if (argv[0] === 'blocks') process.exit(await runBlocksCommand(argv.slice(1), io));
+  if (argv[0] === 'admin') process.exit(await runAdminCommand(argv.slice(1), io));
   if (argv[0] === 'audit') {
     const stop = new AbortController();
     process.once('SIGINT', () => stop.abort());
@@ -172,21 +206,31 @@ async function main(argv: string[]): Promise<void> {
       body: { type: 'string' },
       ip: { type: 'string' },
       json: { type: 'boolean' },
+      owasp: { type: 'boolean' },
+      format: { type: 'string' },
+      'fail-on': { type: 'string' },
     },
   });
   const [command] = positionals;
-  if (values.version) return out(version());
+  if (values.version) return out(formatVersion(await versionInfo()));
   if (values.help || command === undefined || command === 'help') return out(HELP);
   switch (command) {
     case 'start':
       return run(configPath(values.config));
     case 'check': {
       const file = configPath(values.config);
-      const { warnings, overrides, unroutedExtensions } = await load(file);
+      const { config, warnings, overrides, unroutedExtensions } = await load(file);
       if (unroutedExtensions.length > 0) {
         fail(
           `${unroutedExtensions.length} error(s) in ${file}:\n${unroutedExtensions.map((i) => `  ${formatIssue(i)}`).join('\n')}`,
         );
+      }
+      if (values.owasp) {
+        const flags = parseOwaspFlags(values.format, values['fail-on']);
+        if (typeof flags === 'string') fail(`portcullis check --owasp: ${flags}`);
+        const err = (s: string) => process.stderr.write(`${s}\n`);
+        for (const w of warnings) err(`warning: ${formatIssue(w)}`);
+        process.exit(await runOwaspCheck(config, flags, { out, err }, version()));
       }
       for (const o of overrides) out(`override: ${formatIssue(o)}`);
       for (const w of warnings) out(`warning: ${formatIssue(w)}`);
@@ -202,6 +246,7 @@ async function main(argv: string[]): Promise<void> {
     case 'schema':
       return out(values.markdown ? configReference() : JSON.stringify(ConfigSchema, null, 2));
     case 'demo': {
+      demoAdminPort(process.env); // a bad PORTCULLIS_ADMIN_PORT fails before anything starts
       const dataDir = resolve(process.env.PORTCULLIS_DATA ?? 'data');
       const secret = demoTokenSecret(dataDir);
       process.env[DEMO_SECRET_ENV] = secret;
@@ -223,10 +268,20 @@ async function main(argv: string[]): Promise<void> {
             const listen = raw.listen as Record<string, unknown>;
             listen.tls ??= { certificates: [{ cert: dev.files.cert, key: dev.files.key }] };
             listen.http_redirect ??= { port: Number(process.env.PORTCULLIS_DEMO_HTTP_PORT ?? 8080) };
+            applyDemoAdminPort(raw, process.env);
           },
         },
         (running) =>
-          printDemo(running.port, running.adminPort, running.redirectPort, tokens, dev.files.caCert),
+          void issueDemoAdminToken(running, dataDir).then((adminToken) =>
+            printDemo(
+              running.port,
+              running.adminPort,
+              running.redirectPort,
+              tokens,
+              dev.files.caCert,
+              adminToken,
+            ),
+          ),
       );
     }
     default:
@@ -295,6 +350,7 @@ function printDemo(
   redirectPort: number | undefined,
   tokens: string[],
   caFile: string,
+  adminToken?: string,
 ): void {
   const base = `https://localhost:${port}`;
   const rel = relative(process.cwd(), caFile);
@@ -325,7 +381,7 @@ ${redirectPort === undefined ? '' : `  curl -i http://localhost:${redirectPort}/
   ${c} -H "X-API-Key: $KEY" ${base}/tenants/acme/orders          # 200: an API key of tenant acme
   npx portcullis clients create --name batch --scopes orders:read   # prints a client id and secret
   curl -s --cacert ${ca} -u "CLIENT_ID:SECRET" -d grant_type=client_credentials ${base}/oauth2/token
-${adminPort === undefined ? '' : `  curl -i http://127.0.0.1:${adminPort}/readyz                                  # readiness (admin listener)\n`}
+${adminPort === undefined ? '' : `  curl -i http://127.0.0.1:${adminPort}/readyz                                  # readiness (admin listener)\n`}${adminPort === undefined || adminToken === undefined ? '' : `  export ADMIN=${adminToken}   # an admin token for the admin API, shown once\n  curl -s -H "Authorization: Bearer $ADMIN" http://127.0.0.1:${adminPort}/admin/routes   # the admin API (OpenAPI: /admin/openapi.json)\n`}
 Stop with Ctrl-C.
 `);
 }

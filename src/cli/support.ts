@@ -133,3 +133,56 @@ export function reportCommandError(
   io.err(`portcullis ${command}: ${(err as Error).message ?? String(err)}`);
   return 1;
 }
+
+/** What `portcullis --version` reports. */
+export interface VersionInfo {
+  /** The package version. */
+  portcullis: string;
+  /** `CONFIG_SCHEMA_VERSION`, and a fingerprint of the exact schema. */
+  configSchema: { version: number; sha256: string };
+  /** The inspection rule sets: the compiled OWASP CRS and Portcullis's own rules. */
+  rules: { crs: string; portcullis: string; count: number };
+  /** The version of the last store migration. */
+  storeSchema: number;
+}
+
+/**
+ * The versions behind this build. The rule files are read here rather than
+ * through the inspection engine, so `--version` does not load the WAF.
+ */
+export async function versionInfo(): Promise<VersionInfo> {
+  const { createHash } = await import('node:crypto');
+  const { readFileSync } = await import('node:fs');
+  const { CONFIG_SCHEMA_VERSION, ConfigSchema } = await import('../config/schema.js');
+  const { migrations } = await import('../store/migrations/index.js');
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  };
+  type RuleFile = { metadata: { rules_version: string }; rules: unknown[] };
+  const crs = (await import('../stages/inspect/crs-rules.json', { with: { type: 'json' } }))
+    .default as RuleFile;
+  const own = (await import('../stages/inspect/rules.json', { with: { type: 'json' } })).default as RuleFile;
+  return {
+    portcullis: pkg.version,
+    configSchema: {
+      version: CONFIG_SCHEMA_VERSION,
+      sha256: createHash('sha256').update(JSON.stringify(ConfigSchema)).digest('hex').slice(0, 12),
+    },
+    rules: {
+      crs: crs.metadata.rules_version,
+      portcullis: own.metadata.rules_version,
+      count: crs.rules.length + own.rules.length,
+    },
+    storeSchema: Math.max(...migrations.map((m) => m.version)),
+  };
+}
+
+/** `portcullis --version`: the package version first, then the schema and rule set versions. */
+export function formatVersion(v: VersionInfo): string {
+  return [
+    `portcullis ${v.portcullis}`,
+    `config schema ${v.configSchema.version} (sha256:${v.configSchema.sha256})`,
+    `rule set ${v.rules.crs} + portcullis-rules ${v.rules.portcullis} (${v.rules.count} rules)`,
+    `store schema ${v.storeSchema}`,
+  ].join('\n');
+}

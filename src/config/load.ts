@@ -6,6 +6,7 @@
  */
 
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
 import { isMap, isSeq, LineCounter, type Node, parseDocument } from 'yaml';
@@ -26,6 +27,7 @@ import {
 } from '../openapi/index.js';
 import { checkRateLimit, compileRateLimit, compileRouteRateLimits, parseRate } from '../ratelimit/compile.js';
 import { normalizeHostPattern } from '../request/host.js';
+import { compileSecretScanning } from '../secret-scanning/schema.js';
 import { toRouterPath } from '../stages/route/index.js';
 import { compileTls, type RawTlsInput } from '../tls/schema.js';
 import { isPrivateOrLoopbackHost, parseCidr } from '../util/ip.js';
@@ -816,9 +818,20 @@ export async function loadConfig(file: string, options: LoadOptions = {}): Promi
   }
   const admin = cfg.admin!;
   if (admin.enabled && !isPrivateOrLoopbackHost(admin.host, true)) {
-    warnings.push(
-      issue(['admin', 'host'], `the admin listener on ${admin.host} is reachable from other machines`),
-    );
+    if (cfg.mode === 'production' && admin.tls === undefined) {
+      // The admin API carries admin tokens: off this machine, only over TLS.
+      issues.push(
+        issue(
+          ['admin'],
+          `expected tls: the admin listener on ${admin.host} is reachable from other machines; production needs admin.tls (cert and key), or a loopback host`,
+          'tls',
+        ),
+      );
+    } else {
+      warnings.push(
+        issue(['admin', 'host'], `the admin listener on ${admin.host} is reachable from other machines`),
+      );
+    }
   }
 
   resolveReferences(cfg, [], (ref, segments) => {
@@ -853,6 +866,34 @@ export async function loadConfig(file: string, options: LoadOptions = {}): Promi
   for (const i of alerts.issues) {
     issues.push(issue(['alerts', ...i.path.slice(0, -1)], i.message, String(i.path.at(-1))));
   }
+  const secretScanning = compileSecretScanning(cfg.secret_scanning!, {
+    apiKeys: rawAuth.api_keys !== undefined,
+  });
+  for (const i of secretScanning.issues) {
+    issues.push(issue(['secret_scanning', ...i.path.slice(0, -1)], i.message, String(i.path.at(-1))));
+  }
+
+  const workers = listen.workers === 'auto' ? availableParallelism() : listen.workers;
+  if (workers > 1) {
+    // Counters in memory would each allow the full rate on every worker.
+    const limited = routes.some((r) => r.rateLimits !== undefined && r.rateLimits.limits.length > 0);
+    if (limited && rawRateLimit.backend !== 'redis') {
+      issues.push(
+        issue(
+          ['listen', 'workers'],
+          `expected rate_limit.backend: redis with ${workers} workers: in memory, each worker would count every limit on its own (${workers} times the configured rate); or set workers: 1`,
+        ),
+      );
+    }
+    if (cfg.store?.url?.endsWith(':memory:')) {
+      issues.push(
+        issue(
+          ['listen', 'workers'],
+          `expected a store file or PostgreSQL with ${workers} workers: an in-memory SQLite store would be a different, empty store in each worker`,
+        ),
+      );
+    }
+  }
 
   if (issues.length > 0) throw new ConfigError(issues);
 
@@ -863,6 +904,7 @@ export async function loadConfig(file: string, options: LoadOptions = {}): Promi
     listen: {
       host: listen.host,
       port,
+      workers,
       trustedProxies: trusted,
       ipv6Prefix: listen.ipv6_prefix,
       hosts: allowedHosts === undefined ? undefined : [...new Set(allowedHosts)],
@@ -876,7 +918,16 @@ export async function loadConfig(file: string, options: LoadOptions = {}): Promi
       writeBufferBytes: parseSize(defaults.write_buffer),
       contendedWriteTimeoutMs: parseDuration(defaults.contended_write_timeout),
     },
-    admin: { enabled: admin.enabled, host: admin.host, port: admin.port },
+    admin: {
+      enabled: admin.enabled,
+      host: admin.host,
+      port: admin.port,
+      api: { enabled: admin.api?.enabled ?? true, maxBodyBytes: parseSize(admin.api?.max_body ?? '64kb') },
+      tls:
+        admin.tls === undefined
+          ? undefined
+          : { cert: resolve(dirname(path), admin.tls.cert), key: resolve(dirname(path), admin.tls.key) },
+    },
     store: { url: cfg.store!.url, dataDir: resolve(env.PORTCULLIS_DATA ?? 'data') },
     log: {
       level: log.level,
@@ -895,6 +946,7 @@ export async function loadConfig(file: string, options: LoadOptions = {}): Promi
     anomaly: compileAnomaly(cfg.anomaly!),
     alerts: alerts.settings,
     blocks: compileBlocks(cfg.blocks!),
+    secretScanning: secretScanning.settings,
   };
   return { config: deepFreeze(config), overrides, unroutedExtensions, warnings };
 }
@@ -943,6 +995,7 @@ function compileAuth(raw: NonNullable<RawConfig['auth']>, methods: AuthMethod[])
       pepper: raw.api_keys.pepper,
       cacheSize: raw.api_keys.cache_size,
       cacheTtlMs: parseDuration(raw.api_keys.cache_ttl),
+      importedKeys: raw.api_keys.imported_keys,
     },
     issuer: raw.issuer && {
       issuer: raw.issuer.issuer.replace(/\/$/, ''),

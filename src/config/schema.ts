@@ -10,6 +10,7 @@ import { AuditSchema } from '../audit/schema.js';
 import { AuthorizationSchema, AuthorizeSchema } from '../authz/schema.js';
 import { ApiSchema, RouteApiProperties } from '../openapi/schema.js';
 import { RATE_PATTERN, RateLimitSchema, ROUTE_RATE_LIMIT_PROPERTIES } from '../ratelimit/schema.js';
+import { SecretScanningSchema } from '../secret-scanning/schema.js';
 import {
   AllowInsecureSchema,
   HttpRedirectSchema,
@@ -70,6 +71,12 @@ export const ListenSchema = section(
   {
     host: Type.String({ default: '0.0.0.0', description: 'Address of the public listener.' }),
     port: Port('Port of the public listener (PORTCULLIS_PORT overrides it).', 8080),
+    workers: Type.Union([Type.Literal('auto'), Type.Integer({ minimum: 1, maximum: 256 })], {
+      default: 1,
+      description:
+        'Processes serving the listener: 1, a number, or auto (one per core). Above 1, a primary process starts that many workers on the same port (node:cluster) and restarts any that dies; they share the store, and each keeps its own brute-force counters, anomaly baselines and caches, as separate instances do. Rate limits need rate_limit.backend: redis then (in memory each worker would count on its own); concurrency limits, like the brute-force counters, hold per worker as they do per instance; the store must be a file or PostgreSQL.',
+      expected: 'auto, or a number of processes from 1 to 256',
+    }),
     trusted_proxies: Type.Array(Cidr, {
       default: [],
       description:
@@ -106,12 +113,43 @@ export const ListenSchema = section(
 
 export const AdminSchema = section(
   {
-    enabled: Type.Boolean({ default: true, description: 'Serve /healthz, /readyz and /metrics.' }),
+    enabled: Type.Boolean({
+      default: true,
+      description: 'Run the admin listener: /healthz, /readyz, /metrics and the admin API (admin.api).',
+    }),
     host: Type.String({
       default: '127.0.0.1',
       description: 'Address of the admin listener; loopback unless you have a reason.',
     }),
     port: Port('Port of the admin listener.', 9090),
+    api: Type.Optional(
+      section(
+        {
+          enabled: Type.Boolean({
+            default: true,
+            description:
+              'Serve the admin REST API under /admin/ (JSON, authenticated with admin tokens made by `portcullis admin tokens create`).',
+          }),
+          max_body: Size('Largest request body the admin API accepts.', '64kb'),
+        },
+        'The admin REST API on the admin listener.',
+      ),
+    ),
+    tls: Type.Optional(
+      strict(
+        {
+          cert: Type.String({
+            minLength: 1,
+            description: 'PEM certificate chain of the admin listener (relative to the config file).',
+          }),
+          key: Type.String({
+            minLength: 1,
+            description: 'PEM private key of the admin listener (relative to the config file).',
+          }),
+        },
+        'Serve the admin listener over HTTPS. Required in production when the admin host is not loopback.',
+      ),
+    ),
   },
   'The admin listener, separate from the public one.',
 );
@@ -350,6 +388,11 @@ export const AuthSchema = section(
           ),
           cache_size: Type.Integer({ minimum: 0, default: 10000, description: 'Key lookups remembered.' }),
           cache_ttl: Duration('How long a key lookup is remembered on this instance.', '30s'),
+          imported_keys: Type.Boolean({
+            default: false,
+            description:
+              'Also accept keys brought in from another system with `portcullis keys import` (no `pcl_` format, so found by their hash alone). Failed guesses at them count under one shared credential id, so an IP is locked out after auth.brute_force.max_failures of them. Off: anything that is not a well-formed `pcl_` key is refused with no lookup.',
+          }),
         },
         'API keys made with `portcullis keys create`.',
       ),
@@ -513,6 +556,13 @@ export const RouteSchema = strict(
   'One allowed operation (or family of operations) and where it goes.',
 );
 
+/**
+ * The version of the configuration format, printed by `portcullis --version`.
+ * Raised when a config that was valid stops being valid or changes meaning;
+ * new optional keys with defaults do not raise it.
+ */
+export const CONFIG_SCHEMA_VERSION = 1;
+
 export const ConfigSchema = strict(
   {
     $schema: Type.Optional(Type.String({ description: 'Editor hint; ignored.' })),
@@ -533,6 +583,7 @@ export const ConfigSchema = strict(
     anomaly: Type.Optional(AnomalySchema),
     alerts: Type.Optional(AlertsSchema),
     blocks: Type.Optional(BlocksSchema),
+    secret_scanning: Type.Optional(SecretScanningSchema),
     upstreams: Type.Record(Type.String({ pattern: '^[A-Za-z0-9_-]+$' }), UpstreamSchema, {
       description: 'Services behind the gateway, by name.',
       minProperties: 1,

@@ -4,6 +4,7 @@ import type { AuditSettings } from '../audit/schema.js';
 import type { AuthorizeSchema, NetworkSchema } from '../authz/schema.js';
 import type { ApiRouteSettings } from '../openapi/settings.js';
 import type { RateLimitSettings, RouteRateLimits } from '../ratelimit/types.js';
+import type { SecretScanningSettings } from '../secret-scanning/schema.js';
 import type { TlsSettings } from '../tls/types.js';
 
 /** The compiled, frozen configuration the gateway runs on: units parsed, references resolved. */
@@ -67,6 +68,8 @@ export interface UpstreamSettings {
 export interface ListenSettings {
   host: string;
   port: number;
+  /** `listen.workers`, resolved: the number of processes serving the listener (1: no cluster). */
+  workers: number;
   trustedProxies: readonly string[];
   /** `listen.ipv6_prefix`: IPv6 clients are keyed by this network (see `ipKey` in src/http/client-ip.ts). */
   ipv6Prefix: number;
@@ -97,7 +100,15 @@ export interface GatewayConfig {
   file: string;
   mode: 'development' | 'production';
   listen: ListenSettings;
-  admin: { enabled: boolean; host: string; port: number };
+  admin: {
+    enabled: boolean;
+    host: string;
+    port: number;
+    /** The admin REST API (`/admin/…`). */
+    api: { enabled: boolean; maxBodyBytes: number };
+    /** HTTPS for the admin listener: absolute paths of the PEM files. */
+    tls: { cert: string; key: string } | undefined;
+  };
   store: { url: string | undefined; dataDir: string };
   log: {
     level: string;
@@ -119,6 +130,8 @@ export interface GatewayConfig {
   anomaly: AnomalySettings;
   alerts: AlertSettings;
   blocks: BlockSettings;
+  /** `secret_scanning`: the leaked-key receiver; undefined or disabled when off. */
+  secretScanning?: SecretScanningSettings;
 }
 
 export type AuthMethod = 'jwt' | 'introspection' | 'api_key' | 'mtls';
@@ -164,6 +177,8 @@ export interface ApiKeySettings {
   pepper: string | undefined;
   cacheSize: number;
   cacheTtlMs: number;
+  /** `auth.api_keys.imported_keys`: also accept keys brought in by `portcullis keys import`. */
+  importedKeys?: boolean;
 }
 
 export interface IssuerSettings {

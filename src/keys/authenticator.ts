@@ -3,6 +3,14 @@
  * stored record by key id (through a small cache), then the secret's HMAC in
  * constant time, then revocation and expiry.
  *
+ * Imported keys (`portcullis keys import`, accepted with
+ * `auth.api_keys.imported_keys: true`) have no `pcl_` format: a presented
+ * value that is not a well-formed Portcullis key but has an imported key's
+ * shape ({@link isImportableKey}) is looked up by its hash alone (its id is
+ * {@link importedKeyId}), and guesses at them fall under a stricter
+ * brute-force count ({@link IMPORTED_KEYS_CREDENTIAL}). Anything else is
+ * still refused as malformed with no I/O.
+ *
  * Caching and revocation: `invalidate(id)` drops a key from this instance's
  * cache, so a revoke or rotate made through the same process (admin API) is
  * seen by the very next request. Another instance (or a `portcullis keys`
@@ -16,12 +24,31 @@ import type { ApiKeySettings } from '../config/types.js';
 import type { Db } from '../store/types.js';
 import { ensureLocalSecret } from '../util/local-secret.js';
 import { LruCache } from '../util/lru.js';
-import { parseApiKey } from './format.js';
-import { type ApiKeyCredential, createApiKeyStore, digestSecret, type WarningLogger } from './store.js';
+import { isImportableKey, parseApiKey } from './format.js';
+import {
+  type ApiKeyCredential,
+  createApiKeyStore,
+  digestSecret,
+  importedKeyId,
+  type WarningLogger,
+} from './store.js';
+
+/**
+ * The credential id that failed guesses at imported keys are counted under
+ * by the brute-force guard. An imported key has no public id to count per
+ * key (its id is a hash of the whole key, different for every guess), and
+ * no checksum to refuse noise before a lookup, so every guess counts
+ * against one shared id: an IP is locked out after
+ * `auth.brute_force.max_failures` of them (not the higher
+ * `max_failures_per_ip`), and past `max_failures_per_credential` from all
+ * IPs the lookups of unknown imported keys are throttled to `throttle_rate`
+ * per second. Keys already verified (cached) still pass.
+ */
+export const IMPORTED_KEYS_CREDENTIAL = 'imported-keys';
 
 /** Options of {@link createApiKeyAuthenticator}. */
 export interface ApiKeyAuthenticatorOptions {
-  settings: Pick<ApiKeySettings, 'cacheSize' | 'cacheTtlMs'>;
+  settings: Pick<ApiKeySettings, 'cacheSize' | 'cacheTtlMs'> & { importedKeys?: boolean | undefined };
   /** The resolved pepper (see {@link resolvePepper}). */
   pepper: string;
   /** A store migrated to include `api_keys`. */
@@ -133,6 +160,7 @@ function toEntry(credential: ApiKeyCredential | undefined, fetchedAt: number): E
  */
 export function createApiKeyAuthenticator(options: ApiKeyAuthenticatorOptions): ApiKeyAuthenticator {
   const { settings, pepper, logger } = options;
+  const importedKeys = settings.importedKeys === true;
   const now = options.now ?? Date.now;
   const store = createApiKeyStore(options.db, { pepper, logger, now });
   const size = Math.max(0, Math.floor(settings.cacheSize));
@@ -192,14 +220,19 @@ export function createApiKeyAuthenticator(options: ApiKeyAuthenticatorOptions): 
   return {
     async authenticate(raw, beforeVerify) {
       const parsed = parseApiKey(raw);
-      if (!parsed) {
+      // An imported key is found by its hash alone: its id and digest are both keyed hashes of the whole key.
+      const imported = !parsed && importedKeys && isImportableKey(raw);
+      if (!parsed && !imported) {
         beforeVerify?.(undefined);
         throw new AuthFailure('malformed_key');
       }
-      const { id, secret } = parsed;
+      const id = parsed ? parsed.id : importedKeyId(pepper, raw);
+      const secret = parsed ? parsed.secret : raw;
+      // Guesses at imported keys are counted under one shared id (see IMPORTED_KEYS_CREDENTIAL).
+      const guessId = parsed ? id : IMPORTED_KEYS_CREDENTIAL;
       let gated = false;
       const gate = () => {
-        if (!gated) beforeVerify?.(id);
+        if (!gated) beforeVerify?.(guessId);
         gated = true;
       };
       let entry = cached(id);
@@ -212,7 +245,7 @@ export function createApiKeyAuthenticator(options: ApiKeyAuthenticatorOptions): 
       }
       if (!entry.known) {
         gate();
-        throw new AuthFailure('key_unknown', id);
+        throw new AuthFailure('key_unknown', guessId);
       }
       // The secret is checked before the status, so `key_revoked` and
       // `key_expired` are only ever reported to whoever holds the key.
@@ -221,7 +254,7 @@ export function createApiKeyAuthenticator(options: ApiKeyAuthenticatorOptions): 
       const presented = digestSecret(pepper, secret);
       if (entry.digest.length !== presented.length || !timingSafeEqual(entry.digest, presented)) {
         gate();
-        throw new AuthFailure('key_mismatch', id);
+        throw new AuthFailure('key_mismatch', guessId);
       }
       if (entry.revoked) throw new AuthFailure('key_revoked', id);
       if (entry.expiresAt !== undefined && entry.expiresAt <= now()) throw new AuthFailure('key_expired', id);

@@ -7,7 +7,11 @@
  * generated pepper in `$PORTCULLIS_DATA` (default `./data`). A key made right
  * after the quick start therefore works against the running demo.
  */
+import { readFileSync } from 'node:fs';
+import { createAuditLog } from '../audit/audit-log.js';
 import { auditCliAct } from '../audit/cli-events.js';
+import { compileAudit } from '../audit/schema.js';
+import { resolveAuditSigner } from '../audit/signing.js';
 import {
   commandConfigFile,
   defaultDataDir,
@@ -24,6 +28,7 @@ import type { ApiKeySettings, GatewayConfig } from '../config/types.js';
 import { recordRevocation } from '../revocation/feed.js';
 import type { Store } from '../store/index.js';
 import { resolvePepper } from './authenticator.js';
+import { parseImportFile, storeImportedKeys } from './import.js';
 import {
   ApiKeyError,
   type ApiKeyRecord,
@@ -44,6 +49,14 @@ const USAGE = `Usage:
   portcullis keys list [--json]
   portcullis keys revoke ID
   portcullis keys rotate ID [--overlap 24h] [--expires 90d]
+  portcullis keys import --file keys.jsonl [--dry-run] [--skip-existing]
+
+keys import brings in keys from another system, one JSON object a line:
+  {"key": "…", "name": "billing", "scopes": ["orders:read"], "tenant": "acme", "expiry": "2027-01-31T00:00:00Z"}
+(tenant and expiry may be left out or null). Only a keyed hash of each key is
+stored. One bad line imports nothing; a key already imported fails the import
+unless --skip-existing. The gateway accepts imported keys with
+auth.api_keys.imported_keys: true.
 
 Every command also takes --config FILE: use that config's store and
 auth.api_keys (default: $PORTCULLIS_CONFIG; without it, SQLite and a generated
@@ -60,10 +73,23 @@ interface Context {
   store: Store;
   /** Records an administrative act in the audit log; warns when it cannot. */
   audit(action: string, target: string, detail?: Record<string, string>): Promise<void>;
+  /** Records many acts at once (an import): one audit writer, batched, instead of one per act. */
+  auditAll(
+    acts: ReadonlyArray<{ action: string; target: string; detail: Record<string, string> }>,
+  ): Promise<void>;
   /** The repository; `forNewKeys` warns when the config will not accept the keys made. */
   keys(forNewKeys?: boolean): ApiKeyStore;
+  /** The pepper the gateway keys digests with (generated on first use for the embedded default). */
+  pepper(): string;
   settings: ApiKeySettings | undefined;
+  /** The config file, when one is used. */
+  file: string | undefined;
 }
+
+/** Audit events written by one audit writer at most (below the default `audit.max_queue`). */
+const AUDIT_CHUNK = 10_000;
+/** Problems listed at most for a bad import file. */
+const MAX_LISTED_PROBLEMS = 50;
 
 function duration(flag: string, text: string, allowZero: boolean): number {
   return parseDurationFlag(flag, text, { max: MAX_DURATION, allowZero });
@@ -225,6 +251,31 @@ export async function runKeysCommand(argv: string[], io: KeysCommandIo): Promise
         );
         return 0;
       }
+      case 'import': {
+        const { values, positionals } = parseCommandArgs(rest, {
+          file: { type: 'string' },
+          'dry-run': { type: 'boolean' },
+          'skip-existing': { type: 'boolean' },
+        });
+        if (values.help) return help(io);
+        if (positionals.length > 0)
+          throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
+        if (values.file === undefined) throw new UsageError('keys import needs --file keys.jsonl');
+        let text: string;
+        try {
+          text = readFileSync(values.file, 'utf8');
+        } catch (err) {
+          throw new UsageError(
+            `cannot read ${values.file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`,
+          );
+        }
+        context = await open(values.config, io);
+        return await importKeys(context, text, values.file, {
+          dryRun: values['dry-run'] === true,
+          skipExisting: values['skip-existing'] === true,
+          io,
+        });
+      }
       default:
         throw new UsageError(command === undefined ? 'missing command' : `unknown command "keys ${command}"`);
     }
@@ -233,6 +284,72 @@ export async function runKeysCommand(argv: string[], io: KeysCommandIo): Promise
   } finally {
     await context?.store.close().catch(() => {});
   }
+}
+
+/**
+ * Checks and stores an import file's keys, all or nothing. Never prints or
+ * audits a key, a line's text or anything but line numbers, ids and names.
+ */
+async function importKeys(
+  context: Context,
+  text: string,
+  file: string,
+  options: { dryRun: boolean; skipExisting: boolean; io: KeysCommandIo },
+): Promise<number> {
+  const { io } = options;
+  const { entries, problems } = parseImportFile(text, context.pepper());
+  if (problems.length > 0) {
+    for (const p of problems.slice(0, MAX_LISTED_PROBLEMS)) io.err(`${file}:${p.line}: ${p.message}`);
+    if (problems.length > MAX_LISTED_PROBLEMS) {
+      io.err(`… and ${problems.length - MAX_LISTED_PROBLEMS} more`);
+    }
+    io.err(`Nothing imported: ${problems.length} bad line(s) in ${file}.`);
+    return 2;
+  }
+  if (entries.length === 0) {
+    io.err(`Nothing imported: ${file} has no keys.`);
+    return 2;
+  }
+  if (context.settings?.importedKeys !== true) {
+    io.err(
+      `warning: ${context.file ?? 'the embedded default config'} does not set auth.api_keys.imported_keys: true: the gateway refuses imported keys until it does.`,
+    );
+  }
+  if (options.dryRun) {
+    io.out(`${file}: ${entries.length} key(s) can be imported (dry run: nothing stored).`);
+    return 0;
+  }
+  const { imported, skipped, existing } = await storeImportedKeys(context.store, entries, {
+    skipExisting: options.skipExisting,
+  });
+  if (existing.length > 0) {
+    for (const e of existing.slice(0, MAX_LISTED_PROBLEMS)) {
+      io.err(`${file}:${e.line}: this key is already stored, as ${e.id}`);
+    }
+    io.err(
+      `Nothing imported: ${existing.length} key(s) already stored (--skip-existing imports the others).`,
+    );
+    return 1;
+  }
+  await context.auditAll(
+    imported.map((e) => ({
+      action: 'key.imported',
+      target: e.id,
+      detail: { name: e.name, scopes: e.scopes.join(' '), line: String(e.line) },
+    })),
+  );
+  if (imported.length > 0) {
+    io.out(
+      formatTable([
+        ['LINE', 'ID', 'NAME', 'EXPIRES'],
+        ...imported.map((e) => [String(e.line), e.id, e.name, formatTime(e.expiresAt)]),
+      ]),
+    );
+  }
+  io.err(
+    `Imported ${imported.length} key(s) from ${file} into ${context.store.location}${skipped.length > 0 ? `; skipped ${skipped.length} already stored` : ''}. Only their keyed hashes are stored.`,
+  );
+  return 0;
 }
 
 function help(io: KeysCommandIo): number {
@@ -282,11 +399,45 @@ async function open(configFile: string | undefined, io: KeysCommandIo): Promise<
   return {
     store,
     settings,
+    file,
+    pepper: () => resolvePepper(settings, dataDir),
     async audit(action, target, detail) {
       try {
         await auditCliAct(store, gatewayConfig, dataDir, action, target, detail);
       } catch (err) {
         io.err(`warning: ${action} ${target} was done but could not be audited: ${(err as Error).message}`);
+      }
+    },
+    async auditAll(acts) {
+      const settings = gatewayConfig?.audit ?? compileAudit(undefined);
+      if (!settings.enabled || acts.length === 0) return;
+      let written = 0;
+      try {
+        // In chunks below the audit queue's bound, each written and signed before the next.
+        const size = Math.max(1, Math.min(AUDIT_CHUNK, settings.maxQueue));
+        for (let i = 0; i < acts.length; i += size) {
+          const chunk = acts.slice(i, i + size);
+          const log = createAuditLog({
+            db: store,
+            settings: { ...settings, shutdownTimeoutMs: Math.max(settings.shutdownTimeoutMs, 30_000) },
+            signer: resolveAuditSigner(settings.signingKey, dataDir),
+            logger: { info() {}, warn() {}, error() {} },
+            // Never to stdout, which belongs to the command's own output.
+            ...(settings.jsonl?.path === '-'
+              ? { jsonl: { write: async () => {}, close: async () => {} } }
+              : {}),
+          });
+          const time = new Date().toISOString();
+          for (const act of chunk) log.emit({ type: 'admin', time, actor: 'cli', ...act });
+          await log.close();
+          written += log.stats.written;
+          if (log.stats.written !== chunk.length) break;
+        }
+        if (written !== acts.length) throw new Error(`${acts.length - written} audit event(s) not written`);
+      } catch (err) {
+        io.err(
+          `warning: ${acts.length} ${acts[0]!.action} act(s) were done but ${acts.length - written} could not be audited: ${(err as Error).message}`,
+        );
       }
     },
     keys(forNewKeys = false) {

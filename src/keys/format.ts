@@ -118,3 +118,28 @@ export function parseApiKey(raw: string): ParsedApiKey | undefined {
 export function isApiKeyId(value: string): boolean {
   return typeof value === 'string' && ID_PATTERN.test(value);
 }
+
+/** Shortest imported key accepted: below this a key is guessable whatever the lockout. */
+export const IMPORTED_KEY_MIN_LENGTH = 16;
+/** Longest imported key accepted (Kong, Tyk and most in-house keys are 32 to 128 characters). */
+export const IMPORTED_KEY_MAX_LENGTH = 256;
+const IMPORTED_KEY_PATTERN = new RegExp(
+  `^[\\x21-\\x7e]{${IMPORTED_KEY_MIN_LENGTH},${IMPORTED_KEY_MAX_LENGTH}}$`,
+);
+
+/**
+ * Whether `raw` could be an imported key (`portcullis keys import`): 16 to
+ * 256 printable ASCII characters without spaces, and not starting with
+ * `pcl_` (those are Portcullis's own, checked by {@link parseApiKey}). Pure
+ * computation, length first: anything else is refused with no lookup, as a
+ * malformed key is.
+ */
+export function isImportableKey(raw: string): boolean {
+  return (
+    typeof raw === 'string' &&
+    raw.length >= IMPORTED_KEY_MIN_LENGTH &&
+    raw.length <= IMPORTED_KEY_MAX_LENGTH &&
+    !raw.startsWith(API_KEY_PREFIX) &&
+    IMPORTED_KEY_PATTERN.test(raw)
+  );
+}

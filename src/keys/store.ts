@@ -201,7 +201,33 @@ function toRecord(row: Row): ApiKeyRecord {
   };
 }
 
-function checkText(what: string, value: string): void {
+/**
+ * The stored id of an imported key (one without the `pcl_` format, so
+ * without an id of its own): `key_` and 16 base62 characters of an HMAC of
+ * the whole key under the pepper, domain-separated from the digest. The
+ * same key always has the same id, so it is found with one primary-key
+ * lookup and a duplicate import is refused; without the pepper the id says
+ * nothing about the key.
+ */
+export function importedKeyId(pepper: string, key: string): string {
+  const mac = createHmac('sha256', pepper).update('portcullis:imported-key-id\n').update(key).digest();
+  let n = BigInt(`0x${mac.toString('hex')}`);
+  let out = '';
+  for (let i = 0; i < 16; i++) {
+    out += BASE62[Number(n % 62n)];
+    n /= 62n;
+  }
+  return `key_${out}`;
+}
+
+const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+
+/**
+ * Checks a key's name or tenant (1 to 200 characters, no control characters).
+ *
+ * @throws ApiKeyError `keys.invalid_input`.
+ */
+export function checkText(what: string, value: string): void {
   if (value.trim() === '' || value.length > MAX_TEXT || CONTROL.test(value)) {
     throw new ApiKeyError(
       'keys.invalid_input',
@@ -210,7 +236,12 @@ function checkText(what: string, value: string): void {
   }
 }
 
-function checkScopes(scopes: readonly string[]): string[] {
+/**
+ * Checks scopes (RFC 6749 scope tokens) and removes duplicates.
+ *
+ * @throws ApiKeyError `keys.invalid_input`.
+ */
+export function checkScopes(scopes: readonly string[]): string[] {
   const unique = [...new Set(scopes)];
   for (const scope of unique) {
     if (!SCOPE_TOKEN.test(scope) || scope.length > MAX_TEXT) {
@@ -223,7 +254,8 @@ function checkScopes(scopes: readonly string[]): string[] {
   return unique;
 }
 
-function checkPepper(pepper: unknown): string {
+/** Checks a pepper's length. @throws TypeError when shorter than {@link MIN_PEPPER_BYTES}. */
+export function checkPepper(pepper: unknown): string {
   if (typeof pepper !== 'string' || Buffer.byteLength(pepper) < MIN_PEPPER_BYTES) {
     throw new TypeError(`the API key pepper must be at least ${MIN_PEPPER_BYTES} bytes`);
   }

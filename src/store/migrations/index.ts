@@ -5,6 +5,7 @@ import { quotasMigration } from './004-quotas.js';
 import { auditMigration } from './005-audit.js';
 import { alertsMigration } from './006-alerts.js';
 import { revocationsMigration } from './007-revocations.js';
+import { adminTokensMigration } from './008-admin-tokens.js';
 
 /**
  * Every migration of the Portcullis database, in order. Features append their
@@ -23,4 +24,5 @@ export const migrations: Migration[] = [
   auditMigration,
   alertsMigration,
   revocationsMigration,
+  adminTokensMigration,
 ];

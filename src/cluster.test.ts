@@ -1,0 +1,203 @@
+/**
+ * Cluster mode (`listen.workers`), from outside: `portcullis start` in a
+ * child process with two workers on one port, in front of a real upstream.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { stringify } from 'yaml';
+import { ConfigError, loadConfig } from './config/load.js';
+import { type ChildGateway, startChildGateway } from './test-support/child-gateway.js';
+import { startUpstream, type TestUpstream } from './test-support/gateway.js';
+import { freePort, send } from './test-support/http.js';
+
+/** The live Node.js child processes of `pid` (the workers of a primary; not tsx's esbuild). */
+function childrenOf(pid: number): number[] {
+  try {
+    return execFileSync('ps', ['-o', 'pid=,comm=', '--ppid', String(pid)], { encoding: 'utf8' })
+      .split('\n')
+      .map((line) => line.trim().split(/\s+/))
+      .filter(([, comm]) => comm === 'node')
+      .map(([n]) => Number(n))
+      .filter((n) => n > 0);
+  } catch {
+    return []; // ps exits 1 when there are none
+  }
+}
+
+async function waitFor<T>(what: string, probe: () => T | undefined | Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** A request on a fresh connection, so that the cluster hands it to the next worker. */
+const get = (url: string, path: string) => send(url, path, { headers: { connection: 'close' } });
+
+/** The sum of `portcullis_requests_total` for `route` in a Prometheus text page. */
+function requestsOn(metrics: string, route: string): number {
+  let sum = 0;
+  for (const line of metrics.split('\n')) {
+    if (line.startsWith('portcullis_requests_total{') && line.includes(`route="${route}"`)) {
+      sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+    }
+  }
+  return sum;
+}
+
+describe('cluster mode (listen.workers)', () => {
+  let upstream: TestUpstream;
+  let gw: ChildGateway;
+  /** Worker 1's admin listener (the helper's adminUrl is that of whichever worker logged first). */
+  let adminUrl: string;
+
+  before(async () => {
+    upstream = await startUpstream();
+    const adminPort = await freePort();
+    adminUrl = `http://127.0.0.1:${adminPort}`;
+    gw = await startChildGateway({
+      listen: { port: await freePort(), workers: 2 },
+      admin: { port: adminPort },
+      upstreams: { backend: { url: upstream.url } },
+      routes: [{ name: 'echo', path: '/echo', methods: ['GET'], upstream: 'backend', auth: 'none' }],
+    });
+    // Both workers log that they listen; the helper returns at the first.
+    await waitFor('two workers listening', () =>
+      gw.logs.filter((l) => l.msg === 'portcullis listening').length >= 2 ? true : undefined,
+    );
+  });
+
+  after(async () => {
+    if (gw.child.exitCode === null) {
+      for (const pid of childrenOf(gw.child.pid!)) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+    }
+    await gw.close();
+    await upstream.close();
+  });
+
+  it('serves one port from two worker processes', async () => {
+    assert.equal(childrenOf(gw.child.pid!).length, 2);
+    for (let i = 0; i < 10; i++) {
+      const r = await get(gw.url, '/echo');
+      assert.equal(r.status, 200, r.body);
+    }
+  });
+
+  it('shows on /metrics the requests every worker answered, not one worker’s share', async () => {
+    const before = requestsOn((await get(adminUrl, '/metrics')).body, 'echo');
+    for (let i = 0; i < 40; i++) assert.equal((await get(gw.url, '/echo')).status, 200);
+    const page = await get(adminUrl, '/metrics');
+    assert.equal(page.status, 200);
+    assert.equal(requestsOn(page.body, 'echo') - before, 40);
+  });
+
+  it('restarts a worker that dies, while the other keeps serving', async () => {
+    const [victim] = childrenOf(gw.child.pid!);
+    assert.ok(victim !== undefined);
+    process.kill(victim, 'SIGKILL');
+    // A connection handed to the worker in the instant it died is lost, as with any crash; once the
+    // primary has seen the exit, the survivor takes every connection while the replacement starts.
+    await waitFor('the primary to see the exit', () =>
+      gw.logs.some((l) => l.msg === 'worker stopped unexpectedly; restarting it') ? true : undefined,
+    );
+    for (let i = 0; i < 5; i++) assert.equal((await get(gw.url, '/echo')).status, 200);
+    const restarted = await waitFor('a replacement worker', () => {
+      const now = childrenOf(gw.child.pid!);
+      return now.length === 2 && !now.includes(victim) ? now : undefined;
+    });
+    assert.equal(restarted.length, 2);
+    await waitFor('the replacement listening', () =>
+      gw.logs.filter((l) => l.msg === 'portcullis listening').length >= 3 ? true : undefined,
+    );
+    for (let i = 0; i < 10; i++) assert.equal((await get(gw.url, '/echo')).status, 200);
+  });
+
+  it('stops every worker on SIGTERM and exits 0', async () => {
+    const workers = childrenOf(gw.child.pid!);
+    gw.child.kill('SIGTERM');
+    const { code } = await gw.exited;
+    assert.equal(code, 0);
+    for (const pid of workers) assert.throws(() => process.kill(pid, 0), /ESRCH/);
+  });
+});
+
+describe('listen.workers in the config', () => {
+  let dir: string;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'portcullis-workers-'));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  const load = (extra: Record<string, unknown>) => {
+    const file = join(dir, `c${Math.random().toString(36).slice(2)}.yaml`);
+    writeFileSync(
+      file,
+      stringify({
+        upstreams: { backend: { url: 'http://127.0.0.1:9' } },
+        routes: [
+          {
+            path: '/a',
+            methods: ['GET'],
+            upstream: 'backend',
+            auth: 'none',
+            rate_limits: [{ key: ['ip'], rate: '10/s' }],
+          },
+        ],
+        ...extra,
+      }),
+    );
+    return loadConfig(file);
+  };
+
+  it('refuses several workers with rate limits counted in memory, naming listen.workers', async () => {
+    await assert.rejects(load({ listen: { workers: 3 } }), (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      const issue = err.issues.find((i) => i.path === 'listen.workers');
+      assert.ok(issue, JSON.stringify(err.issues));
+      assert.match(issue.message, /rate_limit\.backend: redis/);
+      return true;
+    });
+  });
+
+  it('refuses several workers on an in-memory store', async () => {
+    await assert.rejects(
+      load({
+        listen: { workers: 2 },
+        store: { url: 'sqlite::memory:' },
+        rate_limit: { backend: 'redis', redis: { url: 'redis://127.0.0.1:6379' } },
+      }),
+      (err: unknown) =>
+        err instanceof ConfigError && err.issues.some((i) => /in-memory SQLite/.test(i.message)),
+    );
+  });
+
+  it('accepts auto, as one worker per core, and defaults to one', async () => {
+    const auto = await load({
+      listen: { workers: 'auto' },
+      rate_limit: { backend: 'redis', redis: { url: 'redis://127.0.0.1:6379' } },
+    });
+    assert.ok(auto.config.listen.workers >= 1);
+    const one = await load({});
+    assert.equal(one.config.listen.workers, 1);
+  });
+
+  it('refuses a value that is neither auto nor a count', async () => {
+    await assert.rejects(
+      load({ listen: { workers: 0 } }),
+      (err: unknown) => err instanceof ConfigError && err.issues.some((i) => i.path === 'listen.workers'),
+    );
+  });
+});

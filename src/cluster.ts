@@ -1,0 +1,222 @@
+/**
+ * Cluster mode (`listen.workers` above 1): one primary process forks one
+ * worker per core; every worker runs the whole gateway and listens on the
+ * same public port, whose connections node:cluster hands out in turn
+ * (round-robin, the default on Linux). The workers share what the gateway
+ * already shares between instances: the store (the SQLite file in WAL mode,
+ * or PostgreSQL: keys, blocks, revocations, the audit chain, whose appends
+ * are serialised by a transaction) and, for exact rate limits, Redis. What
+ * each instance keeps in memory (brute-force counters, anomaly baselines,
+ * caches) is kept per worker, exactly as with several instances.
+ *
+ * The primary serves nothing itself. It
+ * - restarts a worker that dies, after a delay that doubles while it keeps
+ *   dying young (1 s up to 30 s);
+ * - passes SIGHUP (reload) and SIGTERM / SIGINT (drain and stop) to every
+ *   worker, and exits once all have stopped: 0 when each stopped cleanly;
+ * - answers a worker's request for the metrics of all workers, so that the
+ *   one admin listener (worker 1's) shows the whole gateway on `/metrics`.
+ *
+ * node:cluster rather than a hand-made fork: it shares the listening socket
+ * between processes, which nothing else in Node does.
+ */
+import cluster, { type Worker } from 'node:cluster';
+import { AggregatorRegistry, type Registry } from 'prom-client';
+
+/** The worker's number (1..N) in the environment of each worker. */
+export const WORKER_ENV = 'PORTCULLIS_WORKER';
+
+const FIRST_RESTART_DELAY_MS = 1_000;
+const MAX_RESTART_DELAY_MS = 30_000;
+/** A worker that lived at least this long had a fresh start: its next restart waits the least. */
+const HEALTHY_LIFETIME_MS = 10_000;
+/** How long the primary waits for every worker's metrics before answering with what it has. */
+const METRICS_TIMEOUT_MS = 2_000;
+
+/** What `Registry.getMetricsAsJSON()` gives, as `AggregatorRegistry.aggregate` takes it. */
+type MetricsJson = Awaited<ReturnType<Registry['getMetricsAsJSON']>>;
+
+type PrimaryMessage =
+  | { type: 'portcullis:collect'; id: number }
+  | { type: 'portcullis:cluster-metrics'; id: number; text: string };
+type WorkerMessage =
+  | { type: 'portcullis:collected'; id: number; metrics: MetricsJson }
+  | { type: 'portcullis:metrics'; id: number }
+  | { type: 'portcullis:reload' };
+
+/** This process's worker number in cluster mode; undefined outside it. */
+export function workerNumber(): number | undefined {
+  if (!cluster.isWorker) return undefined;
+  const n = Number(process.env[WORKER_ENV]);
+  return Number.isInteger(n) && n > 0 ? n : undefined;
+}
+
+/** Whether this process runs the admin listener: outside cluster mode, or as worker 1. */
+export function servesAdmin(): boolean {
+  const n = workerNumber();
+  return n === undefined || n === 1;
+}
+
+export interface PrimaryLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+/**
+ * Runs this process as the primary of `count` workers, each started with
+ * the same command line. Resolves with the exit code once every worker has
+ * stopped after SIGTERM or SIGINT.
+ */
+export function runPrimary(count: number, logger: PrimaryLogger): Promise<number> {
+  const workers = new Map<number, Worker>();
+  const startedAt = new Map<number, number>();
+  const delays = new Map<number, number>();
+  let stopping = false;
+  let failed = false;
+  let resolveDone: (code: number) => void = () => {};
+  const done = new Promise<number>((resolve) => {
+    resolveDone = resolve;
+  });
+
+  // Metrics of every worker, for the admin worker's /metrics.
+  let nextCollect = 1;
+  const collecting = new Map<number, { wanted: number; got: MetricsJson[]; finish: () => void }>();
+  const collectAll = (): Promise<MetricsJson[]> =>
+    new Promise((resolve) => {
+      const id = nextCollect++;
+      const live = [...workers.values()].filter((w) => w.isConnected());
+      const entry = {
+        wanted: live.length,
+        got: [] as MetricsJson[],
+        finish: () => {
+          clearTimeout(timer);
+          collecting.delete(id);
+          resolve(entry.got);
+        },
+      };
+      const timer = setTimeout(entry.finish, METRICS_TIMEOUT_MS);
+      collecting.set(id, entry);
+      if (live.length === 0) entry.finish();
+      for (const w of live) w.send({ type: 'portcullis:collect', id } satisfies PrimaryMessage);
+    });
+
+  const onMessage = (worker: Worker, message: WorkerMessage) => {
+    if (message === null || typeof message !== 'object') return;
+    if (message.type === 'portcullis:collected') {
+      const entry = collecting.get(message.id);
+      if (entry === undefined) return;
+      entry.got.push(message.metrics);
+      if (entry.got.length >= entry.wanted) entry.finish();
+    } else if (message.type === 'portcullis:metrics') {
+      collectAll()
+        .then((all) => AggregatorRegistry.aggregate(all).metrics())
+        .then(
+          (text) => {
+            if (worker.isConnected())
+              worker.send({
+                type: 'portcullis:cluster-metrics',
+                id: message.id,
+                text,
+              } satisfies PrimaryMessage);
+          },
+          (err: Error) => logger.error({ err: { message: err.message } }, 'cluster metrics failed'),
+        );
+    } else if (message.type === 'portcullis:reload') {
+      reloadAll('admin API');
+    }
+  };
+
+  const fork = (n: number) => {
+    const worker = cluster.fork({ [WORKER_ENV]: String(n) });
+    workers.set(n, worker);
+    startedAt.set(n, Date.now());
+    worker.on('message', (m: WorkerMessage) => onMessage(worker, m));
+    worker.once('online', () => logger.info({ worker: n, pid: worker.process.pid }, 'worker started'));
+    worker.on('exit', (code, signal) => {
+      if (workers.get(n) === worker) workers.delete(n);
+      if (stopping) {
+        if (code !== 0) failed = true;
+        if (workers.size === 0) resolveDone(failed ? 1 : 0);
+        return;
+      }
+      const lived = Date.now() - (startedAt.get(n) ?? 0);
+      const delay =
+        lived >= HEALTHY_LIFETIME_MS
+          ? FIRST_RESTART_DELAY_MS
+          : Math.min((delays.get(n) ?? FIRST_RESTART_DELAY_MS / 2) * 2, MAX_RESTART_DELAY_MS);
+      delays.set(n, delay);
+      logger.error(
+        { worker: n, code, signal, restartInMs: delay },
+        'worker stopped unexpectedly; restarting it',
+      );
+      setTimeout(() => {
+        if (!stopping) fork(n);
+      }, delay).unref();
+    });
+  };
+
+  const reloadAll = (by: string) => {
+    logger.info({ by, workers: workers.size }, 'reloading every worker');
+    for (const w of workers.values()) w.process.kill('SIGHUP');
+  };
+  const stopAll = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal, workers: workers.size }, 'draining and stopping every worker');
+    if (workers.size === 0) resolveDone(0);
+    for (const w of workers.values()) w.process.kill(signal);
+  };
+  process.on('SIGHUP', () => reloadAll('SIGHUP'));
+  process.once('SIGTERM', () => stopAll('SIGTERM'));
+  process.once('SIGINT', () => stopAll('SIGINT'));
+
+  for (let n = 1; n <= count; n++) fork(n);
+  logger.info({ workers: count }, 'cluster primary started');
+  return done;
+}
+
+/**
+ * In a worker: answers the primary's requests for this worker's metrics
+ * with `collect()`. Does nothing outside cluster mode.
+ */
+export function answerMetricsRequests(collect: () => Promise<MetricsJson>): void {
+  if (!cluster.isWorker) return;
+  process.on('message', (message: PrimaryMessage) => {
+    if (message?.type !== 'portcullis:collect') return;
+    collect().then(
+      (metrics) =>
+        process.send?.({ type: 'portcullis:collected', id: message.id, metrics } satisfies WorkerMessage),
+      () =>
+        process.send?.({ type: 'portcullis:collected', id: message.id, metrics: [] } satisfies WorkerMessage),
+    );
+  });
+}
+
+let nextMetricsRequest = 1;
+
+/** In a worker: the Prometheus text of every worker's metrics, summed by the primary. */
+export function clusterMetrics(): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const id = nextMetricsRequest++;
+    const onMessage = (message: PrimaryMessage) => {
+      if (message?.type !== 'portcullis:cluster-metrics' || message.id !== id) return;
+      clearTimeout(timer);
+      process.off('message', onMessage);
+      resolve(message.text);
+    };
+    const timer = setTimeout(() => {
+      process.off('message', onMessage);
+      reject(new Error('the cluster primary did not answer with the metrics'));
+    }, METRICS_TIMEOUT_MS * 2);
+    process.on('message', onMessage);
+    process.send?.({ type: 'portcullis:metrics', id } satisfies WorkerMessage);
+  });
+}
+
+/** In a worker: asks the primary to reload every worker (as SIGHUP does). False outside cluster mode. */
+export function requestClusterReload(): boolean {
+  if (!cluster.isWorker || process.send === undefined) return false;
+  process.send({ type: 'portcullis:reload' } satisfies WorkerMessage);
+  return true;
+}
