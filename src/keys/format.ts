@@ -57,7 +57,8 @@ export interface ParsedApiKey {
   secret: string;
 }
 
-function randomBase62(length: number): string {
+/** `length` characters of [0-9A-Za-z], each uniform (also used by the admin token format). */
+export function randomBase62(length: number): string {
   let out = '';
   while (out.length < length) {
     for (const byte of randomBytes(length + 8)) {
@@ -69,7 +70,8 @@ function randomBase62(length: number): string {
   return out;
 }
 
-function checksum(body: string): string {
+/** The base62 CRC-32 checksum that ends a key (also used by the admin token format). */
+export function checksum(body: string): string {
   let n = crc32(body);
   let out = '';
   for (let i = 0; i < CHECKSUM_LENGTH; i++) {

@@ -6,13 +6,11 @@
  * which can manage the gateway, from an API key, which calls the APIs behind it.
  * The stored, public id is `adt_<id>`.
  */
-import { randomBytes } from 'node:crypto';
-import { crc32 } from 'node:zlib';
+import { checksum, randomBase62 } from '../../keys/format.js';
 
 export const ADMIN_TOKEN_PREFIX = 'pcla_';
 export const ADMIN_TOKEN_ID_PREFIX = 'adt_';
 
-const ALPHABET = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
 const ID_LENGTH = 16;
 const SECRET_LENGTH = 43;
 const CHECKSUM_LENGTH = 6;
@@ -23,28 +21,6 @@ const TOKEN_PATTERN = new RegExp(
   `^${ADMIN_TOKEN_PREFIX}([0-9A-Za-z]{${ID_LENGTH}})_([0-9A-Za-z]{${SECRET_LENGTH}})([0-9A-Za-z]{${CHECKSUM_LENGTH}})$`,
 );
 const ID_PATTERN = new RegExp(`^${ADMIN_TOKEN_ID_PREFIX}[0-9A-Za-z]{${ID_LENGTH}}$`);
-
-function randomBase62(length: number): string {
-  let out = '';
-  while (out.length < length) {
-    for (const byte of randomBytes(length + 8)) {
-      // 248 = 4 × 62: bytes above it are dropped so each character is uniform.
-      if (byte < 248) out += ALPHABET[byte % 62];
-      if (out.length === length) break;
-    }
-  }
-  return out;
-}
-
-function checksum(body: string): string {
-  let n = crc32(body);
-  let out = '';
-  for (let i = 0; i < CHECKSUM_LENGTH; i++) {
-    out = ALPHABET[n % 62] + out;
-    n = Math.floor(n / 62);
-  }
-  return out;
-}
 
 /** A new token: its public id, its secret, and the whole token (shown once). */
 export function generateAdminToken(): { id: string; secret: string; token: string } {
