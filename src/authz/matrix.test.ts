@@ -9,10 +9,10 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
-import { parse } from 'yaml';
 import { startOrdersApi } from '../demo/orders-api.js';
 import { DEMO_SECRET_ENV, DEMO_USERS, type DemoUser, signDemoToken } from '../demo/tokens.js';
 import { createApiKeyStore } from '../keys/store.js';
+import { demoConfig } from '../test-support/demo.js';
 import { startTestGateway, type TestGateway } from '../test-support/gateway.js';
 import { send } from '../test-support/http.js';
 import { explainRequest } from './explain.js';
@@ -56,11 +56,7 @@ describe('the policy matrix of the demo API', () => {
     const secret = 'a-demo-token-secret-for-the-matrix-test-only';
     process.env[DEMO_SECRET_ENV] = secret;
     api = await startOrdersApi(0);
-    const demo = parse(readFileSync(new URL('../../demo/portcullis.yaml', import.meta.url), 'utf8'));
-    demo.upstreams.orders.url = `http://127.0.0.1:${api.port}`;
-    demo.api.document = new URL('../../demo/openapi.yaml', import.meta.url).pathname;
-    demo.log = { level: 'warn' };
-    gw = await startTestGateway(demo);
+    gw = await startTestGateway(demoConfig(api.port, { logLevel: 'warn' }));
     const users: [Who, DemoUser][] = [
       ['alice', DEMO_USERS[0]!],
       ['bob', DEMO_USERS[1]!],

@@ -6,29 +6,16 @@
  * config's response-ownership rule).
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import { parse } from 'yaml';
 import { explainRequest } from '../authz/explain.js';
 import type { RequestEvent, SecurityEvent } from '../events/types.js';
+import { demoConfig } from '../test-support/demo.js';
 import { startTestGateway, type TestGateway } from '../test-support/gateway.js';
 import { send } from '../test-support/http.js';
 import { type RunningOrdersApi, startOrdersApi } from './orders-api.js';
 import { DEMO_SECRET_ENV, DEMO_USERS, signDemoToken } from './tokens.js';
 
 const JSON_TYPE = { 'content-type': 'application/json' };
-
-/** The demo config, pointed at `upstreamPort`, as the matrix test starts it. */
-function demoConfig(upstreamPort: number): Record<string, unknown> {
-  const demo = parse(readFileSync(new URL('../../demo/portcullis.yaml', import.meta.url), 'utf8'));
-  demo.upstreams.orders.url = `http://127.0.0.1:${upstreamPort}`;
-  demo.api.document = new URL('../../demo/openapi.yaml', import.meta.url).pathname;
-  demo.log = { level: 'info' };
-  // Inspection's CPU budget (10ms) is for a production machine; on a shared test machine a
-  // cold or preempted run can pass it and be refused (fail closed), which is not what these test.
-  for (const route of demo.routes) route.inspection = { timeout: '500ms' };
-  return demo;
-}
 
 describe('the demo’s documented policies work on the routes its config lists', () => {
   let api: RunningOrdersApi;
@@ -40,7 +27,7 @@ describe('the demo’s documented policies work on the routes its config lists',
     const secret = 'a-demo-token-secret-for-the-policy-tests';
     process.env[DEMO_SECRET_ENV] = secret;
     api = await startOrdersApi(0);
-    gw = await startTestGateway(demoConfig(api.port));
+    gw = await startTestGateway(demoConfig(api.port, { relaxInspectionBudget: true }));
     gw.running.events.subscribe({
       emit: (e: SecurityEvent) => {
         if (e.type === 'request') events.push(e);

@@ -6,25 +6,14 @@
  * Alice is a user, carol an admin (both of tenant acme).
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import { parse } from 'yaml';
+import { demoConfig } from '../test-support/demo.js';
 import { startTestGateway, type TestGateway } from '../test-support/gateway.js';
 import { send } from '../test-support/http.js';
 import { type RunningOrdersApi, startOrdersApi } from './orders-api.js';
 import { DEMO_SECRET_ENV, DEMO_USERS, signDemoToken } from './tokens.js';
 
 const JSON_TYPE = { 'content-type': 'application/json' };
-
-/** The demo config, pointed at `upstreamPort` (as demo-policies.test.ts starts it). */
-function demoConfig(upstreamPort: number): Record<string, unknown> {
-  const demo = parse(readFileSync(new URL('../../demo/portcullis.yaml', import.meta.url), 'utf8'));
-  demo.upstreams.orders.url = `http://127.0.0.1:${upstreamPort}`;
-  demo.api.document = new URL('../../demo/openapi.yaml', import.meta.url).pathname;
-  demo.log = { level: 'info' };
-  for (const route of demo.routes) route.inspection = { timeout: '500ms' };
-  return demo;
-}
 
 describe('the demo’s field rules by role', () => {
   let api: RunningOrdersApi;
@@ -35,7 +24,7 @@ describe('the demo’s field rules by role', () => {
     const secret = 'a-demo-token-secret-for-the-field-rule-tests';
     process.env[DEMO_SECRET_ENV] = secret;
     api = await startOrdersApi(0);
-    gw = await startTestGateway(demoConfig(api.port));
+    gw = await startTestGateway(demoConfig(api.port, { relaxInspectionBudget: true }));
     for (const user of DEMO_USERS) {
       auth.set(user.name, { authorization: `Bearer ${await signDemoToken(secret, user)}` });
     }

@@ -5,11 +5,10 @@
  * ordinary text that looks like SQL gets through.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import { parse } from 'yaml';
 import { startOrdersApi } from '../../demo/orders-api.js';
 import { DEMO_SECRET_ENV } from '../../demo/tokens.js';
+import { demoConfig } from '../../test-support/demo.js';
 import { startTestGateway, type TestGateway } from '../../test-support/gateway.js';
 import { send } from '../../test-support/http.js';
 
@@ -22,11 +21,7 @@ describe('inspection in the demo', () => {
   before(async () => {
     process.env[DEMO_SECRET_ENV] ??= 'a-demo-token-secret-for-the-inspection-test';
     api = await startOrdersApi(0);
-    const demo = parse(readFileSync(new URL('../../../demo/portcullis.yaml', import.meta.url), 'utf8'));
-    demo.upstreams.orders.url = `http://127.0.0.1:${api.port}`;
-    demo.api.document = new URL('../../../demo/openapi.yaml', import.meta.url).pathname;
-    demo.log = { level: 'error' };
-    gw = await startTestGateway(demo);
+    gw = await startTestGateway(demoConfig(api.port, { logLevel: 'error' }));
   });
 
   after(async () => {
