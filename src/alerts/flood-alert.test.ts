@@ -7,8 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { Agent, createServer, request, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { Agent, request } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import {
   startTestGateway,
@@ -16,6 +15,7 @@ import {
   type TestGateway,
   type TestUpstream,
 } from '../test-support/gateway.js';
+import { type Receiver, startReceiver } from './test-support/receiver.js';
 
 const TOKENS = 2000;
 const SOURCES = 50;
@@ -34,21 +34,12 @@ function get(agent: Agent, url: string, headers: Record<string, string>): Promis
 describe('a flood of 2,000 distinct invalid tokens', () => {
   let upstream: TestUpstream;
   let gw: TestGateway;
-  let receiver: Server;
-  const received: Record<string, unknown>[] = [];
+  let receiver: Receiver;
+  /** What the webhooks delivered, in order. */
+  const delivered = () => receiver.received.map((r) => r.body);
 
   before(async () => {
-    receiver = createServer((req, res) => {
-      let body = '';
-      req.on('data', (c) => {
-        body += c;
-      });
-      req.on('end', () => {
-        received.push(JSON.parse(body) as Record<string, unknown>);
-        res.writeHead(204).end();
-      });
-    });
-    await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+    receiver = await startReceiver();
     process.env.PC_FLOOD_ALERT_SECRET = randomBytes(32).toString('hex');
     upstream = await startUpstream();
     gw = await startTestGateway({
@@ -80,7 +71,7 @@ describe('a flood of 2,000 distinct invalid tokens', () => {
         webhooks: [
           {
             name: 'soc',
-            url: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`,
+            url: receiver.url,
             format: 'json',
           },
         ],
@@ -93,8 +84,7 @@ describe('a flood of 2,000 distinct invalid tokens', () => {
   after(async () => {
     await gw.close();
     await upstream.close();
-    receiver.closeAllConnections();
-    receiver.close();
+    await receiver.close();
   });
 
   it('raises one alert, updates it once per cooldown, then resolves it', async (t) => {
@@ -118,7 +108,7 @@ describe('a flood of 2,000 distinct invalid tokens', () => {
     assert.deepEqual(statuses, { 401: TOKENS });
     // Quiet for more than a cooldown: the resolution follows.
     const deadline = Date.now() + 10_000;
-    while (!received.some((r) => String(r.summary).startsWith('Resolved')) && Date.now() < deadline) {
+    while (!delivered().some((r) => String(r.summary).startsWith('Resolved')) && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 50));
     }
     const alerts = await gw.running.store.query<{
@@ -129,9 +119,9 @@ describe('a flood of 2,000 distinct invalid tokens', () => {
     }>("select id, count, subject_kind, subject_id from alerts where detector = 'auth_failures'");
     assert.equal(alerts.length, 1, 'one attack, one alert');
     assert.equal(alerts[0]!.subject_kind, 'route');
-    const raised = received.filter((r) => !/^(Ongoing|Resolved)/.test(String(r.summary)));
-    const updates = received.filter((r) => String(r.summary).startsWith('Ongoing'));
-    const resolved = received.filter((r) => String(r.summary).startsWith('Resolved'));
+    const raised = delivered().filter((r) => !/^(Ongoing|Resolved)/.test(String(r.summary)));
+    const updates = delivered().filter((r) => String(r.summary).startsWith('Ongoing'));
+    const resolved = delivered().filter((r) => String(r.summary).startsWith('Resolved'));
     assert.equal(raised.length, 1, 'one alert raised');
     assert.equal(resolved.length, 1, 'one resolution');
     // At most one update per cooldown (1 s) of attack, plus the one in progress.
@@ -148,7 +138,7 @@ describe('a flood of 2,000 distinct invalid tokens', () => {
     );
     assert.equal(audited.filter((a) => a.action === 'alert.raised').length, 1);
     t.diagnostic(
-      `${TOKENS} invalid tokens from ${SOURCES} IPs in ${attackMs} ms: ${TOKENS + SOURCES} findings, ${alerts.length} alert (count ${alerts[0]!.count}), ${updates.length} updates, ${resolved.length} resolution, ${received.length} webhook deliveries`,
+      `${TOKENS} invalid tokens from ${SOURCES} IPs in ${attackMs} ms: ${TOKENS + SOURCES} findings, ${alerts.length} alert (count ${alerts[0]!.count}), ${updates.length} updates, ${resolved.length} resolution, ${delivered().length} webhook deliveries`,
     );
   });
 });

@@ -4,8 +4,6 @@
  * is blocked everywhere, and /metrics shows it.
  */
 import assert from 'node:assert/strict';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import {
   startTestGateway,
@@ -14,25 +12,17 @@ import {
   type TestUpstream,
 } from '../test-support/gateway.js';
 import { send } from '../test-support/http.js';
+import { type Receiver, startReceiver } from './test-support/receiver.js';
 
 describe('credential stuffing through the gateway', () => {
   let upstream: TestUpstream;
   let gw: TestGateway;
-  let receiver: Server;
-  const received: Record<string, unknown>[] = [];
+  let receiver: Receiver;
+  /** What the webhooks delivered, in order. */
+  const delivered = () => receiver.received.map((r) => r.body);
 
   before(async () => {
-    receiver = createServer((req, res) => {
-      let body = '';
-      req.on('data', (c) => {
-        body += c;
-      });
-      req.on('end', () => {
-        received.push(JSON.parse(body) as Record<string, unknown>);
-        res.writeHead(204).end();
-      });
-    });
-    await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+    receiver = await startReceiver();
     upstream = await startUpstream();
     gw = await startTestGateway({
       listen: { trusted_proxies: ['127.0.0.1'] },
@@ -44,7 +34,7 @@ describe('credential stuffing through the gateway', () => {
         webhooks: [
           {
             name: 'soc',
-            url: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`,
+            url: receiver.url,
             format: 'json',
           },
         ],
@@ -60,8 +50,7 @@ describe('credential stuffing through the gateway', () => {
   after(async () => {
     await gw.close();
     await upstream.close();
-    receiver.closeAllConnections();
-    receiver.close();
+    await receiver.close();
   });
 
   const attacker = '203.0.113.66';
@@ -74,10 +63,10 @@ describe('credential stuffing through the gateway', () => {
       if (reply.status === 429) break;
       assert.equal(reply.status, 401);
     }
-    for (let i = 0; i < 100 && received.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
-    assert.equal(received.length, 1, JSON.stringify(received));
-    assert.match(JSON.stringify(received[0]), /auth_failures/);
-    assert.match(JSON.stringify(received[0]), new RegExp(attacker.replaceAll('.', '\\.')));
+    for (let i = 0; i < 100 && delivered().length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(delivered().length, 1, JSON.stringify(delivered()));
+    assert.match(JSON.stringify(delivered()[0]), /auth_failures/);
+    assert.match(JSON.stringify(delivered()[0]), new RegExp(attacker.replaceAll('.', '\\.')));
     const blocked = await send(gw.url, '/public', { headers: { 'x-forwarded-for': attacker } });
     assert.equal(blocked.status, 429);
     assert.equal(blocked.json().code, 'client.blocked');
