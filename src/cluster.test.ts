@@ -4,11 +4,11 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { stringify } from 'yaml';
+import { parse, stringify } from 'yaml';
 import { ConfigError, loadConfig } from './config/load.js';
 import { type ChildGateway, startChildGateway } from './test-support/child-gateway.js';
 import { startUpstream, type TestUpstream } from './test-support/gateway.js';
@@ -123,6 +123,24 @@ describe('cluster mode (listen.workers)', () => {
       gw.logs.filter((l) => l.msg === 'portcullis listening').length >= 3 ? true : undefined,
     );
     for (let i = 0; i < 10; i++) assert.equal((await get(gw.url, '/echo')).status, 200);
+  });
+
+  it('reloads every worker on SIGHUP', async () => {
+    const config = parse(readFileSync(gw.configFile, 'utf8'));
+    config.routes.push({
+      name: 'added',
+      path: '/added',
+      methods: ['GET'],
+      upstream: 'backend',
+      auth: 'none',
+    });
+    writeFileSync(gw.configFile, stringify(config));
+    gw.child.kill('SIGHUP');
+    await waitFor('both workers reloaded', () =>
+      gw.logs.filter((l) => l.msg === 'configuration reloaded').length >= 2 ? true : undefined,
+    );
+    // Fresh connections go to each worker in turn: every one of them has the new route.
+    for (let i = 0; i < 10; i++) assert.equal((await get(gw.url, '/added')).status, 200);
   });
 
   it('stops every worker on SIGTERM and exits 0', async () => {

@@ -12,6 +12,8 @@ export interface ChildGateway {
   url: string;
   port: number;
   adminUrl: string;
+  /** The config file it runs with (rewrite it and send SIGHUP to reload). */
+  configFile: string;
   /** Every JSON log line written so far. */
   logs: Record<string, unknown>[];
   /** Resolves with the exit code and when the process exited (Date.now()). */
@@ -77,6 +79,7 @@ export async function startChildGateway(config: Record<string, unknown>): Promis
     url: `http://127.0.0.1:${port}`,
     port,
     adminUrl: `http://127.0.0.1:${String(listening.adminPort)}`,
+    configFile: file,
     logs,
     exited,
     async close() {
