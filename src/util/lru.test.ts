@@ -24,6 +24,39 @@ describe('LruCache', () => {
     );
   });
 
+  it('keeps an entry read through has() past newer unread ones (second chance), and answers has() truly', () => {
+    const c = new LruCache<string, number>(3);
+    c.set('a', 1);
+    c.set('b', 2);
+    c.set('c', 3);
+    assert.equal(c.has('a'), true);
+    assert.equal(c.has('z'), false);
+    c.set('d', 4); // a is marked: it moves to the newest end, b (unmarked) goes
+    assert.equal(c.has('b'), false);
+    assert.equal(c.has('a'), true);
+    c.set('e', 5); // a is marked again; c is the oldest unmarked
+    assert.deepEqual(
+      ['a', 'b', 'c', 'd', 'e'].filter((k) => c.get(k) !== undefined),
+      ['a', 'd', 'e'],
+    );
+  });
+
+  it('evicts even when every entry is marked, and stays at its bound under a flood', () => {
+    const c = new LruCache<number, number>(100);
+    for (let i = 0; i < 100; i++) c.set(i, i);
+    for (let i = 0; i < 100; i++) assert.equal(c.has(i), true);
+    c.set(1000, 1000); // every older entry is marked: each gets its second chance, then one goes
+    assert.equal(c.size, 100);
+    c.has(1000);
+    for (let i = 0; i < 50_000; i++) {
+      c.set(-i - 1, i);
+      if (i % 3 === 0) c.has(-i - 1);
+      if (i % 7 === 0) c.has(1000);
+    }
+    assert.equal(c.size, 100);
+    assert.equal(c.has(1000), true, 'a key read all along survives the flood');
+  });
+
   it('evicts in order across many evictions, deletes and a clear', () => {
     const c = new LruCache<number, number>(2);
     for (let i = 0; i < 1000; i++) {

@@ -749,7 +749,7 @@ function prepare(inputs: Inputs, { addresses, kindOf, inert }: Engine): Slice[] 
           name = address.name + kind;
           named.set(kind, name);
         }
-        if (inert !== undefined && w.length <= INERT_MAX_LENGTH && inert.get(`${name}\0${w}`)) continue;
+        if (inert !== undefined && w.length <= INERT_MAX_LENGTH && inert.has(`${name}\0${w}`)) continue;
         push(name, w, leaf);
       }
     }
