@@ -33,6 +33,7 @@ import { openRevocations, signalBlockChange } from './revocation/index.js';
 import { createSecretScanning } from './secret-scanning/index.js';
 import { openStore } from './store/index.js';
 import type { Store } from './store/types.js';
+import { createTraceSink } from './telemetry/traces.js';
 import { createHttpsServer, createRedirectServer, type HttpsListener } from './tls/listener.js';
 import { registerCertificateMetrics } from './tls/metrics.js';
 
@@ -118,6 +119,11 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
   // One metrics registry per process: it samples the Node.js process itself.
   const metrics = createMetrics();
   events.subscribe(metrics);
+  // OpenTelemetry spans, built from each request's event; telemetry.* is read at start (a reload keeps it).
+  const traces = config.telemetry?.traces.enabled
+    ? createTraceSink(config.telemetry.traces, logger)
+    : undefined;
+  if (traces) events.subscribe(traces);
   let current = config;
   const audit = createAuditLog({
     db: store,
@@ -465,6 +471,9 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
       if (next.listen.port !== previous.listen.port || next.listen.host !== previous.listen.host) {
         logger.warn('listener address changes take effect after a restart');
       }
+      if (JSON.stringify(next.telemetry) !== JSON.stringify(previous.telemetry)) {
+        logger.warn('telemetry changes take effect after a restart');
+      }
       void old.close().catch((err) => logger.warn({ err }, 'closing the previous upstream pools failed'));
     },
     drainStats: () => ({ ...drain.stats }),
@@ -492,6 +501,8 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
         await revocations.close();
         // Last: every source of events has stopped; this writes all that is queued.
         await audit.close();
+        // Flushes queued spans; bounded, so a collector that is down cannot hold the exit.
+        await traces?.close();
         // Closed before waiting: an idle kept-alive connection (a probe, a scrape) must not hold the exit.
         if (redirect) {
           const r = redirect;

@@ -29,6 +29,7 @@ import { checkRateLimit, compileRateLimit, compileRouteRateLimits, parseRate } f
 import { normalizeHostPattern } from '../request/host.js';
 import { compileSecretScanning } from '../secret-scanning/schema.js';
 import { toRouterPath } from '../stages/route/index.js';
+import { compileTelemetry } from '../telemetry/schema.js';
 import { compileTls, type RawTlsInput } from '../tls/schema.js';
 import { isPrivateOrLoopbackHost, parseCidr } from '../util/ip.js';
 import { parseDuration, parseSize } from '../util/units.js';
@@ -872,6 +873,11 @@ export async function loadConfig(file: string, options: LoadOptions = {}): Promi
   for (const i of secretScanning.issues) {
     issues.push(issue(['secret_scanning', ...i.path.slice(0, -1)], i.message, String(i.path.at(-1))));
   }
+  const telemetry = compileTelemetry(cfg.telemetry);
+  for (const i of telemetry.issues) {
+    issues.push(issue(['telemetry', ...i.path.slice(0, -1)], i.message, String(i.path.at(-1))));
+  }
+  for (const w of telemetry.warnings) warnings.push(issue(['telemetry', ...w.path], w.message));
 
   const workers = listen.workers === 'auto' ? availableParallelism() : listen.workers;
   if (workers > 1) {
@@ -947,6 +953,7 @@ export async function loadConfig(file: string, options: LoadOptions = {}): Promi
     alerts: alerts.settings,
     blocks: compileBlocks(cfg.blocks!),
     secretScanning: secretScanning.settings,
+    telemetry: telemetry.settings,
   };
   return { config: deepFreeze(config), overrides, unroutedExtensions, warnings };
 }

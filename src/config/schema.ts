@@ -11,6 +11,7 @@ import { AuthorizationSchema, AuthorizeSchema } from '../authz/schema.js';
 import { ApiSchema, RouteApiProperties } from '../openapi/schema.js';
 import { RATE_PATTERN, RateLimitSchema, ROUTE_RATE_LIMIT_PROPERTIES } from '../ratelimit/schema.js';
 import { SecretScanningSchema } from '../secret-scanning/schema.js';
+import { TelemetrySchema } from '../telemetry/schema.js';
 import {
   AllowInsecureSchema,
   HttpRedirectSchema,
@@ -584,6 +585,7 @@ export const ConfigSchema = strict(
     alerts: Type.Optional(AlertsSchema),
     blocks: Type.Optional(BlocksSchema),
     secret_scanning: Type.Optional(SecretScanningSchema),
+    telemetry: Type.Optional(TelemetrySchema),
     upstreams: Type.Record(Type.String({ pattern: '^[A-Za-z0-9_-]+$' }), UpstreamSchema, {
       description: 'Services behind the gateway, by name.',
       minProperties: 1,

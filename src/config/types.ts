@@ -5,6 +5,7 @@ import type { AuthorizeSchema, NetworkSchema } from '../authz/schema.js';
 import type { ApiRouteSettings } from '../openapi/settings.js';
 import type { RateLimitSettings, RouteRateLimits } from '../ratelimit/types.js';
 import type { SecretScanningSettings } from '../secret-scanning/schema.js';
+import type { TelemetrySettings } from '../telemetry/schema.js';
 import type { TlsSettings } from '../tls/types.js';
 
 /** The compiled, frozen configuration the gateway runs on: units parsed, references resolved. */
@@ -132,6 +133,8 @@ export interface GatewayConfig {
   blocks: BlockSettings;
   /** `secret_scanning`: the leaked-key receiver; undefined or disabled when off. */
   secretScanning?: SecretScanningSettings;
+  /** `telemetry`: OpenTelemetry export; undefined or disabled when off. */
+  telemetry?: TelemetrySettings;
 }
 
 export type AuthMethod = 'jwt' | 'introspection' | 'api_key' | 'mtls';

@@ -56,6 +56,7 @@ export function createEventEmitter(
       traceId:
         ctx?.traceparent?.slice(3, 35) ??
         traceIdOf(typeof traceparent === 'string' ? traceparent : undefined, id),
+      traceparent: ctx?.traceparent,
       clientIp: ctx?.clientIp ?? resolveClient(req).ip,
       method: req.method ?? '',
       path: seen.path ?? '',

@@ -14,6 +14,12 @@ export interface RequestEvent {
   requestId: string;
   /** W3C trace id (32 hex), from `traceparent` or created. */
   traceId: string;
+  /**
+   * The `traceparent` the gateway sent upstream (the caller's, or one it
+   * made), when the request got that far: traces read its parent span id
+   * and sampled flag. Not part of the audit record.
+   */
+  traceparent?: string | undefined;
   clientIp: string;
   method: string;
   /** The canonical path (never the query string, which may carry secrets). */
