@@ -64,6 +64,8 @@ describe('alerting metrics', () => {
       'portcullis_anomaly_tracked_sources{detector="auth_failures",table="ip"} 1',
       'portcullis_alerts_raised_total{detector="auth_failures",severity="warning"} 1',
       'portcullis_alerts_suppressed_total 1',
+      'portcullis_alerts_active 1',
+      'portcullis_alerts_active_evicted_total 0',
       'portcullis_alert_blocks_total 1',
       'portcullis_blocks_active 1',
       'portcullis_alert_queue_depth 0',

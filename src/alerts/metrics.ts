@@ -57,6 +57,16 @@ export function observeAlerting(
     'Findings folded into an existing alert within the cooldown.',
     () => alerter()?.stats.suppressed,
   );
+  metrics.registerGauge(
+    'portcullis_alerts_active',
+    'Alerts running now (raised and not yet resolved); bounded, see portcullis_alerts_active_evicted_total.',
+    () => alerter()?.activeAlerts(),
+  );
+  metrics.registerCounter(
+    'portcullis_alerts_active_evicted_total',
+    'Running alerts evicted to keep the table bounded: each keeps its stored count and comes back as the same alert if its attack goes on.',
+    () => alerter()?.stats.activeEvicted,
+  );
   metrics.registerCounter(
     'portcullis_alerts_findings_dropped_total',
     'Findings dropped because too many were waiting to be processed.',
