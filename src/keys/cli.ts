@@ -33,6 +33,7 @@ import {
   ApiKeyError,
   type ApiKeyRecord,
   type ApiKeyStore,
+  apiKeyJson,
   apiKeyStatus,
   createApiKeyStore,
 } from './store.js';
@@ -165,19 +166,7 @@ export async function runKeysCommand(argv: string[], io: KeysCommandIo): Promise
         const records = await context.keys().list();
         const now = Date.now();
         if (values.json) {
-          const iso = (ms: number | undefined) => (ms === undefined ? null : new Date(ms).toISOString());
-          const json = records.map((r) => ({
-            id: r.id,
-            name: r.name,
-            scopes: r.scopes,
-            tenant: r.tenant ?? null,
-            createdAt: iso(r.createdAt),
-            expiresAt: iso(r.expiresAt),
-            revokedAt: iso(r.revokedAt),
-            lastUsedAt: iso(r.lastUsedAt),
-            replacedBy: r.replacedBy ?? null,
-            status: apiKeyStatus(r, now),
-          }));
+          const json = records.map((r) => apiKeyJson(r, now));
           io.out(JSON.stringify(json, null, 2));
         } else if (records.length === 0) {
           io.out('No API keys.');

@@ -164,6 +164,26 @@ export function apiKeyStatus(record: ApiKeyRecord, now: number): ApiKeyStatus {
   return record.replacedBy === undefined ? 'active' : 'rotating';
 }
 
+/**
+ * A key as JSON for people and tools (`keys list --json`, the admin API):
+ * never its secret or digest; times as ISO 8601 or null.
+ */
+export function apiKeyJson(r: ApiKeyRecord, now: number) {
+  const iso = (ms: number | undefined) => (ms === undefined ? null : new Date(ms).toISOString());
+  return {
+    id: r.id,
+    name: r.name,
+    scopes: r.scopes,
+    tenant: r.tenant ?? null,
+    createdAt: iso(r.createdAt),
+    expiresAt: iso(r.expiresAt),
+    revokedAt: iso(r.revokedAt),
+    lastUsedAt: iso(r.lastUsedAt),
+    replacedBy: r.replacedBy ?? null,
+    status: apiKeyStatus(r, now),
+  };
+}
+
 interface Row {
   id: string;
   name: string;

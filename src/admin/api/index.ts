@@ -46,7 +46,7 @@ import type { AdminEvent, EventBus } from '../../events/types.js';
 import { ClientRepository, type OAuthClient } from '../../issuer/clients.js';
 import { IssuerError } from '../../issuer/errors.js';
 import { resolvePepper } from '../../keys/authenticator.js';
-import { ApiKeyError, type ApiKeyRecord, apiKeyStatus, createApiKeyStore } from '../../keys/store.js';
+import { ApiKeyError, apiKeyJson, createApiKeyStore } from '../../keys/store.js';
 import { createLogger, type Logger } from '../../log.js';
 import { listRevocations, recordRevocation, signalBlockChange } from '../../revocation/feed.js';
 import type { Store } from '../../store/types.js';
@@ -176,21 +176,6 @@ const MAX_DURATION_MS = 36_500 * 86_400_000;
 const MAX_LIST = 1000;
 
 const iso = (ms: number | undefined) => (ms === undefined ? null : new Date(ms).toISOString());
-
-function keyJson(r: ApiKeyRecord, now: number) {
-  return {
-    id: r.id,
-    name: r.name,
-    scopes: r.scopes,
-    tenant: r.tenant ?? null,
-    createdAt: iso(r.createdAt),
-    expiresAt: iso(r.expiresAt),
-    revokedAt: iso(r.revokedAt),
-    lastUsedAt: iso(r.lastUsedAt),
-    replacedBy: r.replacedBy ?? null,
-    status: apiKeyStatus(r, now),
-  };
-}
 
 function clientJson(c: OAuthClient) {
   return {
@@ -491,7 +476,7 @@ export function mountAdminApi(deps: AdminApiDeps): void {
 
     async listKeys() {
       const now = Date.now();
-      return { status: 200, body: { keys: (await keys.list()).map((r) => keyJson(r, now)) } };
+      return { status: 200, body: { keys: (await keys.list()).map((r) => apiKeyJson(r, now)) } };
     },
 
     async createKey({ caller, body }) {
@@ -516,7 +501,7 @@ export function mountAdminApi(deps: AdminApiDeps): void {
         expiresAt: lifetime === undefined ? undefined : Date.now() + lifetime,
       });
       audit(caller, 'key.created', record.id, { name: record.name, scopes: record.scopes.join(' ') });
-      return { status: 201, body: { key, record: keyJson(record, Date.now()) } };
+      return { status: 201, body: { key, record: apiKeyJson(record, Date.now()) } };
     },
 
     async revokeKey({ caller, params }) {
@@ -532,7 +517,7 @@ export function mountAdminApi(deps: AdminApiDeps): void {
         });
         audit(caller, 'key.revoked', record.id);
       }
-      return { status: 200, body: { alreadyRevoked, record: keyJson(record, Date.now()) } };
+      return { status: 200, body: { alreadyRevoked, record: apiKeyJson(record, Date.now()) } };
     },
 
     async rotateKey({ caller, params, body }) {
@@ -554,7 +539,10 @@ export function mountAdminApi(deps: AdminApiDeps): void {
       });
       audit(caller, 'key.rotated', previous.id, { successor: next.id });
       const now = Date.now();
-      return { status: 201, body: { key, record: keyJson(next, now), previous: keyJson(previous, now) } };
+      return {
+        status: 201,
+        body: { key, record: apiKeyJson(next, now), previous: apiKeyJson(previous, now) },
+      };
     },
 
     async listClients() {
