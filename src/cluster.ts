@@ -133,6 +133,10 @@ export function runPrimary(count: number, logger: PrimaryLogger): Promise<number
     startedAt.set(n, Date.now());
     worker.on('message', (m: WorkerMessage) => onMessage(worker, m));
     worker.once('online', () => logger.info({ worker: n, pid: worker.process.pid }, 'worker started'));
+    // A send racing the worker's exit fails on a closed channel: logged, never an unhandled 'error'.
+    worker.on('error', (err) =>
+      logger.warn({ worker: n, err: { message: err.message } }, 'worker channel error'),
+    );
     worker.on('exit', (code, signal) => {
       if (workers.get(n) === worker) workers.delete(n);
       if (stopping) {
@@ -182,6 +186,8 @@ export function runPrimary(count: number, logger: PrimaryLogger): Promise<number
  */
 export function answerMetricsRequests(collect: () => Promise<MetricsJson>): void {
   if (!cluster.isWorker) return;
+  // The primary gone (its channel closed), a reply fails: nothing to report it to.
+  process.on('error', () => {});
   process.on('message', (message: PrimaryMessage) => {
     if (message?.type !== 'portcullis:collect') return;
     collect().then(
