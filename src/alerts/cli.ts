@@ -33,6 +33,7 @@ import {
   BlockError,
   type BlockKind,
   type BlockRecord,
+  blockJson,
   blockStatus,
   createAlertStore,
   createBlockStore,
@@ -127,23 +128,6 @@ function alertJson(a: AlertRecord) {
     lastSeen: iso(a.lastSeen),
     count: a.count,
     delivery: a.delivery,
-  };
-}
-
-function blockJson(b: BlockRecord, now: number) {
-  return {
-    id: b.id,
-    kind: b.kind,
-    subject: b.subject,
-    status: b.status,
-    reason: b.reason,
-    alertId: b.alertId ?? null,
-    createdBy: b.createdBy,
-    createdAt: iso(b.createdAt),
-    expiresAt: iso(b.expiresAt),
-    liftedAt: iso(b.liftedAt),
-    liftedBy: b.liftedBy ?? null,
-    state: blockStatus(b, now),
   };
 }
 

@@ -171,6 +171,25 @@ export function blockStatus(record: BlockRecord, now: number): 'active' | 'expir
   return record.expiresAt > now ? 'active' : 'expired';
 }
 
+/** A block as JSON for people and tools (`blocks list --json`, the admin API); times as ISO 8601 or null. */
+export function blockJson(b: BlockRecord, now: number) {
+  const iso = (ms: number | undefined) => (ms === undefined ? null : new Date(ms).toISOString());
+  return {
+    id: b.id,
+    kind: b.kind,
+    subject: b.subject,
+    status: b.status,
+    reason: b.reason,
+    alertId: b.alertId ?? null,
+    createdBy: b.createdBy,
+    createdAt: iso(b.createdAt),
+    expiresAt: iso(b.expiresAt),
+    liftedAt: iso(b.liftedAt),
+    liftedBy: b.liftedBy ?? null,
+    state: blockStatus(b, now),
+  };
+}
+
 /** Stable codes of {@link BlockError}. */
 export type BlockErrorCode = 'blocks.invalid_input' | 'blocks.not_found';
 

@@ -25,8 +25,7 @@ import {
   BLOCK_KINDS,
   BlockError,
   type BlockKind,
-  type BlockRecord,
-  blockStatus,
+  blockJson,
   createAlertStore,
   createBlockStore,
 } from '../../alerts/store.js';
@@ -186,23 +185,6 @@ function clientJson(c: OAuthClient) {
     createdAt: c.createdAt,
     revokedAt: c.revokedAt ?? null,
     status: c.revokedAt === undefined ? 'active' : 'revoked',
-  };
-}
-
-function blockJson(r: BlockRecord, now: number) {
-  return {
-    id: r.id,
-    kind: r.kind,
-    subject: r.subject,
-    status: r.status,
-    reason: r.reason,
-    alertId: r.alertId ?? null,
-    createdBy: r.createdBy,
-    createdAt: iso(r.createdAt),
-    expiresAt: iso(r.expiresAt),
-    liftedAt: iso(r.liftedAt),
-    liftedBy: r.liftedBy ?? null,
-    state: blockStatus(r, now),
   };
 }
 
