@@ -188,6 +188,20 @@ function clientJson(c: OAuthClient) {
   };
 }
 
+/** The body's `scopes`: 1 to 100 strings, or a 400. */
+function scopeList(body: Record<string, unknown>): string[] {
+  const scopes = body.scopes;
+  if (
+    !Array.isArray(scopes) ||
+    scopes.length === 0 ||
+    scopes.length > 100 ||
+    !scopes.every((s) => typeof s === 'string')
+  ) {
+    throw problems.invalid('scopes must be a list of 1 to 100 strings');
+  }
+  return scopes;
+}
+
 function duration(body: Record<string, unknown>, name: string, allowZero = false): number | undefined {
   const text = optionalString(body, name, 20);
   if (text === undefined) return undefined;
@@ -465,15 +479,7 @@ export function mountAdminApi(deps: AdminApiDeps): void {
       const b = await body();
       onlyMembers(b, ['name', 'scopes', 'tenant', 'expires_in']);
       const name = requiredString(b, 'name', 200);
-      const scopes = b.scopes;
-      if (
-        !Array.isArray(scopes) ||
-        scopes.length === 0 ||
-        scopes.length > 100 ||
-        !scopes.every((s) => typeof s === 'string')
-      ) {
-        throw problems.invalid('scopes must be a list of 1 to 100 strings');
-      }
+      const scopes = scopeList(b);
       const tenant = optionalString(b, 'tenant', 200);
       const lifetime = duration(b, 'expires_in');
       const { record, key } = await keys.create({
@@ -535,15 +541,7 @@ export function mountAdminApi(deps: AdminApiDeps): void {
       const b = await body();
       onlyMembers(b, ['name', 'scopes', 'tenant']);
       const name = requiredString(b, 'name', 100);
-      const scopes = b.scopes;
-      if (
-        !Array.isArray(scopes) ||
-        scopes.length === 0 ||
-        scopes.length > 100 ||
-        !scopes.every((s) => typeof s === 'string')
-      ) {
-        throw problems.invalid('scopes must be a list of 1 to 100 strings');
-      }
+      const scopes = scopeList(b);
       const tenant = optionalString(b, 'tenant', 128);
       const { client, secret } = await clients().create({ name, scopes, tenant });
       audit(caller, 'client.created', client.id, { name: client.name, scopes: client.scopes.join(' ') });
