@@ -289,6 +289,26 @@ describe('the admin API', () => {
       assert.doesNotMatch(listed.body, /digest|pcl_/);
     });
 
+    it('creates a key restricted to named routes, and refuses a route name the config does not have', async () => {
+      const call = api(gw, tokens.operator);
+      const unknown = await call('POST', '/admin/keys', {
+        name: 'typo',
+        scopes: ['a'],
+        routes: ['GET /ordres'],
+      });
+      assertProblem(unknown, 400);
+      assert.match(unknown.body, /no route is named/);
+      const created = await call('POST', '/admin/keys', {
+        name: 'orders only',
+        scopes: ['a'],
+        routes: ['GET /orders'],
+      });
+      assert.equal(created.status, 201, created.body);
+      const { key, record } = created.json<{ key: string; record: { routes: string[] } }>();
+      assert.deepEqual(record.routes, ['GET /orders']);
+      assert.equal((await send(gw.url, '/orders', { headers: { 'x-api-key': key } })).status, 200);
+    });
+
     it('revokes a key: the gateway refuses it within a second; a second revoke changes nothing', async () => {
       const call = api(gw, tokens.operator);
       const { key, record } = (await call('POST', '/admin/keys', { name: 'doomed', scopes: ['a'] })).json<{

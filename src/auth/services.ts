@@ -13,7 +13,7 @@ export interface TokenVerifier {
 export interface ApiKeyService {
   /** The public key id of a well-formed key (checksum verified), without any I/O; undefined otherwise. */
   keyId(raw: string): string | undefined;
-  authenticate(raw: string, beforeVerify?: BeforeVerify): Promise<Principal>;
+  authenticate(raw: string, beforeVerify?: BeforeVerify, route?: string): Promise<Principal>;
   /** Forgets what this instance cached about a key (revoked elsewhere). */
   invalidate?(id: string): void;
 }

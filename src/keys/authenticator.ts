@@ -77,10 +77,11 @@ export interface ApiKeyAuthenticator {
    *
    * @throws AuthFailure `malformed_key` (bad shape or checksum: the store is
    * not consulted), or `key_unknown`, `key_mismatch`, `key_revoked`,
-   * `key_expired`, each with the key id as `credentialId`.
+   * `key_expired`, each with the key id as `credentialId`; `key_route_not_allowed`
+   * when the key is restricted to routes and `route` (the route's name) is not one.
    * @throws AuthUnavailable `key_store_unavailable` (503) when the store fails.
    */
-  authenticate(raw: string, beforeVerify?: BeforeVerify): Promise<Principal>;
+  authenticate(raw: string, beforeVerify?: BeforeVerify, route?: string): Promise<Principal>;
   /**
    * The key id (`key_…`) of a well-formed key with a correct checksum, or
    * undefined; no I/O, so the brute-force guard can count per key before any
@@ -101,6 +102,8 @@ interface KnownEntry {
   digest: Buffer;
   revoked: boolean;
   expiresAt: number | undefined;
+  /** The route names the key is restricted to; undefined: every route. */
+  routes: ReadonlySet<string> | undefined;
   principal: Principal;
 }
 
@@ -130,6 +133,7 @@ function toEntry(credential: ApiKeyCredential | undefined, fetchedAt: number): E
     digest,
     revoked: record.revokedAt !== undefined,
     expiresAt: record.expiresAt,
+    routes: record.routes === undefined ? undefined : new Set(record.routes),
     principal: Object.freeze({
       kind: 'api_key',
       id: record.id,
@@ -218,7 +222,7 @@ export function createApiKeyAuthenticator(options: ApiKeyAuthenticatorOptions): 
   }
 
   return {
-    async authenticate(raw, beforeVerify) {
+    async authenticate(raw, beforeVerify, route) {
       const parsed = parseApiKey(raw);
       // An imported key is found by its hash alone: its id and digest are both keyed hashes of the whole key.
       const imported = !parsed && importedKeys && isImportableKey(raw);
@@ -258,6 +262,10 @@ export function createApiKeyAuthenticator(options: ApiKeyAuthenticatorOptions): 
       }
       if (entry.revoked) throw new AuthFailure('key_revoked', id);
       if (entry.expiresAt !== undefined && entry.expiresAt <= now()) throw new AuthFailure('key_expired', id);
+      // Checked after the secret, like the status: only the key's holder learns where it is good.
+      if (entry.routes !== undefined && (route === undefined || !entry.routes.has(route))) {
+        throw new AuthFailure('key_route_not_allowed', id);
+      }
       void store.touch(id);
       return entry.principal;
     },

@@ -97,7 +97,7 @@ describe('portcullis keys', () => {
     const b = await createKey(env);
     const list = await keys(['list'], env);
     assert.equal(list.code, 0, list.stderr);
-    assert.match(list.stdout, /^ID +NAME +SCOPES +TENANT +CREATED +EXPIRES +LAST USED +STATUS$/m);
+    assert.match(list.stdout, /^ID +NAME +SCOPES +TENANT +ROUTES +CREATED +EXPIRES +LAST USED +STATUS$/m);
     assert.match(
       list.stdout,
       new RegExp(`^${a.id} +reporting +orders:read,orders:write +acme .* active$`, 'm'),

@@ -46,15 +46,15 @@ export interface KeysCommandIo {
 }
 
 const USAGE = `Usage:
-  portcullis keys create --name NAME --scopes a,b [--expires 90d] [--tenant T]
+  portcullis keys create --name NAME --scopes a,b [--expires 90d] [--tenant T] [--routes r1,r2]
   portcullis keys list [--json]
   portcullis keys revoke ID
   portcullis keys rotate ID [--overlap 24h] [--expires 90d]
   portcullis keys import --file keys.jsonl [--dry-run] [--skip-existing]
 
 keys import brings in keys from another system, one JSON object a line:
-  {"key": "…", "name": "billing", "scopes": ["orders:read"], "tenant": "acme", "expiry": "2027-01-31T00:00:00Z"}
-(tenant and expiry may be left out or null). Only a keyed hash of each key is
+  {"key": "…", "name": "billing", "scopes": ["orders:read"], "tenant": "acme", "expiry": "2027-01-31T00:00:00Z", "routes": ["list-orders"]}
+(tenant, expiry and routes may be left out or null). Only a keyed hash of each key is
 stored. One bad line imports nothing; a key already imported fails the import
 unless --skip-existing. The gateway accepts imported keys with
 auth.api_keys.imported_keys: true.
@@ -63,7 +63,9 @@ Every command also takes --config FILE: use that config's store and
 auth.api_keys (default: $PORTCULLIS_CONFIG; without it, SQLite and a generated
 pepper in $PORTCULLIS_DATA, default ./data, as the demo uses).
 Durations: 30s, 15m, 24h, 90d. A rotated key's successor gets the same
-lifetime unless --expires says otherwise.`;
+lifetime unless --expires says otherwise. --routes (and "routes" in an import
+file) restricts a key to the named routes (routes[].name); elsewhere it is
+refused with 401 like an invalid credential.`;
 
 const DEFAULT_HEADER = 'x-api-key';
 const DEFAULT_CACHE_TTL = '30s';
@@ -101,9 +103,17 @@ function onlyId(positionals: string[], command: string): string {
   return positionals[0]!;
 }
 
+function commaList(text: string): string[] {
+  return text
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+}
+
 function describeRecord(record: ApiKeyRecord): string {
   const parts = [`scopes: ${record.scopes.join(', ') || '(none)'}`];
   if (record.tenant !== undefined) parts.push(`tenant: ${record.tenant}`);
+  if (record.routes !== undefined) parts.push(`routes: ${record.routes.join(', ')}`);
   parts.push(record.expiresAt === undefined ? 'no expiry' : `expires ${formatTime(record.expiresAt)}`);
   return `${record.id} "${record.name}" (${parts.join('; ')})`;
 }
@@ -129,17 +139,17 @@ export async function runKeysCommand(argv: string[], io: KeysCommandIo): Promise
           scopes: { type: 'string' },
           expires: { type: 'string' },
           tenant: { type: 'string' },
+          routes: { type: 'string' },
         });
         if (values.help) return help(io);
         if (positionals.length > 0)
           throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
         if (values.name === undefined) throw new UsageError('keys create needs --name NAME');
         if (values.scopes === undefined) throw new UsageError('keys create needs --scopes a,b');
-        const scopes = values.scopes
-          .split(',')
-          .map((s) => s.trim())
-          .filter((s) => s !== '');
+        const scopes = commaList(values.scopes);
         if (scopes.length === 0) throw new UsageError('--scopes needs at least one scope');
+        const routes = values.routes === undefined ? undefined : commaList(values.routes);
+        if (routes?.length === 0) throw new UsageError('--routes needs at least one route name');
         const lifetime =
           values.expires === undefined ? undefined : duration('expires', values.expires, false);
         context = await open(values.config, io);
@@ -148,6 +158,7 @@ export async function runKeysCommand(argv: string[], io: KeysCommandIo): Promise
           scopes,
           tenant: values.tenant,
           expiresAt: lifetime === undefined ? undefined : Date.now() + lifetime,
+          routes,
         });
         await context.audit('key.created', record.id, { name: record.name, scopes: record.scopes.join(' ') });
         io.err(`Created ${describeRecord(record)} in ${context.store.location}.`);
@@ -173,12 +184,13 @@ export async function runKeysCommand(argv: string[], io: KeysCommandIo): Promise
         } else {
           io.out(
             formatTable([
-              ['ID', 'NAME', 'SCOPES', 'TENANT', 'CREATED', 'EXPIRES', 'LAST USED', 'STATUS'],
+              ['ID', 'NAME', 'SCOPES', 'TENANT', 'ROUTES', 'CREATED', 'EXPIRES', 'LAST USED', 'STATUS'],
               ...records.map((r) => [
                 r.id,
                 r.name,
                 r.scopes.join(','),
                 r.tenant ?? '-',
+                r.routes?.join(',') ?? '*',
                 formatTime(r.createdAt),
                 formatTime(r.expiresAt),
                 formatTime(r.lastUsedAt),

@@ -386,3 +386,108 @@ describe('imported keys through the gateway', () => {
     }
   });
 });
+
+describe('keys restricted to routes', () => {
+  it('reads "routes" from an import file and refuses an empty or non-list value by line', () => {
+    const [a, b, c] = [kongKey(), kongKey(), kongKey()];
+    const { entries, problems } = parseImportFile(
+      [
+        line({ key: a, name: 'partner', scopes: [], routes: ['list-orders', 'list-orders'] }),
+        line({ key: b, name: 'nowhere', scopes: [], routes: [] }),
+        line({ key: c, name: 'text', scopes: [], routes: 'list-orders' }),
+      ].join('\n'),
+      PEPPER,
+    );
+    assert.deepEqual(
+      entries.map((e) => [e.name, e.routes]),
+      [['partner', ['list-orders']]],
+    );
+    assert.deepEqual(
+      problems.map((p) => p.line),
+      [2, 3],
+    );
+    assert.match(problems[0]!.message, /at least one route/);
+    assert.match(problems[1]!.message, /list of route names/);
+  });
+
+  it('serves an imported or created key only on its routes, and any key elsewhere still on every route', async () => {
+    const upstream = await startUpstream();
+    const gw = await startTestGateway({
+      auth: { api_keys: { imported_keys: true } },
+      upstreams: { app: { url: upstream.url } },
+      routes: [
+        {
+          name: 'list-orders',
+          path: '/orders',
+          methods: ['GET'],
+          upstream: 'app',
+          authorize: 'any-authenticated',
+        },
+        {
+          name: 'admin-users',
+          path: '/users',
+          methods: ['GET'],
+          upstream: 'app',
+          authorize: 'any-authenticated',
+        },
+      ],
+    });
+    try {
+      const env = { PORTCULLIS_DATA: gw.dataDir };
+      const partner = kongKey();
+      const everywhere = kongKey();
+      const file = writeImport(gw.dataDir, [
+        line({ key: partner, name: 'partner', scopes: [], routes: ['list-orders'] }),
+        line({ key: everywhere, name: 'internal', scopes: [] }),
+      ]);
+      const imported = await keys(['import', '--file', file, '--config', gw.configFile], env);
+      assert.equal(imported.code, 0, imported.stderr);
+      const created = await keys(
+        [
+          'create',
+          '--name',
+          'reports',
+          '--scopes',
+          'r',
+          '--routes',
+          'admin-users',
+          '--config',
+          gw.configFile,
+        ],
+        env,
+      );
+      assert.equal(created.code, 0, created.stderr);
+      assert.match(created.stderr, /routes: admin-users/);
+      const ours = created.stdout.trim();
+      const status = async (path: string, key: string) =>
+        (await send(gw.url, path, { headers: { 'x-api-key': key } })).status;
+
+      assert.deepEqual(
+        [await status('/orders', partner), await status('/users', partner)],
+        [200, 401],
+        'the imported key is good on list-orders only',
+      );
+      assert.deepEqual(
+        [await status('/users', ours), await status('/orders', ours)],
+        [200, 401],
+        'the created key is good on admin-users only',
+      );
+      assert.deepEqual([await status('/orders', everywhere), await status('/users', everywhere)], [200, 200]);
+      // A legitimate key on the wrong route is not a guess: it never locks its holder out.
+      for (let i = 0; i < 12; i++) assert.equal(await status('/users', partner), 401);
+      assert.equal(await status('/orders', partner), 200);
+
+      const listed = await keys(['list', '--json', '--config', gw.configFile], env);
+      const routes = Object.fromEntries(
+        (JSON.parse(listed.stdout) as Array<{ name: string; routes: string[] | null }>).map((k) => [
+          k.name,
+          k.routes,
+        ]),
+      );
+      assert.deepEqual(routes, { partner: ['list-orders'], internal: null, reports: ['admin-users'] });
+    } finally {
+      await gw.close();
+      await upstream.close();
+    }
+  });
+});

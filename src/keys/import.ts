@@ -5,7 +5,10 @@
  *
  * The file is JSON Lines, one key a line:
  *
- *     {"key": "…", "name": "billing", "scopes": ["orders:read"], "tenant": "acme", "expiry": "2027-01-01T00:00:00Z"}
+ *     {"key": "…", "name": "billing", "scopes": ["orders:read"], "tenant": "acme", "expiry": "2027-01-01T00:00:00Z", "routes": ["list-orders"]}
+ *
+ * `routes` (optional) restricts the key to those routes, by name: a key that
+ * leaked from the old system can then reach only what it was meant for.
  *
  * Each key is stored as Portcullis's own are: only `HMAC-SHA-256(pepper, key)`,
  * under an id that is itself a keyed hash of the key ({@link importedKeyId}),
@@ -16,7 +19,14 @@
  */
 import type { Db } from '../store/types.js';
 import { IMPORTED_KEY_MAX_LENGTH, IMPORTED_KEY_MIN_LENGTH, isImportableKey } from './format.js';
-import { ApiKeyError, checkScopes, checkText, digestSecret, importedKeyId } from './store.js';
+import {
+  ApiKeyError,
+  checkRouteNames,
+  checkScopes,
+  checkText,
+  digestSecret,
+  importedKeyId,
+} from './store.js';
 
 /** One valid line of an import file. */
 export interface ImportEntry {
@@ -31,6 +41,8 @@ export interface ImportEntry {
   tenant: string | undefined;
   /** Epoch ms; undefined: no expiry. */
   expiresAt: number | undefined;
+  /** Route names the key is restricted to; undefined: every route. */
+  routes: string[] | undefined;
 }
 
 /** A line that cannot be imported: its number and what is wrong, never its key. */
@@ -48,7 +60,7 @@ export interface ParsedImport {
 /** Lines read at most: a bigger migration is split into several files. */
 export const MAX_IMPORT_LINES = 1_000_000;
 
-const FIELDS = new Set(['key', 'name', 'scopes', 'tenant', 'expiry']);
+const FIELDS = new Set(['key', 'name', 'scopes', 'tenant', 'expiry', 'routes']);
 // RFC 3339 date-time with an explicit offset: an expiry without a zone would depend on the machine's.
 const DATE_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})$/i;
 
@@ -65,15 +77,15 @@ function keyProblem(key: string): string | undefined {
 
 function checkLine(value: unknown, line: number, pepper: string, now: number): ImportEntry | string {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    return 'expected a JSON object {"key", "name", "scopes", "tenant", "expiry"}';
+    return 'expected a JSON object {"key", "name", "scopes", "tenant", "expiry", "routes"}';
   }
   const record = value as Record<string, unknown>;
   const unknown = Object.keys(record).filter((k) => !FIELDS.has(k));
   if (unknown.length > 0) {
     // A misspelt "expiry" must not silently import a key that never expires.
-    return `unknown field ${JSON.stringify(unknown[0]!.slice(0, 40))}; expected key, name, scopes, tenant, expiry`;
+    return `unknown field ${JSON.stringify(unknown[0]!.slice(0, 40))}; expected key, name, scopes, tenant, expiry, routes`;
   }
-  const { key, name, scopes, tenant, expiry } = record;
+  const { key, name, scopes, tenant, expiry, routes } = record;
   if (typeof key !== 'string') return 'expected "key" to be a string';
   const bad = keyProblem(key);
   if (bad !== undefined) return bad;
@@ -84,6 +96,13 @@ function checkLine(value: unknown, line: number, pepper: string, now: number): I
   if (tenant !== undefined && tenant !== null && typeof tenant !== 'string') {
     return 'expected "tenant" to be a string or null';
   }
+  if (
+    routes !== undefined &&
+    routes !== null &&
+    (!Array.isArray(routes) || !routes.every((r) => typeof r === 'string'))
+  ) {
+    return 'expected "routes" to be a list of route names, or null for every route';
+  }
   let expiresAt: number | undefined;
   if (expiry !== undefined && expiry !== null) {
     if (typeof expiry !== 'string' || !DATE_TIME.test(expiry) || Number.isNaN(Date.parse(expiry))) {
@@ -93,10 +112,12 @@ function checkLine(value: unknown, line: number, pepper: string, now: number): I
     if (expiresAt <= now) return `the expiry ${expiry} has passed`;
   }
   let checkedScopes: string[];
+  let checkedRoutes: string[] | undefined;
   try {
     checkText('the name', name);
     if (typeof tenant === 'string') checkText('the tenant', tenant);
     checkedScopes = checkScopes(scopes as string[]);
+    if (Array.isArray(routes)) checkedRoutes = checkRouteNames(routes as string[]);
   } catch (err) {
     if (err instanceof ApiKeyError) return err.message;
     throw err;
@@ -109,6 +130,7 @@ function checkLine(value: unknown, line: number, pepper: string, now: number): I
     scopes: checkedScopes,
     tenant: typeof tenant === 'string' ? tenant : undefined,
     expiresAt,
+    routes: checkedRoutes,
   };
 }
 
@@ -196,7 +218,7 @@ export function storeImportedKeys(
     const imported = entries.filter((e) => !stored.has(e.id));
     for (const e of imported) {
       await tx.execute(
-        'insert into api_keys (id, name, digest, scopes, tenant, created_at, expires_at) values ($1, $2, $3, $4, $5, $6, $7)',
+        'insert into api_keys (id, name, digest, scopes, tenant, created_at, expires_at, routes) values ($1, $2, $3, $4, $5, $6, $7, $8)',
         [
           e.id,
           e.name,
@@ -205,6 +227,7 @@ export function storeImportedKeys(
           e.tenant ?? null,
           iso(at),
           e.expiresAt === undefined ? null : iso(e.expiresAt),
+          e.routes === undefined ? null : JSON.stringify(e.routes),
         ],
       );
     }

@@ -42,6 +42,8 @@ export interface ApiKeyRecord {
   lastUsedAt: number | undefined;
   /** The key that replaced this one in a rotation. */
   replacedBy: string | undefined;
+  /** The route names the key is good on; undefined: every route that accepts API keys. */
+  routes: readonly string[] | undefined;
 }
 
 /** Where a key stands at a given time. `rotating`: replaced, but valid until its `expiresAt`. */
@@ -61,6 +63,8 @@ export interface NewApiKey {
   tenant?: string | undefined;
   /** Epoch milliseconds; absent for a key that does not expire. */
   expiresAt?: number | undefined;
+  /** Restricts the key to these route names (`routes[].name`); absent: every route. */
+  routes?: readonly string[] | undefined;
 }
 
 /** A key just made: `key` is the only time the whole key exists outside its owner's hands. */
@@ -73,7 +77,7 @@ export interface CreatedApiKey {
 export interface RotatedApiKey {
   /** The old key, now expiring at the end of the overlap and naming its successor. */
   previous: ApiKeyRecord;
-  /** The new key, with the old one's name, scopes and tenant. */
+  /** The new key, with the old one's name, scopes, tenant and routes. */
   next: ApiKeyRecord;
   key: string;
 }
@@ -180,6 +184,7 @@ export function apiKeyJson(r: ApiKeyRecord, now: number) {
     revokedAt: iso(r.revokedAt),
     lastUsedAt: iso(r.lastUsedAt),
     replacedBy: r.replacedBy ?? null,
+    routes: r.routes ?? null,
     status: apiKeyStatus(r, now),
   };
 }
@@ -195,19 +200,25 @@ interface Row {
   revoked_at: string | null;
   last_used_at: string | null;
   replaced_by: string | null;
+  routes: string | null;
 }
 
 const COLUMNS =
-  'id, name, digest, scopes, tenant, created_at, expires_at, revoked_at, last_used_at, replaced_by';
+  'id, name, digest, scopes, tenant, created_at, expires_at, revoked_at, last_used_at, replaced_by, routes';
 
 const iso = (ms: number): string => new Date(ms).toISOString();
 const time = (text: string | null): number | undefined => (text === null ? undefined : Date.parse(text));
 
-function toRecord(row: Row): ApiKeyRecord {
-  const scopes: unknown = JSON.parse(row.scopes);
-  if (!Array.isArray(scopes) || !scopes.every((s) => typeof s === 'string')) {
-    throw new Error(`api_keys.scopes of ${row.id} is not a JSON list of strings`);
+function stringList(row: Row, column: 'scopes' | 'routes', text: string): string[] {
+  const list: unknown = JSON.parse(text);
+  if (!Array.isArray(list) || !list.every((s) => typeof s === 'string')) {
+    throw new Error(`api_keys.${column} of ${row.id} is not a JSON list of strings`);
   }
+  return list;
+}
+
+function toRecord(row: Row): ApiKeyRecord {
+  const scopes = stringList(row, 'scopes', row.scopes);
   return {
     id: row.id,
     name: row.name,
@@ -218,6 +229,7 @@ function toRecord(row: Row): ApiKeyRecord {
     revokedAt: time(row.revoked_at),
     lastUsedAt: time(row.last_used_at),
     replacedBy: row.replaced_by ?? undefined,
+    routes: row.routes === null ? undefined : stringList(row, 'routes', row.routes),
   };
 }
 
@@ -274,6 +286,21 @@ export function checkScopes(scopes: readonly string[]): string[] {
   return unique;
 }
 
+/**
+ * Checks the route names a key is restricted to (each like a name, at least
+ * one: an empty list would make a key good nowhere) and removes duplicates.
+ *
+ * @throws ApiKeyError `keys.invalid_input`.
+ */
+export function checkRouteNames(routes: readonly string[]): string[] {
+  if (routes.length === 0) {
+    throw new ApiKeyError('keys.invalid_input', 'a key restricted to routes needs at least one route name');
+  }
+  const unique = [...new Set(routes)];
+  for (const route of unique) checkText('a route name', route);
+  return unique;
+}
+
 /** Checks a pepper's length. @throws TypeError when shorter than {@link MIN_PEPPER_BYTES}. */
 export function checkPepper(pepper: unknown): string {
   if (typeof pepper !== 'string' || Buffer.byteLength(pepper) < MIN_PEPPER_BYTES) {
@@ -303,6 +330,7 @@ export function createApiKeyStore(db: Db, options: ApiKeyStoreOptions): ApiKeySt
     checkText('the name', input.name);
     if (input.tenant !== undefined) checkText('the tenant', input.tenant);
     const scopes = checkScopes(input.scopes);
+    const routes = input.routes === undefined ? undefined : checkRouteNames(input.routes);
     if (input.expiresAt !== undefined && !(Number.isFinite(input.expiresAt) && input.expiresAt > at)) {
       throw new ApiKeyError('keys.invalid_input', 'the expiry must be in the future');
     }
@@ -317,9 +345,10 @@ export function createApiKeyStore(db: Db, options: ApiKeyStoreOptions): ApiKeySt
       revokedAt: undefined,
       lastUsedAt: undefined,
       replacedBy: undefined,
+      routes,
     };
     await db.execute(
-      'insert into api_keys (id, name, digest, scopes, tenant, created_at, expires_at) values ($1, $2, $3, $4, $5, $6, $7)',
+      'insert into api_keys (id, name, digest, scopes, tenant, created_at, expires_at, routes) values ($1, $2, $3, $4, $5, $6, $7, $8)',
       [
         id,
         record.name,
@@ -328,6 +357,7 @@ export function createApiKeyStore(db: Db, options: ApiKeyStoreOptions): ApiKeySt
         record.tenant ?? null,
         iso(at),
         record.expiresAt === undefined ? null : iso(record.expiresAt),
+        routes === undefined ? null : JSON.stringify(routes),
       ],
     );
     return { record, key };
@@ -398,7 +428,13 @@ export function createApiKeyStore(db: Db, options: ApiKeyStoreOptions): ApiKeySt
             : (expiresAt ?? (lifetime === undefined ? undefined : at + lifetime));
         const { record: next, key } = await insert(
           tx,
-          { name: old.name, scopes: old.scopes, tenant: old.tenant, expiresAt: nextExpiry },
+          {
+            name: old.name,
+            scopes: old.scopes,
+            tenant: old.tenant,
+            expiresAt: nextExpiry,
+            routes: old.routes,
+          },
           at,
         );
         const oldExpiry = Math.min(old.expiresAt ?? Number.POSITIVE_INFINITY, at + overlapMs);

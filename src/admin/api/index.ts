@@ -189,18 +189,20 @@ function clientJson(c: OAuthClient) {
 }
 
 /** The body's `scopes`: 1 to 100 strings, or a 400. */
-function scopeList(body: Record<string, unknown>): string[] {
-  const scopes = body.scopes;
+function nameList(body: Record<string, unknown>, member: 'scopes' | 'routes'): string[] {
+  const list = body[member];
   if (
-    !Array.isArray(scopes) ||
-    scopes.length === 0 ||
-    scopes.length > 100 ||
-    !scopes.every((s) => typeof s === 'string')
+    !Array.isArray(list) ||
+    list.length === 0 ||
+    list.length > 100 ||
+    !list.every((s) => typeof s === 'string')
   ) {
-    throw problems.invalid('scopes must be a list of 1 to 100 strings');
+    throw problems.invalid(`${member} must be a list of 1 to 100 strings`);
   }
-  return scopes;
+  return list;
 }
+
+const scopeList = (body: Record<string, unknown>) => nameList(body, 'scopes');
 
 function duration(body: Record<string, unknown>, name: string, allowZero = false): number | undefined {
   const text = optionalString(body, name, 20);
@@ -477,16 +479,23 @@ export function mountAdminApi(deps: AdminApiDeps): void {
 
     async createKey({ caller, body }) {
       const b = await body();
-      onlyMembers(b, ['name', 'scopes', 'tenant', 'expires_in']);
+      onlyMembers(b, ['name', 'scopes', 'tenant', 'expires_in', 'routes']);
       const name = requiredString(b, 'name', 200);
       const scopes = scopeList(b);
       const tenant = optionalString(b, 'tenant', 200);
       const lifetime = duration(b, 'expires_in');
+      const routes = b.routes === undefined ? undefined : nameList(b, 'routes');
+      // A misspelt route name would make a key that works nowhere: refuse it.
+      const unknownRoute = routes?.find((r) => !deps.config().routes.some((route) => route.name === r));
+      if (unknownRoute !== undefined) {
+        throw problems.invalid(`routes: no route is named ${JSON.stringify(unknownRoute.slice(0, 200))}`);
+      }
       const { record, key } = await keys.create({
         name,
         scopes,
         tenant,
         expiresAt: lifetime === undefined ? undefined : Date.now() + lifetime,
+        routes,
       });
       audit(caller, 'key.created', record.id, { name: record.name, scopes: record.scopes.join(' ') });
       return { status: 201, body: { key, record: apiKeyJson(record, Date.now()) } };

@@ -225,6 +225,13 @@ export function adminOpenApiDocument(): Record<string, unknown> {
               scopes: { type: 'array', items: { type: 'string' }, minItems: 1, maxItems: 100 },
               tenant: str('The tenant the key acts for.', { minLength: 1, maxLength: 200 }),
               expires_in: durationSchema('Lifetime; default: no expiry.'),
+              routes: {
+                type: 'array',
+                description: 'Route names (routes[].name) the key is restricted to; default: every route.',
+                items: { type: 'string' },
+                minItems: 1,
+                maxItems: 100,
+              },
             },
           },
           ok: {
@@ -600,6 +607,7 @@ export function adminOpenApiDocument(): Record<string, unknown> {
             revokedAt: time('When it was revoked.'),
             lastUsedAt: time('When it was last used (to the minute).'),
             replacedBy: nullable({ type: 'string' }),
+            routes: nullable({ type: 'array', items: { type: 'string' } }),
             status: { enum: ['active', 'rotating', 'expired', 'revoked'] },
           },
         },

@@ -150,7 +150,7 @@ export const authenticateStage: StageFactory = {
           if (raw !== undefined) {
             const id = apiKeys!.keyId(raw);
             try {
-              return accept(ctx, admit(await apiKeys!.authenticate(raw, gate)), id);
+              return accept(ctx, admit(await apiKeys!.authenticate(raw, gate, route.name)), id);
             } catch (err) {
               return fail(ctx, err, id, 'api_key');
             }

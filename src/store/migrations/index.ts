@@ -6,6 +6,7 @@ import { auditMigration } from './005-audit.js';
 import { alertsMigration } from './006-alerts.js';
 import { revocationsMigration } from './007-revocations.js';
 import { adminTokensMigration } from './008-admin-tokens.js';
+import { apiKeyRoutesMigration } from './009-api-key-routes.js';
 
 /**
  * Every migration of the Portcullis database, in order. Features append their
@@ -25,4 +26,5 @@ export const migrations: Migration[] = [
   alertsMigration,
   revocationsMigration,
   adminTokensMigration,
+  apiKeyRoutesMigration,
 ];
