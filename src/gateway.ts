@@ -85,6 +85,7 @@ export class Gateway {
     | ((req: IncomingMessage, res: ServerResponse, seen: RequestSeen) => void)
     | undefined;
   private readonly deps: GatewayDeps;
+  private readonly timeStages: boolean;
   /** Headers added to the gateway's own answers (HSTS on HTTPS). */
   private readonly problemHeaders: Record<string, string> | undefined;
 
@@ -98,6 +99,8 @@ export class Gateway {
     this.readHead = createHeadReader(config);
     this.endpoints = new Map((deps.endpoints ?? []).map((e) => [`${e.method} ${e.path}`, e]));
     this.events = deps.events ? createEventEmitter(deps.events, this.resolveClient) : undefined;
+    // Stage durations feed the trace spans only: not measured when traces are off.
+    this.timeStages = config.telemetry?.traces.enabled === true && this.events !== undefined;
     this.routes = compileRoutes(config, { ...deps, config });
     this.gate = buildGate(config, { ...deps, config });
     const hsts = this.routes.hsts;
@@ -128,7 +131,16 @@ export class Gateway {
     const method = req.method ?? 'GET';
     if (seen !== undefined) seen.path = head.path;
     const client = this.resolveClient(req);
-    const arrival = { id, req, res, startedAt, clientIp: client.ip, method, head };
+    const arrival = {
+      id,
+      req,
+      res,
+      startedAt,
+      clientIp: client.ip,
+      method,
+      head,
+      timeStages: this.timeStages,
+    };
     const endpoint = this.endpoints.size > 0 ? this.endpoints.get(`${method} ${head.path}`) : undefined;
     if (endpoint !== undefined) {
       this.admit(this.gate.endpoints, arrival, () => this.serveEndpoint(endpoint, req, res, id, client.ip));

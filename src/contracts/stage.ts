@@ -72,6 +72,11 @@ export interface RequestContext {
    * run): stages record every rule they evaluate here, passed or failed.
    */
   readonly trail: DecisionEntry[] | undefined;
+  /**
+   * Set only when traces are on: each stage run, as flat triples of its
+   * name, start and end (`performance.now()`; NaN when it threw).
+   */
+  readonly stageTimes: Array<string | number> | undefined;
 }
 
 /** One rule a stage evaluated, as `portcullis explain` shows it. */

@@ -10,7 +10,7 @@ import type { RequestContext } from '../contracts/stage.js';
 import type { GatewayError } from '../errors.js';
 import type { ClientAddress } from '../http/client-ip.js';
 import { traceIdOf } from '../stages/proxy/index.js';
-import type { EventSink, RequestEvent } from './types.js';
+import type { EventSink, RequestEvent, StageTiming } from './types.js';
 
 /** What the driver records of a request while it runs. */
 export interface RequestSeen {
@@ -35,6 +35,21 @@ export interface AuditedAs {
 function auditReasonOf(err: GatewayError | undefined): string | undefined {
   const reason = (err as Partial<AuditedAs> | undefined)?.auditReason;
   return typeof reason === 'string' ? reason : undefined;
+}
+
+function stageTimings(ctx: RequestContext, startedAt: number): StageTiming[] {
+  const times = ctx.stageTimes!;
+  const out: StageTiming[] = [];
+  for (let i = 0; i + 2 < times.length; i += 3) {
+    const start = times[i + 1] as number;
+    const end = times[i + 2] as number;
+    out.push({
+      name: times[i] as string,
+      offsetMs: start - startedAt,
+      durationMs: Number.isNaN(end) ? undefined : end - start,
+    });
+  }
+  return out;
 }
 
 /** Emits one event per request to `sink`, when its response closes. */
@@ -71,6 +86,8 @@ export function createEventEmitter(
         ctx?.upstreamStartedAt === undefined
           ? undefined
           : (ctx.upstreamEndedAt ?? performance.now()) - ctx.upstreamStartedAt,
+      upstreamOffsetMs: ctx?.upstreamStartedAt === undefined ? undefined : ctx.upstreamStartedAt - startedAt,
+      stages: ctx?.stageTimes === undefined ? undefined : stageTimings(ctx, startedAt),
       stage: err === undefined ? undefined : (ctx?.stage ?? 'route'),
       shadowDenials: ctx?.shadowDenials ?? [],
       objectId:

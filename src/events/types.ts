@@ -37,6 +37,14 @@ export interface RequestEvent {
   latencyMs: number;
   /** Time spent waiting for the upstream, milliseconds, when it was called. */
   upstreamMs: number | undefined;
+  /** When the upstream call began, milliseconds after the request arrived (traces). Not audited. */
+  upstreamOffsetMs?: number | undefined;
+  /**
+   * Each stage that ran, with when it began (milliseconds after the request
+   * arrived) and how long it took; only when traces are on. A stage that
+   * failed has no duration. Not audited.
+   */
+  stages?: ReadonlyArray<StageTiming> | undefined;
   /** The stage that decided a denial (`authenticate`, `authorize`, …). */
   stage: string | undefined;
   /** Whether a shadow-mode rule would have denied this allowed request. */
@@ -52,6 +60,13 @@ export interface RequestEvent {
    * id, a token hash prefix), never the secret.
    */
   credentialId?: string | undefined;
+}
+
+/** One stage's run, for a trace span's events. */
+export interface StageTiming {
+  name: string;
+  offsetMs: number;
+  durationMs: number | undefined;
 }
 
 export interface AdminEvent {

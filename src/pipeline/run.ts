@@ -3,6 +3,7 @@
  * the loop that runs them synchronously until one has to wait.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { performance } from 'node:perf_hooks';
 import type { RouteSettings } from '../config/types.js';
 import type { RequestHead } from '../contracts/request.js';
 import type { DecisionEntry, RequestContext, Stage } from '../contracts/stage.js';
@@ -13,10 +14,36 @@ export function runStages(
   stages: readonly Stage[],
   from: number,
 ): Promise<void> | undefined {
+  const times = ctx.stageTimes;
+  if (times !== undefined) return runTimedStages(ctx, times, stages, from);
   for (let i = from; i < stages.length; i++) {
     ctx.stage = stages[i]!.name;
     const pending = stages[i]!.handle(ctx);
     if (pending !== undefined) return pending.then(() => runStages(ctx, stages, i + 1));
+  }
+  ctx.stage = undefined;
+  return undefined;
+}
+
+/** {@link runStages} recording each stage's start and end (traces on); a stage that throws has no end. */
+function runTimedStages(
+  ctx: RequestContext,
+  times: Array<string | number>,
+  stages: readonly Stage[],
+  from: number,
+): Promise<void> | undefined {
+  for (let i = from; i < stages.length; i++) {
+    ctx.stage = stages[i]!.name;
+    const at = times.length;
+    times.push(stages[i]!.name, performance.now(), Number.NaN);
+    const pending = stages[i]!.handle(ctx);
+    if (pending !== undefined) {
+      return pending.then(() => {
+        times[at + 2] = performance.now();
+        return runStages(ctx, stages, i + 1);
+      });
+    }
+    times[at + 2] = performance.now();
   }
   ctx.stage = undefined;
   return undefined;
@@ -35,6 +62,8 @@ export interface Arrival {
   params: Readonly<Record<string, string | undefined>>;
   /** An array only when the request is explained (a dry run). */
   trail?: DecisionEntry[] | undefined;
+  /** Record each stage's start and end (traces on). */
+  timeStages?: boolean | undefined;
 }
 
 /** A context as the driver builds it: the route is the whole of its settings. */
@@ -68,5 +97,6 @@ export function newContext(a: Arrival): RouteContext {
     credentialId: undefined,
     traceparent: undefined,
     trail: a.trail,
+    stageTimes: a.timeStages === true ? [] : undefined,
   };
 }

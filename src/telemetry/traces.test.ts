@@ -25,6 +25,7 @@ interface OtlpSpan {
   endTimeUnixNano: string | number;
   attributes: { key: string; value: Record<string, unknown> }[];
   status?: { code?: number };
+  events?: { name: string; timeUnixNano: string | number; attributes: OtlpSpan['attributes'] }[];
 }
 
 const SERVER = 2;
@@ -162,6 +163,22 @@ describe('OpenTelemetry traces over OTLP/HTTP', () => {
     assert.equal(client.name, 'GET');
     assert.ok(BigInt(client.startTimeUnixNano) >= BigInt(server.startTimeUnixNano));
     assert.ok(BigInt(client.endTimeUnixNano) <= BigInt(server.endTimeUnixNano));
+    // Each stage that ran is an event with its duration, in order, within the span; the upstream
+    // call began after the last of them ended.
+    const stages = (server.events ?? []).map((ev) => ({
+      name: ev.name,
+      at: BigInt(ev.timeUnixNano),
+      ms: attr(ev as unknown as OtlpSpan, 'portcullis.stage.duration_ms') as number,
+    }));
+    const names = stages.map((s) => s.name);
+    assert.ok(names.includes('stage authenticate'), names.join());
+    assert.ok(names.indexOf('stage pre-auth') < names.indexOf('stage authenticate'), names.join());
+    for (const s of stages) {
+      assert.ok(typeof s.ms === 'number' && s.ms >= 0, `${s.name}: ${s.ms}`);
+      assert.ok(s.at >= BigInt(server.startTimeUnixNano) && s.at <= BigInt(server.endTimeUnixNano), s.name);
+    }
+    const last = stages.at(-1)!;
+    assert.ok(BigInt(client.startTimeUnixNano) >= last.at + BigInt(Math.floor(last.ms * 1e6)) - 1000n);
     // The upstream got the same trace.
     assert.equal(upstream.requests.at(-1)?.headers.traceparent?.slice(3, 35), traceId);
     // The export carried its header, resolved from the reference.
@@ -181,6 +198,10 @@ describe('OpenTelemetry traces over OTLP/HTTP', () => {
     assert.equal(attr(server, 'portcullis.stage'), 'authenticate');
     assert.equal(attr(server, 'http.response.status_code'), 401);
     assert.equal(attr(server, 'enduser.id'), undefined);
+    // The stage that refused has no duration: it is marked failed, and no later stage ran.
+    const lastStage = server.events?.at(-1);
+    assert.equal(lastStage?.name, 'stage authenticate');
+    assert.equal(attr(lastStage as unknown as OtlpSpan, 'portcullis.stage.failed'), true);
     // Give a stray client span time to arrive: there must be none.
     await new Promise((r) => setTimeout(r, 1300));
     assert.equal(byTrace(traceId, CLIENT), undefined);

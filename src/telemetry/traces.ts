@@ -25,7 +25,12 @@ import { type Attributes, type SpanContext, SpanKind, SpanStatusCode, TraceFlags
 import { type ExportResult, ExportResultCode } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import { BatchSpanProcessor, type ReadableSpan, type SpanExporter } from '@opentelemetry/sdk-trace-base';
+import {
+  BatchSpanProcessor,
+  type ReadableSpan,
+  type SpanExporter,
+  type TimedEvent,
+} from '@opentelemetry/sdk-trace-base';
 import type { EventSink, RequestEvent, SecurityEvent } from '../events/types.js';
 import type { Logger } from '../log.js';
 import { traceIdOf } from '../stages/proxy/index.js';
@@ -202,6 +207,7 @@ export function createTraceSink(
     endMs: number,
     attributes: Attributes,
     error: string | undefined,
+    events: TimedEvent[] = [],
   ): ReadableSpan => {
     const startTime = hrTime(startMs);
     const endTime = hrTime(endMs);
@@ -217,7 +223,7 @@ export function createTraceSink(
         error === undefined ? { code: SpanStatusCode.UNSET } : { code: SpanStatusCode.ERROR, message: error },
       attributes,
       links: [],
-      events: [],
+      events,
       ended: true,
       resource,
       instrumentationScope: SCOPE,
@@ -268,13 +274,29 @@ export function createTraceSink(
     const error = e.decision === 'error' ? e.reason : undefined;
     if (error !== undefined) attributes['error.type'] = e.reason;
     const name = spanName(method, e.route);
-    processor.onEnd(span(name, SpanKind.SERVER, server, parent, startMs, endMs, attributes, error));
+    // Each stage as an event at its start, with its duration (none for the stage that failed).
+    const stages: TimedEvent[] = [];
+    for (const s of e.stages ?? []) {
+      stages.push({
+        name: `stage ${s.name}`,
+        time: hrTime(startMs + s.offsetMs),
+        attributes:
+          s.durationMs === undefined
+            ? { 'portcullis.stage': s.name, 'portcullis.stage.failed': true }
+            : { 'portcullis.stage': s.name, 'portcullis.stage.duration_ms': s.durationMs },
+        droppedAttributesCount: 0,
+      });
+    }
+    processor.onEnd(span(name, SpanKind.SERVER, server, parent, startMs, endMs, attributes, error, stages));
 
     if (e.upstreamMs !== undefined) {
-      // The event has the upstream call's duration (to its response head), not when it began: it is
-      // placed to end with the request, later than it ran by the time the body took to stream.
-      const clientEnd = endMs;
-      const clientStart = Math.max(startMs, clientEnd - e.upstreamMs);
+      // From when the upstream call began to its response head. Without the start (an event
+      // from elsewhere), it is placed to end with the request.
+      const clientStart =
+        e.upstreamOffsetMs === undefined
+          ? Math.max(startMs, endMs - e.upstreamMs)
+          : startMs + e.upstreamOffsetMs;
+      const clientEnd = e.upstreamOffsetMs === undefined ? endMs : clientStart + e.upstreamMs;
       const client: SpanContext = {
         traceId,
         // The parent id the gateway sent upstream, when it started the trace.
