@@ -249,7 +249,8 @@ export class Gateway {
   ): void {
     if (this.events) rejections.set(res, err);
     this.deps.dryRun?.refused(id, err, ctx);
-    if (hasUnreadBody(req)) closeWhenDone(req, res);
+    // HTTP/2 resets only the stream whose body is left unread (src/http2/server.ts), never the connection.
+    if (req.httpVersionMajor !== 2 && hasUnreadBody(req)) closeWhenDone(req, res);
     sendProblem(res, err, id, this.problemHeaders);
   }
 

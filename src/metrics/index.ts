@@ -18,6 +18,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { EventSink, RequestEvent, SecurityEvent } from '../events/types.js';
+import { HTTP2_LIMIT_KINDS, http2Stats } from '../http2/stats.js';
 
 /** Every metric name starts with this. */
 export const METRIC_PREFIX = 'portcullis_';
@@ -360,6 +361,24 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       () => each(sources, 'dependency', (s) => (s() ? 1 : 0)),
       ['dependency'],
     ),
+  );
+
+  // HTTP/2 on the TLS listener (src/http2/server.ts): process-wide counts, read at scrape time.
+  registerCounter(
+    `${METRIC_PREFIX}http2_connections_total`,
+    'Client connections that negotiated HTTP/2 (ALPN h2).',
+    () => http2Stats.connections,
+  );
+  registerCounter(
+    `${METRIC_PREFIX}http2_streams_total`,
+    'HTTP/2 streams (requests) opened by clients.',
+    () => http2Stats.streams,
+  );
+  registerCounter(
+    `${METRIC_PREFIX}http2_limited_total`,
+    'HTTP/2 connections closed or streams reset by a limit of listen.tls.http2, by kind (rapid_reset, control_frame_flood, session_error, stream_idle_timeout, request_timeout, idle_timeout).',
+    () => HTTP2_LIMIT_KINDS.map((kind) => [{ kind }, http2Stats.limited[kind]] as const),
+    ['kind'],
   );
 
   const text = () => registry.metrics();

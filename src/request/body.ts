@@ -33,12 +33,24 @@ interface BodySource {
   readonly limit: number;
 }
 
-/** Whether the request declares a body (Content-Length above 0, or chunked). */
+/** Whether the request declares a body (Content-Length above 0, or chunked; in HTTP/2, DATA frames to come). */
 export function hasBody(req: IncomingMessage): boolean {
   const h = req.headers;
+  if (h['content-length'] === undefined && http2DataFollows(req)) return true;
   return (
     h['transfer-encoding'] !== undefined || (h['content-length'] !== undefined && h['content-length'] !== '0')
   );
+}
+
+/**
+ * An HTTP/2 request is framed by DATA frames, not by a header (RFC 9113
+ * §8.1): it has a body, of unannounced length when there is no
+ * content-length, unless its HEADERS frame ended the stream. nghttp2 has
+ * already refused a content-length the DATA frames do not match.
+ */
+function http2DataFollows(req: IncomingMessage): boolean {
+  if (req.httpVersionMajor !== 2) return false;
+  return (req as { stream?: { endAfterHeaders?: boolean } }).stream?.endAfterHeaders === false;
 }
 
 /** Reads the raw bytes of the body, at most `limit`. */
@@ -219,7 +231,7 @@ export function streamedBody(req: IncomingMessage, res: ServerResponse, limit: n
     const n = Number(length);
     if (n > limit) throw gatewayError('bodyTooLarge', { internal: `content-length ${n} > ${limit}` });
     body = n > 0 ? req : undefined;
-  } else if (req.headers['transfer-encoding'] !== undefined) {
+  } else if (req.headers['transfer-encoding'] !== undefined || http2DataFollows(req)) {
     body = Number.isFinite(limit) ? limitBody(req, limit) : req;
   }
   if (body !== undefined && req.headers.expect?.toLowerCase() === '100-continue') res.writeContinue();

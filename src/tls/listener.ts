@@ -1,6 +1,7 @@
 /**
  * The HTTPS public listener and the plain-HTTP listener that only redirects
- * to it.
+ * to it. The HTTPS listener speaks HTTP/1.1 and, negotiated by ALPN when
+ * `listen.tls.http2` is on, HTTP/2 (src/http2/server.ts).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer as createHttpServer, type Server as HttpServer, type RequestListener } from 'node:http';
@@ -11,6 +12,7 @@ import {
 } from 'node:https';
 import type { SecureContextOptions } from 'node:tls';
 import { gatewayError, sendProblem } from '../errors.js';
+import { attachHttp2, type Http2Attachment } from '../http2/server.js';
 import type { Logger } from '../log.js';
 import { createHostCheck, parseHost } from '../request/host.js';
 import {
@@ -22,7 +24,7 @@ import {
   createCertificateStore,
 } from './certificates.js';
 import { readCaCertificates } from './client-auth.js';
-import { ALPN_PROTOCOLS, serverContextOptions, TLS_PROFILES } from './tls-options.js';
+import { alpnProtocols, serverContextOptions, TLS_PROFILES } from './tls-options.js';
 import type { HstsSettings, TlsListenerSettings } from './types.js';
 
 /** The running HTTPS listener's handles. */
@@ -39,6 +41,8 @@ export interface HttpsListener {
   report(): CertificateStatus[];
   /** Replaces the session ticket key now (the timer does it every `ticketKeyRotationMs`). */
   rotateTicketKeys(): void;
+  /** HTTP/2 connections (undefined when `listen.tls.http2` is off). */
+  readonly http2: Http2Attachment | undefined;
   /** Stops the file watchers and timers. Closing and draining the server stays with the caller. */
   close(): void;
 }
@@ -77,7 +81,8 @@ function untrustedReason(info: CertificateInfo): string | undefined {
 /**
  * Creates the HTTPS server for the public listener: the profile's protocol
  * versions and suites, certificates by SNI with reload, rotating session
- * ticket keys, optional client certificates, and a short handshake timeout.
+ * ticket keys, optional client certificates, a short handshake timeout, and
+ * HTTP/2 next to HTTP/1.1 when `settings.http2` is set.
  * `handler` is the gateway's request handler. Throws TlsStartError when a
  * certificate cannot be loaded or is refused (self-signed in production).
  */
@@ -173,7 +178,7 @@ export function createHttpsServer(
       requestCert: ca.request,
       rejectUnauthorized: ca.mode === 'required',
       SNICallback: (servername, cb) => cb(null, store.current().select(servername).context),
-      ALPNProtocols: [...ALPN_PROTOCOLS],
+      ALPNProtocols: alpnProtocols(settings.http2 !== undefined),
       handshakeTimeout: settings.handshakeTimeoutMs,
       ticketKeys: ticketKey,
       sessionTimeout: Math.max(1, Math.floor(settings.ticketKeyRotationMs / 1000)),
@@ -181,6 +186,25 @@ export function createHttpsServer(
     handler,
   );
   server = srv;
+  const http2 =
+    settings.http2 === undefined
+      ? undefined
+      : attachHttp2(srv, handler, settings.http2, logger, { requestTimeoutMs: options.http?.requestTimeout });
+  if (http2 !== undefined) {
+    // The drain (src/runtime.ts) and the tests close connections through these two: they
+    // cover the HTTP/2 connections too. closeIdle sends GOAWAY, so an HTTP/2 client
+    // finishes its streams and opens no new ones, as Connection: close does for HTTP/1.1.
+    const closeIdle = srv.closeIdleConnections.bind(srv);
+    const closeAll = srv.closeAllConnections.bind(srv);
+    srv.closeIdleConnections = () => {
+      closeIdle();
+      http2.closeIdle();
+    };
+    srv.closeAllConnections = () => {
+      closeAll();
+      http2.closeAll();
+    };
+  }
   srv.on('tlsClientError', (err: NodeJS.ErrnoException) => {
     logger.debug({ code: err.code }, 'TLS handshake failed');
   });
@@ -196,6 +220,7 @@ export function createHttpsServer(
 
   const listener: HttpsListener = {
     server: srv,
+    http2,
     async reload() {
       return store.reload().infos();
     },

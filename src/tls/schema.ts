@@ -10,12 +10,13 @@
  */
 import { isAbsolute, resolve } from 'node:path';
 import { type Static, Type } from '@sinclair/typebox';
-import { Duration, SecretRef, section, strict } from '../config/schema-kit.js';
+import { Duration, SecretRef, Size, section, strict } from '../config/schema-kit.js';
 import { createHostCheck, normalizeHostPattern, parseHost } from '../request/host.js';
-import { parseDuration } from '../util/units.js';
+import { parseDuration, parseSize } from '../util/units.js';
 import type {
   ClientAuthSettings,
   HstsSettings,
+  Http2Settings,
   RouteMtlsSettings,
   TlsListenerSettings,
   TlsSettings,
@@ -99,6 +100,54 @@ export const HstsSchema = section(
   'HTTP Strict Transport Security (RFC 6797).',
 );
 
+export const Http2Schema = section(
+  {
+    enabled: Type.Boolean({
+      default: true,
+      description:
+        'Offer HTTP/2 (ALPN h2) next to HTTP/1.1 on the TLS listener; false offers http/1.1 only, and a client that speaks only h2 is refused in the handshake.',
+    }),
+    max_concurrent_streams: Type.Integer({
+      minimum: 1,
+      maximum: 1000,
+      default: 100,
+      description:
+        'Streams one connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS); more are refused with RST_STREAM REFUSED_STREAM.',
+    }),
+    max_header_list_size: Size(
+      'Largest header list of one request, decoded (SETTINGS_MAX_HEADER_LIST_SIZE): bounds CONTINUATION floods; a larger one resets the stream.',
+      '16kb',
+    ),
+    max_resets_per_second: Type.Integer({
+      minimum: 1,
+      maximum: 100000,
+      default: 100,
+      description:
+        'Rapid reset (CVE-2023-44487): streams of one connection reset before their response was sent, per second; more close the connection with GOAWAY ENHANCE_YOUR_CALM.',
+    }),
+    max_control_frames_per_second: Type.Integer({
+      minimum: 1,
+      maximum: 100000,
+      default: 50,
+      description:
+        'PING and SETTINGS frames one connection may send per second; more close it with GOAWAY ENHANCE_YOUR_CALM.',
+    }),
+    max_session_memory: Size(
+      'Memory one connection may hold in HTTP/2 state and buffers (header tables, frames waiting to be sent); past it new streams are refused, and a client that never opens its flow-control window cannot grow it further.',
+      '10mb',
+    ),
+    idle_timeout: Duration(
+      'An HTTP/2 connection with no frame in either direction for this long is closed.',
+      '30s',
+    ),
+    stream_idle_timeout: Duration(
+      'A stream with no frame in either direction for this long (a client that never opens its flow-control window, or sends its body too slowly) is reset with CANCEL.',
+      '60s',
+    ),
+  },
+  'HTTP/2 on the TLS listener, and the limits that bound the known HTTP/2 attacks.',
+);
+
 export const ListenTlsSchema = strict(
   {
     enabled: Type.Boolean({ default: true, description: 'Serve HTTPS on the public listener.' }),
@@ -125,6 +174,7 @@ export const ListenTlsSchema = strict(
     }),
     client_auth: Type.Optional(ClientAuthSchema),
     hsts: Type.Optional(HstsSchema),
+    http2: Type.Optional(Http2Schema),
   },
   'HTTPS on the public listener.',
 );
@@ -386,6 +436,26 @@ export function compileTls(raw: RawTlsInput, options: { baseDir: string }): Comp
         });
       }
     }
+    const rawH2 = tls.http2;
+    let http2: Http2Settings | undefined;
+    if (rawH2?.enabled !== false) {
+      const memory = parseSize(rawH2?.max_session_memory ?? '10mb');
+      if (memory < 1024 * 1024) {
+        issues.push({
+          path: ['listen', 'tls', 'http2', 'max_session_memory'],
+          message: 'expected at least 1mb',
+        });
+      }
+      http2 = {
+        maxConcurrentStreams: rawH2?.max_concurrent_streams ?? 100,
+        maxHeaderListSize: parseSize(rawH2?.max_header_list_size ?? '16kb'),
+        maxResetsPerSecond: rawH2?.max_resets_per_second ?? 100,
+        maxControlFramesPerSecond: rawH2?.max_control_frames_per_second ?? 50,
+        maxSessionMemoryMb: Math.max(1, Math.floor(memory / (1024 * 1024))),
+        idleTimeoutMs: parseDuration(rawH2?.idle_timeout ?? '30s'),
+        streamIdleTimeoutMs: parseDuration(rawH2?.stream_idle_timeout ?? '60s'),
+      };
+    }
     const rotation = parseDuration(tls.ticket_key_rotation ?? '1h');
     if (rotation < 60_000) {
       issues.push({ path: ['listen', 'tls', 'ticket_key_rotation'], message: 'expected at least 1m' });
@@ -405,6 +475,7 @@ export function compileTls(raw: RawTlsInput, options: { baseDir: string }): Comp
       watch: tls.watch ?? true,
       clientAuth,
       hsts,
+      http2,
       selfSigned: !production ? 'allow' : allow.selfSigned ? 'warn' : 'refuse',
     };
   }

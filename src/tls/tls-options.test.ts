@@ -23,6 +23,7 @@ describe('the TLS profiles against real clients', () => {
   let rsa: PemFiles;
   let intermediate: RunningListener;
   let modern: RunningListener;
+  let http1Only: RunningListener;
 
   before(async () => {
     pki = createTempPki();
@@ -39,11 +40,13 @@ describe('the TLS profiles against real clients', () => {
     const certs = [{ cert: rsa.certFile, key: rsa.keyFile, passphrase: undefined, names: undefined }];
     intermediate = await startListener(listenerSettings(certs));
     modern = await startListener(listenerSettings(certs, { profile: 'modern' }));
+    http1Only = await startListener(listenerSettings(certs, { http2: undefined }));
   });
 
   after(async () => {
     await intermediate?.close();
     await modern?.close();
+    await http1Only?.close();
     pki?.cleanup();
   });
 
@@ -152,11 +155,21 @@ describe('the TLS profiles against real clients', () => {
       assert.equal(h.cipher, 'TLS_AES_128_GCM_SHA256');
     });
 
-    it('negotiates ALPN http/1.1 and refuses a client that speaks only h2', async () => {
+    it('negotiates ALPN h2 when the client offers it, and http/1.1 when it offers only that', async () => {
       const h = await handshake({ ...base(), ALPNProtocols: ['h2', 'http/1.1'] });
       h.socket.destroy();
+      assert.equal(h.socket.alpnProtocol, 'h2');
+      const h1 = await handshake({ ...base(), ALPNProtocols: ['http/1.1'] });
+      h1.socket.destroy();
+      assert.equal(h1.socket.alpnProtocol, 'http/1.1');
+    });
+
+    it('with HTTP/2 off, negotiates http/1.1 and refuses a client that speaks only h2', async () => {
+      const port = http1Only.port;
+      const h = await handshake({ ...base(), port, ALPNProtocols: ['h2', 'http/1.1'] });
+      h.socket.destroy();
       assert.equal(h.socket.alpnProtocol, 'http/1.1');
-      await assert.rejects(handshake({ ...base(), ALPNProtocols: ['h2'] }), {
+      await assert.rejects(handshake({ ...base(), port, ALPNProtocols: ['h2'] }), {
         code: 'ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL',
       });
     });

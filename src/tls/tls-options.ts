@@ -20,9 +20,10 @@
  *   `no_renegotiation` alert; TLS 1.3 has no renegotiation at all.
  * - Session tickets: enabled with keys the listener rotates on a timer
  *   (`setTicketKeys`), or turned off with `SSL_OP_NO_TICKET`.
- * - ALPN: only `http/1.1` is offered (the public listener is Node's HTTP/1.1
- *   server); a client that offers only `h2` is refused with
- *   `no_application_protocol` instead of speaking the wrong protocol.
+ * - ALPN: `h2` and `http/1.1` are offered (`listen.tls.http2`, see
+ *   src/http2/server.ts); with HTTP/2 off only `http/1.1` is, and a client
+ *   that offers only `h2` is refused with `no_application_protocol` instead
+ *   of speaking the wrong protocol.
  */
 import { constants } from 'node:crypto';
 import type { SecureContextOptions, SecureVersion } from 'node:tls';
@@ -84,8 +85,10 @@ export const TLS_PROFILES: Readonly<Record<TlsProfileName, TlsProfile>> = Object
   }),
 });
 
-/** ALPN protocols the public listener speaks. */
-export const ALPN_PROTOCOLS: readonly string[] = Object.freeze(['http/1.1']);
+/** ALPN protocols the public listener speaks, in the server's order of preference. */
+export function alpnProtocols(http2: boolean): string[] {
+  return http2 ? ['h2', 'http/1.1'] : ['http/1.1'];
+}
 
 /** OpenSSL option bits every server context gets; `SSL_OP_NO_TICKET` is added when tickets are off. */
 export function secureOptionsFor(options: { sessionTickets: boolean }): number {

@@ -36,6 +36,24 @@ export interface HstsSettings {
   preload: boolean;
 }
 
+/** HTTP/2 on the TLS listener (`listen.tls.http2`), with the limits that bound the known HTTP/2 attacks. */
+export interface Http2Settings {
+  /** SETTINGS_MAX_CONCURRENT_STREAMS. */
+  maxConcurrentStreams: number;
+  /** SETTINGS_MAX_HEADER_LIST_SIZE, bytes (also bounds CONTINUATION floods). */
+  maxHeaderListSize: number;
+  /** Streams reset before their response, per connection per second, before GOAWAY (rapid reset). */
+  maxResetsPerSecond: number;
+  /** PING and SETTINGS frames per connection per second, before GOAWAY. */
+  maxControlFramesPerSecond: number;
+  /** Node's `maxSessionMemory`, in megabytes. */
+  maxSessionMemoryMb: number;
+  /** A connection with no frame for this long is closed. */
+  idleTimeoutMs: number;
+  /** A stream with no frame for this long is reset. */
+  streamIdleTimeoutMs: number;
+}
+
 export interface TlsListenerSettings {
   certificates: readonly CertificateSource[];
   profile: TlsProfileName;
@@ -49,6 +67,8 @@ export interface TlsListenerSettings {
   clientAuth: ClientAuthSettings;
   /** Undefined: no Strict-Transport-Security header. */
   hsts: HstsSettings | undefined;
+  /** Undefined: HTTP/1.1 only (ALPN offers http/1.1 alone). */
+  http2: Http2Settings | undefined;
   /**
    * What to do with a self-signed certificate or one from the development CA:
    * `allow` (development), `warn` (production with allow_insecure.self_signed:

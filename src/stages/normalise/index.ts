@@ -10,7 +10,10 @@
  * - the headers read once from the raw list (`src/request/headers.ts`):
  *   repeated singletons refused, `_` names and override headers dropped;
  * - Host validated (syntax, and `listen.hosts` when set); HTTP/1.1
- *   requires one (RFC 9112 §3.2);
+ *   requires one (RFC 9112 §3.2), HTTP/2 an `:authority` or a Host;
+ * - an HTTP/2 request's pseudo-headers mapped onto the same view first
+ *   (`src/http2/request-head.ts`: `:authority` is the Host, RFC 9113
+ *   checks), its `:path` being `req.url` like an HTTP/1.1 target;
  * - Content-Type parsed once (`src/request/media-type.ts`); a malformed
  *   one or a list is refused with 415.
  */
@@ -18,6 +21,7 @@ import type { IncomingMessage } from 'node:http';
 import type { GatewayConfig } from '../../config/types.js';
 import type { MediaType, QueryView, RequestHead } from '../../contracts/request.js';
 import { type GatewayError, gatewayError } from '../../errors.js';
+import { http1HeaderList } from '../../http2/request-head.js';
 import { OVERRIDE_HEADERS, readHeaders, SINGLETON_HEADERS } from '../../request/headers.js';
 import { createHostCheck } from '../../request/host.js';
 import { parseMediaType } from '../../request/media-type.js';
@@ -39,12 +43,21 @@ export function createHeadReader(config: GatewayConfig): ReadHead {
   const dropped = new Set(OVERRIDE_HEADERS);
   const hostAllowed = createHostCheck(config.listen.hosts);
   return function readHead(req) {
-    const read = readHeaders(req.rawHeaders, singletons, dropped);
+    const http2 = req.httpVersionMajor === 2;
+    let raw = req.rawHeaders;
+    if (http2) {
+      const mapped = http1HeaderList(raw);
+      if (!mapped.ok) return gatewayError(mapped.error, { internal: mapped.reason });
+      raw = mapped.raw;
+    }
+    const read = readHeaders(raw, singletons, dropped);
     if (!read.ok) return gatewayError('badHeader', { internal: read.reason });
     const headers = read.view;
     const host = headers.get('host');
     if (host === undefined) {
-      if (req.httpVersionMinor === 1) return gatewayError('badRequest', { internal: 'missing Host header' });
+      if (http2 || req.httpVersionMinor === 1) {
+        return gatewayError('badRequest', { internal: 'missing Host header' });
+      }
     } else if (!hostAllowed(host)) {
       return gatewayError('badHost', { internal: `host ${JSON.stringify(host.slice(0, 100))}` });
     }

@@ -6,11 +6,22 @@ import type { AddressInfo } from 'node:net';
 import { type ConnectionOptions, connect, type TLSSocket } from 'node:tls';
 import { captureLogger } from '../../test-support/log.js';
 import { createHttpsServer, type HttpsListener, type HttpsListenerOptions } from '../listener.js';
-import type { TlsListenerSettings } from '../types.js';
+import type { Http2Settings, TlsListenerSettings } from '../types.js';
 
 export { captureLogger };
 
-/** Listener settings for tests: one certificate, intermediate profile, no watching. */
+/** The schema's defaults for `listen.tls.http2`. */
+export const DEFAULT_HTTP2: Http2Settings = Object.freeze({
+  maxConcurrentStreams: 100,
+  maxHeaderListSize: 16 * 1024,
+  maxResetsPerSecond: 100,
+  maxControlFramesPerSecond: 50,
+  maxSessionMemoryMb: 10,
+  idleTimeoutMs: 30_000,
+  streamIdleTimeoutMs: 60_000,
+});
+
+/** Listener settings for tests: one certificate, intermediate profile, no watching, HTTP/2 on with the defaults. */
 export function listenerSettings(
   certificates: TlsListenerSettings['certificates'],
   overrides: Partial<TlsListenerSettings> = {},
@@ -31,6 +42,7 @@ export function listenerSettings(
       tokenBinding: 'if_present',
     },
     hsts: undefined,
+    http2: { ...DEFAULT_HTTP2 },
     selfSigned: 'allow',
     ...overrides,
   };
