@@ -104,14 +104,44 @@ describe('cluster mode (listen.workers)', () => {
     assert.equal(requestsOn(page.body, 'echo') - before, 40);
   });
 
+  it('says on worker 1’s /readyz that a worker is being restarted, and stays ready meanwhile', async () => {
+    const ready = async () => {
+      const r = await get(adminUrl, '/readyz');
+      return {
+        status: r.status,
+        workers: (JSON.parse(r.body) as { checks: Record<string, string> }).checks.workers,
+      };
+    };
+    assert.deepEqual(await ready(), { status: 200, workers: 'ok' });
+    const second = childrenOf(gw.child.pid!).find((pid) =>
+      readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').includes('PORTCULLIS_WORKER=2'),
+    );
+    assert.ok(second !== undefined, 'worker 2 found');
+    const listening = gw.logs.filter((l) => l.msg === 'portcullis listening').length;
+    process.kill(second, 'SIGKILL');
+    await waitFor('the primary to see the exit', () =>
+      gw.logs.some((l) => l.msg === 'worker stopped unexpectedly; restarting it') ? true : undefined,
+    );
+    const during = await ready();
+    assert.equal(during.status, 200);
+    assert.equal(during.workers, '1 of 2 workers running; the others are being restarted');
+    await waitFor('the replacement listening', () =>
+      gw.logs.filter((l) => l.msg === 'portcullis listening').length > listening ? true : undefined,
+    );
+    assert.deepEqual(await ready(), { status: 200, workers: 'ok' });
+  });
+
   it('restarts a worker that dies, while the other keeps serving', async () => {
     const [victim] = childrenOf(gw.child.pid!);
     assert.ok(victim !== undefined);
+    const exits = gw.logs.filter((l) => l.msg === 'worker stopped unexpectedly; restarting it').length;
     process.kill(victim, 'SIGKILL');
     // A connection handed to the worker in the instant it died is lost, as with any crash; once the
     // primary has seen the exit, the survivor takes every connection while the replacement starts.
     await waitFor('the primary to see the exit', () =>
-      gw.logs.some((l) => l.msg === 'worker stopped unexpectedly; restarting it') ? true : undefined,
+      gw.logs.filter((l) => l.msg === 'worker stopped unexpectedly; restarting it').length > exits
+        ? true
+        : undefined,
     );
     for (let i = 0; i < 5; i++) assert.equal((await get(gw.url, '/echo')).status, 200);
     const restarted = await waitFor('a replacement worker', () => {
@@ -120,7 +150,7 @@ describe('cluster mode (listen.workers)', () => {
     });
     assert.equal(restarted.length, 2);
     await waitFor('the replacement listening', () =>
-      gw.logs.filter((l) => l.msg === 'portcullis listening').length >= 3 ? true : undefined,
+      gw.logs.filter((l) => l.msg === 'portcullis listening').length >= 4 ? true : undefined,
     );
     for (let i = 0; i < 10; i++) assert.equal((await get(gw.url, '/echo')).status, 200);
   });

@@ -15,7 +15,8 @@
  * - passes SIGHUP (reload) and SIGTERM / SIGINT (drain and stop) to every
  *   worker, and exits once all have stopped: 0 when each stopped cleanly;
  * - answers a worker's request for the metrics of all workers, so that the
- *   one admin listener (worker 1's) shows the whole gateway on `/metrics`.
+ *   one admin listener (worker 1's) shows the whole gateway on `/metrics`;
+ * - tells worker 1 how many workers are running, for its `/readyz`.
  *
  * node:cluster rather than a hand-made fork: it shares the listening socket
  * between processes, which nothing else in Node does.
@@ -38,10 +39,12 @@ type MetricsJson = Awaited<ReturnType<Registry['getMetricsAsJSON']>>;
 
 type PrimaryMessage =
   | { type: 'portcullis:collect'; id: number }
-  | { type: 'portcullis:cluster-metrics'; id: number; text: string };
+  | { type: 'portcullis:cluster-metrics'; id: number; text: string }
+  | { type: 'portcullis:worker-count'; id: number; running: number; wanted: number };
 type WorkerMessage =
   | { type: 'portcullis:collected'; id: number; metrics: MetricsJson }
   | { type: 'portcullis:metrics'; id: number }
+  | { type: 'portcullis:workers'; id: number }
   | { type: 'portcullis:reload' };
 
 /** This process's worker number in cluster mode; undefined outside it. */
@@ -122,6 +125,17 @@ export function runPrimary(count: number, logger: PrimaryLogger): Promise<number
           },
           (err: Error) => logger.error({ err: { message: err.message } }, 'cluster metrics failed'),
         );
+    } else if (message.type === 'portcullis:workers') {
+      // Running: connected and not yet told to stop; a worker being restarted is not.
+      const running = [...workers.values()].filter((w) => w.isConnected()).length;
+      if (worker.isConnected()) {
+        worker.send({
+          type: 'portcullis:worker-count',
+          id: message.id,
+          running,
+          wanted: count,
+        } satisfies PrimaryMessage);
+      }
     } else if (message.type === 'portcullis:reload') {
       reloadAll('admin API');
     }
@@ -199,25 +213,53 @@ export function answerMetricsRequests(collect: () => Promise<MetricsJson>): void
   });
 }
 
-let nextMetricsRequest = 1;
+let nextRequest = 1;
 
-/** In a worker: the Prometheus text of every worker's metrics, summed by the primary. */
-export function clusterMetrics(): Promise<string> {
+/** In a worker: sends `ask` with a fresh id and resolves with the primary's answer of type `answer`. */
+function askPrimary<T extends PrimaryMessage['type']>(
+  ask: (id: number) => WorkerMessage,
+  answer: T,
+  what: string,
+): Promise<Extract<PrimaryMessage, { type: T }>> {
   return new Promise((resolve, reject) => {
-    const id = nextMetricsRequest++;
+    const id = nextRequest++;
     const onMessage = (message: PrimaryMessage) => {
-      if (message?.type !== 'portcullis:cluster-metrics' || message.id !== id) return;
+      if (message?.type !== answer || message.id !== id) return;
       clearTimeout(timer);
       process.off('message', onMessage);
-      resolve(message.text);
+      resolve(message as Extract<PrimaryMessage, { type: T }>);
     };
     const timer = setTimeout(() => {
       process.off('message', onMessage);
-      reject(new Error('the cluster primary did not answer with the metrics'));
+      reject(new Error(`the cluster primary did not answer with ${what}`));
     }, METRICS_TIMEOUT_MS * 2);
     process.on('message', onMessage);
-    process.send?.({ type: 'portcullis:metrics', id } satisfies WorkerMessage);
+    process.send?.(ask(id));
   });
+}
+
+/** In a worker: the Prometheus text of every worker's metrics, summed by the primary. */
+export function clusterMetrics(): Promise<string> {
+  return askPrimary(
+    (id) => ({ type: 'portcullis:metrics', id }),
+    'portcullis:cluster-metrics',
+    'the metrics',
+  ).then((m) => m.text);
+}
+
+/**
+ * In a worker, as a readiness check: how many of the cluster's workers are
+ * running. Fewer than configured (one died and is being restarted) is a
+ * note, not a failure: the running workers still serve every request.
+ */
+export function clusterWorkersCheck(): Promise<string | undefined> {
+  return askPrimary(
+    (id) => ({ type: 'portcullis:workers', id }),
+    'portcullis:worker-count',
+    'the worker count',
+  ).then(({ running, wanted }) =>
+    running >= wanted ? undefined : `${running} of ${wanted} workers running; the others are being restarted`,
+  );
 }
 
 /** In a worker: asks the primary to reload every worker (as SIGHUP does). False outside cluster mode. */

@@ -19,7 +19,13 @@ import { type AuditLog, createAuditLog, registerAuditMetrics, resolveAuditSigner
 import { createBruteForceGuard } from './auth/brute-force.js';
 import { buildAuth } from './auth/build.js';
 import type { AuthServices } from './auth/services.js';
-import { answerMetricsRequests, clusterMetrics, servesAdmin, workerNumber } from './cluster.js';
+import {
+  answerMetricsRequests,
+  clusterMetrics,
+  clusterWorkersCheck,
+  servesAdmin,
+  workerNumber,
+} from './cluster.js';
 import type { GatewayConfig } from './config/types.js';
 import { ERRORS, type ErrorSpec, PROBLEM_HEADERS, problemBody } from './errors.js';
 import { EventBus } from './events/types.js';
@@ -330,6 +336,8 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     if (tls) admin.setCheck('tls', () => tls.readinessCheck());
     for (const [name, check] of Object.entries(rateLimit.checks)) admin.setCheck(name, check);
     admin.setCheck('audit', () => audit.ready().then(() => audit.degraded()));
+    // The admin listener is worker 1's alone: its /readyz also says whether the other workers run.
+    if (workerNumber() !== undefined) admin.setCheck('workers', clusterWorkersCheck);
     // Readiness in metrics: each check's state at the last scrape (run just before it).
     let checkStates = new Map<string, CheckResult>();
     const STATES = ['up', 'degraded', 'down'] as const;
