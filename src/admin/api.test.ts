@@ -555,8 +555,11 @@ describe('the admin API', () => {
         assert.ok(adminActs.includes(action), `${action} in ${adminActs.join(', ')}`);
       }
       const viewerId = (await api(gw, tokens.viewer)('GET', '/admin/whoami')).json<{ id: string }>().id;
+      // The role matrix logs every role in to the console (POST /admin/session): that act is audited.
       assert.deepEqual(
-        await gw.running.audit.repository.search({ principal: `admin-api:${viewerId}` }, 100),
+        (await gw.running.audit.repository.search({ principal: `admin-api:${viewerId}` }, 100)).filter(
+          (e) => (e as { action: string | null }).action !== 'admin.login',
+        ),
         [],
         'reading is not an act',
       );

@@ -25,6 +25,11 @@ export interface AdminServer {
    * see `src/admin/api/`); `undefined` removes it.
    */
   setApi(handler: ((req: IncomingMessage, res: ServerResponse) => void) | undefined): void;
+  /**
+   * Serves the web console's files at `/` and `/console/…` with `handler`,
+   * which answers false for a path that is not its own; `undefined` removes it.
+   */
+  setConsole(handler: ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined): void;
   /** Whether the listener serves HTTPS (`admin.tls`). */
   readonly tls: boolean;
   /** Runs every check now: each one's state, as `/healthz/deps` shows it (for metrics). */
@@ -88,12 +93,14 @@ export function createAdminServer(options: AdminServerOptions = {}): AdminServer
   };
   const routes = new Map<string, (req: IncomingMessage, res: ServerResponse) => void>();
   let api: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
+  let webConsole: ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined;
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? '/').split('?')[0];
     if (api !== undefined && (path === '/admin' || path?.startsWith('/admin/'))) {
       api(req, res);
       return;
     }
+    if (webConsole?.(req, res)) return;
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       sendJson(res, 405, { status: 405, title: 'Method not allowed.' });
       return;
@@ -141,6 +148,9 @@ export function createAdminServer(options: AdminServerOptions = {}): AdminServer
     tls: options.tls !== undefined,
     setApi(handler) {
       api = handler;
+    },
+    setConsole(handler) {
+      webConsole = handler;
     },
     addRoute(path, handler) {
       routes.set(path, handler);

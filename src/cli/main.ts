@@ -280,6 +280,7 @@ async function main(argv: string[]): Promise<void> {
               tokens,
               dev.files.caCert,
               adminToken,
+              running.admin?.tls === true,
             ),
           ),
       );
@@ -351,6 +352,7 @@ function printDemo(
   tokens: string[],
   caFile: string,
   adminToken?: string,
+  adminTls = false,
 ): void {
   const base = `https://localhost:${port}`;
   const rel = relative(process.cwd(), caFile);
@@ -381,7 +383,15 @@ ${redirectPort === undefined ? '' : `  curl -i http://localhost:${redirectPort}/
   ${c} -H "X-API-Key: $KEY" ${base}/tenants/acme/orders          # 200: an API key of tenant acme
   npx portcullis clients create --name batch --scopes orders:read   # prints a client id and secret
   curl -s --cacert ${ca} -u "CLIENT_ID:SECRET" -d grant_type=client_credentials ${base}/oauth2/token
-${adminPort === undefined ? '' : `  curl -i http://127.0.0.1:${adminPort}/readyz                                  # readiness (admin listener)\n`}${adminPort === undefined || adminToken === undefined ? '' : `  export ADMIN=${adminToken}   # an admin token for the admin API, shown once\n  curl -s -H "Authorization: Bearer $ADMIN" http://127.0.0.1:${adminPort}/admin/routes   # the admin API (OpenAPI: /admin/openapi.json)\n`}
+${adminPort === undefined ? '' : `  curl -i http://127.0.0.1:${adminPort}/readyz                                  # readiness (admin listener)\n`}${adminPort === undefined || adminToken === undefined ? '' : `  export ADMIN=${adminToken}   # an admin token for the admin API, shown once\n  curl -s -H "Authorization: Bearer $ADMIN" http://127.0.0.1:${adminPort}/admin/routes   # the admin API (OpenAPI: /admin/openapi.json)\n`}${
+  adminPort === undefined || adminToken === undefined
+    ? ''
+    : `
+Web console: ${adminTls ? 'https' : 'http'}://127.0.0.1:${adminPort}/
+  Log in with this one-time admin token (role admin; it is not shown again):
+  ${adminToken}
+`
+}
 Stop with Ctrl-C.
 `);
 }

@@ -50,6 +50,8 @@ import { createLogger, type Logger } from '../../log.js';
 import { listRevocations, recordRevocation, signalBlockChange } from '../../revocation/feed.js';
 import type { Store } from '../../store/types.js';
 import { parseDuration } from '../../util/units.js';
+import { mountConsole } from '../console/api.js';
+import type { ConsoleSession } from '../console/sessions.js';
 import type { AdminServer } from '../server.js';
 import { tokenJson } from '../tokens/cli.js';
 import {
@@ -92,6 +94,8 @@ export interface AdminApiDeps {
 interface Caller {
   token: AdminTokenRecord;
   ip: string;
+  /** The console session the call came with (cookie), when not with a bearer token. */
+  session?: ConsoleSession | undefined;
 }
 
 interface Context {
@@ -99,9 +103,17 @@ interface Context {
   params: Record<string, string>;
   query: URLSearchParams;
   body: () => Promise<Record<string, unknown>>;
+  req: IncomingMessage;
 }
 
-type Handler = (ctx: Context) => Promise<{ status: number; body: unknown }>;
+type Handler = (ctx: Context) => Promise<{
+  status: number;
+  body: unknown;
+  /** Extra response headers (the console's session cookie). */
+  headers?: Record<string, string>;
+  /** Takes the response over instead of a JSON body (the live event stream). */
+  stream?: (req: IncomingMessage, res: ServerResponse) => void;
+}>;
 
 /** One operation of the API: what `openapi.ts` must describe. */
 export interface AdminOperation {
@@ -157,6 +169,18 @@ export const OPERATIONS: readonly AdminOperation[] = [
   op('GET', '/admin/tokens', 'listAdminTokens', 'admin'),
   op('POST', '/admin/tokens', 'createAdminToken', 'admin'),
   op('DELETE', '/admin/tokens/{id}', 'revokeAdminToken', 'admin'),
+  // The web console's own: its session, the overview's time series and the live stream.
+  op('POST', '/admin/session', 'login', 'viewer'),
+  op('GET', '/admin/session', 'getSession', 'viewer'),
+  op('DELETE', '/admin/session', 'logout', 'viewer'),
+  op('GET', '/admin/metrics/timeseries', 'getTimeSeries', 'viewer', ['minutes']),
+  op('GET', '/admin/events/stream', 'streamEvents', 'viewer', [
+    'type',
+    'decision',
+    'route',
+    'principal',
+    'ip',
+  ]),
 ];
 
 /** The operations that read a JSON body; every other one refuses a body. */
@@ -365,10 +389,15 @@ export function mountAdminApi(deps: AdminApiDeps): void {
         admin_name: caller.token.name,
         admin_role: caller.token.role,
         client_ip: caller.ip,
+        // "session" reads as a secret's name to the audit redactor: the console is named by `via`.
+        ...(caller.session === undefined ? {} : { via: 'console' }),
       },
     };
     events.emit(event);
   };
+
+  // The web console: its files at `/`, its sessions, time series and live stream.
+  const webConsole = mountConsole({ admin, events, tokens, logger, audit });
 
   const refreshBlocks = async (caller: Caller, target: string) => {
     await deps.blocklist.refresh();
@@ -801,18 +830,27 @@ export function mountAdminApi(deps: AdminApiDeps): void {
 
     async revokeAdminToken({ caller, params }) {
       const { record, alreadyRevoked } = await tokens.revoke(params.id!);
+      webConsole.tokenRevoked(record.id);
       if (!alreadyRevoked)
         audit(caller, 'admin_token.revoked', record.id, { name: record.name, role: record.role });
       return { status: 200, body: { alreadyRevoked, record: tokenJson(record) } };
     },
+
+    ...webConsole.handlers,
   };
 
   for (const o of OPERATIONS) {
     if (!handlers[o.operationId]) throw new Error(`admin API: no handler for ${o.operationId}`);
   }
 
-  const authenticate = async (req: IncomingMessage, ip: string): Promise<AdminTokenRecord> => {
+  const authenticate = async (
+    req: IncomingMessage,
+    ip: string,
+  ): Promise<{ token: AdminTokenRecord; session?: ConsoleSession }> => {
     const header = req.headers.authorization;
+    // Without a bearer token, the console's session cookie (a session that ended: 401).
+    const session = header === undefined ? await webConsole.sessionOf(req) : undefined;
+    if (session !== undefined) return { token: session.token, session };
     if (header === undefined) {
       guard.check(ip, undefined);
       throw problems.unauthenticated();
@@ -842,7 +880,7 @@ export function mountAdminApi(deps: AdminApiDeps): void {
       throw problems.invalidToken();
     }
     guard.recordSuccess(ip, result.record.id);
-    return result.record;
+    return { token: result.record };
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
@@ -854,15 +892,34 @@ export function mountAdminApi(deps: AdminApiDeps): void {
     const path = rawPath.length > 1 && rawPath.endsWith('/') ? rawPath.slice(0, -1) : rawPath;
     const method = req.method === 'HEAD' ? 'GET' : (req.method ?? 'GET');
     let closeAfter = false;
+    // Never framed, whatever the answer (the console's own pages say the same).
+    res.setHeader('x-frame-options', 'DENY');
     try {
       // Authentication comes first: nothing is revealed, and no body read, before it.
-      const token = await authenticate(req, ip);
+      let auth: { token: AdminTokenRecord; session?: ConsoleSession };
+      try {
+        auth = await authenticate(req, ip);
+      } catch (err) {
+        // Failed logins are audited; a locked-out IP's further attempts (429) are not, so they cannot flood the chain.
+        if (
+          path === '/admin/session' &&
+          method === 'POST' &&
+          err instanceof ApiProblem &&
+          err.status === 401
+        ) {
+          webConsole.loginFailed(req, ip, err);
+        }
+        throw err;
+      }
+      const { token, session } = auth;
       const candidates = OPERATIONS.map((o) => ({ o, params: match(o.path, path) })).filter(
         (c) => c.params !== undefined,
       );
       if (candidates.length === 0) throw problems.notFound();
       const found = candidates.find((c) => c.o.method === method);
       if (!found) throw problems.methodNotAllowed([...new Set(candidates.map((c) => c.o.method))]);
+      // A call carried by the session cookie that changes state must repeat the session's CSRF token.
+      if (session !== undefined && method !== 'GET') webConsole.checkCsrf(session, req);
       if (!roleAllows(token.role, found.o.role)) throw problems.forbidden(found.o.role);
       if (!BODY_OPERATIONS.has(found.o.operationId) && hasBody(req)) {
         throw problems.invalid('this operation takes no body');
@@ -873,16 +930,22 @@ export function mountAdminApi(deps: AdminApiDeps): void {
       if (names.some((n) => !found.o.query.includes(n))) {
         throw problems.invalid(`unknown query parameter; accepted: ${found.o.query.join(', ') || '(none)'}`);
       }
-      const { status, body } = await handlers[found.o.operationId]!({
-        caller: { token, ip },
+      const { status, body, headers, stream } = await handlers[found.o.operationId]!({
+        caller: { token, ip, session },
         params: found.params!,
         query,
+        req,
         body: () =>
           readJsonObject(req, deps.config().admin.api.maxBodyBytes).catch((err: unknown) => {
             if (err instanceof ApiProblem && err.status === 413) closeAfter = true;
             throw err;
           }),
       });
+      for (const [name, value] of Object.entries(headers ?? {})) res.setHeader(name, value);
+      if (stream !== undefined) {
+        stream(req, res);
+        return;
+      }
       sendJson(res, status, body, req.method === 'HEAD');
     } catch (err) {
       // A body left unread (refused before reading it) is not drained: the connection closes instead.

@@ -90,6 +90,22 @@ const durationSchema = (description: string): Schema =>
   str(description, { pattern: '^[0-9]+(ms|s|m|h|d)$', examples: ['24h'] });
 const NOT_FOUND = { '404': problem('No such resource.') };
 
+/** An operation whose success is a Server-Sent Events stream rather than JSON. */
+function eventStream(o: ReturnType<typeof operation>) {
+  const responses = o.responses as Record<string, unknown>;
+  const ok = responses['200'] as { description: string };
+  return {
+    ...o,
+    responses: {
+      ...responses,
+      '200': {
+        description: ok.description,
+        content: { 'text/event-stream': { schema: { type: 'string' } } },
+      },
+    },
+  };
+}
+
 /** The document (a fresh object each time). */
 export function adminOpenApiDocument(): Record<string, unknown> {
   return {
@@ -100,7 +116,7 @@ export function adminOpenApiDocument(): Record<string, unknown> {
       description:
         'Manage a running Portcullis gateway: API keys, OAuth clients, blocks, token revocations, alerts, audit, routes and reloads. Served by the admin listener only. Authenticate with an admin token (`portcullis admin tokens create --role viewer|operator|admin`) as `Authorization: Bearer pcla_…`. Roles: viewer reads; operator also manages API keys, OAuth clients, blocks and revocations; admin also manages admin tokens and reloads. Every error is application/problem+json; every state-changing call is recorded in the audit chain with the admin token’s identity.',
     },
-    security: [{ adminToken: [] }],
+    security: [{ adminToken: [] }, { consoleSession: [] }],
     tags: [
       'meta',
       'keys',
@@ -111,6 +127,7 @@ export function adminOpenApiDocument(): Record<string, unknown> {
       'audit',
       'config',
       'admin-tokens',
+      'console',
     ].map((name) => ({
       name,
     })),
@@ -571,6 +588,84 @@ export function adminOpenApiDocument(): Record<string, unknown> {
           errors: NOT_FOUND,
         }),
       },
+      '/admin/session': {
+        post: operation({
+          operationId: 'login',
+          summary:
+            'Log in to the web console: trades the bearer admin token for a session cookie (HttpOnly, Secure, SameSite=Strict) and a CSRF token. Failed attempts are audited and count towards the brute-force lockout.',
+          role: 'viewer',
+          tag: 'console',
+          ok: {
+            status: '201',
+            description: 'The session; the cookie is in Set-Cookie.',
+            schema: ref('Session'),
+          },
+        }),
+        get: operation({
+          operationId: 'getSession',
+          summary: 'The session the call is made with (and its CSRF token); with a bearer token, the token.',
+          role: 'viewer',
+          tag: 'console',
+          ok: { status: '200', description: 'The session.', schema: ref('Session') },
+        }),
+        delete: operation({
+          operationId: 'logout',
+          summary: 'Log out: ends the session and clears its cookie. With the cookie, needs x-csrf-token.',
+          role: 'viewer',
+          tag: 'console',
+          ok: {
+            status: '200',
+            description: 'Whether a session was ended.',
+            schema: {
+              type: 'object',
+              required: ['loggedOut'],
+              properties: { loggedOut: { type: 'boolean' } },
+            },
+          },
+        }),
+      },
+      '/admin/metrics/timeseries': {
+        get: operation({
+          operationId: 'getTimeSeries',
+          summary:
+            'This instance’s recent traffic in 10-second buckets: requests, allowed, denied by reason, 429s, 5xx, p50/p99 latency, and the most denied principals, IPs and routes.',
+          role: 'viewer',
+          tag: 'console',
+          parameters: [
+            queryParam('minutes', 'How far back, 1 to 60 (default 15).', {
+              type: 'integer',
+              minimum: 1,
+              maximum: 60,
+            }),
+          ],
+          ok: { status: '200', description: 'The series.', schema: ref('TimeSeries') },
+          errors: { '400': problem('A query parameter is not valid.') },
+        }),
+      },
+      '/admin/events/stream': {
+        get: eventStream(
+          operation({
+            operationId: 'streamEvents',
+            summary:
+              'Live request and admin events as Server-Sent Events (one JSON object per data line), filtered. A client that reads too slowly is disconnected.',
+            role: 'viewer',
+            tag: 'console',
+            parameters: [
+              queryParam('type', 'request or admin.'),
+              queryParam('decision', 'allow, deny or error.'),
+              queryParam('route', 'A route name.'),
+              queryParam('principal', 'A principal id.'),
+              queryParam('ip', 'A client IP.'),
+            ],
+            ok: { status: '200', description: 'The stream.', schema: { type: 'string' } },
+            errors: {
+              '400': problem('A query parameter is not valid.'),
+              '406': problem('The request does not accept text/event-stream.'),
+              '503': problem('Too many streams are open.'),
+            },
+          }),
+        ),
+      },
     },
     components: {
       securitySchemes: {
@@ -579,9 +674,50 @@ export function adminOpenApiDocument(): Record<string, unknown> {
           scheme: 'bearer',
           description: 'An admin token, pcla_…, from `portcullis admin tokens create`.',
         },
+        consoleSession: {
+          type: 'apiKey',
+          in: 'cookie',
+          name: 'pcl_session',
+          description:
+            'The web console’s session cookie, from POST /admin/session. Every call with it that is not a GET needs the session’s CSRF token in the x-csrf-token header (403 csrf.missing / csrf.invalid otherwise).',
+        },
       },
       schemas: {
         Role: { enum: ['viewer', 'operator', 'admin'] },
+        Session: {
+          type: 'object',
+          required: ['id', 'name', 'role', 'csrfToken'],
+          properties: {
+            id: { type: 'string', description: 'The admin token’s id.' },
+            name: { type: 'string' },
+            role: ref('Role'),
+            csrfToken: nullable(str('Send it in x-csrf-token with every state-changing call.')),
+            expiresAt: time('When the session ends if unused.'),
+            idleTimeoutSeconds: nullable({ type: 'integer' }),
+          },
+        },
+        TimeSeries: {
+          type: 'object',
+          required: ['bucketSeconds', 'times', 'requests', 'totals', 'top'],
+          properties: {
+            bucketSeconds: { type: 'integer' },
+            times: {
+              type: 'array',
+              items: { type: 'integer' },
+              description: 'Bucket starts, epoch seconds.',
+            },
+            requests: { type: 'array', items: { type: 'integer' } },
+            allowed: { type: 'array', items: { type: 'integer' } },
+            denied: { type: 'array', items: { type: 'integer' } },
+            limited: { type: 'array', items: { type: 'integer' } },
+            errors: { type: 'array', items: { type: 'integer' } },
+            reasons: { type: 'object', additionalProperties: { type: 'array', items: { type: 'integer' } } },
+            p50: { type: 'array', items: nullable({ type: 'number' }) },
+            p99: { type: 'array', items: nullable({ type: 'number' }) },
+            totals: { type: 'object' },
+            top: { type: 'object' },
+          },
+        },
         Problem: {
           type: 'object',
           description: 'RFC 9457 problem details.',
