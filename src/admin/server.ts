@@ -74,8 +74,12 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
 
 /** Options of {@link createAdminServer}. */
 export interface AdminServerOptions {
-  /** Serve HTTPS with these PEM files (absolute paths). */
-  tls?: { cert: string; key: string } | undefined;
+  /**
+   * Serve HTTPS with these PEM files (absolute paths). With `clientCa`, the
+   * listener asks for a client certificate but does not require one: the
+   * admin API decides per request (`socket.authorized`) whether it counts.
+   */
+  tls?: { cert: string; key: string; clientCa?: string | undefined } | undefined;
 }
 
 export function createAdminServer(options: AdminServerOptions = {}): AdminServer {
@@ -139,7 +143,14 @@ export function createAdminServer(options: AdminServerOptions = {}): AdminServer
   };
   const server: Server = options.tls
     ? (createHttpsServer(
-        { cert: readFileSync(options.tls.cert), key: readFileSync(options.tls.key), minVersion: 'TLSv1.2' },
+        {
+          cert: readFileSync(options.tls.cert),
+          key: readFileSync(options.tls.key),
+          minVersion: 'TLSv1.2',
+          ...(options.tls.clientCa === undefined
+            ? {}
+            : { ca: readFileSync(options.tls.clientCa), requestCert: true, rejectUnauthorized: false }),
+        },
         handle,
       ) as unknown as Server)
     : createServer(handle);

@@ -833,6 +833,33 @@ export async function loadConfig(file: string, options: LoadOptions = {}): Promi
         issue(['admin', 'host'], `the admin listener on ${admin.host} is reachable from other machines`),
       );
     }
+    if (admin.auth?.jwt !== undefined && admin.tls === undefined) {
+      // As for admin tokens: a bearer JWT sent over plain HTTP can be read and replayed.
+      warnings.push(
+        issue(
+          ['admin', 'auth', 'jwt'],
+          `JWT admins on ${admin.host} without admin.tls: their tokens cross the network in clear`,
+        ),
+      );
+    }
+  }
+  admin.auth?.jwt?.providers.forEach((name, i) => {
+    if (!cfg.auth?.jwt?.providers.some((p) => p.name === name)) {
+      issues.push(
+        issue(
+          ['admin', 'auth', 'jwt', 'providers', i],
+          'expected the name of a provider in auth.jwt.providers',
+        ),
+      );
+    }
+  });
+  if (admin.auth?.mtls !== undefined && admin.tls?.client_ca === undefined) {
+    issues.push(
+      issue(
+        ['admin', 'auth', 'mtls'],
+        'expected admin.tls.client_ca: certificate admins need the admin listener to ask for client certificates',
+      ),
+    );
   }
 
   resolveReferences(cfg, [], (ref, segments) => {
@@ -932,7 +959,23 @@ export async function loadConfig(file: string, options: LoadOptions = {}): Promi
       tls:
         admin.tls === undefined
           ? undefined
-          : { cert: resolve(dirname(path), admin.tls.cert), key: resolve(dirname(path), admin.tls.key) },
+          : {
+              cert: resolve(dirname(path), admin.tls.cert),
+              key: resolve(dirname(path), admin.tls.key),
+              clientCa:
+                admin.tls.client_ca === undefined ? undefined : resolve(dirname(path), admin.tls.client_ca),
+            },
+      auth:
+        admin.auth === undefined
+          ? undefined
+          : {
+              jwt: admin.auth.jwt && {
+                providers: admin.auth.jwt.providers,
+                roleClaim: admin.auth.jwt.role_claim,
+                roles: admin.auth.jwt.roles,
+              },
+              mtls: admin.auth.mtls && { principal: admin.auth.mtls.principal, roles: admin.auth.mtls.roles },
+            },
     },
     store: { url: cfg.store!.url, dataDir: resolve(env.PORTCULLIS_DATA ?? 'data') },
     log: {

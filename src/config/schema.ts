@@ -112,6 +112,13 @@ export const ListenSchema = section(
   'The public listener.',
 );
 
+const AdminRoleSchema = Type.Union(
+  [Type.Literal('viewer'), Type.Literal('operator'), Type.Literal('admin')],
+  {
+    description: 'An admin role: viewer, operator or admin.',
+  },
+);
+
 export const AdminSchema = section(
   {
     enabled: Type.Boolean({
@@ -147,8 +154,64 @@ export const AdminSchema = section(
             minLength: 1,
             description: 'PEM private key of the admin listener (relative to the config file).',
           }),
+          client_ca: Type.Optional(
+            Type.String({
+              minLength: 1,
+              description:
+                'PEM file of the CA(s) whose client certificates the admin listener asks for (optional; relative to the config file). A verified certificate mapped in admin.auth.mtls authenticates an admin without a token.',
+            }),
+          ),
         },
         'Serve the admin listener over HTTPS. Required in production when the admin host is not loopback.',
+      ),
+    ),
+    auth: Type.Optional(
+      strict(
+        {
+          jwt: Type.Optional(
+            strict(
+              {
+                providers: Type.Array(Type.String({ minLength: 1 }), {
+                  minItems: 1,
+                  uniqueItems: true,
+                  description:
+                    'Names of auth.jwt.providers whose tokens may authenticate admins (verified exactly as on the gateway: issuer, audience, algorithms, keys, revocations).',
+                }),
+                role_claim: Type.String({
+                  minLength: 1,
+                  default: 'portcullis_admin_role',
+                  description:
+                    'The claim holding the admin role: a claim name, or a dotted path into nested claims (realm_access.roles); its value is a string or a list of strings.',
+                }),
+                roles: Type.Record(Type.String({ minLength: 1 }), AdminRoleSchema, {
+                  description:
+                    'Which claim value gives which admin role (viewer, operator or admin); the highest mapped value wins, and a token with none is refused (403).',
+                }),
+              },
+              'Admins who authenticate with a JWT (e.g. from your OpenID provider) as a Bearer token, instead of an admin token.',
+            ),
+          ),
+          mtls: Type.Optional(
+            strict(
+              {
+                principal: Type.Union(
+                  [Type.Literal('fingerprint'), Type.Literal('subject'), Type.Literal('san')],
+                  {
+                    default: 'fingerprint',
+                    description:
+                      'What identifies a client certificate: fingerprint (sha256:<hex>), subject (the single CN) or san (the first URI, DNS or email SAN).',
+                  },
+                ),
+                roles: Type.Record(Type.String({ minLength: 1 }), AdminRoleSchema, {
+                  description:
+                    'Which certificate identity gives which admin role (viewer, operator or admin); a verified certificate not listed is refused (403).',
+                }),
+              },
+              'Admins who authenticate with a client certificate verified against admin.tls.client_ca.',
+            ),
+          ),
+        },
+        'Other ways for admins to authenticate besides admin tokens (off unless configured).',
       ),
     ),
   },

@@ -96,6 +96,25 @@ export interface ListenSettings {
   contendedWriteTimeoutMs: number;
 }
 
+/** `admin.auth`: other ways in for admins. Roles are `viewer`, `operator` or `admin`. */
+export interface AdminAuthSettings {
+  jwt?:
+    | {
+        /** Names of `auth.jwt.providers`. */
+        providers: readonly string[];
+        /** A claim name or dotted path. */
+        roleClaim: string;
+        roles: Readonly<Record<string, 'viewer' | 'operator' | 'admin'>>;
+      }
+    | undefined;
+  mtls?:
+    | {
+        principal: 'fingerprint' | 'subject' | 'san';
+        roles: Readonly<Record<string, 'viewer' | 'operator' | 'admin'>>;
+      }
+    | undefined;
+}
+
 export interface GatewayConfig {
   /** Absolute path of the file this was loaded from. */
   file: string;
@@ -107,8 +126,10 @@ export interface GatewayConfig {
     port: number;
     /** The admin REST API (`/admin/…`). */
     api: { enabled: boolean; maxBodyBytes: number };
-    /** HTTPS for the admin listener: absolute paths of the PEM files. */
-    tls: { cert: string; key: string } | undefined;
+    /** HTTPS for the admin listener: absolute paths of the PEM files (and of the client CAs). */
+    tls: { cert: string; key: string; clientCa?: string | undefined } | undefined;
+    /** `admin.auth`: JWT and mTLS admins, besides admin tokens. */
+    auth?: AdminAuthSettings | undefined;
   };
   store: { url: string | undefined; dataDir: string };
   log: {

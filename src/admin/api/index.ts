@@ -5,13 +5,16 @@
  *   with `portcullis admin tokens create` (or `POST /admin/tokens`). Failed
  *   attempts count per client IP in a brute-force guard of the same kind as
  *   the public side's (`auth.brute_force`); a locked-out IP gets 429.
+ *   Optionally (`admin.auth`), a JWT from one of the gateway's providers
+ *   whose role claim maps to a role, or a verified client certificate
+ *   mapped to a role (see `../principal.ts`).
  * - **Roles:** `viewer` reads; `operator` also manages API keys, blocks and
  *   token revocations; `admin` also manages admin tokens and reloads.
  * - **Protections:** bodies are JSON objects of at most `admin.api.max_body`,
  *   strictly parsed (415, 413, 400); every error is problem+json; no answer
  *   ever holds a secret except the one a create or rotate makes, once.
  * - **Audit:** every state-changing act is an admin event in the audit
- *   chain, with the token's id, name and role.
+ *   chain, with the admin's id, name and role (token, JWT or certificate).
  *
  * The operations are listed once in {@link OPERATIONS}; `openapi.ts`
  * describes them, and a test keeps the two in step.
@@ -36,6 +39,7 @@ import { verifyAuditLog } from '../../audit/verify.js';
 import { createBruteForceGuard } from '../../auth/brute-force.js';
 import { buildAuth } from '../../auth/build.js';
 import type { AuthServices } from '../../auth/services.js';
+import { AuthFailure, AuthUnavailable } from '../../auth/types.js';
 import { explainRequest } from '../../authz/explain.js';
 import { requestClusterReload } from '../../cluster.js';
 import { loadConfig } from '../../config/load.js';
@@ -49,15 +53,23 @@ import { ApiKeyError, apiKeyJson, createApiKeyStore } from '../../keys/store.js'
 import { createLogger, type Logger } from '../../log.js';
 import { listRevocations, recordRevocation, signalBlockChange } from '../../revocation/feed.js';
 import type { Store } from '../../store/types.js';
+import { certificatePrincipalId, verifiedClientCertificate } from '../../tls/client-auth.js';
 import { parseDuration } from '../../util/units.js';
 import { mountConsole } from '../console/api.js';
 import type { ConsoleSession } from '../console/sessions.js';
+import {
+  type AdminPrincipal,
+  actorOf,
+  certificateAdmin,
+  claimValues,
+  highestRole,
+  jwtAdmin,
+} from '../principal.js';
 import type { AdminServer } from '../server.js';
 import { tokenJson } from '../tokens/cli.js';
 import {
   type AdminRole,
   AdminTokenError,
-  type AdminTokenRecord,
   createAdminTokenStore,
   isAdminRole,
   roleAllows,
@@ -92,7 +104,8 @@ export interface AdminApiDeps {
 
 /** The caller of an operation, once authenticated. */
 interface Caller {
-  token: AdminTokenRecord;
+  /** The admin: an admin token's record, or a JWT or certificate admin (`admin.auth`). */
+  token: AdminPrincipal;
   ip: string;
   /** The console session the call came with (cookie), when not with a bearer token. */
   session?: ConsoleSession | undefined;
@@ -342,6 +355,34 @@ function match(template: string, path: string): Record<string, string> | undefin
   return params;
 }
 
+/** A compact JWS: three base64url parts (an admin token, `pcla_…`, has no dots). */
+const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+
+/**
+ * Refuses (403) a request a browser marks as sent from another site: with a
+ * client certificate as the only credential, a cross-site form could
+ * otherwise act as the admin. Clients that are not browsers send neither header.
+ */
+function refuseCrossSite(req: IncomingMessage): void {
+  const site = req.headers['sec-fetch-site'];
+  const origin = req.headers.origin;
+  let foreignOrigin = false;
+  if (origin !== undefined) {
+    try {
+      foreignOrigin = new URL(origin).host !== req.headers.host;
+    } catch {
+      foreignOrigin = true;
+    }
+  }
+  if (site === 'cross-site' || site === 'same-site' || foreignOrigin) {
+    throw new ApiProblem(
+      403,
+      'csrf.cross_site',
+      'A state-changing call authenticated by a client certificate must not come from another site.',
+    );
+  }
+}
+
 /** Builds the API and serves it on the admin listener. */
 export function mountAdminApi(deps: AdminApiDeps): void {
   const { admin, store, events, logger } = deps;
@@ -381,7 +422,7 @@ export function mountAdminApi(deps: AdminApiDeps): void {
       type: 'admin',
       time: new Date().toISOString(),
       action,
-      actor: `admin-api:${caller.token.id}`,
+      actor: actorOf(caller.token),
       target,
       detail: {
         ...detail,
@@ -397,11 +438,33 @@ export function mountAdminApi(deps: AdminApiDeps): void {
   };
 
   // The web console: its files at `/`, its sessions, time series and live stream.
-  const webConsole = mountConsole({ admin, events, tokens, logger, audit });
+  /** Whether a JWT or certificate admin may go on (a console session): still configured, not killed. */
+  const stillActive = async (p: AdminPrincipal): Promise<boolean> => {
+    const auth = deps.config().admin.auth;
+    if (p.kind === 'jwt') {
+      const provider = p.source?.provider?.replace(/^jwt:/, '');
+      return (
+        p.source !== undefined &&
+        provider !== undefined &&
+        auth?.jwt?.providers.includes(provider) === true &&
+        !(deps.authServices().revocations?.isRevoked(p.source) ?? false)
+      );
+    }
+    if (p.kind === 'mtls') {
+      const identity = p.id.slice('mtls:'.length);
+      return (
+        auth?.mtls !== undefined &&
+        Object.hasOwn(auth.mtls.roles, identity) &&
+        auth.mtls.roles[identity] === p.role
+      );
+    }
+    return true;
+  };
+  const webConsole = mountConsole({ admin, events, tokens, logger, audit, stillActive });
 
   const refreshBlocks = async (caller: Caller, target: string) => {
     await deps.blocklist.refresh();
-    await signalBlockChange(store, target, `admin-api:${caller.token.id}`).catch((err: unknown) =>
+    await signalBlockChange(store, target, actorOf(caller.token)).catch((err: unknown) =>
       logger.warn({ err }, 'could not tell other instances about a block'),
     );
   };
@@ -538,7 +601,7 @@ export function mountAdminApi(deps: AdminApiDeps): void {
           kind: 'key',
           subject: record.id,
           expiresAt: Date.now() + KEY_SIGNAL_TTL_MS,
-          actor: `admin-api:${caller.token.id}`,
+          actor: actorOf(caller.token),
           reason: 'key revoked',
         });
         audit(caller, 'key.revoked', record.id);
@@ -560,7 +623,7 @@ export function mountAdminApi(deps: AdminApiDeps): void {
         kind: 'key',
         subject: previous.id,
         expiresAt: Date.now() + KEY_SIGNAL_TTL_MS,
-        actor: `admin-api:${caller.token.id}`,
+        actor: actorOf(caller.token),
         reason: 'key rotated',
       });
       audit(caller, 'key.rotated', previous.id, { successor: next.id });
@@ -595,7 +658,7 @@ export function mountAdminApi(deps: AdminApiDeps): void {
     },
 
     async revokeClient({ caller, params }) {
-      const outcome = await clients().revoke(params.id!, `admin-api:${caller.token.id}`);
+      const outcome = await clients().revoke(params.id!, actorOf(caller.token));
       if (outcome === 'not_found') throw problems.notFound();
       if (outcome === 'revoked') audit(caller, 'client.revoked', params.id!);
       return { status: 200, body: { alreadyRevoked: outcome === 'already_revoked', id: params.id } };
@@ -629,7 +692,7 @@ export function mountAdminApi(deps: AdminApiDeps): void {
         status,
         durationMs,
         reason,
-        createdBy: `admin-api:${caller.token.id}`,
+        createdBy: actorOf(caller.token),
       });
       const target = `${record.kind}:${record.subject}`;
       audit(caller, 'block.added', target, {
@@ -643,7 +706,7 @@ export function mountAdminApi(deps: AdminApiDeps): void {
     },
 
     async liftBlock({ caller, params }) {
-      const { record, wasActive } = await blocks.lift(params.id!, `admin-api:${caller.token.id}`);
+      const { record, wasActive } = await blocks.lift(params.id!, actorOf(caller.token));
       if (!wasActive)
         throw problems.conflict('blocks.not_active', 'the block is not active; nothing to lift');
       const target = `${record.kind}:${record.subject}`;
@@ -709,7 +772,7 @@ export function mountAdminApi(deps: AdminApiDeps): void {
         issuer,
         revokedAt,
         expiresAt,
-        actor: `admin-api:${caller.token.id}`,
+        actor: actorOf(caller.token),
         reason,
       });
       audit(caller, 'token.revoked', `${kind}:${subject}`, {
@@ -843,20 +906,98 @@ export function mountAdminApi(deps: AdminApiDeps): void {
     if (!handlers[o.operationId]) throw new Error(`admin API: no handler for ${o.operationId}`);
   }
 
+  /**
+   * A JWT admin (`admin.auth.jwt`): the token is verified by the gateway's
+   * own JWT verifier (issuer, audience, algorithms, keys, jti revocations),
+   * must come from a listed provider and pass the token kill switch; its
+   * role claim gives the role. A refused token counts in the guard like a
+   * bad admin token (401); a good one without a mapped role is 403.
+   */
+  const jwtCaller = async (presented: string, ip: string): Promise<AdminPrincipal> => {
+    const settings = deps.config().admin.auth!.jwt!;
+    const services = deps.authServices();
+    guard.check(ip, undefined);
+    const refuse = (credentialId: string | undefined, reason: string) => {
+      guard.recordFailure(ip, credentialId, reason);
+      return problems.invalidToken();
+    };
+    if (services.jwt === undefined) throw refuse(undefined, 'jwt_not_configured');
+    let principal: Awaited<ReturnType<NonNullable<AuthServices['jwt']>['verify']>>;
+    try {
+      principal = await services.jwt.verify(presented, (credentialId) => guard.check(ip, credentialId));
+    } catch (err) {
+      if (err instanceof AuthFailure) throw refuse(err.credentialId, err.reason);
+      if (err instanceof AuthUnavailable) {
+        logger.warn({ reason: err.reason }, 'admin API: a JWT admin could not be verified now');
+        throw new ApiProblem(503, 'auth.unavailable', 'The token cannot be verified now; try again later.');
+      }
+      throw err;
+    }
+    const credentialId = createHash('sha256').update(presented).digest('base64url').slice(0, 16);
+    const provider = principal.provider?.replace(/^jwt:/, '');
+    if (provider === undefined || !settings.providers.includes(provider)) {
+      throw refuse(credentialId, 'provider_not_admin');
+    }
+    if (services.revocations?.isRevoked(principal)) throw refuse(credentialId, 'token_revoked');
+    guard.recordSuccess(ip, credentialId);
+    const role = highestRole(claimValues(principal.claims, settings.roleClaim), settings.roles);
+    if (role === undefined) {
+      throw new ApiProblem(
+        403,
+        'authz.forbidden',
+        'Your token does not carry an admin role.',
+        `its ${settings.roleClaim} claim maps to no role in admin.auth.jwt.roles`,
+      );
+    }
+    return jwtAdmin(principal, role);
+  };
+
+  /**
+   * A certificate admin (`admin.auth.mtls`): the connection's client
+   * certificate, if the TLS layer verified it against `admin.tls.client_ca`;
+   * undefined without one (or with an unverified one), 403 when its identity
+   * maps to no role.
+   */
+  const certificateCaller = (req: IncomingMessage): AdminPrincipal | undefined => {
+    const settings = deps.config().admin.auth?.mtls;
+    if (settings === undefined || !admin.tls) return undefined;
+    const verified = verifiedClientCertificate(req.socket);
+    if (!verified.ok) return undefined;
+    const identity = certificatePrincipalId(verified.certificate, settings.principal);
+    const role =
+      identity !== undefined && Object.hasOwn(settings.roles, identity)
+        ? settings.roles[identity]
+        : undefined;
+    if (identity === undefined || role === undefined) {
+      throw new ApiProblem(
+        403,
+        'authz.forbidden',
+        'Your client certificate does not map to an admin role.',
+        `admin.auth.mtls.roles has no entry for its ${settings.principal}`,
+      );
+    }
+    return certificateAdmin(verified.certificate, identity, role);
+  };
+
   const authenticate = async (
     req: IncomingMessage,
     ip: string,
-  ): Promise<{ token: AdminTokenRecord; session?: ConsoleSession }> => {
+  ): Promise<{ token: AdminPrincipal; session?: ConsoleSession }> => {
     const header = req.headers.authorization;
     // Without a bearer token, the console's session cookie (a session that ended: 401).
     const session = header === undefined ? await webConsole.sessionOf(req) : undefined;
     if (session !== undefined) return { token: session.token, session };
     if (header === undefined) {
       guard.check(ip, undefined);
+      // Then a verified client certificate, when certificate admins are configured.
+      const byCertificate = certificateCaller(req);
+      if (byCertificate !== undefined) return { token: byCertificate };
       throw problems.unauthenticated();
     }
-    const m = /^Bearer ([\x21-\x7e]{1,200})$/i.exec(header);
-    if (!m) {
+    const m = /^Bearer ([\x21-\x7e]{1,16384})$/i.exec(header);
+    const jwtSettings = deps.config().admin.auth?.jwt;
+    if (m && jwtSettings !== undefined && JWT_SHAPE.test(m[1]!)) return { token: await jwtCaller(m[1]!, ip) };
+    if (!m || m[1]!.length > 200) {
       guard.check(ip, undefined);
       guard.recordFailure(ip, undefined, 'malformed_key');
       throw problems.invalidToken();
@@ -896,7 +1037,7 @@ export function mountAdminApi(deps: AdminApiDeps): void {
     res.setHeader('x-frame-options', 'DENY');
     try {
       // Authentication comes first: nothing is revealed, and no body read, before it.
-      let auth: { token: AdminTokenRecord; session?: ConsoleSession };
+      let auth: { token: AdminPrincipal; session?: ConsoleSession };
       try {
         auth = await authenticate(req, ip);
       } catch (err) {
@@ -920,6 +1061,8 @@ export function mountAdminApi(deps: AdminApiDeps): void {
       if (!found) throw problems.methodNotAllowed([...new Set(candidates.map((c) => c.o.method))]);
       // A call carried by the session cookie that changes state must repeat the session's CSRF token.
       if (session !== undefined && method !== 'GET') webConsole.checkCsrf(session, req);
+      // A browser presents a client certificate by itself, as it does a cookie: no cross-site writes with one.
+      if (session === undefined && token.kind === 'mtls' && method !== 'GET') refuseCrossSite(req);
       if (!roleAllows(token.role, found.o.role)) throw problems.forbidden(found.o.role);
       if (!BODY_OPERATIONS.has(found.o.operationId) && hasBody(req)) {
         throw problems.invalid('this operation takes no body');

@@ -114,9 +114,9 @@ export function adminOpenApiDocument(): Record<string, unknown> {
       title: 'Portcullis admin API',
       version: '1',
       description:
-        'Manage a running Portcullis gateway: API keys, OAuth clients, blocks, token revocations, alerts, audit, routes and reloads. Served by the admin listener only. Authenticate with an admin token (`portcullis admin tokens create --role viewer|operator|admin`) as `Authorization: Bearer pcla_…`. Roles: viewer reads; operator also manages API keys, OAuth clients, blocks and revocations; admin also manages admin tokens and reloads. Every error is application/problem+json; every state-changing call is recorded in the audit chain with the admin token’s identity.',
+        'Manage a running Portcullis gateway: API keys, OAuth clients, blocks, token revocations, alerts, audit, routes and reloads. Served by the admin listener only. Authenticate with an admin token (`portcullis admin tokens create --role viewer|operator|admin`) as `Authorization: Bearer pcla_…`, or, when configured (admin.auth), with a JWT from one of the gateway’s providers carrying an admin role claim, or with a client certificate mapped to a role. Roles: viewer reads; operator also manages API keys, OAuth clients, blocks and revocations; admin also manages admin tokens and reloads. Every error is application/problem+json; every state-changing call is recorded in the audit chain with the admin’s identity.',
     },
-    security: [{ adminToken: [] }, { consoleSession: [] }],
+    security: [{ adminToken: [] }, { adminJwt: [] }, { adminCertificate: [] }, { consoleSession: [] }],
     tags: [
       'meta',
       'keys',
@@ -592,7 +592,7 @@ export function adminOpenApiDocument(): Record<string, unknown> {
         post: operation({
           operationId: 'login',
           summary:
-            'Log in to the web console: trades the bearer admin token for a session cookie (HttpOnly, Secure, SameSite=Strict) and a CSRF token. Failed attempts are audited and count towards the brute-force lockout.',
+            'Log in to the web console: trades the bearer admin token (or admin JWT, or client certificate) for a session cookie (HttpOnly, Secure, SameSite=Strict) and a CSRF token; a session never outlives a JWT’s exp. Failed attempts are audited and count towards the brute-force lockout.',
           role: 'viewer',
           tag: 'console',
           ok: {
@@ -674,6 +674,18 @@ export function adminOpenApiDocument(): Record<string, unknown> {
           scheme: 'bearer',
           description: 'An admin token, pcla_…, from `portcullis admin tokens create`.',
         },
+        adminJwt: {
+          type: 'http',
+          scheme: 'bearer',
+          bearerFormat: 'JWT',
+          description:
+            'When admin.auth.jwt is configured: a JWT from one of the listed auth.jwt.providers, verified as on the gateway (issuer, audience, algorithms, keys, revocations). Its role claim (admin.auth.jwt.role_claim) maps to a role through admin.auth.jwt.roles; a valid token with no mapped role gets 403 authz.forbidden.',
+        },
+        adminCertificate: {
+          type: 'mutualTLS',
+          description:
+            'When the admin listener serves HTTPS with admin.tls.client_ca and admin.auth.mtls is configured: a client certificate verified against that CA, whose identity (fingerprint, subject CN or SAN) maps to a role through admin.auth.mtls.roles, authenticates without a token; an unmapped one gets 403 authz.forbidden. Its state-changing calls must not come from another site (403 csrf.cross_site).',
+        },
         consoleSession: {
           type: 'apiKey',
           in: 'cookie',
@@ -688,7 +700,11 @@ export function adminOpenApiDocument(): Record<string, unknown> {
           type: 'object',
           required: ['id', 'name', 'role', 'csrfToken'],
           properties: {
-            id: { type: 'string', description: 'The admin token’s id.' },
+            id: {
+              type: 'string',
+              description:
+                'The admin’s id: adt_… (admin token), jwt:<provider>:<sub> or mtls:<certificate identity>.',
+            },
             name: { type: 'string' },
             role: ref('Role'),
             csrfToken: nullable(str('Send it in x-csrf-token with every state-changing call.')),

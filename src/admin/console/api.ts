@@ -8,8 +8,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { EventBus } from '../../events/types.js';
 import type { Logger } from '../../log.js';
 import { ApiProblem, problems } from '../api/http.js';
+import type { AdminPrincipal } from '../principal.js';
 import type { AdminServer } from '../server.js';
-import type { AdminTokenRecord, AdminTokenStore } from '../tokens/store.js';
+import type { AdminTokenStore } from '../tokens/store.js';
 import { LiveHub } from './live.js';
 import {
   CLEAR_COOKIE,
@@ -27,7 +28,8 @@ const TOKEN_RECHECK_MS = 15_000;
 
 /** The caller of a console operation, as the admin API authenticated it. */
 export interface ConsoleCaller {
-  token: AdminTokenRecord;
+  /** The admin: an admin token's record, or a JWT or certificate admin. */
+  token: AdminPrincipal;
   ip: string;
   session?: ConsoleSession | undefined;
 }
@@ -44,6 +46,11 @@ export interface ConsoleDeps {
     target: string | undefined,
     detail?: Record<string, string | number | boolean>,
   ) => void;
+  /**
+   * Whether a JWT or certificate admin's session may go on (token kill
+   * switch, configuration reloaded); admin tokens are checked here.
+   */
+  stillActive?: (admin: AdminPrincipal) => Promise<boolean>;
 }
 
 interface ConsoleContext {
@@ -128,7 +135,7 @@ export function mountConsole(deps: ConsoleDeps): WebConsole {
 
   const handlers: WebConsole['handlers'] = {
     async login({ caller, req }) {
-      // A session is made from an admin token only, never from another session.
+      // A session is made from a credential (admin token, JWT, certificate), never from another session.
       if (caller.session !== undefined) throw problems.unauthenticated();
       const previous = sessionIdOf(req);
       const old = previous ? sessions.get(previous) : undefined;
@@ -202,6 +209,7 @@ export function mountConsole(deps: ConsoleDeps): WebConsole {
       }
       const session = caller.session;
       const tokenId = caller.token.id;
+      const credentialEnds = caller.token.expiresAt ?? Number.POSITIVE_INFINITY;
       return {
         status: 200,
         body: undefined,
@@ -219,7 +227,10 @@ export function mountConsole(deps: ConsoleDeps): WebConsole {
             request,
             res,
             filter,
-            () => !revokedTokens.has(tokenId) && (session === undefined || sessions.isLive(session)),
+            () =>
+              !revokedTokens.has(tokenId) &&
+              Date.now() < credentialEnds &&
+              (session === undefined || sessions.isLive(session)),
           );
           watchRevocations();
         },
@@ -238,8 +249,15 @@ export function mountConsole(deps: ConsoleDeps): WebConsole {
       const session = sid === '' ? undefined : sessions.get(sid);
       if (session === undefined) throw sessionEnded();
       if (Date.now() - session.checkedAt > TOKEN_RECHECK_MS) {
-        const current = (await tokens.list()).find((t) => t.id === session.token.id);
-        if (current === undefined || current.revokedAt !== undefined) {
+        const admin = session.token;
+        let active: boolean;
+        if (admin.kind === undefined || admin.kind === 'token') {
+          const current = (await tokens.list()).find((t) => t.id === admin.id);
+          active = current !== undefined && current.revokedAt === undefined;
+        } else {
+          active = (await deps.stillActive?.(admin)) ?? true;
+        }
+        if (!active) {
           sessions.delete(session);
           throw sessionEnded();
         }

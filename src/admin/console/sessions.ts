@@ -11,7 +11,7 @@
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import type { AdminTokenRecord } from '../tokens/store.js';
+import type { AdminPrincipal } from '../principal.js';
 
 export const SESSION_COOKIE = 'pcl_session';
 export const CSRF_HEADER = 'x-csrf-token';
@@ -34,11 +34,12 @@ export const DEFAULT_SESSION_SETTINGS: SessionSettings = {
 export interface ConsoleSession {
   /** sha256 of the session id: the id itself is never kept. */
   readonly key: string;
-  readonly token: AdminTokenRecord;
+  /** The admin: an admin token's record, or a JWT or certificate admin (whose `expiresAt` also ends the session). */
+  readonly token: AdminPrincipal;
   readonly csrf: string;
   readonly createdAt: number;
   lastSeen: number;
-  /** When the admin token was last found still active. */
+  /** When the admin's credential was last found still active. */
   checkedAt: number;
 }
 
@@ -75,7 +76,7 @@ export class SessionStore {
   ) {}
 
   /** A new session for `token`: its id (for the cookie only) and the session. */
-  create(token: AdminTokenRecord): { id: string; session: ConsoleSession } {
+  create(token: AdminPrincipal): { id: string; session: ConsoleSession } {
     this.sweep();
     while (this.sessions.size >= this.settings.max) {
       const oldest = this.sessions.keys().next().value as string;
@@ -129,7 +130,11 @@ export class SessionStore {
 
   /** When `s` ends if unused from now on. */
   expiresAt(s: ConsoleSession): number {
-    return Math.min(s.lastSeen + this.settings.idleMs, s.createdAt + this.settings.absoluteMs);
+    return Math.min(
+      s.lastSeen + this.settings.idleMs,
+      s.createdAt + this.settings.absoluteMs,
+      s.token.expiresAt ?? Number.POSITIVE_INFINITY,
+    );
   }
 
   /** The `Set-Cookie` value of a new session. */
@@ -139,7 +144,12 @@ export class SessionStore {
   }
 
   private alive(s: ConsoleSession, t: number): boolean {
-    return t - s.lastSeen < this.settings.idleMs && t - s.createdAt < this.settings.absoluteMs;
+    // A session never outlives its credential (a JWT's exp, a certificate's notAfter).
+    return (
+      t - s.lastSeen < this.settings.idleMs &&
+      t - s.createdAt < this.settings.absoluteMs &&
+      (s.token.expiresAt === undefined || t < s.token.expiresAt)
+    );
   }
 
   private sweep(): void {
