@@ -15,6 +15,7 @@ import {
   type Session,
   useSession,
 } from './api';
+import { Form } from './components/form';
 import { Audit } from './pages/audit';
 import { Explain } from './pages/explain';
 import { Live } from './pages/live';
@@ -43,10 +44,9 @@ function Login({ onLogin, note }: { onLogin: (s: Session) => void; note: string 
   const [busy, setBusy] = useState(false);
   return (
     <main class="login">
-      <form
+      <Form
         class="form login-form"
-        onSubmit={(ev) => {
-          ev.preventDefault();
+        onSubmit={() => {
           setBusy(true);
           setError(undefined);
           login(token)
@@ -90,7 +90,7 @@ function Login({ onLogin, note }: { onLogin: (s: Session) => void; note: string 
           Make one with <code>portcullis admin tokens create --role viewer|operator|admin</code>. It is
           exchanged for a session cookie and not kept by the page.
         </p>
-      </form>
+      </Form>
     </main>
   );
 }

@@ -104,3 +104,13 @@ export function ShownOnce({
     </div>
   );
 }
+
+/** A secret to show once, as ShownOnce does: `show` it, and put `element` on the page. */
+export function useShownOnce(label: string) {
+  const [secret, setSecret] = useState<string | undefined>(undefined);
+  const element =
+    secret === undefined ? null : (
+      <ShownOnce label={label} secret={secret} onDismiss={() => setSecret(undefined)} />
+    );
+  return { show: setSecret, element };
+}

@@ -6,13 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import {
-  DEFAULT_HTTP2,
-  listenerSettings,
-  type RunningListener,
-  startListener,
-} from '../tls/test-support/clients.js';
-import { createTempPki, type PemFiles, type TempPki } from '../tls/test-support/pki.js';
+import { DEFAULT_HTTP2, type RunningListener } from '../tls/test-support/clients.js';
+import type { PemFiles, TempPki } from '../tls/test-support/pki.js';
 import { http2Stats } from './stats.js';
 import { h2Request, openSession } from './test-support/client.js';
 import {
@@ -27,7 +22,9 @@ import {
   rstStream,
   settings,
   statusOf,
+  withRawConnection,
 } from './test-support/frames.js';
+import { serverPki, startServerListener } from './test-support/servers.js';
 
 const LIMITS = {
   ...DEFAULT_HTTP2,
@@ -45,23 +42,10 @@ describe('HTTP/2 attacks against the TLS listener', () => {
   let running: RunningListener;
 
   before(async () => {
-    pki = createTempPki();
-    ca = await pki.ca('ca');
-    const leaf = await pki.leaf('server', {
-      ca,
-      commonName: 'localhost',
-      dns: ['localhost'],
-      ip: ['127.0.0.1'],
-      usage: 'server',
-      days: 30,
-    });
-    running = await startListener(
-      listenerSettings(
-        [{ cert: leaf.certFile, key: leaf.keyFile, passphrase: undefined, names: undefined }],
-        {
-          http2: LIMITS,
-        },
-      ),
+    let server: PemFiles;
+    ({ pki, ca, server } = await serverPki('ca', { ip: true }));
+    running = await startServerListener(
+      server,
       (req, res) => {
         req.resume();
         if (req.url === '/large') {
@@ -78,6 +62,7 @@ describe('HTTP/2 attacks against the TLS listener', () => {
         const timer = setTimeout(() => res.end('ok'), req.url === '/slow' ? 300 : 0);
         res.on('close', () => clearTimeout(timer));
       },
+      { http2: LIMITS },
       { http: { keepAliveTimeout: 10_000, requestTimeout: 2000 } },
     );
   });
@@ -123,8 +108,7 @@ describe('HTTP/2 attacks against the TLS listener', () => {
   });
 
   it('lets a client reset a few streams without closing its connection', async () => {
-    const conn = await connectRaw(running.port);
-    try {
+    await withRawConnection(running.port, async (conn) => {
       for (let id = 1; id <= 9; id += 2)
         conn.send(
           frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, id, headerBlock(getFields('/slow'))),
@@ -134,9 +118,7 @@ describe('HTTP/2 attacks against the TLS listener', () => {
       const head = await conn.waitFor((f) => f.stream === 11 && f.type === FRAME.HEADERS);
       assert.equal(statusOf(head), 200);
       assert.equal(conn.goawayCode(), undefined);
-    } finally {
-      conn.destroy();
-    }
+    });
   });
 
   it('closes a connection that floods PING frames, with GOAWAY ENHANCE_YOUR_CALM', async () => {
@@ -196,8 +178,7 @@ describe('HTTP/2 attacks against the TLS listener', () => {
   });
 
   it('resets a stream whose header block is larger than max_header_list_size, and serves the next one', async () => {
-    const conn = await connectRaw(running.port);
-    try {
+    await withRawConnection(running.port, async (conn) => {
       // The limit holds once the client has acknowledged the server's SETTINGS (before, Node's 64 KiB cap does).
       await conn.waitFor((f) => f.type === FRAME.SETTINGS && (f.flags & FLAG.ACK) !== 0);
       await new Promise((resolve) => setTimeout(resolve, 50));
@@ -212,14 +193,11 @@ describe('HTTP/2 attacks against the TLS listener', () => {
       conn.request(3, getFields('/after'));
       const head = await conn.waitFor((f) => f.stream === 3 && f.type === FRAME.HEADERS);
       assert.equal(statusOf(head), 200);
-    } finally {
-      conn.destroy();
-    }
+    });
   });
 
   it('refuses streams past max_concurrent_streams with REFUSED_STREAM and answers the others', async () => {
-    const conn = await connectRaw(running.port);
-    try {
+    await withRawConnection(running.port, async (conn) => {
       // Sent before the client acknowledged the server's SETTINGS: nghttp2 refuses the excess streams.
       const ids = [1, 3, 5, 7, 9, 11, 13, 15];
       conn.send(
@@ -238,9 +216,7 @@ describe('HTTP/2 attacks against the TLS listener', () => {
       const served = answers.filter((f) => f.type === FRAME.HEADERS && statusOf(f) === 200);
       assert.equal(served.length, LIMITS.maxConcurrentStreams);
       assert.equal(refused.length, ids.length - LIMITS.maxConcurrentStreams);
-    } finally {
-      conn.destroy();
-    }
+    });
   });
 
   it('closes a connection that opens more streams than the max_concurrent_streams it acknowledged', async () => {

@@ -11,9 +11,10 @@ import {
   type TestGateway,
   type TestUpstream,
 } from '../test-support/gateway.js';
-import { createTempPki, type PemFiles, type TempPki } from '../tls/test-support/pki.js';
+import type { PemFiles, TempPki } from '../tls/test-support/pki.js';
 import { h2Request, openSession } from './test-support/client.js';
-import { connectRaw, FRAME, getFields, statusOf } from './test-support/frames.js';
+import { FRAME, getFields, statusOf, withRawConnection } from './test-support/frames.js';
+import { certificatesOf, serverPki } from './test-support/servers.js';
 
 interface Answer {
   status: number;
@@ -84,19 +85,11 @@ describe('HTTP/2 through the gateway', () => {
   let session: ClientHttp2Session;
 
   before(async () => {
-    pki = createTempPki();
-    ca = await pki.ca('server-ca');
-    const server = await pki.leaf('server', {
-      ca,
-      commonName: 'localhost',
-      dns: ['localhost'],
-      ip: ['127.0.0.1'],
-      usage: 'server',
-      days: 30,
-    });
+    let server: PemFiles;
+    ({ pki, ca, server } = await serverPki('server-ca', { ip: true }));
     upstream = await startUpstream();
     gw = await startTestGateway({
-      listen: { tls: { certificates: [{ cert: server.certFile, key: server.keyFile }] } },
+      listen: { tls: { certificates: certificatesOf(server) } },
       auth: { api_keys: {} },
       upstreams: { app: { url: upstream.url } },
       routes: [
@@ -228,19 +221,15 @@ describe('HTTP/2 through the gateway', () => {
   });
 
   it('refuses :authority and host that disagree with 400', async () => {
-    const conn = await connectRaw(gw.port);
-    try {
+    await withRawConnection(gw.port, async (conn) => {
       conn.request(1, getFields('/public', 'localhost', [['host', 'evil.example']]));
       const head = await conn.waitFor((f) => f.type === FRAME.HEADERS && f.stream === 1);
       assert.equal(statusOf(head), 400);
-    } finally {
-      conn.destroy();
-    }
+    });
   });
 
   it('serves a request that names its host in host instead of :authority', async () => {
-    const conn = await connectRaw(gw.port);
-    try {
+    await withRawConnection(gw.port, async (conn) => {
       conn.request(1, [
         [':method', 'GET'],
         [':scheme', 'https'],
@@ -251,14 +240,11 @@ describe('HTTP/2 through the gateway', () => {
       assert.equal(statusOf(head), 200);
       const seen = upstream.requests.find((r) => r.url === '/public?trace=host-only')!;
       assert.equal(seen.headers['x-forwarded-host'], 'localhost');
-    } finally {
-      conn.destroy();
-    }
+    });
   });
 
   it('joins cookie crumbs into one cookie header for the upstream', async () => {
-    const conn = await connectRaw(gw.port);
-    try {
+    await withRawConnection(gw.port, async (conn) => {
       conn.request(
         1,
         getFields('/public?trace=cookies', 'localhost', [
@@ -270,9 +256,7 @@ describe('HTTP/2 through the gateway', () => {
       assert.equal(statusOf(head), 200);
       const seen = upstream.requests.find((r) => r.url === '/public?trace=cookies')!;
       assert.equal(seen.headers.cookie, 'a=1; b=2');
-    } finally {
-      conn.destroy();
-    }
+    });
   });
 
   it('refuses CONNECT with a 405 problem', async () => {
@@ -285,37 +269,28 @@ describe('HTTP/2 through the gateway', () => {
     assert.equal(status, 405);
   });
 
+  /** curl's arguments for `path` on the gateway, trusting the test CA, writing the HTTP version and status last. */
+  const curlArgs = (path: string, ...options: string[]) => [
+    ...options,
+    '--cacert',
+    ca.certFile,
+    '--resolve',
+    `localhost:${gw.port}:127.0.0.1`,
+    '--write-out',
+    '\n%{http_version} %{http_code}',
+    `https://localhost:${gw.port}${path}`,
+  ];
+
   it('serves curl --http2 with the certificate the test made', async () => {
-    const out = await curl([
-      '--http2',
-      '--silent',
-      '--show-error',
-      '--cacert',
-      ca.certFile,
-      '--resolve',
-      `localhost:${gw.port}:127.0.0.1`,
-      '--write-out',
-      '\n%{http_version} %{http_code}',
-      `https://localhost:${gw.port}/public?via=curl`,
-    ]);
+    const out = await curl(curlArgs('/public?via=curl', '--http2', '--silent', '--show-error'));
     const lines = out.trim().split('\n');
     assert.equal(lines.at(-1), '2 200');
     assert.equal(JSON.parse(lines[0]!).url, '/public?via=curl');
   });
 
   it('answers curl --http2 the same path refusal as HTTP/1.1', async () => {
-    const args = (extra: string[]) => [
-      ...extra,
-      '--silent',
-      '--path-as-is',
-      '--cacert',
-      ca.certFile,
-      '--resolve',
-      `localhost:${gw.port}:127.0.0.1`,
-      '--write-out',
-      '\n%{http_version} %{http_code}',
-      `https://localhost:${gw.port}/public/%2e%2e/%2e%2e/etc/passwd`,
-    ];
+    const args = (extra: string[]) =>
+      curlArgs('/public/%2e%2e/%2e%2e/etc/passwd', ...extra, '--silent', '--path-as-is');
     const h2 = (await curl(args(['--http2']))).trim().split('\n');
     const h1 = (await curl(args(['--http1.1']))).trim().split('\n');
     assert.equal(h2.at(-1)!.split(' ')[0], '2');
@@ -370,19 +345,10 @@ describe('HTTP/2 turned off', () => {
   let ca: PemFiles;
 
   before(async () => {
-    pki = createTempPki();
-    ca = await pki.ca('server-ca');
-    const server = await pki.leaf('server', {
-      ca,
-      commonName: 'localhost',
-      dns: ['localhost'],
-      usage: 'server',
-      days: 30,
-    });
+    let server: PemFiles;
+    ({ pki, ca, server } = await serverPki('server-ca'));
     gw = await startTestGateway({
-      listen: {
-        tls: { certificates: [{ cert: server.certFile, key: server.keyFile }], http2: { enabled: false } },
-      },
+      listen: { tls: { certificates: certificatesOf(server), http2: { enabled: false } } },
       upstreams: { app: { url: 'http://127.0.0.1:9' } },
       routes: [{ path: '/public', methods: ['GET'], upstream: 'app', auth: 'none' }],
     });
@@ -404,19 +370,11 @@ describe('HTTP/2 turned off', () => {
 
 describe('a shutdown drain with HTTP/2 clients connected', () => {
   it('sends GOAWAY to an open HTTP/2 connection and finishes, instead of waiting on it', async () => {
-    const pki = createTempPki();
+    const { pki, ca, server } = await serverPki('server-ca');
     try {
-      const ca = await pki.ca('server-ca');
-      const server = await pki.leaf('server', {
-        ca,
-        commonName: 'localhost',
-        dns: ['localhost'],
-        usage: 'server',
-        days: 30,
-      });
       const upstream = await startUpstream();
       const gw = await startTestGateway({
-        listen: { tls: { certificates: [{ cert: server.certFile, key: server.keyFile }] } },
+        listen: { tls: { certificates: certificatesOf(server) } },
         upstreams: { app: { url: upstream.url } },
         routes: [{ path: '/public', methods: ['GET'], upstream: 'app', auth: 'none' }],
       });
@@ -443,22 +401,15 @@ describe('client certificates over HTTP/2', () => {
   let gw: TestGateway;
 
   before(async () => {
-    pki = createTempPki();
-    serverCa = await pki.ca('server-ca');
+    let server: PemFiles;
+    ({ pki, ca: serverCa, server } = await serverPki('server-ca'));
     const clientCa = await pki.ca('client-ca');
-    const server = await pki.leaf('server', {
-      ca: serverCa,
-      commonName: 'localhost',
-      dns: ['localhost'],
-      usage: 'server',
-      days: 30,
-    });
     partner = await pki.leaf('partner', { ca: clientCa, commonName: 'partner-a', usage: 'client', days: 30 });
     upstream = await startUpstream();
     gw = await startTestGateway({
       listen: {
         tls: {
-          certificates: [{ cert: server.certFile, key: server.keyFile }],
+          certificates: certificatesOf(server),
           client_auth: { mode: 'optional', ca: [clientCa.certFile], principal: 'subject' },
         },
       },

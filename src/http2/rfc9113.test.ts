@@ -6,8 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { listenerSettings, type RunningListener, startListener } from '../tls/test-support/clients.js';
-import { createTempPki, type TempPki } from '../tls/test-support/pki.js';
+import type { RunningListener } from '../tls/test-support/clients.js';
+import type { TempPki } from '../tls/test-support/pki.js';
 import { http1HeaderList } from './request-head.js';
 import {
   connectRaw,
@@ -19,6 +19,7 @@ import {
   type RawConnection,
   statusOf,
 } from './test-support/frames.js';
+import { serverPki, startServerListener } from './test-support/servers.js';
 
 const post = (length: string): [string, string][] => [
   [':method', 'POST'],
@@ -34,24 +35,14 @@ describe('RFC 9113 checks Node and nghttp2 make on the TLS listener', () => {
   let handled: string[];
 
   before(async () => {
-    pki = createTempPki();
-    const ca = await pki.ca('ca');
-    const leaf = await pki.leaf('server', {
-      ca,
-      commonName: 'localhost',
-      dns: ['localhost'],
-      usage: 'server',
-      days: 30,
-    });
+    const made = await serverPki('ca');
+    pki = made.pki;
     handled = [];
-    running = await startListener(
-      listenerSettings([{ cert: leaf.certFile, key: leaf.keyFile, passphrase: undefined, names: undefined }]),
-      (req, res) => {
-        handled.push(req.url ?? '');
-        req.resume();
-        req.on('end', () => res.end('ok'));
-      },
-    );
+    running = await startServerListener(made.server, (req, res) => {
+      handled.push(req.url ?? '');
+      req.resume();
+      req.on('end', () => res.end('ok'));
+    });
   });
 
   after(async () => {

@@ -1,6 +1,8 @@
 /** Audit: the chain's state (verify), search, and each event's details. */
 import { useState } from 'preact/hooks';
 import { call, fmtTime } from '../api';
+import { Form, TextField, useForm } from '../components/form';
+import { DataTable } from '../components/table';
 import { Badge, ErrorLine, Json, Panel, useLoad } from '../ui';
 
 interface Verify {
@@ -17,7 +19,7 @@ interface Verify {
 
 type AuditEvent = Record<string, unknown> & { seq: number; time: string; type: string };
 
-const FIELDS = ['principal', 'decision', 'route', 'ip', 'type', 'action', 'since'] as const;
+const FIELDS = ['principal', 'decision', 'route', 'ip', 'type', 'action', 'since', 'limit'] as const;
 
 /** The event with its `data` (stored as JSON text) shown as the object it is. */
 function readable(e: AuditEvent): AuditEvent {
@@ -31,7 +33,7 @@ function readable(e: AuditEvent): AuditEvent {
 
 export function Audit() {
   const verify = useLoad(() => call<Verify>('GET', '/admin/audit/verify'));
-  const [form, setForm] = useState<Record<string, string>>({ since: '1h', limit: '100' });
+  const form = useForm<Record<string, string>>({ since: '1h', limit: '100' });
   const [query, setQuery] = useState<Record<string, string>>({ since: '1h', limit: '100' });
   const search = useLoad(
     () => {
@@ -85,79 +87,49 @@ export function Audit() {
         )}
       </Panel>
       <Panel title="Search">
-        <form
+        <Form
           class="form inline"
-          onSubmit={(ev) => {
-            ev.preventDefault();
+          onSubmit={() => {
             setSelected(undefined);
-            setQuery({ ...form });
+            setQuery({ ...form.values });
           }}
         >
           {FIELDS.map((f) => (
-            <label key={f}>
-              {f}
-              <input
-                name={f}
-                value={form[f] ?? ''}
-                onInput={(ev) => setForm({ ...form, [f]: (ev.target as HTMLInputElement).value })}
-              />
-            </label>
+            <TextField key={f} form={form} name={f} label={f} />
           ))}
-          <label>
-            limit
-            <input
-              name="limit"
-              value={form.limit ?? ''}
-              onInput={(ev) => setForm({ ...form, limit: (ev.target as HTMLInputElement).value })}
-            />
-          </label>
           <button type="submit">Search</button>
-        </form>
+        </Form>
         <ErrorLine error={search.error} />
         <div class="split">
-          <table class="events">
-            <thead>
-              <tr>
-                <th>Seq</th>
-                <th>Time</th>
-                <th>Type</th>
-                <th>What</th>
-                <th>Who</th>
+          <DataTable
+            class="events"
+            columns={['Seq', 'Time', 'Type', 'What', 'Who']}
+            rows={search.data?.events}
+            empty="No events match."
+            row={(e) => (
+              <tr
+                key={e.seq}
+                class={selected?.seq === e.seq ? 'selected clickable' : 'clickable'}
+                onClick={() => setSelected(e)}
+              >
+                <td class="num">{e.seq}</td>
+                <td>{fmtTime(e.time)}</td>
+                <td>
+                  {e.type === 'request' ? (
+                    <Badge value={String(e.decision ?? '')} />
+                  ) : (
+                    <Badge value="admin" />
+                  )}
+                </td>
+                <td class="mono">
+                  {e.type === 'request'
+                    ? `${e.method} ${e.path} → ${e.status} ${e.reason ?? ''}`
+                    : `${e.action} ${e.target ?? ''}`}
+                </td>
+                <td class="mono">{String(e.principal_id ?? e.actor ?? e.client_ip ?? '')}</td>
               </tr>
-            </thead>
-            <tbody>
-              {search.data?.events.length === 0 && (
-                <tr>
-                  <td colSpan={5} class="muted">
-                    No events match.
-                  </td>
-                </tr>
-              )}
-              {search.data?.events.map((e) => (
-                <tr
-                  key={e.seq}
-                  class={selected?.seq === e.seq ? 'selected clickable' : 'clickable'}
-                  onClick={() => setSelected(e)}
-                >
-                  <td class="num">{e.seq}</td>
-                  <td>{fmtTime(e.time)}</td>
-                  <td>
-                    {e.type === 'request' ? (
-                      <Badge value={String(e.decision ?? '')} />
-                    ) : (
-                      <Badge value="admin" />
-                    )}
-                  </td>
-                  <td class="mono">
-                    {e.type === 'request'
-                      ? `${e.method} ${e.path} → ${e.status} ${e.reason ?? ''}`
-                      : `${e.action} ${e.target ?? ''}`}
-                  </td>
-                  <td class="mono">{String(e.principal_id ?? e.actor ?? e.client_ip ?? '')}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
+            )}
+          />
           {selected !== undefined && (
             <aside class="details" data-audit-details>
               <header class="panel-head">

@@ -1,6 +1,8 @@
 /** Explain playground: the gateway's decision for a request, from a dry run of the real pipeline. */
 import { useState } from 'preact/hooks';
 import { call } from '../api';
+import { Form } from '../components/form';
+import { DataTable } from '../components/table';
 import { Badge, ErrorLine, useLoad } from '../ui';
 
 interface Explanation {
@@ -59,13 +61,7 @@ export function Explain() {
         Runs the request through the gateway's own pipeline without calling the upstream, and shows each rule
         it checked. Nothing typed here is stored or logged.
       </p>
-      <form
-        class="form explain-form"
-        onSubmit={(ev) => {
-          ev.preventDefault();
-          void run();
-        }}
-      >
+      <Form class="form explain-form" onSubmit={() => void run()}>
         <label>
           Route
           <select
@@ -150,7 +146,7 @@ export function Explain() {
         <button type="submit" disabled={busy}>
           Explain
         </button>
-      </form>
+      </Form>
       <ErrorLine error={error} />
       {result !== undefined && (
         <section class="explanation" data-explanation>
@@ -176,24 +172,18 @@ export function Explain() {
               </>
             )}
           </dl>
-          <table class="trail">
-            <thead>
-              <tr>
-                <th />
-                <th>Rule</th>
-                <th>Detail</th>
+          <DataTable
+            class="trail"
+            columns={['', 'Rule', 'Detail']}
+            rows={result.rules}
+            row={(r, i) => (
+              <tr key={i} class={r.pass ? 'pass' : 'fail'} data-rule={r.rule} data-pass={String(r.pass)}>
+                <td>{r.pass ? '✓' : '✗'}</td>
+                <td class="mono">{r.rule}</td>
+                <td>{r.detail}</td>
               </tr>
-            </thead>
-            <tbody>
-              {result.rules.map((r, i) => (
-                <tr key={i} class={r.pass ? 'pass' : 'fail'} data-rule={r.rule} data-pass={String(r.pass)}>
-                  <td>{r.pass ? '✓' : '✗'}</td>
-                  <td class="mono">{r.rule}</td>
-                  <td>{r.detail}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
+            )}
+          />
         </section>
       )}
     </div>

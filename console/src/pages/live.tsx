@@ -1,6 +1,8 @@
 /** Live decisions: request and admin events as they happen, over Server-Sent Events, filtered. */
 import { useEffect, useState } from 'preact/hooks';
 import { call } from '../api';
+import { Form, SelectField, TextField, useForm } from '../components/form';
+import { DataTable } from '../components/table';
 import { Badge, useLoad } from '../ui';
 
 interface LiveEvent {
@@ -31,10 +33,11 @@ interface Filter {
 
 const EMPTY: Filter = { type: '', decision: '', route: '', principal: '', ip: '' };
 const KEEP = 200;
+const ANY = ['', 'any'] as const;
 
 export function Live() {
   const routes = useLoad(() => call<{ routes: { name: string }[] }>('GET', '/admin/routes'));
-  const [draft, setDraft] = useState<Filter>(EMPTY);
+  const draft = useForm<Filter>(EMPTY);
   const [filter, setFilter] = useState<Filter>(EMPTY);
   const [events, setEvents] = useState<(LiveEvent & { n: number })[]>([]);
   const [state, setState] = useState('connecting');
@@ -69,56 +72,36 @@ export function Live() {
     return () => source.close();
   }, [filter, paused]);
 
-  const set = (k: keyof Filter) => (ev: Event) =>
-    setDraft({ ...draft, [k]: (ev.target as HTMLInputElement).value });
-
   return (
     <div class="page">
       <h1>Live decisions</h1>
-      <form
+      <Form
         class="filters"
-        onSubmit={(ev) => {
-          ev.preventDefault();
+        onSubmit={() => {
           setEvents([]);
-          setFilter({ ...draft });
+          setFilter({ ...draft.values });
         }}
       >
-        <label>
-          Type
-          <select name="type" value={draft.type} onChange={set('type')}>
-            <option value="">any</option>
-            <option value="request">request</option>
-            <option value="admin">admin act</option>
-          </select>
-        </label>
-        <label>
-          Decision
-          <select name="decision" value={draft.decision} onChange={set('decision')}>
-            <option value="">any</option>
-            <option value="allow">allow</option>
-            <option value="deny">deny</option>
-            <option value="error">error</option>
-          </select>
-        </label>
-        <label>
-          Route
-          <select name="route" value={draft.route} onChange={set('route')}>
-            <option value="">any</option>
-            {routes.data?.routes.map((r) => (
-              <option key={r.name} value={r.name}>
-                {r.name}
-              </option>
-            ))}
-          </select>
-        </label>
-        <label>
-          Principal
-          <input name="principal" value={draft.principal} onInput={set('principal')} placeholder="id" />
-        </label>
-        <label>
-          IP
-          <input name="ip" value={draft.ip} onInput={set('ip')} placeholder="203.0.113.7" />
-        </label>
+        <SelectField
+          form={draft}
+          name="type"
+          label="Type"
+          options={[ANY, 'request', ['admin', 'admin act']]}
+        />
+        <SelectField
+          form={draft}
+          name="decision"
+          label="Decision"
+          options={[ANY, 'allow', 'deny', 'error']}
+        />
+        <SelectField
+          form={draft}
+          name="route"
+          label="Route"
+          options={[ANY, ...(routes.data?.routes.map((r) => r.name) ?? [])]}
+        />
+        <TextField form={draft} name="principal" label="Principal" placeholder="id" />
+        <TextField form={draft} name="ip" label="IP" placeholder="203.0.113.7" />
         <button type="submit">Apply</button>
         <button type="button" onClick={() => setPaused(!paused)}>
           {paused ? 'Resume' : 'Pause'}
@@ -126,64 +109,47 @@ export function Live() {
         <span class={`conn conn-${state}`} data-stream-state={state} data-stream-query={openQuery}>
           {state}
         </span>
-      </form>
-      <table class="events" data-live>
-        <thead>
-          <tr>
-            <th>Time</th>
-            <th>Decision</th>
-            <th>Status</th>
-            <th>Request</th>
-            <th>Route</th>
-            <th>Principal</th>
-            <th>IP</th>
-            <th>Reason</th>
-            <th>ms</th>
-          </tr>
-        </thead>
-        <tbody>
-          {events.length === 0 && (
-            <tr>
-              <td colSpan={9} class="muted">
-                Waiting for events…
+      </Form>
+      <DataTable
+        class="events"
+        data-live
+        columns={['Time', 'Decision', 'Status', 'Request', 'Route', 'Principal', 'IP', 'Reason', 'ms']}
+        rows={events}
+        empty="Waiting for events…"
+        row={(e) =>
+          e.type === 'request' ? (
+            <tr key={e.n} data-decision={e.decision}>
+              <td>{new Date(e.time).toLocaleTimeString()}</td>
+              <td>
+                <Badge value={e.decision ?? ''} />
+              </td>
+              <td class="num">{e.status}</td>
+              <td class="mono">
+                {e.method} {e.path}
+              </td>
+              <td>{e.route ?? '—'}</td>
+              <td class="mono">{e.principal ?? '—'}</td>
+              <td class="mono">{e.clientIp}</td>
+              <td class="mono">{e.reason}</td>
+              <td class="num">{e.latencyMs}</td>
+            </tr>
+          ) : (
+            <tr key={e.n} data-decision="admin">
+              <td>{new Date(e.time).toLocaleTimeString()}</td>
+              <td>
+                <Badge value="admin" />
+              </td>
+              <td />
+              <td class="mono" colSpan={2}>
+                {e.action} {e.target ?? ''}
+              </td>
+              <td class="mono" colSpan={4}>
+                {e.actor}
               </td>
             </tr>
-          )}
-          {events.map((e) =>
-            e.type === 'request' ? (
-              <tr key={e.n} data-decision={e.decision}>
-                <td>{new Date(e.time).toLocaleTimeString()}</td>
-                <td>
-                  <Badge value={e.decision ?? ''} />
-                </td>
-                <td class="num">{e.status}</td>
-                <td class="mono">
-                  {e.method} {e.path}
-                </td>
-                <td>{e.route ?? '—'}</td>
-                <td class="mono">{e.principal ?? '—'}</td>
-                <td class="mono">{e.clientIp}</td>
-                <td class="mono">{e.reason}</td>
-                <td class="num">{e.latencyMs}</td>
-              </tr>
-            ) : (
-              <tr key={e.n} data-decision="admin">
-                <td>{new Date(e.time).toLocaleTimeString()}</td>
-                <td>
-                  <Badge value="admin" />
-                </td>
-                <td />
-                <td class="mono" colSpan={2}>
-                  {e.action} {e.target ?? ''}
-                </td>
-                <td class="mono" colSpan={4}>
-                  {e.actor}
-                </td>
-              </tr>
-            ),
-          )}
-        </tbody>
-      </table>
+          )
+        }
+      />
     </div>
   );
 }

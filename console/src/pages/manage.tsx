@@ -7,7 +7,10 @@
 import type { ComponentChildren } from 'preact';
 import { useState } from 'preact/hooks';
 import { call, fmtTime, type Role, roleAllows, type Session } from '../api';
-import { Badge, ErrorLine, Panel, ShownOnce, useLoad } from '../ui';
+import { ALERT_COLUMNS, type Alert, AlertCells } from '../components/alerts';
+import { Form, SelectField, TextField, useForm } from '../components/form';
+import { DataTable } from '../components/table';
+import { Badge, ErrorLine, Panel, useLoad, useShownOnce } from '../ui';
 
 const TABS = ['keys', 'clients', 'blocks', 'revocations', 'alerts', 'admin'] as const;
 type Tab = (typeof TABS)[number];
@@ -40,6 +43,21 @@ function useAct() {
   return { error, busy, act };
 }
 
+/**
+ * A list from the admin API and the acts on it: `act` runs one, `change`
+ * runs one and then loads the list again. `error` is the list's or the last act's.
+ */
+function useManaged<T>(load: () => Promise<T>, deps: unknown[] = []) {
+  const list = useLoad(load, 0, deps);
+  const { error, busy, act } = useAct();
+  const change = (fn: () => Promise<unknown>) =>
+    void act(async () => {
+      await fn();
+      await list.reload();
+    });
+  return { list, error: list.error ?? error, busy, act, change };
+}
+
 function ActButton({
   label,
   onClick,
@@ -65,164 +83,32 @@ function ActButton({
   );
 }
 
-function Field({ label, children }: { label: string; children: ComponentChildren }) {
-  return (
-    // biome-ignore lint/a11y/noLabelWithoutControl: the control comes as children
-    <label>
-      {label}
-      {children}
-    </label>
-  );
-}
-
-const val = (ev: Event) => (ev.target as HTMLInputElement).value;
-
-interface Key {
-  id: string;
+/** A form that makes something, marked `data-manage={name}`, with its submit button last. */
+function CreateForm({
+  name,
+  submit,
+  busy,
+  onSubmit,
+  children,
+}: {
   name: string;
-  scopes: string[];
-  tenant: string | null;
-  createdAt: string | null;
-  expiresAt: string | null;
-  lastUsedAt: string | null;
-  status: string;
-}
-
-function Keys({ role }: { role: Role }) {
-  const list = useLoad(() => call<{ keys: Key[] }>('GET', '/admin/keys'));
-  const { error, busy, act } = useAct();
-  const [secret, setSecret] = useState<string | undefined>(undefined);
-  const [form, setForm] = useState({ name: '', scopes: '', tenant: '', expires_in: '' });
-  const canManage = roleAllows(role, 'operator');
-  const create = () =>
-    act(async () => {
-      const body: Record<string, unknown> = {
-        name: form.name,
-        scopes: form.scopes.split(/[\s,]+/).filter(Boolean),
-      };
-      if (form.tenant !== '') body.tenant = form.tenant;
-      if (form.expires_in !== '') body.expires_in = form.expires_in;
-      const r = await call<{ key: string }>('POST', '/admin/keys', body);
-      setSecret(r.key);
-      setForm({ name: '', scopes: '', tenant: '', expires_in: '' });
-      await list.reload();
-    });
+  submit: string;
+  busy: boolean;
+  onSubmit: () => void;
+  children: ComponentChildren;
+}) {
   return (
-    <Panel title="API keys">
-      <ErrorLine error={list.error ?? error} />
-      {secret !== undefined && (
-        <ShownOnce label="The new API key" secret={secret} onDismiss={() => setSecret(undefined)} />
-      )}
-      {canManage && (
-        <form
-          class="form inline"
-          data-manage="create-key"
-          onSubmit={(ev) => {
-            ev.preventDefault();
-            void create();
-          }}
-        >
-          <Field label="Name">
-            <input
-              name="name"
-              required
-              value={form.name}
-              onInput={(ev) => setForm({ ...form, name: val(ev) })}
-            />
-          </Field>
-          <Field label="Scopes">
-            <input
-              name="scopes"
-              required
-              placeholder="orders:read"
-              value={form.scopes}
-              onInput={(ev) => setForm({ ...form, scopes: val(ev) })}
-            />
-          </Field>
-          <Field label="Tenant">
-            <input
-              name="tenant"
-              value={form.tenant}
-              onInput={(ev) => setForm({ ...form, tenant: val(ev) })}
-            />
-          </Field>
-          <Field label="Expires in">
-            <input
-              name="expires_in"
-              placeholder="90d"
-              value={form.expires_in}
-              onInput={(ev) => setForm({ ...form, expires_in: val(ev) })}
-            />
-          </Field>
-          <button type="submit" disabled={busy}>
-            Create key
-          </button>
-        </form>
-      )}
-      <table>
-        <thead>
-          <tr>
-            <th>Id</th>
-            <th>Name</th>
-            <th>Scopes</th>
-            <th>Tenant</th>
-            <th>Status</th>
-            <th>Created</th>
-            <th>Expires</th>
-            <th>Last used</th>
-            {canManage && <th />}
-          </tr>
-        </thead>
-        <tbody>
-          {list.data?.keys.map((k) => (
-            <tr key={k.id} data-key={k.id}>
-              <td class="mono">{k.id}</td>
-              <td>{k.name}</td>
-              <td class="mono">{k.scopes.join(' ')}</td>
-              <td>{k.tenant ?? '—'}</td>
-              <td>
-                <Badge value={k.status} />
-              </td>
-              <td>{fmtTime(k.createdAt)}</td>
-              <td>{fmtTime(k.expiresAt)}</td>
-              <td>{fmtTime(k.lastUsedAt)}</td>
-              {canManage && (
-                <td class="actions">
-                  {k.status === 'active' && (
-                    <>
-                      <ActButton
-                        label="Rotate"
-                        confirm={`Rotate ${k.id}? The old key keeps working for 24 hours.`}
-                        onClick={() =>
-                          void act(async () => {
-                            const r = await call<{ key: string }>('POST', `/admin/keys/${k.id}/rotate`, {});
-                            setSecret(r.key);
-                            await list.reload();
-                          })
-                        }
-                      />
-                      <ActButton
-                        label="Revoke"
-                        danger
-                        confirm={`Revoke ${k.id} now?`}
-                        onClick={() =>
-                          void act(async () => {
-                            await call('POST', `/admin/keys/${k.id}/revoke`);
-                            await list.reload();
-                          })
-                        }
-                      />
-                    </>
-                  )}
-                </td>
-              )}
-            </tr>
-          ))}
-        </tbody>
-      </table>
-    </Panel>
+    <Form class="form inline" data-manage={name} onSubmit={onSubmit}>
+      {children}
+      <button type="submit" disabled={busy}>
+        {submit}
+      </button>
+    </Form>
   );
 }
+
+/** The scopes in a form's "a, b c" text. */
+const scopesOf = (text: string) => text.split(/[\s,]+/).filter(Boolean);
 
 interface Client {
   id: string;
@@ -233,113 +119,143 @@ interface Client {
   status: string;
 }
 
-function Clients({ role }: { role: Role }) {
-  const list = useLoad(() => call<{ clients: Client[] }>('GET', '/admin/clients'));
-  const { error, busy, act } = useAct();
-  const [secret, setSecret] = useState<string | undefined>(undefined);
-  const [form, setForm] = useState({ name: '', scopes: '', tenant: '' });
-  const canManage = roleAllows(role, 'operator');
+const CREDENTIAL_COLUMNS = ['Id', 'Name', 'Scopes', 'Tenant', 'Status', 'Created'] as const;
+
+/** The cells an API key's or an OAuth client's row starts with. */
+function CredentialCells({ credential: c }: { credential: Client }) {
   return (
-    <Panel title="OAuth clients">
-      <ErrorLine error={list.error ?? error} />
-      {secret !== undefined && (
-        <ShownOnce label="The new client secret" secret={secret} onDismiss={() => setSecret(undefined)} />
-      )}
+    <>
+      <td class="mono">{c.id}</td>
+      <td>{c.name}</td>
+      <td class="mono">{c.scopes.join(' ')}</td>
+      <td>{c.tenant ?? '—'}</td>
+      <td>
+        <Badge value={c.status} />
+      </td>
+      <td>{fmtTime(c.createdAt)}</td>
+    </>
+  );
+}
+
+interface Key extends Client {
+  expiresAt: string | null;
+  lastUsedAt: string | null;
+}
+
+function Keys({ role }: { role: Role }) {
+  const { list, error, busy, change } = useManaged(() => call<{ keys: Key[] }>('GET', '/admin/keys'));
+  const shown = useShownOnce('The new API key');
+  const form = useForm({ name: '', scopes: '', tenant: '', expires_in: '' });
+  const canManage = roleAllows(role, 'operator');
+  const create = () =>
+    change(async () => {
+      const { name, scopes, tenant, expires_in } = form.values;
+      const body: Record<string, unknown> = { name, scopes: scopesOf(scopes) };
+      if (tenant !== '') body.tenant = tenant;
+      if (expires_in !== '') body.expires_in = expires_in;
+      const r = await call<{ key: string }>('POST', '/admin/keys', body);
+      shown.show(r.key);
+      form.set({ name: '', scopes: '', tenant: '', expires_in: '' });
+    });
+  return (
+    <Panel title="API keys">
+      <ErrorLine error={error} />
+      {shown.element}
       {canManage && (
-        <form
-          class="form inline"
-          data-manage="create-client"
-          onSubmit={(ev) => {
-            ev.preventDefault();
-            void act(async () => {
-              const body: Record<string, unknown> = {
-                name: form.name,
-                scopes: form.scopes.split(/[\s,]+/).filter(Boolean),
-              };
-              if (form.tenant !== '') body.tenant = form.tenant;
-              const r = await call<{ client_secret: string; client: { id: string } }>(
-                'POST',
-                '/admin/clients',
-                body,
-              );
-              setSecret(`${r.client.id}:${r.client_secret}`);
-              setForm({ name: '', scopes: '', tenant: '' });
-              await list.reload();
-            });
-          }}
-        >
-          <Field label="Name">
-            <input
-              name="name"
-              required
-              value={form.name}
-              onInput={(ev) => setForm({ ...form, name: val(ev) })}
-            />
-          </Field>
-          <Field label="Scopes">
-            <input
-              name="scopes"
-              required
-              value={form.scopes}
-              onInput={(ev) => setForm({ ...form, scopes: val(ev) })}
-            />
-          </Field>
-          <Field label="Tenant">
-            <input
-              name="tenant"
-              value={form.tenant}
-              onInput={(ev) => setForm({ ...form, tenant: val(ev) })}
-            />
-          </Field>
-          <button type="submit" disabled={busy}>
-            Create client
-          </button>
-        </form>
+        <CreateForm name="create-key" submit="Create key" busy={busy} onSubmit={create}>
+          <TextField form={form} name="name" label="Name" required />
+          <TextField form={form} name="scopes" label="Scopes" required placeholder="orders:read" />
+          <TextField form={form} name="tenant" label="Tenant" />
+          <TextField form={form} name="expires_in" label="Expires in" placeholder="90d" />
+        </CreateForm>
       )}
-      <table>
-        <thead>
-          <tr>
-            <th>Id</th>
-            <th>Name</th>
-            <th>Scopes</th>
-            <th>Tenant</th>
-            <th>Status</th>
-            <th>Created</th>
-            {canManage && <th />}
-          </tr>
-        </thead>
-        <tbody>
-          {list.data?.clients.map((c) => (
-            <tr key={c.id}>
-              <td class="mono">{c.id}</td>
-              <td>{c.name}</td>
-              <td class="mono">{c.scopes.join(' ')}</td>
-              <td>{c.tenant ?? '—'}</td>
-              <td>
-                <Badge value={c.status} />
-              </td>
-              <td>{fmtTime(c.createdAt)}</td>
-              {canManage && (
-                <td class="actions">
-                  {c.status === 'active' && (
+      <DataTable
+        columns={[...CREDENTIAL_COLUMNS, 'Expires', 'Last used', canManage && '']}
+        rows={list.data?.keys}
+        row={(k) => (
+          <tr key={k.id} data-key={k.id}>
+            <CredentialCells credential={k} />
+            <td>{fmtTime(k.expiresAt)}</td>
+            <td>{fmtTime(k.lastUsedAt)}</td>
+            {canManage && (
+              <td class="actions">
+                {k.status === 'active' && (
+                  <>
                     <ActButton
-                      label="Revoke"
-                      danger
-                      confirm={`Revoke client ${c.id}?`}
+                      label="Rotate"
+                      confirm={`Rotate ${k.id}? The old key keeps working for 24 hours.`}
                       onClick={() =>
-                        void act(async () => {
-                          await call('POST', `/admin/clients/${c.id}/revoke`);
-                          await list.reload();
+                        change(async () => {
+                          const r = await call<{ key: string }>('POST', `/admin/keys/${k.id}/rotate`, {});
+                          shown.show(r.key);
                         })
                       }
                     />
-                  )}
-                </td>
-              )}
-            </tr>
-          ))}
-        </tbody>
-      </table>
+                    <ActButton
+                      label="Revoke"
+                      danger
+                      confirm={`Revoke ${k.id} now?`}
+                      onClick={() => change(() => call('POST', `/admin/keys/${k.id}/revoke`))}
+                    />
+                  </>
+                )}
+              </td>
+            )}
+          </tr>
+        )}
+      />
+    </Panel>
+  );
+}
+
+function Clients({ role }: { role: Role }) {
+  const { list, error, busy, change } = useManaged(() =>
+    call<{ clients: Client[] }>('GET', '/admin/clients'),
+  );
+  const shown = useShownOnce('The new client secret');
+  const form = useForm({ name: '', scopes: '', tenant: '' });
+  const canManage = roleAllows(role, 'operator');
+  const create = () =>
+    change(async () => {
+      const { name, scopes, tenant } = form.values;
+      const body: Record<string, unknown> = { name, scopes: scopesOf(scopes) };
+      if (tenant !== '') body.tenant = tenant;
+      const r = await call<{ client_secret: string; client: { id: string } }>('POST', '/admin/clients', body);
+      shown.show(`${r.client.id}:${r.client_secret}`);
+      form.set({ name: '', scopes: '', tenant: '' });
+    });
+  return (
+    <Panel title="OAuth clients">
+      <ErrorLine error={error} />
+      {shown.element}
+      {canManage && (
+        <CreateForm name="create-client" submit="Create client" busy={busy} onSubmit={create}>
+          <TextField form={form} name="name" label="Name" required />
+          <TextField form={form} name="scopes" label="Scopes" required />
+          <TextField form={form} name="tenant" label="Tenant" />
+        </CreateForm>
+      )}
+      <DataTable
+        columns={[...CREDENTIAL_COLUMNS, canManage && '']}
+        rows={list.data?.clients}
+        row={(c) => (
+          <tr key={c.id}>
+            <CredentialCells credential={c} />
+            {canManage && (
+              <td class="actions">
+                {c.status === 'active' && (
+                  <ActButton
+                    label="Revoke"
+                    danger
+                    confirm={`Revoke client ${c.id}?`}
+                    onClick={() => change(() => call('POST', `/admin/clients/${c.id}/revoke`))}
+                  />
+                )}
+              </td>
+            )}
+          </tr>
+        )}
+      />
     </Panel>
   );
 }
@@ -355,12 +271,24 @@ interface Block {
   state: string;
 }
 
+const SUBJECT_KINDS = ['ip', 'principal', 'api_key'];
+
 function Blocks({ role }: { role: Role }) {
   const [all, setAll] = useState(false);
-  const list = useLoad(() => call<{ blocks: Block[] }>('GET', `/admin/blocks?all=${all}`), 0, [all]);
-  const { error, busy, act } = useAct();
-  const [form, setForm] = useState({ kind: 'ip', subject: '', duration: '1h', status: '429', reason: '' });
+  const { list, error, busy, change } = useManaged(
+    () => call<{ blocks: Block[] }>('GET', `/admin/blocks?all=${all}`),
+    [all],
+  );
+  const form = useForm({ kind: 'ip', subject: '', duration: '1h', status: '429', reason: '' });
   const canManage = roleAllows(role, 'operator');
+  const add = () =>
+    change(async () => {
+      const { kind, subject, duration, status, reason } = form.values;
+      const body: Record<string, unknown> = { kind, subject, duration, status: Number(status) };
+      if (reason !== '') body.reason = reason;
+      await call('POST', '/admin/blocks', body);
+      form.set({ ...form.values, subject: '', reason: '' });
+    });
   return (
     <Panel
       title="Blocks"
@@ -375,118 +303,45 @@ function Blocks({ role }: { role: Role }) {
         </label>
       }
     >
-      <ErrorLine error={list.error ?? error} />
+      <ErrorLine error={error} />
       {canManage && (
-        <form
-          class="form inline"
-          data-manage="add-block"
-          onSubmit={(ev) => {
-            ev.preventDefault();
-            void act(async () => {
-              const body: Record<string, unknown> = {
-                kind: form.kind,
-                subject: form.subject,
-                duration: form.duration,
-                status: Number(form.status),
-              };
-              if (form.reason !== '') body.reason = form.reason;
-              await call('POST', '/admin/blocks', body);
-              setForm({ ...form, subject: '', reason: '' });
-              await list.reload();
-            });
-          }}
-        >
-          <Field label="Kind">
-            <select name="kind" value={form.kind} onChange={(ev) => setForm({ ...form, kind: val(ev) })}>
-              <option value="ip">ip</option>
-              <option value="principal">principal</option>
-              <option value="api_key">api_key</option>
-            </select>
-          </Field>
-          <Field label="Subject">
-            <input
-              name="subject"
-              required
-              value={form.subject}
-              onInput={(ev) => setForm({ ...form, subject: val(ev) })}
-            />
-          </Field>
-          <Field label="Duration">
-            <input
-              name="duration"
-              required
-              value={form.duration}
-              onInput={(ev) => setForm({ ...form, duration: val(ev) })}
-            />
-          </Field>
-          <Field label="Answer">
-            <select
-              name="status"
-              value={form.status}
-              onChange={(ev) => setForm({ ...form, status: val(ev) })}
-            >
-              <option value="429">429</option>
-              <option value="403">403</option>
-            </select>
-          </Field>
-          <Field label="Reason">
-            <input
-              name="reason"
-              value={form.reason}
-              onInput={(ev) => setForm({ ...form, reason: val(ev) })}
-            />
-          </Field>
-          <button type="submit" disabled={busy}>
-            Add block
-          </button>
-        </form>
+        <CreateForm name="add-block" submit="Add block" busy={busy} onSubmit={add}>
+          <SelectField form={form} name="kind" label="Kind" options={SUBJECT_KINDS} />
+          <TextField form={form} name="subject" label="Subject" required />
+          <TextField form={form} name="duration" label="Duration" required />
+          <SelectField form={form} name="status" label="Answer" options={['429', '403']} />
+          <TextField form={form} name="reason" label="Reason" />
+        </CreateForm>
       )}
-      <table>
-        <thead>
-          <tr>
-            <th>Id</th>
-            <th>Subject</th>
-            <th>Answer</th>
-            <th>Reason</th>
-            <th>By</th>
-            <th>Until</th>
-            <th>State</th>
-            {canManage && <th />}
+      <DataTable
+        columns={['Id', 'Subject', 'Answer', 'Reason', 'By', 'Until', 'State', canManage && '']}
+        rows={list.data?.blocks}
+        row={(b) => (
+          <tr key={b.id} data-block={`${b.kind}:${b.subject}`}>
+            <td class="mono">{b.id}</td>
+            <td class="mono">
+              {b.kind}:{b.subject}
+            </td>
+            <td class="num">{b.status}</td>
+            <td>{b.reason}</td>
+            <td class="mono">{b.createdBy}</td>
+            <td>{fmtTime(b.expiresAt)}</td>
+            <td>
+              <Badge value={b.state} />
+            </td>
+            {canManage && (
+              <td class="actions">
+                {b.state === 'active' && (
+                  <ActButton
+                    label="Lift"
+                    onClick={() => change(() => call('DELETE', `/admin/blocks/${b.id}`))}
+                  />
+                )}
+              </td>
+            )}
           </tr>
-        </thead>
-        <tbody>
-          {list.data?.blocks.map((b) => (
-            <tr key={b.id} data-block={`${b.kind}:${b.subject}`}>
-              <td class="mono">{b.id}</td>
-              <td class="mono">
-                {b.kind}:{b.subject}
-              </td>
-              <td class="num">{b.status}</td>
-              <td>{b.reason}</td>
-              <td class="mono">{b.createdBy}</td>
-              <td>{fmtTime(b.expiresAt)}</td>
-              <td>
-                <Badge value={b.state} />
-              </td>
-              {canManage && (
-                <td class="actions">
-                  {b.state === 'active' && (
-                    <ActButton
-                      label="Lift"
-                      onClick={() =>
-                        void act(async () => {
-                          await call('DELETE', `/admin/blocks/${b.id}`);
-                          await list.reload();
-                        })
-                      }
-                    />
-                  )}
-                </td>
-              )}
-            </tr>
-          ))}
-        </tbody>
-      </table>
+        )}
+      />
     </Panel>
   );
 }
@@ -501,168 +356,106 @@ interface Revocation {
   reason: string | null;
 }
 
+const REVOCATION_KINDS = [
+  ['jti', 'jti (one token)'],
+  ['sub', "sub (a subject's tokens)"],
+  ['client', "client (a client's tokens)"],
+  ['before', 'before (all issued before)'],
+] as const;
+
 function Revocations({ role }: { role: Role }) {
-  const list = useLoad(() => call<{ revocations: Revocation[] }>('GET', '/admin/revocations'));
-  const { error, busy, act } = useAct();
-  const [form, setForm] = useState({ kind: 'jti', subject: '', issuer: '', reason: '' });
+  const { list, error, busy, change } = useManaged(() =>
+    call<{ revocations: Revocation[] }>('GET', '/admin/revocations'),
+  );
+  const form = useForm({ kind: 'jti', subject: '', issuer: '', reason: '' });
   const canManage = roleAllows(role, 'operator');
+  const revoke = () =>
+    change(async () => {
+      const { kind, subject, issuer, reason } = form.values;
+      const body: Record<string, unknown> = { kind };
+      if (kind === 'before') body.issued_before = subject || 'now';
+      else body.subject = subject;
+      if (issuer !== '') body.issuer = issuer;
+      if (reason !== '') body.reason = reason;
+      await call('POST', '/admin/revocations', body);
+      form.set({ ...form.values, subject: '', reason: '' });
+    });
   return (
     <Panel title="Token revocations">
-      <ErrorLine error={list.error ?? error} />
+      <ErrorLine error={error} />
       {canManage && (
-        <form
-          class="form inline"
-          data-manage="revoke-tokens"
-          onSubmit={(ev) => {
-            ev.preventDefault();
-            void act(async () => {
-              const body: Record<string, unknown> = { kind: form.kind };
-              if (form.kind === 'before') body.issued_before = form.subject || 'now';
-              else body.subject = form.subject;
-              if (form.issuer !== '') body.issuer = form.issuer;
-              if (form.reason !== '') body.reason = form.reason;
-              await call('POST', '/admin/revocations', body);
-              setForm({ ...form, subject: '', reason: '' });
-              await list.reload();
-            });
-          }}
-        >
-          <Field label="Kind">
-            <select name="kind" value={form.kind} onChange={(ev) => setForm({ ...form, kind: val(ev) })}>
-              <option value="jti">jti (one token)</option>
-              <option value="sub">sub (a subject's tokens)</option>
-              <option value="client">client (a client's tokens)</option>
-              <option value="before">before (all issued before)</option>
-            </select>
-          </Field>
-          <Field label={form.kind === 'before' ? 'Issued before (ISO time or now)' : 'Subject'}>
-            <input
-              name="subject"
-              value={form.subject}
-              onInput={(ev) => setForm({ ...form, subject: val(ev) })}
-            />
-          </Field>
-          <Field label="Issuer">
-            <input
-              name="issuer"
-              value={form.issuer}
-              onInput={(ev) => setForm({ ...form, issuer: val(ev) })}
-            />
-          </Field>
-          <Field label="Reason">
-            <input
-              name="reason"
-              value={form.reason}
-              onInput={(ev) => setForm({ ...form, reason: val(ev) })}
-            />
-          </Field>
-          <button type="submit" disabled={busy}>
-            Revoke tokens
-          </button>
-        </form>
+        <CreateForm name="revoke-tokens" submit="Revoke tokens" busy={busy} onSubmit={revoke}>
+          <SelectField form={form} name="kind" label="Kind" options={REVOCATION_KINDS} />
+          <TextField
+            form={form}
+            name="subject"
+            label={form.values.kind === 'before' ? 'Issued before (ISO time or now)' : 'Subject'}
+          />
+          <TextField form={form} name="issuer" label="Issuer" />
+          <TextField form={form} name="reason" label="Reason" />
+        </CreateForm>
       )}
-      <table>
-        <thead>
-          <tr>
-            <th>Kind</th>
-            <th>Subject</th>
-            <th>Issuer</th>
-            <th>Revoked at</th>
-            <th>Kept until</th>
-            <th>By</th>
-            <th>Reason</th>
+      <DataTable
+        columns={['Kind', 'Subject', 'Issuer', 'Revoked at', 'Kept until', 'By', 'Reason']}
+        rows={list.data?.revocations}
+        row={(r, i) => (
+          <tr key={i}>
+            <td>{r.kind}</td>
+            <td class="mono">{r.subject || '—'}</td>
+            <td class="mono">{r.issuer ?? '(any)'}</td>
+            <td>{fmtTime(r.revokedAt)}</td>
+            <td>{fmtTime(r.expiresAt)}</td>
+            <td class="mono">{r.actor}</td>
+            <td>{r.reason ?? ''}</td>
           </tr>
-        </thead>
-        <tbody>
-          {list.data?.revocations.map((r, i) => (
-            <tr key={i}>
-              <td>{r.kind}</td>
-              <td class="mono">{r.subject || '—'}</td>
-              <td class="mono">{r.issuer ?? '(any)'}</td>
-              <td>{fmtTime(r.revokedAt)}</td>
-              <td>{fmtTime(r.expiresAt)}</td>
-              <td class="mono">{r.actor}</td>
-              <td>{r.reason ?? ''}</td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
+        )}
+      />
     </Panel>
   );
 }
 
-interface Alert {
-  id: string;
-  detector: string;
-  severity: string;
-  subject: { kind: string; id: string };
-  summary: string;
-  firstSeen: string | null;
-  lastSeen: string | null;
-  count: number;
-}
-
 function Alerts({ role }: { role: Role }) {
-  const list = useLoad(() => call<{ alerts: Alert[] }>('GET', '/admin/alerts?since=7d&limit=200'));
-  const { error, act } = useAct();
+  const { list, error, act } = useManaged(() =>
+    call<{ alerts: Alert[] }>('GET', '/admin/alerts?since=7d&limit=200'),
+  );
   const [done, setDone] = useState<string | undefined>(undefined);
   const canManage = roleAllows(role, 'operator');
   return (
     <Panel title="Alerts (last 7 days)">
-      <ErrorLine error={list.error ?? error} />
+      <ErrorLine error={error} />
       {done !== undefined && <p class="ok">{done}</p>}
-      <table>
-        <thead>
-          <tr>
-            <th>Severity</th>
-            <th>Detector</th>
-            <th>Subject</th>
-            <th>Summary</th>
-            <th>Count</th>
-            <th>First seen</th>
-            <th>Last seen</th>
-            {canManage && <th />}
+      <DataTable
+        columns={[...ALERT_COLUMNS, 'First seen', 'Last seen', canManage && '']}
+        rows={list.data?.alerts}
+        row={(a) => (
+          <tr key={a.id}>
+            <AlertCells alert={a} />
+            <td>{fmtTime(a.firstSeen)}</td>
+            <td>{fmtTime(a.lastSeen)}</td>
+            {canManage && (
+              <td class="actions">
+                {SUBJECT_KINDS.includes(a.subject.kind) && (
+                  <ActButton
+                    label="Block 1h"
+                    confirm={`Block ${a.subject.kind} ${a.subject.id} for an hour?`}
+                    onClick={() =>
+                      void act(async () => {
+                        await call('POST', '/admin/blocks', {
+                          kind: a.subject.kind,
+                          subject: a.subject.id,
+                          duration: '1h',
+                          reason: `alert ${a.id}: ${a.summary}`.slice(0, 500),
+                        });
+                        setDone(`Blocked ${a.subject.kind}:${a.subject.id} for an hour.`);
+                      })
+                    }
+                  />
+                )}
+              </td>
+            )}
           </tr>
-        </thead>
-        <tbody>
-          {list.data?.alerts.map((a) => (
-            <tr key={a.id}>
-              <td>
-                <Badge value={a.severity} />
-              </td>
-              <td>{a.detector}</td>
-              <td class="mono">
-                {a.subject.kind}:{a.subject.id}
-              </td>
-              <td>{a.summary}</td>
-              <td class="num">{a.count}</td>
-              <td>{fmtTime(a.firstSeen)}</td>
-              <td>{fmtTime(a.lastSeen)}</td>
-              {canManage && (
-                <td class="actions">
-                  {['ip', 'principal', 'api_key'].includes(a.subject.kind) && (
-                    <ActButton
-                      label="Block 1h"
-                      confirm={`Block ${a.subject.kind} ${a.subject.id} for an hour?`}
-                      onClick={() =>
-                        void act(async () => {
-                          await call('POST', '/admin/blocks', {
-                            kind: a.subject.kind,
-                            subject: a.subject.id,
-                            duration: '1h',
-                            reason: `alert ${a.id}: ${a.summary}`.slice(0, 500),
-                          });
-                          setDone(`Blocked ${a.subject.kind}:${a.subject.id} for an hour.`);
-                        })
-                      }
-                    />
-                  )}
-                </td>
-              )}
-            </tr>
-          ))}
-        </tbody>
-      </table>
+        )}
+      />
     </Panel>
   );
 }
@@ -677,11 +470,20 @@ interface AdminToken {
 }
 
 function AdminTokens() {
-  const list = useLoad(() => call<{ tokens: AdminToken[] }>('GET', '/admin/tokens'));
-  const { error, busy, act } = useAct();
-  const [secret, setSecret] = useState<string | undefined>(undefined);
-  const [form, setForm] = useState({ name: '', role: 'viewer' });
+  const { list, error, busy, act, change } = useManaged(() =>
+    call<{ tokens: AdminToken[] }>('GET', '/admin/tokens'),
+  );
+  const shown = useShownOnce('The new admin token');
+  const form = useForm({ name: '', role: 'viewer' });
   const [reloaded, setReloaded] = useState<string | undefined>(undefined);
+  const create = () =>
+    change(async () => {
+      const body: Record<string, unknown> = { role: form.values.role };
+      if (form.values.name !== '') body.name = form.values.name;
+      const r = await call<{ token: string }>('POST', '/admin/tokens', body);
+      shown.show(r.token);
+      form.set({ name: '', role: 'viewer' });
+    });
   return (
     <>
       <Panel title="Configuration">
@@ -701,81 +503,38 @@ function AdminTokens() {
         />
       </Panel>
       <Panel title="Admin tokens">
-        <ErrorLine error={list.error ?? error} />
-        {secret !== undefined && (
-          <ShownOnce label="The new admin token" secret={secret} onDismiss={() => setSecret(undefined)} />
-        )}
-        <form
-          class="form inline"
-          data-manage="create-admin-token"
-          onSubmit={(ev) => {
-            ev.preventDefault();
-            void act(async () => {
-              const body: Record<string, unknown> = { role: form.role };
-              if (form.name !== '') body.name = form.name;
-              const r = await call<{ token: string }>('POST', '/admin/tokens', body);
-              setSecret(r.token);
-              setForm({ name: '', role: 'viewer' });
-              await list.reload();
-            });
-          }}
-        >
-          <Field label="Name">
-            <input name="name" value={form.name} onInput={(ev) => setForm({ ...form, name: val(ev) })} />
-          </Field>
-          <Field label="Role">
-            <select name="role" value={form.role} onChange={(ev) => setForm({ ...form, role: val(ev) })}>
-              <option value="viewer">viewer</option>
-              <option value="operator">operator</option>
-              <option value="admin">admin</option>
-            </select>
-          </Field>
-          <button type="submit" disabled={busy}>
-            Create admin token
-          </button>
-        </form>
-        <table>
-          <thead>
-            <tr>
-              <th>Id</th>
-              <th>Name</th>
-              <th>Role</th>
-              <th>Status</th>
-              <th>Created</th>
-              <th>Last used</th>
-              <th />
+        <ErrorLine error={error} />
+        {shown.element}
+        <CreateForm name="create-admin-token" submit="Create admin token" busy={busy} onSubmit={create}>
+          <TextField form={form} name="name" label="Name" />
+          <SelectField form={form} name="role" label="Role" options={['viewer', 'operator', 'admin']} />
+        </CreateForm>
+        <DataTable
+          columns={['Id', 'Name', 'Role', 'Status', 'Created', 'Last used', '']}
+          rows={list.data?.tokens}
+          row={(t) => (
+            <tr key={t.id}>
+              <td class="mono">{t.id}</td>
+              <td>{t.name}</td>
+              <td>{t.role}</td>
+              <td>
+                <Badge value={t.status} />
+              </td>
+              <td>{fmtTime(t.createdAt)}</td>
+              <td>{fmtTime(t.lastUsedAt)}</td>
+              <td class="actions">
+                {t.status === 'active' && (
+                  <ActButton
+                    label="Revoke"
+                    danger
+                    confirm={`Revoke admin token ${t.id}? Its console sessions end too.`}
+                    onClick={() => change(() => call('DELETE', `/admin/tokens/${t.id}`))}
+                  />
+                )}
+              </td>
             </tr>
-          </thead>
-          <tbody>
-            {list.data?.tokens.map((t) => (
-              <tr key={t.id}>
-                <td class="mono">{t.id}</td>
-                <td>{t.name}</td>
-                <td>{t.role}</td>
-                <td>
-                  <Badge value={t.status} />
-                </td>
-                <td>{fmtTime(t.createdAt)}</td>
-                <td>{fmtTime(t.lastUsedAt)}</td>
-                <td class="actions">
-                  {t.status === 'active' && (
-                    <ActButton
-                      label="Revoke"
-                      danger
-                      confirm={`Revoke admin token ${t.id}? Its console sessions end too.`}
-                      onClick={() =>
-                        void act(async () => {
-                          await call('DELETE', `/admin/tokens/${t.id}`);
-                          await list.reload();
-                        })
-                      }
-                    />
-                  )}
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
+          )}
+        />
       </Panel>
     </>
   );

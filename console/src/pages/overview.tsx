@@ -2,7 +2,9 @@
 import { useState } from 'preact/hooks';
 import { call, fmtTime } from '../api';
 import { Chart } from '../chart';
-import { Badge, ErrorLine, Panel, useLoad } from '../ui';
+import { ALERT_COLUMNS, type Alert, AlertCells } from '../components/alerts';
+import { DataTable } from '../components/table';
+import { ErrorLine, Panel, useLoad } from '../ui';
 
 interface Top {
   key: string;
@@ -30,16 +32,6 @@ interface Series {
     p99: number | null;
   };
   top: { principals: Top[]; ips: Top[]; routes: Top[] };
-}
-
-interface Alert {
-  id: string;
-  detector: string;
-  severity: string;
-  subject: { kind: string; id: string };
-  summary: string;
-  lastSeen: string | null;
-  count: number;
 }
 
 const PALETTE = ['#c0392b', '#8e44ad', '#d35400', '#2c3e50', '#16a085', '#7f8c8d', '#b7950b', '#1f618d'];
@@ -161,34 +153,16 @@ export function Overview() {
         <ErrorLine error={alerts.error} />
         {alerts.data !== undefined && alerts.data.alerts.length === 0 && <p class="muted">No alerts.</p>}
         {alerts.data !== undefined && alerts.data.alerts.length > 0 && (
-          <table>
-            <thead>
-              <tr>
-                <th>Severity</th>
-                <th>Detector</th>
-                <th>Subject</th>
-                <th>Summary</th>
-                <th>Count</th>
-                <th>Last seen</th>
+          <DataTable
+            columns={[...ALERT_COLUMNS, 'Last seen']}
+            rows={alerts.data.alerts}
+            row={(a) => (
+              <tr key={a.id}>
+                <AlertCells alert={a} />
+                <td>{fmtTime(a.lastSeen)}</td>
               </tr>
-            </thead>
-            <tbody>
-              {alerts.data.alerts.map((a) => (
-                <tr key={a.id}>
-                  <td>
-                    <Badge value={a.severity} />
-                  </td>
-                  <td>{a.detector}</td>
-                  <td class="mono">
-                    {a.subject.kind}:{a.subject.id}
-                  </td>
-                  <td>{a.summary}</td>
-                  <td class="num">{a.count}</td>
-                  <td>{fmtTime(a.lastSeen)}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
+            )}
+          />
         )}
       </Panel>
     </div>

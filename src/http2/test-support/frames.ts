@@ -152,6 +152,19 @@ export function statusOf(f: Frame): number | undefined {
   return STATIC[first & 0x7f];
 }
 
+/** Runs `use` on a new raw connection to `port` (see connectRaw), destroyed afterwards whatever happens. */
+export async function withRawConnection<T>(
+  port: number,
+  use: (conn: RawConnection) => Promise<T>,
+): Promise<T> {
+  const conn = await connectRaw(port);
+  try {
+    return await use(conn);
+  } finally {
+    conn.destroy();
+  }
+}
+
 /** Connects with ALPN h2 only, sends the preface and an empty SETTINGS, and starts reading frames. */
 export function connectRaw(port: number, options: { settings?: Buffer } = {}): Promise<RawConnection> {
   return new Promise((resolve, reject) => {
