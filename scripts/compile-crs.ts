@@ -518,13 +518,16 @@ function compileChain(chain: SecRule[], category: string): Rule {
  * corpus and the CRS 4 negative tests: a rule that flags ordinary text
  * alone is lowered to warning (3: it rejects only with another match at
  * threshold 5) or moved up a paranoia level, as CRS 4 itself did with most
- * of them. Each is listed in the note.
+ * of them. Each is listed in the note. Where the attacks such a rule was
+ * written for can be told from the ordinary text that tripped it, a narrower
+ * rule of Portcullis's own (`rules.json`, named in the reason) detects them
+ * at critical, paranoia level 1.
  */
 const ADJUSTED: Record<string, { score?: number; pl?: string; reason: string }> = {
   '932150': {
     pl: '2',
     reason:
-      'a bare command word at the start of a value ("echo chamber", "head of marketing"); CRS 4 replaced it',
+      'a bare command word at the start of a value ("echo chamber", "head of marketing"); CRS 4 replaced it; narrowed at critical by pc-cmdi-321',
   },
   '933210': { pl: '2', reason: 'markdown links and images ("[docs](https://...)")' },
   '932100': { score: 3, reason: 'command lines quoted in support tickets ("ps aux | grep node")' },
@@ -534,17 +537,33 @@ const ADJUSTED: Record<string, { score?: number; pl?: string; reason: string }> 
   '932130': {
     pl: '2',
     reason:
-      'template placeholders ("Hi ${name}", "${HOME}/.config"); Portcullis\'s pc-cmdi-303 covers command substitution at PL1',
+      'template placeholders ("Hi ${name}", "${HOME}/.config"); Portcullis\'s pc-cmdi-303 covers command substitution at PL1; narrowed at critical by pc-cmdi-323',
   },
-  '932160': { score: 3, reason: 'shell paths in prose ("#!/bin/bash", "$PATH")' },
+  '932160': {
+    score: 3,
+    reason: 'shell paths in prose ("#!/bin/bash", "$PATH"); narrowed at critical by pc-cmdi-322',
+  },
   '933100': { score: 3, reason: '"<?xml" declarations (fixed in CRS 4)' },
-  '930110': { score: 3, reason: 'a bare ".." or a relative URL' },
-  '930120': { score: 3, reason: 'file names in prose ("package.json", "/etc/nginx/nginx.conf")' },
-  '941160': { score: 3, reason: 'ordinary HTML (<img src alt>) in rich-text fields' },
-  '942160': { score: 3, reason: '"sleep(5)" in prose' },
-  '942190': { score: 3, reason: '"union select" in prose' },
-  '942230': { score: 3, reason: 'code in support tickets ("if (a < b) {")' },
-  '942360': { pl: '2', reason: '"Select" as a word in quotes' },
+  '930110': {
+    score: 3,
+    reason: 'a bare ".." or a relative URL; narrowed at critical by pc-lfi-405, pc-lfi-408',
+  },
+  '930120': {
+    score: 3,
+    reason:
+      'file names in prose ("package.json", "/etc/nginx/nginx.conf"); narrowed at critical by pc-lfi-406',
+  },
+  '941160': {
+    score: 3,
+    reason: 'ordinary HTML (<img src alt>) in rich-text fields; narrowed at critical by pc-xss-221',
+  },
+  '942160': { score: 3, reason: '"sleep(5)" in prose; narrowed at critical by pc-sqli-121' },
+  '942190': { score: 3, reason: '"union select" in prose; narrowed at critical by pc-sqli-128' },
+  '942230': {
+    score: 3,
+    reason: 'code in support tickets ("if (a < b) {"); narrowed at critical by pc-sqli-129',
+  },
+  '942360': { pl: '2', reason: '"Select" as a word in quotes; narrowed at critical by pc-sqli-130' },
   '944120': { score: 3, reason: 'Java words in ordinary text (fixed in CRS 4)' },
 };
 

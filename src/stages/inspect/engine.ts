@@ -396,6 +396,12 @@ interface Engine {
   readonly tails: Engine | undefined;
   /** The address suffix of a value (see `plan`): '' unless it is of one of the charsets. */
   readonly kindOf: (text: string) => string;
+  /**
+   * The addresses (with their suffix) some condition reads. A value whose address no condition
+   * reads (a plain value without words, for an address only word-filtered conditions read) is not
+   * handed to the engine at all: converting it costs as much as a check.
+   */
+  readonly read: ReadonlySet<string>;
 }
 
 /**
@@ -537,9 +543,13 @@ function buildEngine(
       );
     }
     const names = new Set<string>();
+    const read = new Set<string>();
     for (const r of planned.rules)
       for (const c of r.conditions)
-        for (const i of c.parameters.inputs) names.add(i.address.replace(/#.*$/, ''));
+        for (const i of c.parameters.inputs) {
+          names.add(i.address.replace(/#.*$/, ''));
+          read.add(i.address);
+        }
     return {
       waf,
       addresses: [...names].sort().map(parseAddress),
@@ -549,6 +559,7 @@ function buildEngine(
       inert: reference || role === 'tails' ? undefined : new LruCache<string, true>(INERT_ENTRIES),
       tails,
       kindOf: reference ? () => '' : kindTest(planned.words),
+      read,
     };
   }
 }
@@ -701,7 +712,7 @@ function leafName(leaf: Leaf): string {
 }
 
 /** The inputs as slices of at most SLICE bytes (a longer string is a slice of its own windows). */
-function prepare(inputs: Inputs, { addresses, kindOf, inert }: Engine): Slice[] {
+function prepare(inputs: Inputs, { addresses, kindOf, inert, read }: Engine): Slice[] {
   const slices: Slice[] = [];
   let current: Slice = { payload: {}, owners: {}, bytes: 0 };
   const push = (address: string, text: string, leaf: Leaf) => {
@@ -749,6 +760,7 @@ function prepare(inputs: Inputs, { addresses, kindOf, inert }: Engine): Slice[] 
           name = address.name + kind;
           named.set(kind, name);
         }
+        if (!read.has(name)) continue;
         if (inert !== undefined && w.length <= INERT_MAX_LENGTH && inert.has(`${name}\0${w}`)) continue;
         push(name, w, leaf);
       }

@@ -215,7 +215,23 @@ function gatherInputs(ctx: RequestContext, skip: ReadonlySet<string>): Inputs {
     const decoded = percentDecoded(value);
     if (decoded !== undefined) inputs.cookies.push({ location, text: decoded });
   }
+  // A cookie without `=` is a name with no value to ModSecurity (REQUEST_COOKIES_NAMES); the parser
+  // above leaves it out, so it is read here (`<STYLE>...</STYLE>` as a whole Cookie header).
+  for (const name of bareCookies(ctx.headers.get('cookie'))) {
+    inputs.cookies_names.push({ location: ['cookie', name], text: name });
+    const decoded = percentDecoded(name);
+    if (decoded !== undefined) inputs.cookies_names.push({ location: ['cookie', name], text: decoded });
+  }
   return inputs;
+}
+
+/** The parts of a Cookie header without `=`. */
+function bareCookies(header: string | undefined): string[] {
+  if (header === undefined) return [];
+  return header
+    .split(';')
+    .map((p) => p.trim())
+    .filter((p) => p !== '' && !p.includes('='));
 }
 
 function percentDecoded(value: string): string | undefined {

@@ -59,7 +59,7 @@ export const TEXT: Charset = {
   name: 'text',
   chars: `${URLISH.chars}'"()`,
   test: /^[A-Za-z0-9 _.,@/:;=?!'"()-]*$/,
-  joiners: ['removeWhitespace', 'shell_unescape'],
+  joiners: ['removeWhitespace', 'shell_unescape', 'unshell'],
 };
 
 /** Whether a string is made of the charset's characters (for the analysis of rules). */
@@ -98,6 +98,8 @@ const PLAIN_SAFE = new Set([
   'replaceComments',
   'urlDecode',
   'urlDecodeUni',
+  // Drops `\ ' " ^`, glued `$x` expansions and `[c]` globs: only quotes are in a charset (TEXT, where it is a joiner).
+  'unshell',
 ]);
 
 /** Whether a chain of transformations keeps plain text plain. */

@@ -4,6 +4,12 @@
  * `replaceComments`, and the ones a CRS chain applies before them
  * (`lowercase`, `urlDecode`, `urlDecodeUni`). Each follows ModSecurity's
  * definition (its reference manual, "Transformation functions").
+ *
+ * And one of Portcullis's own, for its command-injection rules: `unshell`
+ * (below), which undoes the quoting tricks a shell ignores but a regex does
+ * not. ModSecurity's `cmdLine` (libddwaf's `shell_unescape`) drops quotes
+ * and backslashes too, but also turns `;` into a space, which loses the
+ * separator the rules look for, and leaves `c${x}url` as it is.
  */
 
 export type PreTransform = (text: string) => string;
@@ -57,12 +63,31 @@ function replaceComments(text: string): string {
   return text.replace(/\/\*[\s\S]*?(?:\*\/|$)/g, ' ');
 }
 
+/** A variable expansion glued to a word character (`c${x}url`, `sh$XX`, `wh$@oami`): what a shell expands to nothing. */
+const GLUED_EXPANSION = /(?<=[A-Za-z0-9_])\$(?:\{[^}\s]*\}|[A-Za-z_][A-Za-z0-9_]*|[@*#?!$0-9-])/g;
+
+/**
+ * A command as a shell reads it, from the tricks that hide one from a
+ * regex: the escapes and quotes a shell removes (`w\ho'am'i`, `"curl"`,
+ * cmd.exe's `^`), empty-looking expansions glued inside a word
+ * (`c${KK}url`, `sh$XX`) and single-character globs (`/bi[n]/sh`). A value
+ * without `\ ' " ^ $ [` is left as it is.
+ */
+function unshell(text: string): string {
+  if (!/[\\'"^$[]/.test(text)) return text;
+  return text
+    .replace(GLUED_EXPANSION, '')
+    .replace(/\[([A-Za-z0-9])\]/g, '$1')
+    .replace(/[\\'"^]/g, '');
+}
+
 const TRANSFORMS: Record<string, PreTransform> = {
   lowercase: (t) => t.toLowerCase(),
   removeWhitespace: (t) => t.replace(WHITESPACE, ''),
   replaceComments,
   urlDecode: (t) => urlDecode(t, false),
   urlDecodeUni: (t) => urlDecode(t, true),
+  unshell,
 };
 
 export function preTransform(name: string): PreTransform {
