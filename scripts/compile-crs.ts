@@ -492,7 +492,8 @@ function compileChain(chain: SecRule[], category: string): Rule {
         throw new Skip(`chained condition on ${variables} (a value captured by an earlier condition)`);
       const inputs = inputsOf(variables, i > 0 && part.actions.get('t') === undefined ? [] : transforms);
       if (i === 0) headInputs = inputs;
-      conditions.push(condition(part.operator, inputs.length > 0 ? inputs : headInputs, id));
+      const operator = i === 0 && adjusted?.operator !== undefined ? adjusted.operator : part.operator;
+      conditions.push(condition(operator, inputs.length > 0 ? inputs : headInputs, id));
     }
   }
   const msg = head.actions.get('msg')?.[0] ?? id;
@@ -521,9 +522,37 @@ function compileChain(chain: SecRule[], category: string): Rule {
  * of them. Each is listed in the note. Where the attacks such a rule was
  * written for can be told from the ordinary text that tripped it, a narrower
  * rule of Portcullis's own (`rules.json`, named in the reason) detects them
- * at critical, paranoia level 1.
+ * at critical, paranoia level 1. Where the false positive comes from a
+ * part of the rule's own pattern, `operator` replaces it with 3.3.4's
+ * pattern narrowed here (targets and transformations stay 3.3.4's); the
+ * comment beside each says what was changed.
  */
-const ADJUSTED: Record<string, { score?: number; pl?: string; reason: string }> = {
+const ADJUSTED: Record<string, { score?: number; pl?: string; operator?: string; reason: string }> = {
+  '941120': {
+    // 3.3.4's regex, narrowed here: a handler name of 3 to 50 letters, and "=" not followed by "=".
+    operator:
+      String.raw`@rx (?i)[\s\"'` +
+      '`' +
+      String.raw`;\/0-9=\x0B\x09\x0C\x3B\x2C\x28\x3B]on[a-zA-Z]{3,50}[\s\x0B\x09\x0C\x3B\x2C\x28\x3B]*?=(?:[^=]|$)`,
+    reason:
+      'narrowed: an event handler name of 3 to 50 letters and "=", not "==" (Google\'s FCNEC cookie, "  onab= "); "=" may end the value (a handler cut off at the end of a value)',
+  },
+  '941130': {
+    // 3.3.4's regex with a word boundary before "xlink", "xhtml", "xmlns".
+    operator: String.raw`@rx (?i)[\s\S](?:!ENTITY\s+(?:\S+|%\s+\S+)\s+(?:PUBLIC|SYSTEM)|\bx(?:link:href|html|mlns)|data:text\/html|pattern\b.*?=|formaction|\@import|;base64)\b`,
+    reason: 'narrowed: "xmlns" and its kin as whole words ("q=7XMLNS")',
+  },
+  '941180': {
+    // 3.3.4's list without "-->".
+    operator:
+      '@pm document.cookie document.write .parentnode .innerhtml window.location -moz-binding <!-- <![cdata[',
+    reason: 'narrowed: "-->" alone is an arrow in ordinary text',
+  },
+  '933180': {
+    // 3.3.4's regex, with line comments ending at a line break.
+    operator: String.raw`@rx \$+(?:[a-zA-Z_\x7f-\xff][a-zA-Z0-9_\x7f-\xff]*|\s*{.+})(?:\s|\[.+\]|{.+}|/\*.*\*/|//[^\n\r]*[\n\r]|#[^\n\r]*[\n\r])*\(.*\)`,
+    reason: 'narrowed: a line comment ends at a line break, so "$a#foo()" is not a variable function call',
+  },
   '932150': {
     pl: '2',
     reason:

@@ -65,6 +65,11 @@ const CASES: Case[] = [
     legitimate: { target: '/run', ...json({ cmd: 'wget' }) },
   },
   {
+    what: 'an administration command hidden by quotes that unshell turns into a plain value (CRS 4 932260)',
+    attack: { target: `/run?cmd=${q("n'e't's't'a't -an")}` },
+    legitimate: { target: `/run?cmd=${q("the 'netstat' page")}` },
+  },
+  {
     what: 'a shell expansion: a path glob or an arithmetic expansion (CRS 4 932130)',
     attack: { target: `/files?path=${q('/e[t]c/pa[s]swd')}` },
     legitimate: { target: `/files?path=${q('Hi ${name}, the pattern \\d{1,3} matches')}` },
@@ -101,6 +106,26 @@ const CASES: Case[] = [
     what: 'an operating-system file named in an argument (CRS 930120, narrowed)',
     attack: { target: `/files?path=${q('/sys/kernel/debug')}` },
     legitimate: { target: `/files?path=${q('cat package.json shows version 2.1.0')}` },
+  },
+  {
+    what: 'an event handler attribute (CRS 941120, narrowed)',
+    attack: { target: `/search?q=${q('"onpointerenter=x')}` },
+    legitimate: { target: '/', headers: { cookie: 'sid=Rk4onvKdQw==' } },
+  },
+  {
+    what: 'an XML namespace or a data: HTML URL (CRS 941130, narrowed)',
+    attack: { target: `/search?q=${q('<p xmlns:h="urn:x">')}` },
+    legitimate: { target: `/search?q=${q('part 9XMLNS-2')}` },
+  },
+  {
+    what: 'a DOM property read (CRS 941180, narrowed)',
+    attack: { target: `/search?q=${q('x=document.domain')}` },
+    legitimate: { target: `/search?q=${q('step 2 --> step 3')}` },
+  },
+  {
+    what: 'a PHP variable function call (CRS 933180, narrowed)',
+    attack: { target: `/search?q=${q('$fn /*x*/ ("uname")')}` },
+    legitimate: { target: `/search?q=${q('$total # sum() of the items')}` },
   },
 ];
 

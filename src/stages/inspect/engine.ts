@@ -219,6 +219,27 @@ function suffix(charset: Charset, inert: boolean): string {
   return `#${charset.name}${inert ? '-inert' : ''}`;
 }
 
+/** The suffixes (see `suffix`), made once: a value's kind is then always one of these strings. */
+const SUFFIXES = new Map(TIERS.map((t) => [t, [suffix(t, false), suffix(t, true)] as const]));
+
+/**
+ * For an address of PLAIN or URLISH values read through `unshell` alone, the same address without
+ * it; else the address itself. `unshell` only drops `\\ ' " ^`, `$` expansions and `[c]` globs,
+ * none of which such values hold: a value `unshell` left as it was is already handed over under
+ * `crs.args#plain` (say), and is not handed over again as `crs.args|t=unshell#plain` (`prepare`),
+ * which spares libddwaf a copy of it; the conditions read both addresses, so the values that
+ * `unshell` did change (`w'h'o` → `who`) still reach them under the longer one.
+ */
+function identityOn(address: string): string {
+  const m = /^(.*)\|t=unshell(#(?:plain|urlish)(?:-inert)?)$/.exec(address);
+  return m === null ? address : `${m[1]}${m[2]}`;
+}
+
+/** Whether an address reads through `unshell` alone (see `identityOn`). */
+function unshellOnly(address: Address): boolean {
+  return address.preNames.length === 1 && address.preNames[0] === 'unshell';
+}
+
 /** Operators several rules apply to the same inputs, whose check on a plain value is run once and shared. */
 const SHARED_OPERATORS = new Set(['is_sqli', 'is_xss']);
 
@@ -309,6 +330,13 @@ function plan(rules: readonly RawRule[]): Plan {
           }
         }
       }
+      // Where the pre-transformation leaves a charset's values as they are, the values it did not
+      // change are read from the address without it (`identityOn`).
+      for (const input of [...inputs]) {
+        const base = identityOn(input.address);
+        if (base !== input.address && !inputs.some((i) => i.address === base))
+          inputs.push({ ...input, address: base });
+      }
       return { ...c, parameters: { ...c.parameters, inputs } };
     });
     return { ...rule, conditions, tags: { ...rule.tags, type: rule.id } };
@@ -387,6 +415,8 @@ type Waf = InstanceType<typeof appsec.DDWAF>;
 interface Engine {
   readonly waf: Waf;
   readonly addresses: readonly Address[];
+  /** The addresses by target and pre-transformations: a leaf is transformed, windowed and sorted once per group. */
+  readonly groups: readonly AddressGroup[];
   readonly shared: ReadonlyMap<string, readonly string[]>;
   /** The conditions of multi-condition rules, run as rules of their own (see `splitChains`). */
   readonly parts: ReadonlyMap<string, Part>;
@@ -414,15 +444,22 @@ function wordTest(words: readonly string[]): (text: string) => boolean {
   const key = (t: string, i: number) =>
     (t.charCodeAt(i) << 14) | (t.charCodeAt(i + 1) << 7) | t.charCodeAt(i + 2);
   const byPrefix = new Map<number, string[]>();
+  // One bit per possible key (2^21 bits, 256 KB): most positions of a value start no word, and a
+  // bit test is what tells them apart, not a Map lookup per character.
+  const starts = new Uint32Array(1 << 16);
   for (const w of words) {
-    const list = byPrefix.get(key(w, 0)) ?? [];
+    const k = key(w, 0);
+    const list = byPrefix.get(k) ?? [];
     list.push(w);
-    byPrefix.set(key(w, 0), list);
+    byPrefix.set(k, list);
+    starts[k >>> 5] = (starts[k >>> 5] as number) | (1 << (k & 31));
   }
   return (text) => {
     for (let i = 0; i + 3 <= text.length; i++) {
-      const list = byPrefix.get(key(text, i));
-      if (list?.some((w) => text.startsWith(w, i))) return true;
+      const k = key(text, i);
+      if (((starts[k >>> 5] as number) & (1 << (k & 31))) === 0) continue;
+      const list = byPrefix.get(k) as string[];
+      for (let j = 0; j < list.length; j++) if (text.startsWith(list[j] as string, i)) return true;
     }
     return false;
   };
@@ -433,7 +470,10 @@ function kindTest(words: ReadonlyMap<Charset, readonly string[]>): (text: string
   const tests = TIERS.map((tier) => ({ tier, hasWord: wordTest(words.get(tier) ?? []) }));
   return (text) => {
     for (const { tier, hasWord } of tests) {
-      if (inCharset(text, tier)) return suffix(tier, !hasWord(text.toLowerCase()));
+      if (inCharset(text, tier)) {
+        const [hit, inert] = SUFFIXES.get(tier) as readonly [string, string];
+        return hasWord(text.toLowerCase()) ? hit : inert;
+      }
     }
     return '';
   };
@@ -553,6 +593,7 @@ function buildEngine(
     return {
       waf,
       addresses: [...names].sort().map(parseAddress),
+      groups: groupAddresses([...names].sort().map(parseAddress)),
       shared: planned.shared,
       parts,
       // Only the main engine skips values; the tail engine reads every value.
@@ -699,6 +740,8 @@ interface Slice {
   payload: Record<string, string[]>;
   owners: Record<string, Leaf[]>;
   bytes: number;
+  /** The inert-cache keys of the values short enough to cache: made once, looked up and then set. */
+  keys: string[];
 }
 
 /** The most bytes of text handed to the engine in one run; the CPU budget is checked between runs. */
@@ -711,15 +754,38 @@ function leafName(leaf: Leaf): string {
   return (leaf.location[1] ?? '').toLowerCase();
 }
 
-/** The inputs as slices of at most SLICE bytes (a longer string is a slice of its own windows). */
-function prepare(inputs: Inputs, { addresses, kindOf, inert, read }: Engine): Slice[] {
+/** Addresses that read the same target through the same pre-transformations. */
+interface AddressGroup {
+  readonly target: Target;
+  readonly pre: readonly PreTransform[];
+  readonly addresses: readonly Address[];
+}
+
+function groupAddresses(addresses: readonly Address[]): AddressGroup[] {
+  const groups = new Map<string, { target: Target; pre: readonly PreTransform[]; addresses: Address[] }>();
+  for (const a of addresses) {
+    const key = `${a.target}|${a.preNames.join(',')}`;
+    const g = groups.get(key) ?? { target: a.target, pre: a.pre, addresses: [] };
+    g.addresses.push(a);
+    groups.set(key, g);
+  }
+  return [...groups.values()];
+}
+
+/**
+ * The inputs as slices of at most SLICE bytes (a longer string is a slice of its own windows).
+ * Leaf by leaf within each group of addresses (`groupAddresses`): a leaf's text is transformed,
+ * windowed and sorted by charset once for all the addresses of its group, not once per address.
+ */
+function prepare(inputs: Inputs, { groups, kindOf, inert, read }: Engine): Slice[] {
   const slices: Slice[] = [];
-  let current: Slice = { payload: {}, owners: {}, bytes: 0 };
-  const push = (address: string, text: string, leaf: Leaf) => {
+  let current: Slice = { payload: {}, owners: {}, bytes: 0, keys: [] };
+  const push = (address: string, text: string, leaf: Leaf, key: string | undefined) => {
     if (current.bytes > 0 && current.bytes + text.length > SLICE) {
       slices.push(current);
-      current = { payload: {}, owners: {}, bytes: 0 };
+      current = { payload: {}, owners: {}, bytes: 0, keys: [] };
     }
+    if (key !== undefined) current.keys.push(key);
     let items = current.payload[address];
     let owners = current.owners[address];
     if (items === undefined || owners === undefined) {
@@ -734,35 +800,54 @@ function prepare(inputs: Inputs, { addresses, kindOf, inert, read }: Engine): Sl
   };
   // Sorted once per text (the same for every address): the address suffix, interned per address below.
   const kinds = new Map<string, string>();
-  for (const address of addresses) {
-    const named = new Map<string, string>();
-    // The same text is inspected once per address (JSON keys repeat in every array item); a match
-    // names the first place it occurs.
-    const seen = new Set<string>();
-    for (const leaf of inputs[address.target]) {
-      if (address.select !== undefined || address.exclude.length > 0) {
-        const name = leafName(leaf);
-        if (address.select !== undefined && !address.select(name)) continue;
-        if (address.exclude.some((e) => e(name))) continue;
-      }
+  for (const group of groups) {
+    const leaves = inputs[group.target];
+    if (leaves.length === 0) continue;
+    const addresses = group.addresses;
+    // Per address: the full names by suffix, and the texts already handed over (the same text is
+    // inspected once per address: JSON keys repeat in every array item; a match names the first place).
+    const named = addresses.map(() => new Map<string, string>());
+    const seen = addresses.map(() => new Set<string>());
+    for (const leaf of leaves) {
       let text = leaf.text;
-      for (const t of address.pre) text = t(text);
-      if (text === '' || seen.has(text)) continue;
-      seen.add(text);
-      for (const w of windows(text)) {
-        let kind = kinds.get(w);
-        if (kind === undefined) {
-          kind = kindOf(w);
-          kinds.set(w, kind);
+      for (const t of group.pre) text = t(text);
+      if (text === '') continue;
+      let parts: string[] | undefined;
+      let name: string | undefined;
+      for (let a = 0; a < addresses.length; a++) {
+        const address = addresses[a] as Address;
+        if (address.select !== undefined || address.exclude.length > 0) {
+          name ??= leafName(leaf);
+          if (address.select !== undefined && !address.select(name)) continue;
+          if (address.exclude.some((e) => e(name as string))) continue;
         }
-        let name = named.get(kind);
-        if (name === undefined) {
-          name = address.name + kind;
-          named.set(kind, name);
+        const unchanged = unshellOnly(address) && text === leaf.text;
+        const done = seen[a] as Set<string>;
+        if (done.has(text)) continue;
+        done.add(text);
+        parts ??= windows(text);
+        const names = named[a] as Map<string, string>;
+        for (const w of parts) {
+          let kind = kinds.get(w);
+          if (kind === undefined) {
+            kind = kindOf(w);
+            kinds.set(w, kind);
+          }
+          // Left as it was by `unshell`, a PLAIN or URLISH value is read under the address without it.
+          if (unchanged && kind !== '' && !kind.startsWith('#text')) continue;
+          let full = names.get(kind);
+          if (full === undefined) {
+            full = address.name + kind;
+            names.set(kind, full);
+          }
+          if (!read.has(full)) continue;
+          let key: string | undefined;
+          if (inert !== undefined && w.length <= INERT_MAX_LENGTH) {
+            key = `${full}\0${w}`;
+            if (inert.has(key)) continue;
+          }
+          push(full, w, leaf, key);
         }
-        if (!read.has(name)) continue;
-        if (inert !== undefined && w.length <= INERT_MAX_LENGTH && inert.has(`${name}\0${w}`)) continue;
-        push(name, w, leaf);
       }
     }
   }
@@ -895,9 +980,7 @@ function runEngine(
       const result = context.run({ ephemeral: chunkedPayload(slice.payload) }, left);
       const events = (result.events ?? []) as WafEvent[];
       if (events.length === 0 && !result.timeout && inert !== undefined) {
-        for (const [address, texts] of Object.entries(slice.payload)) {
-          for (const t of texts) if (t.length <= INERT_MAX_LENGTH) inert.set(`${address}\0${t}`, true);
-        }
+        for (const key of slice.keys) inert.set(key, true);
       }
       for (const event of events) {
         for (const match of event.rule_matches) {
