@@ -26,7 +26,7 @@ import { type Arrival, newContext, type RouteContext, runStages } from './pipeli
 import type { RateLimitService } from './ratelimit/index.js';
 import { closeWhenDone, hasUnreadBody } from './stages/bound/index.js';
 import { createHeadReader, type ReadHead, withoutParams } from './stages/normalise/index.js';
-import { proxyRequest } from './stages/proxy/index.js';
+import { proxyRequest, type WriteHead } from './stages/proxy/index.js';
 import { answerUnrouted } from './stages/route/unrouted.js';
 import type { Store } from './store/types.js';
 
@@ -73,6 +73,26 @@ export interface GatewayEndpoint {
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{8,128}$/;
 
+/** What the driver saw of a request, with what its 'close' listener needs to emit the event. */
+interface Seen extends RequestSeen {
+  readonly req: IncomingMessage;
+  readonly emit: (req: IncomingMessage, res: ServerResponse, seen: RequestSeen) => void;
+}
+const kSeen = Symbol('portcullis.seen');
+type WithSeen = ServerResponse & { [kSeen]?: Seen | undefined };
+
+/**
+ * The 'close' listener of every response: one shared function reading the
+ * request from the response, rather than a closure and a `once` wrapper per
+ * request. Emits the request's event once.
+ */
+function emitSeen(this: WithSeen): void {
+  const seen = this[kSeen];
+  if (seen === undefined) return;
+  this[kSeen] = undefined;
+  seen.emit(seen.req, this, seen);
+}
+
 export class Gateway {
   readonly config: GatewayConfig;
   private readonly routes: CompiledRoutes;
@@ -114,10 +134,13 @@ export class Gateway {
     const id =
       typeof incomingId === 'string' && REQUEST_ID.test(incomingId) ? incomingId : `req_${randomUUID()}`;
     if (this.config.log.access) logOnFinish(this.logger, req, res, id, startedAt);
-    const seen: RequestSeen | undefined = this.events
-      ? { id, startedAt, ctx: undefined, path: undefined }
+    const seen: Seen | undefined = this.events
+      ? { id, startedAt, ctx: undefined, path: undefined, req, emit: this.events }
       : undefined;
-    if (seen !== undefined) res.once('close', () => this.events!(req, res, seen));
+    if (seen !== undefined) {
+      (res as WithSeen)[kSeen] = seen;
+      res.on('close', emitSeen);
+    }
     if (this.deps.audit?.isFull()) {
       const internal = 'audit queue full (audit.overflow: block)';
       this.reject(req, res, id, gatewayError('unavailable', { internal }));
@@ -131,7 +154,8 @@ export class Gateway {
     const method = req.method ?? 'GET';
     if (seen !== undefined) seen.path = head.path;
     const client = this.resolveClient(req);
-    const arrival = {
+    // A routed request's context is built directly below: no arrival object copied into it.
+    const arrival = (): Omit<Arrival, 'route' | 'params'> => ({
       id,
       req,
       res,
@@ -140,15 +164,15 @@ export class Gateway {
       method,
       head,
       timeStages: this.timeStages,
-    };
+    });
     const endpoint = this.endpoints.size > 0 ? this.endpoints.get(`${method} ${head.path}`) : undefined;
     if (endpoint !== undefined) {
-      this.admit(this.gate.endpoints, arrival, () => this.serveEndpoint(endpoint, req, res, id, client.ip));
+      this.admit(this.gate.endpoints, arrival(), () => this.serveEndpoint(endpoint, req, res, id, client.ip));
       return;
     }
     const found = this.routes.table.match(method, head.path);
     if (found === undefined || !('route' in found)) {
-      this.admit(this.gate.unrouted, arrival, () => {
+      this.admit(this.gate.unrouted, arrival(), () => {
         const answer = answerUnrouted(this.routes.table, method, head, found);
         if (answer instanceof GatewayError) this.reject(req, res, id, answer);
         else {
@@ -159,8 +183,19 @@ export class Gateway {
       return;
     }
     const route = found.route;
-    const trail = this.deps.dryRun ? [] : undefined;
-    const ctx = newContext({ ...arrival, trail, route: route.settings, params: found.params });
+    const ctx = newContext({
+      id,
+      req,
+      res,
+      startedAt,
+      clientIp: client.ip,
+      method,
+      head,
+      route: route.settings,
+      params: found.params,
+      trail: this.deps.dryRun ? [] : undefined,
+      timeStages: this.timeStages,
+    });
     if (seen !== undefined) seen.ctx = ctx;
     const forwardQuery =
       route.stripQueryParam === undefined
@@ -168,7 +203,7 @@ export class Gateway {
         : withoutParams(head.query, [route.stripQueryParam]);
     const proxy = this.deps.dryRun
       ? async () => this.forwardDry(ctx)
-      : () => proxyRequest(ctx, route, client, forwardQuery, this.writeHead(route));
+      : () => proxyRequest(ctx, route, client, forwardQuery, this.headWriter(route));
     this.run(ctx, route.stages, proxy);
   };
 
@@ -189,8 +224,25 @@ export class Gateway {
       this.fail(ctx, err);
       return;
     }
-    const after = async () => next();
-    (pending === undefined ? after() : pending.then(after)).catch((err) => this.fail(ctx, err));
+    // Stages that finished synchronously go straight on: no wrapper function and no extra promise.
+    if (pending === undefined) this.proceed(ctx, next);
+    else
+      pending.then(
+        () => this.proceed(ctx, next),
+        (err: unknown) => this.fail(ctx, err),
+      );
+  }
+
+  /** Calls `next`; a failure it throws or rejects with is answered. */
+  private proceed(ctx: RouteContext, next: () => unknown): void {
+    let result: unknown;
+    try {
+      result = next();
+    } catch (err) {
+      this.fail(ctx, err);
+      return;
+    }
+    if (result instanceof Promise) result.catch((err: unknown) => this.fail(ctx, err));
   }
 
   private serveEndpoint(
@@ -206,12 +258,28 @@ export class Gateway {
     });
   }
 
+  /** Each route's head writer, made on its first request rather than for every request. */
+  private readonly headWriters = new WeakMap<CompiledRoute, WriteHead>();
+
+  private headWriter(route: CompiledRoute): WriteHead {
+    let writer = this.headWriters.get(route);
+    if (writer === undefined) {
+      writer = this.writeHead(route);
+      this.headWriters.set(route, writer);
+    }
+    return writer;
+  }
+
   /** Writes a route's response head: the upstream's headers plus everything the gateway owns. */
-  private writeHead(route: CompiledRoute) {
+  private writeHead(route: CompiledRoute): WriteHead {
+    const own = route.responseHeaders;
+    const cors = route.settings.cors;
     return (ctx: RequestContext, status: number, headers: string[]): void => {
-      headers.push(...route.responseHeaders, 'x-request-id', ctx.id);
-      if (ctx.responseHeaders.length > 0) headers.push(...ctx.responseHeaders);
-      const cors = route.settings.cors;
+      // A loop, not push(...spread): no argument list copied per request.
+      for (let i = 0; i < own.length; i++) headers.push(own[i]!);
+      headers.push('x-request-id', ctx.id);
+      const extra = ctx.responseHeaders;
+      for (let i = 0; i < extra.length; i++) headers.push(extra[i]!);
       if (cors !== undefined) headers.push(...corsResponseHeaders(cors, ctx.headers.get('origin')));
       ctx.res.writeHead(status, headers);
     };

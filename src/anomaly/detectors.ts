@@ -74,7 +74,8 @@ function principalSource(event: ObservedRequest): SourceKind | undefined {
  * One LRU table per kind of source, each of at most `anomaly.max_sources`
  * entries; an entry is created on first sight. Eviction forgets the least
  * recently seen source's window or baseline: a source that keeps sending
- * stays recent, and one that pauses is forgotten only once `max_sources`
+ * stays recent (marked as used, so eviction passes over it once, CLOCK),
+ * and one that pauses is forgotten only once about `max_sources`
  * other sources of its kind have been seen meanwhile (with IPs, that many
  * other addresses, which would each start from zero anyway).
  */
@@ -105,7 +106,8 @@ class SourceTables<S> {
   get(kind: SourceKind, raw: string): S {
     const id = kind === 'ip' ? this.ipKey(raw) : raw;
     const table = this.tables[kind];
-    let state = table.get(id);
+    // peek: a source seen again is marked (CLOCK), not re-inserted: no Map write per event.
+    let state = table.peek(id);
     if (state === undefined) {
       state = this.create();
       table.set(id, state);

@@ -34,7 +34,7 @@
  * lone UTF-16 surrogates and NUL become U+FFFD, since PostgreSQL would change
  * or refuse them and the stored value must be the hashed one.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { SecurityEvent } from '../events/types.js';
 import { REDACTED, type Redact } from './redact.js';
 
@@ -118,6 +118,8 @@ const MAX_LENGTH: Partial<Record<keyof AuditContent, number>> = {
 const DEFAULT_MAX_LENGTH = 256;
 
 const UNSTORABLE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]|\0/g;
+/** Any surrogate or NUL: a string without one (nearly all) needs no replacing pass. */
+const MAYBE_UNSTORABLE = /[\uD800-\uDFFF\0]/;
 
 /**
  * The string as it can be stored identically on SQLite and PostgreSQL:
@@ -125,7 +127,8 @@ const UNSTORABLE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC
  * (never inside a surrogate pair).
  */
 export function toStorableText(text: string, max: number): string {
-  let out = text.replace(UNSTORABLE, '\uFFFD');
+  // The plain test skips the lookaround pass for the usual string with no surrogate or NUL at all.
+  let out = MAYBE_UNSTORABLE.test(text) ? text.replace(UNSTORABLE, '\uFFFD') : text;
   if (out.length > max) {
     const code = out.charCodeAt(max - 1);
     out = out.slice(0, code >= 0xd800 && code <= 0xdbff ? max - 1 : max);
@@ -169,15 +172,29 @@ export interface ContentOptions {
 export function toAuditContent(event: SecurityEvent, options: ContentOptions): AuditContent {
   const { redact } = options;
   if (event.type === 'request') {
+    // Keys inserted in sorted order, so JSON.stringify gives what sortedJson would,
+    // without its key list, sort and copy (every allowed request has upstream_ms).
     const data: Record<string, unknown> = {};
-    if (event.stage !== undefined) data.stage = text('data', event.stage);
-    if (event.upstreamMs !== undefined && Number.isFinite(event.upstreamMs)) {
-      data.upstream_ms = Math.round(event.upstreamMs * 1000) / 1000;
+    let empty = true;
+    if (event.credentialId !== undefined) {
+      data.credential_id = text('data', redact(event.credentialId));
+      empty = false;
     }
-    if (event.objectId !== undefined) data.object_id = text('data', options.redactPath(event.objectId));
-    if (event.credentialId !== undefined) data.credential_id = text('data', redact(event.credentialId));
+    if (event.objectId !== undefined) {
+      data.object_id = text('data', options.redactPath(event.objectId));
+      empty = false;
+    }
     if (event.shadowDenials.length > 0) {
       data.shadow_denials = event.shadowDenials.slice(0, 32).map((d) => text('reason', redact(d)));
+      empty = false;
+    }
+    if (event.stage !== undefined) {
+      data.stage = text('data', event.stage);
+      empty = false;
+    }
+    if (event.upstreamMs !== undefined && Number.isFinite(event.upstreamMs)) {
+      data.upstream_ms = Math.round(event.upstreamMs * 1000) / 1000;
+      empty = false;
     }
     const latency = Number.isFinite(event.latencyMs) ? Math.max(0, event.latencyMs) : 0;
     return {
@@ -200,7 +217,7 @@ export function toAuditContent(event: SecurityEvent, options: ContentOptions): A
       action: null,
       actor: null,
       target: null,
-      data: Object.keys(data).length === 0 ? null : text('data', sortedJson(data)),
+      data: empty ? null : text('data', JSON.stringify(data)),
     };
   }
   let data: string | null = null;
@@ -281,9 +298,8 @@ export function canonicalEvent(seq: number, content: Readonly<AuditContent>, pre
 
 /** SHA-256 (hex) of {@link canonicalEvent}. */
 export function hashEvent(seq: number, content: Readonly<AuditContent>, prevHash: string): string {
-  return createHash('sha256')
-    .update(canonicalEvent(seq, content, prevHash), 'utf8')
-    .digest('hex');
+  // One-shot `crypto.hash` (same digest): no Hash object per event, about 0.5 µs less each.
+  return hash('sha256', canonicalEvent(seq, content, prevHash), 'hex');
 }
 
 /** The record with its number normalised as the driver may return them (bigint, string). */

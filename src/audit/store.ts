@@ -103,6 +103,12 @@ export interface AuditRepository {
 
 const COLUMNS = RECORD_FIELDS.join(', ');
 const SQLITE_INSERT = `insert into audit_events (${COLUMNS}) values (${RECORD_FIELDS.map((_, i) => `$${i + 1}`).join(', ')})`;
+/** Rows per multi-row SQLite insert: the batch goes in statements of this many rows. */
+const SQLITE_MULTI_ROWS = 32;
+const SQLITE_INSERT_MULTI = `insert into audit_events (${COLUMNS}) values ${Array.from(
+  { length: SQLITE_MULTI_ROWS },
+  (_, row) => `(${RECORD_FIELDS.map((_, i) => `$${row * RECORD_FIELDS.length + i + 1}`).join(', ')})`,
+).join(', ')}`;
 const CHECKPOINT_COLUMNS = 'kind, seq, hash, signature, key_id, created_at';
 
 async function lockChain(tx: Db): Promise<void> {
@@ -181,14 +187,61 @@ async function insertRecords(tx: Db, records: readonly AuditRecord[]): Promise<v
     await tx.execute(PG_INSERT, columns);
     return;
   }
-  // SQLite runs in this process: no round trip to save, and one cached single-row statement
-  // per record costs about 10 µs a row where 200-row VALUES lists cost about 17 (bound
-  // parameters of a 4,600-parameter statement, and its 100 KB text as the cache key).
-  for (const r of records) {
-    const params = new Array<unknown>(RECORD_FIELDS.length);
-    for (let i = 0; i < RECORD_FIELDS.length; i++) params[i] = r[RECORD_FIELDS[i]!];
+  // SQLite runs in this process: no round trip to save, but each statement costs a
+  // `tx.execute` (promises, the statement cache, binding): rows go in fixed-size
+  // multi-row statements (prepared once, cached), the remainder one row at a time.
+  // Measured: 32-row statements cut the append from about 11.5 to 5.5 µs an event;
+  // 200-row VALUES lists cost more (a 4,600-parameter statement as the cache key).
+  const width = RECORD_FIELDS.length;
+  let row = 0;
+  for (; row + SQLITE_MULTI_ROWS <= records.length; row += SQLITE_MULTI_ROWS) {
+    const params = new Array<unknown>(width * SQLITE_MULTI_ROWS);
+    for (let j = 0; j < SQLITE_MULTI_ROWS; j++) copyRecord(records[row + j]!, params, j * width);
+    await tx.execute(SQLITE_INSERT_MULTI, params);
+  }
+  for (; row < records.length; row++) {
+    const params = new Array<unknown>(width);
+    copyRecord(records[row]!, params, 0);
     await tx.execute(SQLITE_INSERT, params);
   }
+}
+
+/**
+ * The record of `content` at `seq`, written field by field: a spread
+ * (`{ seq, ...content, … }`) made a generic copy, and about 1.5 KB of
+ * garbage an event in the allocation profile.
+ */
+function toRecord(seq: number, c: Readonly<AuditContent>, prevHash: string, hash: string): AuditRecord {
+  return {
+    seq,
+    time: c.time,
+    type: c.type,
+    request_id: c.request_id,
+    trace_id: c.trace_id,
+    principal_kind: c.principal_kind,
+    principal_id: c.principal_id,
+    tenant: c.tenant,
+    client_ip: c.client_ip,
+    method: c.method,
+    path: c.path,
+    route: c.route,
+    decision: c.decision,
+    reason: c.reason,
+    detail: c.detail,
+    status: c.status,
+    latency_ms: c.latency_ms,
+    action: c.action,
+    actor: c.actor,
+    target: c.target,
+    data: c.data,
+    prev_hash: prevHash,
+    hash,
+  };
+}
+
+/** Copies a record's columns, in table order, into `params` from `at`. */
+function copyRecord(r: AuditRecord, params: unknown[], at: number): void {
+  for (let i = 0; i < RECORD_FIELDS.length; i++) params[at + i] = r[RECORD_FIELDS[i]!];
 }
 
 function toCheckpoint(row: Record<string, unknown>): Checkpoint {
@@ -216,7 +269,7 @@ export function createAuditRepository(db: Db): AuditRepository {
         const records = contents.map((content): AuditRecord => {
           seq++;
           const hash = hashEvent(seq, content, prev);
-          const record = { seq, ...content, prev_hash: prev, hash };
+          const record = toRecord(seq, content, prev, hash);
           prev = hash;
           return record;
         });

@@ -7,6 +7,7 @@ import {
   type TestUpstream,
 } from '../test-support/gateway.js';
 import { send } from '../test-support/http.js';
+import { isoTime } from './request-event.js';
 import type { RequestEvent, SecurityEvent } from './types.js';
 
 describe('one security event per request', () => {
@@ -84,5 +85,15 @@ describe('one security event per request', () => {
     assert.equal(e.decision, 'error');
     assert.equal(e.reason, 'upstream.unavailable');
     assert.equal(e.stage, 'proxy');
+  });
+});
+
+describe('event times', () => {
+  it('formats a time exactly as Date#toISOString does, within a second, across seconds and outside years 0-9999', () => {
+    const base = Date.UTC(2026, 11, 3, 7, 59, 59, 990);
+    const times = [0, -1, -0.5, 1.7, 999.999, base, base + 9.5, base + 10, base + 10.1, base + 1000];
+    times.push(-62_167_219_200_001, 253_402_300_799_999, 253_402_300_800_000, 8.64e15);
+    for (let i = 0; i < 2000; i++) times.push(base + i * 7.3);
+    for (const t of times) assert.equal(isoTime(t), new Date(t).toISOString(), String(t));
   });
 });

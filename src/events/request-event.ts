@@ -52,6 +52,30 @@ function stageTimings(ctx: RequestContext, startedAt: number): StageTiming[] {
   return out;
 }
 
+/** Last second formatted by {@link isoTime}, and its `YYYY-MM-DDTHH:MM:SS.` prefix. */
+let isoSecond = Number.NaN;
+let isoPrefix = '';
+/** Years 0000–9999 (ms since the epoch): the range where `toISOString` has this fixed shape. */
+const ISO_FIXED_MIN = -62_167_219_200_000;
+const ISO_FIXED_MAX = 253_402_300_800_000;
+
+/**
+ * `new Date(ms).toISOString()`, with the part up to the second formatted
+ * once per second: requests in the same second only append their
+ * milliseconds (about 0.2 µs a request less, and one Date fewer).
+ */
+export function isoTime(ms: number): string {
+  const t = Math.trunc(ms);
+  if (!(t >= ISO_FIXED_MIN && t < ISO_FIXED_MAX)) return new Date(ms).toISOString();
+  const second = Math.floor(t / 1000);
+  if (second !== isoSecond) {
+    isoPrefix = new Date(second * 1000).toISOString().slice(0, 20);
+    isoSecond = second;
+  }
+  const milli = t - second * 1000;
+  return `${isoPrefix}${milli < 10 ? '00' : milli < 100 ? '0' : ''}${milli}Z`;
+}
+
 /** Emits one event per request to `sink`, when its response closes. */
 export function createEventEmitter(
   sink: EventSink,
@@ -65,7 +89,7 @@ export function createEventEmitter(
     const traceparent = req.headers.traceparent;
     const event: RequestEvent = {
       type: 'request',
-      time: new Date(Date.now() - (performance.now() - startedAt)).toISOString(),
+      time: isoTime(Date.now() - (performance.now() - startedAt)),
       requestId: id,
       // The trace id sent upstream when there was one; otherwise derived the same way.
       traceId:

@@ -143,6 +143,81 @@ class CounterCells {
   }
 }
 
+/** One route's histogram series as plain numbers: counts per bucket (not cumulative), sum and count. */
+class HistogramCell {
+  readonly counts: Float64Array;
+  sum = 0;
+  count = 0;
+
+  constructor(
+    readonly route: string,
+    private readonly bounds: readonly number[],
+  ) {
+    this.counts = new Float64Array(bounds.length);
+  }
+
+  observe(value: number): void {
+    const bounds = this.bounds;
+    for (let i = 0; i < bounds.length; i++) {
+      if (value <= bounds[i]!) {
+        this.counts[i]!++;
+        break;
+      }
+    }
+    this.sum += value;
+    this.count++;
+  }
+}
+
+/**
+ * A histogram by route, observed as plain numbers and copied into the
+ * prom-client Histogram at scrape time, as {@link CounterCells} does for
+ * counters: prom-client's own `observe` builds a labels object and a hash
+ * string per call (about 0.5 µs; this is about 0.02 µs, twice per request).
+ * The copy writes the series the way prom-client 15's `observe` stores them
+ * (`hashMap` entries of labels, per-bound counts, sum and count).
+ */
+class HistogramCells {
+  private readonly cells: HistogramCell[] = [];
+
+  constructor(
+    registry: Registry,
+    name: string,
+    help: string,
+    private readonly buckets: readonly number[],
+  ) {
+    const cells = this.cells;
+    new Histogram({
+      name,
+      help,
+      labelNames: ['route'],
+      buckets: [...buckets],
+      registers: [registry],
+      collect() {
+        const series: Record<string, unknown> = {};
+        for (const cell of cells) {
+          const bucketValues: Record<number, number> = {};
+          for (let i = 0; i < buckets.length; i++) bucketValues[buckets[i]!] = cell.counts[i]!;
+          series[`route:${cell.route}`] = {
+            labels: { route: cell.route },
+            bucketValues,
+            sum: cell.sum,
+            count: cell.count,
+          };
+        }
+        (this as unknown as { hashMap: Record<string, unknown> }).hashMap = series;
+      },
+    });
+  }
+
+  /** A new series for a route (the caller keeps one per route). */
+  cell(route: string): HistogramCell {
+    const cell = new HistogramCell(route, this.buckets);
+    this.cells.push(cell);
+    return cell;
+  }
+}
+
 /** Gateway time buckets (seconds): the gateway's own work is sub-millisecond to tens of ms. */
 const GATEWAY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
 /** Upstream time buckets (seconds): an API answers in milliseconds to its 30 s timeout. */
@@ -207,28 +282,25 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     'Administrative events (keys, config, alerts, blocks), by action.',
     ['action'],
   );
-  const gatewayTime = new Histogram({
-    name: `${METRIC_PREFIX}gateway_duration_seconds`,
-    help: "Time spent in the gateway itself (total minus the upstream's time), by route.",
-    labelNames: ['route'],
-    buckets: GATEWAY_BUCKETS,
-    registers: [registry],
-  });
-  const upstreamTime = new Histogram({
-    name: `${METRIC_PREFIX}upstream_duration_seconds`,
-    help: 'Time the upstream took to answer, by route.',
-    labelNames: ['route'],
-    buckets: UPSTREAM_BUCKETS,
-    registers: [registry],
-  });
-  // One child per route and histogram, made once: observing through it skips
-  // building the labels and the observer again for every request.
+  const gatewayTime = new HistogramCells(
+    registry,
+    `${METRIC_PREFIX}gateway_duration_seconds`,
+    "Time spent in the gateway itself (total minus the upstream's time), by route.",
+    GATEWAY_BUCKETS,
+  );
+  const upstreamTime = new HistogramCells(
+    registry,
+    `${METRIC_PREFIX}upstream_duration_seconds`,
+    'Time the upstream took to answer, by route.',
+    UPSTREAM_BUCKETS,
+  );
+  // One cell per route and histogram, found once per request.
   type Observer = { observe(value: number): void };
   const children = new Map<string, { gateway: Observer; upstream: Observer }>();
   const timers = (route: string) => {
     let child = children.get(route);
     if (child === undefined) {
-      child = { gateway: gatewayTime.labels(route), upstream: upstreamTime.labels(route) };
+      child = { gateway: gatewayTime.cell(route), upstream: upstreamTime.cell(route) };
       children.set(route, child);
     }
     return child;

@@ -74,66 +74,111 @@ function delivered(res: ServerResponse): number {
   return (socket.bytesWritten ?? 0) - socket.writableLength;
 }
 
+/** What a watch reports to: whether others wait for the upstream, and that the client stalled. */
+export interface WriteWatchOwner {
+  /** Whether other requests wait for a connection to the same upstream while this one is paused. */
+  contended(): boolean;
+  /** The client took nothing for the timeout (`contended`: the shorter one); it is closed. */
+  stalled(contended: boolean): void;
+}
+
+/** The watch of a response, for its 'close' and 'finish' listeners (shared functions, not closures). */
+const kWatch = Symbol('portcullis.writeWatch');
+type Watched = ServerResponse & { [kWatch]?: WriteWatch | undefined };
+
+function stopWatch(this: Watched): void {
+  this[kWatch]?.stop();
+}
+
+function checkWatch(watch: WriteWatch): void {
+  watch.check();
+}
+
 /**
  * Watches a response's bytes waiting for the client. While some wait, it
  * checks every quarter of the shorter timeout (10–500 ms) whether the client
  * took any since the last check; when none was taken for `writeTimeoutMs`
- * (or for `contendedWriteTimeoutMs` while `contended()` says so), it calls
- * `onStall` (which closes the client). Costs nothing for a client that
- * keeps up: the watch is armed only while bytes wait.
+ * (or for `contendedWriteTimeoutMs` while `owner.contended()` says so), it
+ * calls `owner.stalled` (which closes the client). Costs nothing for a
+ * client that keeps up: the watch is armed only while bytes wait.
+ *
+ * A class with shared listeners rather than closures: one object a response
+ * where there were six functions and two `once` wrappers.
  */
-export function watchWrites(
-  res: ServerResponse,
-  limits: ClientWriteLimits,
-  contended: () => boolean,
-  onStall: (contended: boolean) => void,
-): WriteWatchdog {
-  const timeoutMs = limits.writeTimeoutMs;
-  const shortMs = Math.min(timeoutMs, limits.contendedWriteTimeoutMs);
-  // 125 ms with the defaults: a stall is seen within a quarter of the timeout, at a few timer
-  // runs per second per connection whose bytes wait.
-  const step = Math.max(10, Math.min(500, Math.floor(shortMs / 4)));
-  let timer: NodeJS.Timeout | undefined;
-  let lastDelivered = 0;
-  let lastProgressAt = 0;
-  let stopped = false;
-  const stop = () => {
-    stopped = true;
-    if (timer !== undefined) clearTimeout(timer);
-    timer = undefined;
-  };
-  const check = () => {
-    timer = undefined;
-    if (stopped || res.destroyed) return stop();
+class WriteWatch implements WriteWatchdog {
+  private timer: NodeJS.Timeout | undefined = undefined;
+  private lastDelivered = 0;
+  private lastProgressAt = 0;
+  private stopped = false;
+  private readonly timeoutMs: number;
+  private readonly shortMs: number;
+  private readonly step: number;
+
+  constructor(
+    private readonly res: ServerResponse,
+    limits: ClientWriteLimits,
+    private readonly owner: WriteWatchOwner,
+  ) {
+    const timeoutMs = limits.writeTimeoutMs;
+    this.timeoutMs = timeoutMs;
+    this.shortMs = Math.min(timeoutMs, limits.contendedWriteTimeoutMs);
+    // 125 ms with the defaults: a stall is seen within a quarter of the timeout, at a few timer
+    // runs per second per connection whose bytes wait.
+    this.step = Math.max(10, Math.min(500, Math.floor(this.shortMs / 4)));
+    (res as Watched)[kWatch] = this;
+    // `on`, not `once`: each is emitted once, and `stop` may run twice; no wrapper per listener.
+    res.on('close', stopWatch);
+    res.on('finish', stopWatch);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  check(): void {
+    this.timer = undefined;
+    const res = this.res;
+    if (this.stopped || res.destroyed) {
+      this.stop();
+      return;
+    }
     if (res.writableLength === 0) return; // everything taken: disarmed until the next write
     const now = performance.now();
     const d = delivered(res);
-    if (d !== lastDelivered) {
-      lastDelivered = d;
-      lastProgressAt = now;
+    if (d !== this.lastDelivered) {
+      this.lastDelivered = d;
+      this.lastProgressAt = now;
     }
-    const idle = now - lastProgressAt;
-    if (idle >= timeoutMs) {
-      stop();
-      onStall(false);
+    const idle = now - this.lastProgressAt;
+    if (idle >= this.timeoutMs) {
+      this.stop();
+      this.owner.stalled(false);
       return;
     }
-    if (idle >= shortMs && contended()) {
-      stop();
-      onStall(true);
+    if (idle >= this.shortMs && this.owner.contended()) {
+      this.stop();
+      this.owner.stalled(true);
       return;
     }
-    timer = setTimeout(check, step);
-  };
-  res.once('close', stop);
-  res.once('finish', stop);
-  return {
-    wrote() {
-      if (stopped || timer !== undefined || res.writableLength === 0) return;
-      lastDelivered = delivered(res);
-      lastProgressAt = performance.now();
-      timer = setTimeout(check, Math.min(step, timeoutMs));
-    },
-    stop,
-  };
+    this.timer = setTimeout(checkWatch, this.step, this);
+  }
+
+  wrote(): void {
+    const res = this.res;
+    if (this.stopped || this.timer !== undefined || res.writableLength === 0) return;
+    this.lastDelivered = delivered(res);
+    this.lastProgressAt = performance.now();
+    this.timer = setTimeout(checkWatch, Math.min(this.step, this.timeoutMs), this);
+  }
+}
+
+/** Starts watching `res`; see {@link WriteWatch}. */
+export function watchWrites(
+  res: ServerResponse,
+  limits: ClientWriteLimits,
+  owner: WriteWatchOwner,
+): WriteWatchdog {
+  return new WriteWatch(res, limits, owner);
 }

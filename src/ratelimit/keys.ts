@@ -2,7 +2,7 @@
  * Limit keys: what a request is counted as. Compiled once per limit into a
  * function of the request context.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { principalKey, tenantKey } from '../contracts/principal.js';
 import type { RequestContext } from '../contracts/stage.js';
 import { gatewayError } from '../errors.js';
@@ -17,7 +17,8 @@ export { ipKey as clientIpKey, parseIpv6 } from '../http/client-ip.js';
 
 /** Values chosen by the client (headers) or long ones are hashed: bounded, and never a secret in Redis or logs. */
 function digest(value: string): string {
-  return createHash('sha256').update(value).digest('base64url').slice(0, 22);
+  // One-shot `crypto.hash` (same digest): no Hash object per key, about 0.5 µs less.
+  return hash('sha256', value, 'base64url').slice(0, 22);
 }
 
 /** `|` separates parts; a part that contains one (or `%`) is percent-escaped so two keys never collide. */

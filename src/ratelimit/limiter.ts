@@ -85,7 +85,8 @@ export class MemoryLimiter implements Limiter {
       const { limit, key } = checks[i]!;
       const interval = (limit.periodMs / limit.count) * this.divisor;
       const burst = this.divisor === 1 ? limit.burst : Math.max(1, Math.ceil(limit.burst / this.divisor));
-      const r = gcra(this.table(limit.name).get(key), now, interval, burst, cost);
+      // peek/update: one lookup each and no Map write per request (measured with the jwt-rl bench).
+      const r = gcra(this.table(limit.name).peek(key), now, interval, burst, cost);
       tats[i] = r.tat;
       outcomes[i] = r;
       if (!r.allowed && limit.mode === 'enforce') allowed = false;
@@ -95,7 +96,7 @@ export class MemoryLimiter implements Limiter {
       if (!o.allowed) continue;
       const { limit, key } = checks[i]!;
       if (allowed || limit.mode === 'shadow') {
-        this.table(limit.name).set(key, tats[i]!, tats[i]!);
+        this.table(limit.name).update(key, tats[i]!, tats[i]!);
       } else {
         // Refused by another limit: this one keeps its units.
         const interval = (limit.periodMs / limit.count) * this.divisor;

@@ -77,6 +77,25 @@ describe('LruCache', () => {
     assert.equal(c.evictOldest(), false);
   });
 
+  it('keeps an entry read through peek() or changed through update() past newer unread ones, with its new value and expiry', () => {
+    let t = 0;
+    const c = new LruCache<string, number>(3, () => t);
+    c.set('a', 1);
+    c.set('b', 2);
+    c.set('c', 3);
+    assert.equal(c.peek('a'), 1);
+    c.update('b', 20, 50);
+    c.set('d', 4); // a and b are marked: c goes
+    assert.equal(c.peek('c'), undefined);
+    assert.equal(c.peek('a'), 1);
+    assert.equal(c.peek('b'), 20);
+    c.update('e', 5); // absent: inserted, within the bound
+    assert.equal(c.size, 3);
+    assert.equal(c.peek('e'), 5);
+    t = 50;
+    assert.equal(c.peek('b'), undefined, 'update set the expiry');
+  });
+
   it('forgets an entry at its expiry', () => {
     let t = 0;
     const c = new LruCache<string, number>(10, () => t);

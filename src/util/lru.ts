@@ -62,6 +62,39 @@ export class LruCache<K, V> {
     return true;
   }
 
+  /**
+   * The value, or undefined when absent or expired, marking it as used the
+   * way {@link has} does instead of moving it: no Map write on a hit (a
+   * `get` deletes and re-inserts, and the deleted slots make V8 rebuild the
+   * table over and over under a hot key). For the per-request lookups.
+   */
+  peek(key: K): V | undefined {
+    const entry = this.map.get(key);
+    if (entry === undefined) return undefined;
+    if (entry.expiresAt <= this.now()) {
+      this.map.delete(key);
+      return undefined;
+    }
+    entry.used = true;
+    return entry.value;
+  }
+
+  /**
+   * Stores `value` until `expiresAt`: an entry already present is changed
+   * in place and marked used (as {@link peek} does), with no Map write and
+   * no new entry object; an absent one is inserted as by {@link set}.
+   */
+  update(key: K, value: V, expiresAt = Number.POSITIVE_INFINITY): void {
+    const entry = this.map.get(key);
+    if (entry === undefined) {
+      this.set(key, value, expiresAt);
+      return;
+    }
+    entry.value = value;
+    entry.expiresAt = expiresAt;
+    entry.used = true;
+  }
+
   /** Stores `value` until `expiresAt` (ms since the epoch; Infinity for no expiry). */
   set(key: K, value: V, expiresAt = Number.POSITIVE_INFINITY): void {
     if (this.maxEntries <= 0) return;
