@@ -25,7 +25,7 @@ const ed25519Pem = () =>
 const context = { mode: 'development' as const, routeNames: ['orders-read', 'GET /health'] };
 
 describe('the audit config', () => {
-  it('defaults to on, everything sampled, 200 ms batches of 500, a 50 000-event queue that drops, kept 90 days', () => {
+  it('defaults to on, everything sampled, 200 ms batches of 128, a 50 000-event queue that drops, kept 90 days', () => {
     const fromSchema = compileAudit(valid({}));
     assert.deepEqual(fromSchema, compileAudit(undefined));
     assert.deepEqual(fromSchema, {
@@ -33,7 +33,7 @@ describe('the audit config', () => {
       sampleSuccess: 1,
       sampleRoutes: {},
       flushIntervalMs: 200,
-      batchSize: 500,
+      batchSize: 128,
       maxQueue: 50_000,
       overflow: 'drop',
       checkpointEvery: 1000,

@@ -24,7 +24,7 @@ export const AUDIT_DEFAULTS = {
   enabled: true,
   sample_success: 1,
   flush_interval: '200ms',
-  batch_size: 500,
+  batch_size: 128,
   max_queue: 50_000,
   overflow: 'drop',
   checkpoint_every: 1000,
@@ -129,7 +129,8 @@ export const AuditSchema = Type.Object(
       minimum: 1,
       maximum: 5000,
       default: AUDIT_DEFAULTS.batch_size,
-      description: 'Most events written in one transaction; a full batch is written at once.',
+      description:
+        'Most events written in one transaction; a full batch is written at once. SQLite writes block the event loop for the whole batch: larger batches cost fewer commits but raise the p99 latency of requests (128 halved it against 500 in the peer bench).',
     }),
     max_queue: Type.Integer({
       minimum: 1,
