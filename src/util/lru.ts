@@ -54,7 +54,7 @@ export class LruCache<K, V> {
   has(key: K): boolean {
     const entry = this.map.get(key);
     if (entry === undefined) return false;
-    if (entry.expiresAt <= this.now()) {
+    if (entry.expiresAt !== Number.POSITIVE_INFINITY && entry.expiresAt <= this.now()) {
       this.map.delete(key);
       return false;
     }
@@ -71,7 +71,8 @@ export class LruCache<K, V> {
   peek(key: K): V | undefined {
     const entry = this.map.get(key);
     if (entry === undefined) return undefined;
-    if (entry.expiresAt <= this.now()) {
+    // An entry without expiry (Infinity) needs no clock read.
+    if (entry.expiresAt !== Number.POSITIVE_INFINITY && entry.expiresAt <= this.now()) {
       this.map.delete(key);
       return undefined;
     }

@@ -219,8 +219,20 @@ function suffix(charset: Charset, inert: boolean): string {
   return `#${charset.name}${inert ? '-inert' : ''}`;
 }
 
-/** The suffixes (see `suffix`), made once: a value's kind is then always one of these strings. */
-const SUFFIXES = new Map(TIERS.map((t) => [t, [suffix(t, false), suffix(t, true)] as const]));
+/**
+ * A value's kind, as an index into KINDS: 0 for none of the charsets, then per tier (TIERS) its
+ * suffix with words (odd) and without (even). An index, not the suffix, so that an address's full
+ * names and cache slots are looked up in arrays made once per engine (`slotted`), not built per value.
+ */
+const KINDS: readonly string[] = ['', ...TIERS.flatMap((t) => [suffix(t, false), suffix(t, true)])];
+/**
+ * The kinds an `unshell`-only address does not read when `unshell` left the value as it was (PLAIN
+ * and URLISH values: see `identityOn`): such a value is read under the address without `unshell`.
+ */
+const SKIP_UNCHANGED: readonly boolean[] = KINDS.map((_, k) => {
+  const tier = k === 0 ? undefined : TIERS[(k - 1) >> 1];
+  return tier === PLAIN || tier === URLISH;
+});
 
 /**
  * For an address of PLAIN or URLISH values read through `unshell` alone, the same address without
@@ -372,6 +384,27 @@ function plan(rules: readonly RawRule[]): Plan {
   };
 }
 
+/**
+ * An address as `prepare` uses it: its full name per kind (`<name><suffix>`), and per kind the
+ * slot of that full name in the inert-value cache's bit sets, or -1 when no condition reads it.
+ */
+interface SlottedAddress {
+  readonly address: Address;
+  readonly full: readonly string[];
+  readonly slots: readonly number[];
+  /** Reads through `unshell` alone (see `identityOn`). */
+  readonly unshellOnly: boolean;
+  /** Has a `:name` or `!name`: the leaf's name decides whether it reads it. */
+  readonly byName: boolean;
+}
+
+/** Whether `address` reads `leaf`, by its `:name` and `!name` parts; `name` is `leafName(leaf)`. */
+function readsName(address: Address, name: string): boolean {
+  if (address.select !== undefined && !address.select(name)) return false;
+  for (const e of address.exclude) if (e(name)) return false;
+  return true;
+}
+
 /** A parsed address: which leaves of which target, transformed how. */
 interface Address {
   readonly name: string;
@@ -417,21 +450,34 @@ interface Engine {
   readonly addresses: readonly Address[];
   /** The addresses by target and pre-transformations: a leaf is transformed, windowed and sorted once per group. */
   readonly groups: readonly AddressGroup[];
+  /** How many full addresses (with their suffix) some condition reads: the slots of `Known.inert`. */
+  readonly slots: number;
   readonly shared: ReadonlyMap<string, readonly string[]>;
   /** The conditions of multi-condition rules, run as rules of their own (see `splitChains`). */
   readonly parts: ReadonlyMap<string, Part>;
-  /** Values known to match no condition of any rule, by address (see `INERT_ENTRIES`); none for the reference engine. */
-  readonly inert: LruCache<string, true> | undefined;
+  /** What is known of recent values: their kind, and the addresses they matched nothing under (see `INERT_ENTRIES`); none for the reference and tail engines. */
+  readonly inert: LruCache<string, Known> | undefined;
   /** The later conditions of multi-condition rules, run only when a first one matched (see `splitChains`). */
   readonly tails: Engine | undefined;
-  /** The address suffix of a value (see `plan`): '' unless it is of one of the charsets. */
-  readonly kindOf: (text: string) => string;
+  /** The kind of a value (an index into KINDS, see `plan`): 0 unless it is of one of the charsets. */
+  readonly kindOf: (text: string) => number;
+  /** Transformed texts, reused by `prepare` to find repeated texts in small groups (emptied after each group). */
+  readonly scratch: string[];
   /**
-   * The addresses (with their suffix) some condition reads. A value whose address no condition
-   * reads (a plain value without words, for an address only word-filtered conditions read) is not
-   * handed to the engine at all: converting it costs as much as a check.
+   * Kinds of the values the cache does not hold, for one `prepare` (emptied at its end; a kind is a
+   * function of the text and the engine, so one left behind by an exception is still right).
    */
-  readonly read: ReadonlySet<string>;
+  readonly kinds: Map<string, number>;
+}
+
+/**
+ * What the inert-value cache knows of one value (at most INERT_MAX_LENGTH characters) under one
+ * engine: its kind (a function of the text and the engine's words) and, one bit per slot (a full
+ * address some condition reads, see `SlottedAddress`), whether it matched nothing there.
+ */
+interface Known {
+  readonly kind: number;
+  readonly inert: Uint32Array;
 }
 
 /**
@@ -465,21 +511,20 @@ function wordTest(words: readonly string[]): (text: string) => boolean {
   };
 }
 
-/** Sorts values by charset and words (see `plan`). */
-function kindTest(words: ReadonlyMap<Charset, readonly string[]>): (text: string) => string {
-  const tests = TIERS.map((tier) => ({ tier, hasWord: wordTest(words.get(tier) ?? []) }));
+/** Sorts values by charset and words (see `plan`): the kind, an index into KINDS. */
+function kindTest(words: ReadonlyMap<Charset, readonly string[]>): (text: string) => number {
+  const tests = TIERS.map((tier, i) => ({ tier, hasWord: wordTest(words.get(tier) ?? []), hit: 1 + 2 * i }));
   return (text) => {
-    for (const { tier, hasWord } of tests) {
-      if (inCharset(text, tier)) {
-        const [hit, inert] = SUFFIXES.get(tier) as readonly [string, string];
-        return hasWord(text.toLowerCase()) ? hit : inert;
-      }
+    for (const { tier, hasWord, hit } of tests) {
+      if (inCharset(text, tier)) return hasWord(text.toLowerCase()) ? hit : hit + 1;
     }
-    return '';
+    return 0;
   };
 }
 
-const engines = new Map<string, Engine>();
+/** The engines by paranoia level (planned, and reference). */
+const engines: Engine[] = [];
+const referenceEngines: Engine[] = [];
 
 /** One condition of a multi-condition rule, run as a rule of its own. */
 interface Part {
@@ -534,6 +579,13 @@ function splitChains(rules: readonly RawRule[]): {
  * is cached only from a run that reported nothing, and only per engine
  * (paranoia level). Bounded: INERT_ENTRIES values of at most
  * INERT_MAX_LENGTH characters (a few MB); longer values rarely recur.
+ *
+ * Keyed by the value alone (no `address + value` string to build and hash
+ * per address), each entry holding the value's kind and one bit per full
+ * address (`Known`): a request made of recurring values costs one lookup
+ * per value and group of addresses, and builds nothing. Route exclusions
+ * play no part: they select which leaves are inspected (`detect`) and which
+ * detections count, never what the engine reports for a value.
  */
 const INERT_ENTRIES = 10_000;
 const INERT_MAX_LENGTH = 256;
@@ -544,16 +596,14 @@ const INERT_MAX_LENGTH = 256;
  * every input (no `plan`) — what the planned engine must agree with (tests).
  */
 function engine(paranoiaLevel: number, reference = false): Engine {
-  const key = `${paranoiaLevel}${reference ? ' reference' : ''}`;
-  let built = engines.get(key);
-  if (built === undefined) {
-    const split = splitChains(ALL_RULES.filter((r) => Number(r.tags.paranoia_level ?? '1') <= paranoiaLevel));
-    const tails =
-      split.tails.length > 0 ? buildEngine(split.tails, split.parts, reference, 'tails') : undefined;
-    built = buildEngine(split.heads, split.parts, reference, 'main', tails);
-    engines.set(key, built);
-  }
-  return built;
+  const built = (reference ? referenceEngines : engines)[paranoiaLevel];
+  if (built !== undefined) return built;
+  const split = splitChains(ALL_RULES.filter((r) => Number(r.tags.paranoia_level ?? '1') <= paranoiaLevel));
+  const tails =
+    split.tails.length > 0 ? buildEngine(split.tails, split.parts, reference, 'tails') : undefined;
+  const made = buildEngine(split.heads, split.parts, reference, 'main', tails);
+  (reference ? referenceEngines : engines)[paranoiaLevel] = made;
+  return made;
 }
 
 /** One libddwaf instance over `rules` (planned unless `reference`). */
@@ -590,17 +640,23 @@ function buildEngine(
           names.add(i.address.replace(/#.*$/, ''));
           read.add(i.address);
         }
+    // A slot per full address some condition reads. A value whose full address no condition reads
+    // (a plain value without words, where only word-filtered conditions look) has none and is not
+    // handed over at all: converting it costs as much as a check.
+    const slotOf = new Map([...read].sort().map((full, i) => [full, i]));
     return {
       waf,
       addresses: [...names].sort().map(parseAddress),
-      groups: groupAddresses([...names].sort().map(parseAddress)),
+      groups: groupAddresses([...names].sort().map(parseAddress), slotOf),
+      slots: slotOf.size,
       shared: planned.shared,
       parts,
       // Only the main engine skips values; the tail engine reads every value.
-      inert: reference || role === 'tails' ? undefined : new LruCache<string, true>(INERT_ENTRIES),
+      inert: reference || role === 'tails' ? undefined : new LruCache<string, Known>(INERT_ENTRIES),
       tails,
-      kindOf: reference ? () => '' : kindTest(planned.words),
-      read,
+      kindOf: reference ? () => 0 : kindTest(planned.words),
+      scratch: [],
+      kinds: new Map(),
     };
   }
 }
@@ -740,8 +796,9 @@ interface Slice {
   payload: Record<string, string[]>;
   owners: Record<string, Leaf[]>;
   bytes: number;
-  /** The inert-cache keys of the values short enough to cache: made once, looked up and then set. */
-  keys: string[];
+  /** The cached values in it (`Known`) and the slot each was handed under: marked inert after a run without events. */
+  known: Known[];
+  slots: number[];
 }
 
 /** The most bytes of text handed to the engine in one run; the CPU budget is checked between runs. */
@@ -758,34 +815,49 @@ function leafName(leaf: Leaf): string {
 interface AddressGroup {
   readonly target: Target;
   readonly pre: readonly PreTransform[];
-  readonly addresses: readonly Address[];
+  readonly addresses: readonly SlottedAddress[];
 }
 
-function groupAddresses(addresses: readonly Address[]): AddressGroup[] {
-  const groups = new Map<string, { target: Target; pre: readonly PreTransform[]; addresses: Address[] }>();
+/** The addresses by group, each with its full names and cache slots per kind (`slotOf`: full name → slot). */
+function groupAddresses(addresses: readonly Address[], slotOf: ReadonlyMap<string, number>): AddressGroup[] {
+  const groups = new Map<
+    string,
+    { target: Target; pre: readonly PreTransform[]; addresses: SlottedAddress[] }
+  >();
   for (const a of addresses) {
-    const key = `${a.target}|${a.preNames.join(',')}`;
+    // At most MASK_BITS addresses a group (`prepare` keeps a bit per address): more start another.
+    let key = `${a.target}|${a.preNames.join(',')}`;
+    while ((groups.get(key)?.addresses.length ?? 0) >= MASK_BITS) key += '+';
     const g = groups.get(key) ?? { target: a.target, pre: a.pre, addresses: [] };
-    g.addresses.push(a);
+    const full = KINDS.map((k) => a.name + k);
+    g.addresses.push({
+      address: a,
+      full,
+      slots: full.map((f) => slotOf.get(f) ?? -1),
+      unshellOnly: unshellOnly(a),
+      byName: a.select !== undefined || a.exclude.length > 0,
+    });
     groups.set(key, g);
   }
   return [...groups.values()];
 }
 
-/**
- * The inputs as slices of at most SLICE bytes (a longer string is a slice of its own windows).
- * Leaf by leaf within each group of addresses (`groupAddresses`): a leaf's text is transformed,
- * windowed and sorted by charset once for all the addresses of its group, not once per address.
- */
-function prepare(inputs: Inputs, { groups, kindOf, inert, read }: Engine): Slice[] {
-  const slices: Slice[] = [];
-  let current: Slice = { payload: {}, owners: {}, bytes: 0, keys: [] };
-  const push = (address: string, text: string, leaf: Leaf, key: string | undefined) => {
+/** Slices being filled by `prepare`: made at the first value that is to be handed over, not before. */
+class Slices {
+  readonly done: Slice[] = [];
+  current: Slice = newSlice();
+
+  push(address: string, text: string, leaf: Leaf, known: Known | undefined, slot: number): void {
+    let current = this.current;
     if (current.bytes > 0 && current.bytes + text.length > SLICE) {
-      slices.push(current);
-      current = { payload: {}, owners: {}, bytes: 0, keys: [] };
+      this.done.push(current);
+      current = newSlice();
+      this.current = current;
     }
-    if (key !== undefined) current.keys.push(key);
+    if (known !== undefined) {
+      current.known.push(known);
+      current.slots.push(slot);
+    }
     let items = current.payload[address];
     let owners = current.owners[address];
     if (items === undefined || owners === undefined) {
@@ -797,62 +869,175 @@ function prepare(inputs: Inputs, { groups, kindOf, inert, read }: Engine): Slice
     items.push(text);
     owners.push(leaf);
     current.bytes += text.length;
-  };
-  // Sorted once per text (the same for every address): the address suffix, interned per address below.
-  const kinds = new Map<string, string>();
+  }
+
+  finish(): Slice[] {
+    if (this.current.bytes > 0) this.done.push(this.current);
+    return this.done;
+  }
+}
+
+function newSlice(): Slice {
+  return { payload: {}, owners: {}, bytes: 0, known: [], slots: [] };
+}
+
+/** Nothing to hand to the engine. */
+const NO_SLICES: readonly Slice[] = Object.freeze([]);
+
+/**
+ * Groups of at most this many leaves find a repeated text by comparing it with the texts before it
+ * (nothing built per request); larger ones keep a Map of text → the addresses (bits) it went to.
+ */
+const SMALL_GROUP = 16;
+/** The most addresses in a group (`groupAddresses`): one bit each in `prepare`'s Map. */
+const MASK_BITS = 30;
+
+/** Whether bit `slot` is set. */
+function isSet(bits: Uint32Array, slot: number): boolean {
+  return ((bits[slot >>> 5] as number) & (1 << (slot & 31))) !== 0;
+}
+
+/**
+ * The inputs as slices of at most SLICE bytes (a longer string is a slice of its own windows).
+ * Leaf by leaf within each group of addresses (`groupAddresses`): a leaf's text is transformed,
+ * windowed and sorted by charset once for all the addresses of its group, not once per address.
+ *
+ * The common case is a request of recurring values (the same headers, path and parameters as the
+ * requests before it), all known inert: that costs one cache lookup per value and group, and builds
+ * nothing (no Map, Set, slice or key string; `NO_SLICES`). What is built per address (full names,
+ * cache slots) was built with the engine; slices are made at the first value to hand over.
+ */
+function prepare(inputs: Inputs, built: Engine): readonly Slice[] {
+  const { groups, kindOf, inert, slots, scratch } = built;
+  const words = (slots + 31) >>> 5;
+  let out: Slices | undefined;
   for (const group of groups) {
     const leaves = inputs[group.target];
-    if (leaves.length === 0) continue;
+    const n = leaves.length;
+    if (n === 0) continue;
     const addresses = group.addresses;
-    // Per address: the full names by suffix, and the texts already handed over (the same text is
-    // inspected once per address: JSON keys repeat in every array item; a match names the first place).
-    const named = addresses.map(() => new Map<string, string>());
-    const seen = addresses.map(() => new Set<string>());
-    for (const leaf of leaves) {
+    const transformed = group.pre.length > 0;
+    // The same text is inspected once per address (JSON keys repeat in every array item; a match
+    // names the first place): small groups compare with the texts before, larger ones keep a Map.
+    const small = n <= SMALL_GROUP;
+    let seen: Map<string, number> | undefined;
+    for (let i = 0; i < n; i++) {
+      const leaf = leaves[i] as Leaf;
       let text = leaf.text;
       for (const t of group.pre) text = t(text);
+      if (small && transformed) scratch[i] = text;
       if (text === '') continue;
+      // Whether an earlier leaf of the group has the same text (then per address: did it read it?).
+      let repeated = false;
+      if (small) {
+        for (let j = 0; j < i && !repeated; j++)
+          repeated = (transformed ? scratch[j] : (leaves[j] as Leaf).text) === text;
+      }
+      // The text is its one window when short, as nearly every value is; else `windows`, when first read.
+      const long = text.length * 3 > WINDOW;
       let parts: string[] | undefined;
+      let known: Known | undefined;
+      let kind = -1;
       let name: string | undefined;
       for (let a = 0; a < addresses.length; a++) {
-        const address = addresses[a] as Address;
-        if (address.select !== undefined || address.exclude.length > 0) {
+        const slotted = addresses[a] as SlottedAddress;
+        const address = slotted.address;
+        if (slotted.byName) {
           name ??= leafName(leaf);
-          if (address.select !== undefined && !address.select(name)) continue;
-          if (address.exclude.some((e) => e(name as string))) continue;
+          if (!readsName(address, name)) continue;
         }
-        const unchanged = unshellOnly(address) && text === leaf.text;
-        const done = seen[a] as Set<string>;
-        if (done.has(text)) continue;
-        done.add(text);
-        parts ??= windows(text);
-        const names = named[a] as Map<string, string>;
-        for (const w of parts) {
-          let kind = kinds.get(w);
-          if (kind === undefined) {
-            kind = kindOf(w);
-            kinds.set(w, kind);
+        if (small) {
+          if (repeated && readBefore(leaves, i, text, address, transformed ? scratch : undefined)) continue;
+        } else {
+          seen ??= new Map();
+          const done = seen.get(text) ?? 0;
+          if ((done & (1 << a)) !== 0) continue;
+          seen.set(text, done | (1 << a));
+        }
+        const unchanged = slotted.unshellOnly && text === leaf.text;
+        if (!long) {
+          if (kind < 0) {
+            known = inert === undefined ? undefined : knownOf(inert, kindOf, words, text);
+            kind = known === undefined ? uncachedKind(built, text) : known.kind;
           }
           // Left as it was by `unshell`, a PLAIN or URLISH value is read under the address without it.
-          if (unchanged && kind !== '' && !kind.startsWith('#text')) continue;
-          let full = names.get(kind);
-          if (full === undefined) {
-            full = address.name + kind;
-            names.set(kind, full);
-          }
-          if (!read.has(full)) continue;
-          let key: string | undefined;
-          if (inert !== undefined && w.length <= INERT_MAX_LENGTH) {
-            key = `${full}\0${w}`;
-            if (inert.has(key)) continue;
-          }
-          push(full, w, leaf, key);
+          if (unchanged && SKIP_UNCHANGED[kind]) continue;
+          const slot = slotted.slots[kind] as number;
+          if (slot < 0) continue;
+          if (known !== undefined && isSet(known.inert, slot)) continue;
+          out ??= new Slices();
+          out.push(slotted.full[kind] as string, text, leaf, known, slot);
+          continue;
+        }
+        parts ??= windows(text);
+        for (const w of parts) {
+          // Most windows are longer than INERT_MAX_LENGTH, but a squeezed text can be short.
+          const wKnown = inert === undefined ? undefined : knownOf(inert, kindOf, words, w);
+          const wKind = wKnown === undefined ? uncachedKind(built, w) : wKnown.kind;
+          if (unchanged && SKIP_UNCHANGED[wKind]) continue;
+          const slot = slotted.slots[wKind] as number;
+          if (slot < 0) continue;
+          if (wKnown !== undefined && isSet(wKnown.inert, slot)) continue;
+          out ??= new Slices();
+          out.push(slotted.full[wKind] as string, w, leaf, wKnown, slot);
         }
       }
     }
+    // Drop the references to transformed texts (they can be long).
+    if (small && transformed) scratch.fill('', 0, n);
   }
-  if (current.bytes > 0) slices.push(current);
-  return slices;
+  if (built.kinds.size > 0) built.kinds.clear();
+  return out === undefined ? NO_SLICES : out.finish();
+}
+
+/**
+ * What the cache knows of `text` (entered with its kind and no inert address when new), or
+ * undefined when it is too long to cache.
+ */
+function knownOf(
+  inert: LruCache<string, Known>,
+  kindOf: (text: string) => number,
+  words: number,
+  text: string,
+): Known | undefined {
+  if (text.length > INERT_MAX_LENGTH) return undefined;
+  let known = inert.peek(text);
+  if (known === undefined) {
+    known = { kind: kindOf(text), inert: new Uint32Array(words) };
+    inert.set(text, known);
+  }
+  return known;
+}
+
+/** The kind of a value the cache does not hold (too long, or no cache), sorted once per request (`Engine.kinds`). */
+function uncachedKind(built: Engine, text: string): number {
+  let kind = built.kinds.get(text);
+  if (kind === undefined) {
+    kind = built.kindOf(text);
+    built.kinds.set(text, kind);
+  }
+  return kind;
+}
+
+/**
+ * Whether a leaf before `leaves[i]` in its group, with the same (transformed) `text`, is read by
+ * `address`: then `text` was already handed over (or left out) under it. `texts`: the group's
+ * transformed texts, when it has pre-transformations.
+ */
+function readBefore(
+  leaves: readonly Leaf[],
+  i: number,
+  text: string,
+  address: Address,
+  texts: readonly string[] | undefined,
+): boolean {
+  const byName = address.select !== undefined || address.exclude.length > 0;
+  for (let j = 0; j < i; j++) {
+    const leaf = leaves[j] as Leaf;
+    if ((texts === undefined ? leaf.text : texts[j]) !== text) continue;
+    if (!byName || readsName(address, leafName(leaf))) return true;
+  }
+  return false;
 }
 
 function toPointer(location: readonly string[]): string {
@@ -915,6 +1100,8 @@ export function spent(start: Clock, threshold: number): number {
   return Math.min(cpu.user + cpu.system, wall);
 }
 
+const NO_DETECTIONS: readonly Detection[] = Object.freeze([]);
+
 export interface InspectOptions {
   /** CRS paranoia level, 1-4. */
   readonly paranoiaLevel: number;
@@ -935,7 +1122,7 @@ export function inspect(inputs: Inputs, options: InspectOptions): InspectionResu
   const slices = prepare(inputs, built);
   // Nothing left to run (every value known inert): the wall time is the cost, no clock read.
   if (slices.length === 0)
-    return { detections: [], timedOut: false, cpuMicros: (performance.now() - wallStart) * 1000 };
+    return { detections: NO_DETECTIONS, timedOut: false, cpuMicros: (performance.now() - wallStart) * 1000 };
   // The CPU clock starts with the engine (one pread); the wall clock already covers preparing.
   const clock: Clock = { ...startClock(), wall: wallStart };
   const run: Run = { detections: [], partHits: new Map(), timedOut: false };
@@ -980,7 +1167,12 @@ function runEngine(
       const result = context.run({ ephemeral: chunkedPayload(slice.payload) }, left);
       const events = (result.events ?? []) as WafEvent[];
       if (events.length === 0 && !result.timeout && inert !== undefined) {
-        for (const key of slice.keys) inert.set(key, true);
+        const { known, slots } = slice;
+        for (let i = 0; i < known.length; i++) {
+          const bits = (known[i] as Known).inert;
+          const slot = slots[i] as number;
+          bits[slot >>> 5] = (bits[slot >>> 5] as number) | (1 << (slot & 31));
+        }
       }
       for (const event of events) {
         for (const match of event.rule_matches) {

@@ -113,9 +113,8 @@ function excludes(e: Exclusion, d: Detection): boolean {
  */
 function groupByExclusion(
   inputs: Inputs,
-  exclusions: readonly Exclusion[],
+  located: readonly Exclusion[],
 ): { inputs: Inputs; skip: readonly Exclusion[] }[] {
-  const located = exclusions.filter((e) => e.segments.length > 0);
   if (located.length === 0) return [{ inputs, skip: [] }];
   const groups = new Map<string, { inputs: Inputs; skip: Exclusion[] }>();
   for (const target of TARGETS) {
@@ -151,14 +150,62 @@ export interface Verdict {
   timedOut: boolean;
 }
 
-/** Runs the engine over `inputs` under a route's settings, and scores the result. */
+/** What `detect` derives from a route's settings: made once per settings object, not per request. */
+interface RouteView {
+  readonly enabled: ReadonlySet<string>;
+  /** Exclusions without a location (rule ids, tags or categories everywhere). */
+  readonly everywhere: readonly Exclusion[];
+  /** Exclusions with a location. */
+  readonly located: readonly Exclusion[];
+}
+
+const views = new WeakMap<InspectionSettings, RouteView>();
+
+function viewOf(settings: InspectionSettings): RouteView {
+  let view = views.get(settings);
+  if (view === undefined) {
+    view = {
+      enabled: new Set(settings.categories),
+      everywhere: settings.exclusions.filter((e) => e.segments.length === 0),
+      located: settings.exclusions.filter((e) => e.segments.length > 0),
+    };
+    views.set(settings, view);
+  }
+  return view;
+}
+
+/** No detections, no exclusions (shared, frozen: a write throws rather than leaks into other requests). */
+const NONE = Object.freeze([]) as unknown as Detection[];
+const NO_EXCLUSIONS: readonly Exclusion[] = Object.freeze([]);
+
+/**
+ * Runs the engine over `inputs` under a route's settings, and scores the result. What is derived
+ * from the settings is derived once (`viewOf`; settings are not changed once made).
+ */
 export function detect(inputs: Inputs, settings: InspectionSettings): Verdict {
-  const enabled = new Set(settings.categories);
-  const everywhere = settings.exclusions.filter((e) => e.segments.length === 0);
+  const { enabled, everywhere, located } = viewOf(settings);
+  // No located exclusion (the common case): one run over all the inputs, nothing to group. (No
+  // budget at all is the loop's case below: nothing inspected, timed out.)
+  if (located.length === 0 && settings.timeoutMicros > 0) {
+    const result = inspect(inputs, {
+      paranoiaLevel: settings.paranoiaLevel,
+      budgetMicros: settings.timeoutMicros,
+    });
+    if (result.detections.length === 0)
+      return {
+        detections: NONE,
+        score: 0,
+        reject: 0 >= settings.anomalyThreshold,
+        timedOut: result.timedOut,
+      };
+    const detections: Detection[] = [];
+    keep(result.detections, NO_EXCLUSIONS, enabled, everywhere, detections);
+    return scored(detections, settings, result.timedOut);
+  }
   const detections: Detection[] = [];
   let timedOut = false;
   let spent = 0;
-  for (const group of groupByExclusion(inputs, settings.exclusions)) {
+  for (const group of groupByExclusion(inputs, located)) {
     const budget = settings.timeoutMicros - spent;
     if (budget <= 0) {
       timedOut = true;
@@ -167,13 +214,29 @@ export function detect(inputs: Inputs, settings: InspectionSettings): Verdict {
     const result = inspect(group.inputs, { paranoiaLevel: settings.paranoiaLevel, budgetMicros: budget });
     spent += result.cpuMicros;
     if (result.timedOut) timedOut = true;
-    for (const d of result.detections) {
-      if (!enabled.has(d.category)) continue;
-      if (group.skip.some((e) => excludes(e, d)) || everywhere.some((e) => excludes(e, d))) continue;
-      detections.push(d);
-    }
+    keep(result.detections, group.skip, enabled, everywhere, detections);
     if (timedOut) break;
   }
+  return scored(detections, settings, timedOut);
+}
+
+/** Adds to `out` the detections of an enabled category that no exclusion (`skip`, `everywhere`) removes. */
+function keep(
+  found: readonly Detection[],
+  skip: readonly Exclusion[],
+  enabled: ReadonlySet<string>,
+  everywhere: readonly Exclusion[],
+  out: Detection[],
+): void {
+  for (const d of found) {
+    if (!enabled.has(d.category)) continue;
+    if (skip.some((e) => excludes(e, d)) || everywhere.some((e) => excludes(e, d))) continue;
+    out.push(d);
+  }
+}
+
+/** The verdict on these detections: each rule that matched scores once. */
+function scored(detections: Detection[], settings: InspectionSettings, timedOut: boolean): Verdict {
   let score = 0;
   for (const id of new Set(detections.map((d) => d.rule))) score += ruleInfo(id)?.score ?? 5;
   return { detections, score, reject: score >= settings.anomalyThreshold, timedOut };
