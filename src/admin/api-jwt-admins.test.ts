@@ -22,7 +22,7 @@ import {
   type TestGateway,
   type TestUpstream,
 } from '../test-support/gateway.js';
-import { type Reply, send } from '../test-support/http.js';
+import { adminApi, type Reply } from '../test-support/http.js';
 import { signingKey } from '../test-support/oidc.js';
 
 type OidcProvider = { callback(): (req: IncomingMessage, res: ServerResponse) => void };
@@ -95,18 +95,7 @@ async function obtain(issuer: string, clientId: string): Promise<string> {
   return (await oauth.processClientCredentialsResponse(as, client, response)).access_token;
 }
 
-function api(gw: TestGateway, token: string | undefined) {
-  return (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) =>
-    send(gw.adminUrl, path, {
-      method,
-      headers: {
-        ...(token === undefined ? {} : { authorization: `Bearer ${token}` }),
-        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-        ...headers,
-      },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
-}
+const api = (gw: TestGateway, token: string | undefined) => adminApi(gw.adminUrl, token);
 
 function assertProblem(reply: Reply, status: number, code: string): void {
   assert.equal(reply.status, status, reply.body);

@@ -13,15 +13,9 @@ import {
   type TestGateway,
   type TestUpstream,
 } from '../test-support/gateway.js';
+import { type Reply, readReply } from '../test-support/http.js';
 import { createTempPki, type PemFiles, type TempPki } from '../tls/test-support/pki.js';
 import { runAdminCommand } from './tokens/cli.js';
-
-interface Reply {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: string;
-  json<T>(): T;
-}
 
 describe('admins who authenticate with a client certificate', () => {
   let pki: TempPki;
@@ -106,19 +100,7 @@ describe('admins who authenticate with a client certificate', () => {
             ...options.headers,
           },
         },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => {
-            const body = Buffer.concat(chunks).toString();
-            resolve({
-              status: res.statusCode ?? 0,
-              headers: res.headers,
-              body,
-              json: () => JSON.parse(body),
-            });
-          });
-        },
+        (res) => readReply(res).then(resolve, reject),
       );
       req.on('error', reject);
       req.end();

@@ -13,7 +13,7 @@ import {
   type TestGateway,
   type TestUpstream,
 } from '../test-support/gateway.js';
-import { type Reply, send } from '../test-support/http.js';
+import { adminApi, type Reply, send } from '../test-support/http.js';
 import { BODY_OPERATIONS, OPERATIONS } from './api/index.js';
 import { adminOpenApiDocument } from './api/openapi.js';
 import { runAdminCommand } from './tokens/cli.js';
@@ -47,18 +47,7 @@ async function cliToken(gw: TestGateway, role: AdminRole, name = `${role} test`)
   return out.join('').trim();
 }
 
-function api(gw: TestGateway, token: string | undefined) {
-  return (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) =>
-    send(gw.adminUrl, path, {
-      method,
-      headers: {
-        ...(token === undefined ? {} : { authorization: `Bearer ${token}` }),
-        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-        ...headers,
-      },
-      ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
-    });
-}
+const api = (gw: TestGateway, token: string | undefined) => adminApi(gw.adminUrl, token);
 
 function assertProblem(reply: Reply, status: number, code?: string): void {
   assert.equal(reply.status, status, reply.body);

@@ -1,5 +1,5 @@
 /** Small real-HTTP helpers for tests: exact paths (no client-side normalisation) and raw sockets. */
-import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import { request as httpRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import { connect, type Socket } from 'node:net';
 
 export interface Reply {
@@ -7,6 +7,41 @@ export interface Reply {
   headers: IncomingHttpHeaders;
   body: string;
   json<T = Record<string, unknown>>(): T;
+}
+
+/** Reads a response whole, as a {@link Reply} (for requests made with node:http or node:https). */
+export function readReply(res: IncomingMessage): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    res.on('data', (c: Buffer) => chunks.push(c));
+    res.on('end', () => {
+      const body = Buffer.concat(chunks).toString();
+      resolve({
+        status: res.statusCode ?? 0,
+        headers: res.headers,
+        body,
+        json: <T>() => JSON.parse(body) as T,
+      });
+    });
+    res.on('error', reject);
+  });
+}
+
+/**
+ * A client of the admin API at `baseUrl`: JSON bodies (a string is sent as
+ * is), the admin token as a Bearer credential when given.
+ */
+export function adminApi(baseUrl: string, token: string | undefined) {
+  return (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) =>
+    send(baseUrl, path, {
+      method,
+      headers: {
+        ...(token === undefined ? {} : { authorization: `Bearer ${token}` }),
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        ...headers,
+      },
+      ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
+    });
 }
 
 /** Sends a request with the path exactly as given (fetch would normalise it first). */
@@ -19,20 +54,7 @@ export function send(
   return new Promise((resolve, reject) => {
     const req = httpRequest(
       { host: url.hostname, port: url.port, path, method: options.method ?? 'GET', headers: options.headers },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const body = Buffer.concat(chunks).toString();
-          resolve({
-            status: res.statusCode ?? 0,
-            headers: res.headers,
-            body,
-            json: <T>() => JSON.parse(body) as T,
-          });
-        });
-        res.on('error', reject);
-      },
+      (res) => readReply(res).then(resolve, reject),
     );
     req.on('error', reject);
     req.end(options.body);
