@@ -11,7 +11,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Blocklist } from './alerts/index.js';
 import type { AuthServices } from './auth/services.js';
-import type { GatewayConfig } from './config/types.js';
+import type { GatewayConfig, RouteSettings } from './config/types.js';
 import type { RequestContext, Stage } from './contracts/stage.js';
 import { GatewayError, gatewayError, sendProblem } from './errors.js';
 import { logOnFinish } from './events/access-log.js';
@@ -72,6 +72,9 @@ export interface GatewayEndpoint {
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{8,128}$/;
+
+/** Builds one request's context for a route (or a gate lane's stand-in route). */
+type Arrive = (route: RouteSettings, params: Arrival['params'], trail: Arrival['trail']) => RouteContext;
 
 /** What the driver saw of a request, with what its 'close' listener needs to emit the event. */
 interface Seen extends RequestSeen {
@@ -154,25 +157,29 @@ export class Gateway {
     const method = req.method ?? 'GET';
     if (seen !== undefined) seen.path = head.path;
     const client = this.resolveClient(req);
-    // A routed request's context is built directly below: no arrival object copied into it.
-    const arrival = (): Omit<Arrival, 'route' | 'params'> => ({
-      id,
-      req,
-      res,
-      startedAt,
-      clientIp: client.ip,
-      method,
-      head,
-      timeStages: this.timeStages,
-    });
+    // The context, for a route or a gate lane: built directly, no arrival object copied into it.
+    const arrive: Arrive = (route, params, trail) =>
+      newContext({
+        id,
+        req,
+        res,
+        startedAt,
+        clientIp: client.ip,
+        method,
+        head,
+        route,
+        params,
+        trail,
+        timeStages: this.timeStages,
+      });
     const endpoint = this.endpoints.size > 0 ? this.endpoints.get(`${method} ${head.path}`) : undefined;
     if (endpoint !== undefined) {
-      this.admit(this.gate.endpoints, arrival(), () => this.serveEndpoint(endpoint, req, res, id, client.ip));
+      this.admit(this.gate.endpoints, arrive, () => this.serveEndpoint(endpoint, req, res, id, client.ip));
       return;
     }
     const found = this.routes.table.match(method, head.path);
     if (found === undefined || !('route' in found)) {
-      this.admit(this.gate.unrouted, arrival(), () => {
+      this.admit(this.gate.unrouted, arrive, () => {
         const answer = answerUnrouted(this.routes.table, method, head, found);
         if (answer instanceof GatewayError) this.reject(req, res, id, answer);
         else {
@@ -183,19 +190,7 @@ export class Gateway {
       return;
     }
     const route = found.route;
-    const ctx = newContext({
-      id,
-      req,
-      res,
-      startedAt,
-      clientIp: client.ip,
-      method,
-      head,
-      route: route.settings,
-      params: found.params,
-      trail: this.deps.dryRun ? [] : undefined,
-      timeStages: this.timeStages,
-    });
+    const ctx = arrive(route.settings, found.params, this.deps.dryRun ? [] : undefined);
     if (seen !== undefined) seen.ctx = ctx;
     const forwardQuery =
       route.stripQueryParam === undefined
@@ -208,8 +203,8 @@ export class Gateway {
   };
 
   /** Runs a gate lane (`src/pipeline/gate.ts`) over a request no route takes, then `next`. */
-  private admit(lane: GateLane, arrival: Omit<Arrival, 'route' | 'params'>, next: () => void): void {
-    this.run(newContext({ ...arrival, route: lane.route, params: {} }), lane.stages, next);
+  private admit(lane: GateLane, arrive: Arrive, next: () => void): void {
+    this.run(arrive(lane.route, {}, undefined), lane.stages, next);
   }
 
   /**
