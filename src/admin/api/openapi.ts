@@ -90,6 +90,17 @@ const durationSchema = (description: string): Schema =>
   str(description, { pattern: '^[0-9]+(ms|s|m|h|d)$', examples: ['24h'] });
 const NOT_FOUND = { '404': problem('No such resource.') };
 
+/** The answer of a revoke: whether it was revoked already, and the record (`schema`) as it is now. */
+const revoked = (description: string, record: Schema) => ({
+  status: '200',
+  description,
+  schema: {
+    type: 'object',
+    required: ['alreadyRevoked', 'record'],
+    properties: { alreadyRevoked: { type: 'boolean' }, record },
+  },
+});
+
 /** An operation whose success is a Server-Sent Events stream rather than JSON. */
 function eventStream(o: ReturnType<typeof operation>) {
   const responses = o.responses as Record<string, unknown>;
@@ -265,15 +276,7 @@ export function adminOpenApiDocument(): Record<string, unknown> {
           role: 'operator',
           tag: 'keys',
           parameters: [idParam('The key id, key_…')],
-          ok: {
-            status: '200',
-            description: 'The revoked key.',
-            schema: {
-              type: 'object',
-              required: ['alreadyRevoked', 'record'],
-              properties: { alreadyRevoked: { type: 'boolean' }, record: ref('ApiKey') },
-            },
-          },
+          ok: revoked('The revoked key.', ref('ApiKey')),
           errors: NOT_FOUND,
         }),
       },
@@ -576,15 +579,7 @@ export function adminOpenApiDocument(): Record<string, unknown> {
           role: 'admin',
           tag: 'admin-tokens',
           parameters: [idParam('The token id, adt_…')],
-          ok: {
-            status: '200',
-            description: 'The revoked token.',
-            schema: {
-              type: 'object',
-              required: ['alreadyRevoked', 'record'],
-              properties: { alreadyRevoked: { type: 'boolean' }, record: ref('AdminToken') },
-            },
-          },
+          ok: revoked('The revoked token.', ref('AdminToken')),
           errors: NOT_FOUND,
         }),
       },
