@@ -80,8 +80,9 @@ const TRANSFORMERS: Record<string, string> = {
   base64decode: 'base64_decode',
 };
 /** Transformations libddwaf lacks, done by Portcullis (`engine.ts`), and those it can do first. */
-const PORTCULLIS_ONLY = new Set(['removeWhitespace', 'replaceComments']);
+const PORTCULLIS_ONLY = new Set(['removeWhitespace', 'replaceComments', 'removeXmlDeclarations']);
 const PORTCULLIS_CAN = new Set([
+  'removeXmlDeclarations',
   'urlDecodeUni',
   'urlDecode',
   'lowercase',
@@ -468,6 +469,76 @@ function special(id: string, head: SecRule): Condition[] | undefined {
   return undefined;
 }
 
+/**
+ * The words a word-list regex of the CRS matches, spelled out: 3.3.4 writes
+ * its lists of names (933160's PHP functions) as one optimised alternation,
+ * `s(?:ystem|how_source)|...`. Only what such lists use is understood
+ * (literals, `(?:a|b)`, `[abc]`, `?`); anything else throws, so a list is
+ * never narrowed by a guess.
+ */
+function expandWords(src: string): string[] {
+  let i = 0;
+  const seq = (): string[] => {
+    let acc = [''];
+    while (i < src.length && src[i] !== '|' && src[i] !== ')') {
+      let items: string[];
+      if (src.startsWith('(?:', i)) {
+        i += 3;
+        items = alt();
+        if (src[i] !== ')') throw new Error(`expected ) at ${i}`);
+        i++;
+      } else if (src[i] === '[') {
+        const end = src.indexOf(']', i);
+        const body = src.slice(i + 1, end);
+        if (/[\\^-]/.test(body)) throw new Error(`class ${body}`);
+        items = [...body];
+        i = end + 1;
+      } else if (/[\w]/.test(src[i] ?? '')) {
+        items = [src[i] as string];
+        i++;
+      } else throw new Error(`unexpected ${src[i]} at ${i}`);
+      if (src[i] === '?') {
+        items = ['', ...items];
+        i++;
+      }
+      acc = acc.flatMap((a) => items.map((b) => a + b));
+    }
+    return acc;
+  };
+  const alt = (): string[] => {
+    const out = seq();
+    while (src[i] === '|') {
+      i++;
+      out.push(...seq());
+    }
+    return out;
+  };
+  const words = alt();
+  if (i !== src.length) throw new Error(`stopped at ${i}`);
+  return words;
+}
+
+/**
+ * `@rx (?i)\b(?:<word list>)<rest>` with the given names left out of the
+ * list (each must be in it) and the rest of 3.3.4's pattern kept.
+ */
+function withoutWords(operator: string, drop: string[]): string {
+  const head = '@rx (?i)\\b(?:';
+  if (!operator.startsWith(head)) throw new Error(`not a word-list regex: ${operator.slice(0, 40)}`);
+  // The list ends at the parenthesis that closes the one opened by the head.
+  let depth = 1;
+  let end = head.length;
+  for (; end < operator.length && depth > 0; end++) {
+    if (operator[end] === '\\') end++;
+    else if (operator[end] === '(') depth++;
+    else if (operator[end] === ')') depth--;
+  }
+  const words = expandWords(operator.slice(head.length, end - 1));
+  for (const d of drop) if (!words.includes(d)) throw new Error(`${d} is not in the word list`);
+  const kept = words.filter((w) => !drop.includes(w)).sort();
+  return `${head}${kept.join('|')})${operator.slice(end)}`;
+}
+
 function compileChain(chain: SecRule[], category: string): Rule {
   const head = chain[0] as SecRule;
   const id = head.actions.get('id')?.[0] ?? '';
@@ -490,9 +561,18 @@ function compileChain(chain: SecRule[], category: string): Rule {
       if (i > 0 && variables === 'MATCHED_VARS') variables = head.variables;
       else if (i > 0 && /^(TX|MATCHED_VAR)/.test(variables))
         throw new Skip(`chained condition on ${variables} (a value captured by an earlier condition)`);
-      const inputs = inputsOf(variables, i > 0 && part.actions.get('t') === undefined ? [] : transforms);
+      let inputs = inputsOf(variables, i > 0 && part.actions.get('t') === undefined ? [] : transforms);
+      const pre = i === 0 ? adjusted?.pre : undefined;
+      if (pre !== undefined) {
+        // Same targets in the same order: the argument values read through the pre-transformations.
+        const withPre = inputsOf(variables, [...pre, ...transforms]);
+        inputs = inputs.map(
+          (input, k) => (/^crs\.args[:!|]|^crs\.args$/.test(input.address) ? withPre[k] : input) as Input,
+        );
+      }
       if (i === 0) headInputs = inputs;
-      const operator = i === 0 && adjusted?.operator !== undefined ? adjusted.operator : part.operator;
+      let operator = i === 0 && adjusted?.operator !== undefined ? adjusted.operator : part.operator;
+      if (i === 0 && adjusted?.dropWords !== undefined) operator = withoutWords(operator, adjusted.dropWords);
       conditions.push(condition(operator, inputs.length > 0 ? inputs : headInputs, id));
     }
   }
@@ -527,7 +607,23 @@ function compileChain(chain: SecRule[], category: string): Rule {
  * pattern narrowed here (targets and transformations stay 3.3.4's); the
  * comment beside each says what was changed.
  */
-const ADJUSTED: Record<string, { score?: number; pl?: string; operator?: string; reason: string }> = {
+interface Adjustment {
+  score?: number;
+  pl?: string;
+  /** 3.3.4's operator replaced, with 3.3.4's pattern narrowed here. */
+  operator?: string;
+  /** Names taken out of 3.3.4's word-list regex (`withoutWords`): the rest of its pattern stays. */
+  dropWords?: string[];
+  /**
+   * Portcullis transformations run before the rule's own (`transforms.ts`), on argument values
+   * only (each such address is a group the engine transforms and hands over apart: the other
+   * targets, where what the transformation is for does not occur, are left as they were).
+   */
+  pre?: string[];
+  reason: string;
+}
+
+const ADJUSTED: Record<string, Adjustment> = {
   '941120': {
     // 3.3.4's regex, narrowed here: a handler name of 3 to 50 letters, and "=" not followed by "=".
     operator:
@@ -537,16 +633,57 @@ const ADJUSTED: Record<string, { score?: number; pl?: string; operator?: string;
     reason:
       'narrowed: an event handler name of 3 to 50 letters and "=", not "==" (Google\'s FCNEC cookie, "  onab= "); "=" may end the value (a handler cut off at the end of a value)',
   },
+  '941100': {
+    pre: ['removeXmlDeclarations'],
+    reason:
+      'narrowed: in argument values, an XML declaration or xml-stylesheet instruction (<?xml version="1.0"?>) is removed before libinjection, which flags every "<?xml" for IE\'s XML data islands; the rest of the value is still checked',
+  },
   '941130': {
-    // 3.3.4's regex with a word boundary before "xlink", "xhtml", "xmlns".
-    operator: String.raw`@rx (?i)[\s\S](?:!ENTITY\s+(?:\S+|%\s+\S+)\s+(?:PUBLIC|SYSTEM)|\bx(?:link:href|html|mlns)|data:text\/html|pattern\b.*?=|formaction|\@import|;base64)\b`,
-    reason: 'narrowed: "xmlns" and its kin as whole words ("q=7XMLNS")',
+    // 3.3.4's regex with a word boundary before "xlink", "xhtml"; "xmlns" only as a declaration whose value is a URL or a URN.
+    operator: String.raw`@rx (?i)[\s\S](?:!ENTITY\s+(?:\S+|%\s+\S+)\s+(?:PUBLIC|SYSTEM)|\bx(?:link:href|html)|\bxmlns(?::[\w.-]+)?\s*=\s*["']?\s*(?:[a-z][a-z0-9+.-]*://|urn:)|data:text\/html|pattern\b.*?=|formaction|\@import|;base64)\b`,
+    reason:
+      'narrowed: "xmlns" and its kin as whole words ("q=7XMLNS"); "xmlns" only where it declares a namespace named by a URL or a URN, as the XHTML, XInclude and schema-instance namespaces of the attacks are ("the xmlns attribute", an XMP packet\'s xmlns:x="adobe:ns:meta/")',
   },
   '941180': {
-    // 3.3.4's list without "-->".
-    operator:
-      '@pm document.cookie document.write .parentnode .innerhtml window.location -moz-binding <!-- <![cdata[',
-    reason: 'narrowed: "-->" alone is an arrow in ordinary text',
+    // 3.3.4's list without "-->", as a regex: a name preceded by "/" and ending the value or followed by "/" is a path segment.
+    operator: String.raw`@rx (?i)(?:^|[^/])(?:document\.cookie|document\.write|\.parentnode|\.innerhtml|window\.location|-moz-binding|<!--|<!\[cdata\[)|(?:document\.cookie|document\.write|\.parentnode|\.innerhtml|window\.location|-moz-binding|<!--|<!\[cdata\[)[^/]`,
+    reason:
+      'narrowed: "-->" alone is an arrow in ordinary text; a DOM name that is a whole segment of a path ("/docs/javascript/document.cookie", a path parameter) names a page, not a script',
+  },
+  '932140': {
+    // 3.3.4's regex, with "==" needing a right operand.
+    operator: String.raw`@rx \b(?:if(?:/i)?(?: not)?(?: exist\b| defined\b| errorlevel\b| cmdextversion\b|(?: |\().*(?:\bgeq\b|\bequ\b|\bneq\b|\bleq\b|\bgtr\b|\blss\b|==\s*[^\s=]))|for(?:/[dflr].*)? %+[^ ]+ in\(.*\)\s?do)`,
+    reason:
+      'narrowed: an IF comparison has a right operand after "==": base64 padding ends a value with "==", and the rule\'s second URL decoding turns a base64 "+" into a space ("...if+foo==")',
+  },
+  '933160': {
+    dropWords: [
+      // A file's times, as templates read them for cache busting ("style.css?v=<?= filemtime(...) ?>"),
+      // an image's size or type, a file's hash (a phar:// wrapper, the way to abuse a file function, is
+      // 933200's). Those telling whether a file exists, whose it is and what it allows (file_exists,
+      // filegroup, is_*) stay.
+      ...['fileatime', 'filectime', 'filemtime', 'getlastmod', 'getimagesize', 'exif_imagetype'],
+      ...['md5_file', 'sha1_file', 'hash_file', 'hash_hmac_file', 'hash_update_file'],
+      // Encoding, decoding and formatting of strings (chr and strrev, which hide a function's name, stay).
+      ...['stripslashes', 'stripcslashes', 'hex2bin', 'convert_uuencode', 'base64_encode'],
+      ...['json_encode', 'json_decode', 'bson_encode', 'urlencode', 'urldecode', 'rawurlencode'],
+      ...[
+        'rawurldecode',
+        'htmlentities',
+        'htmlspecialchars',
+        'htmlspecialchars_decode',
+        'html_entity_decode',
+      ],
+      ...['gzcompress', 'gzdeflate', 'gzencode'],
+      // Matching without evaluation, introspection of the code, output buffers without a callback. Those
+      // that print data (print_r, var_dump) or tell about the host (getcwd, get_current_user) stay.
+      ...['preg_match', 'preg_match_all', 'preg_split', 'mb_ereg', 'mb_eregi', 'mb_ereg_match'],
+      ...['debug_backtrace', 'error_reporting', 'method_exists', 'function_exists', 'tmpfile'],
+      ...['ob_clean', 'ob_end_clean', 'ob_end_flush', 'ob_flush', 'ob_get_clean', 'ob_get_contents'],
+      'ob_get_flush',
+    ],
+    reason:
+      'narrowed: 3.3.4\'s list without the PHP functions that only read a file\'s times, image size or hash, encode or format strings, match without evaluating or introspect the code ("filemtime($foo)", "json_encode($data)" in a support ticket); those that run code, take a callback, read or write files, tell whether a file exists, print data, open connections or processes stay',
   },
   '933180': {
     // 3.3.4's regex, with line comments ending at a line break.

@@ -127,6 +127,35 @@ const CASES: Case[] = [
     attack: { target: `/search?q=${q('$fn /*x*/ ("uname")')}` },
     legitimate: { target: `/search?q=${q('$total # sum() of the items')}` },
   },
+  // The false-positive classes of the CRS 4 negative tests fixed for issue 12 (tuned split): each
+  // narrowing keeps the attack its rule was written for.
+  {
+    what: 'markup after an XML declaration (CRS 941100: libinjection, after removeXmlDeclarations)',
+    attack: { target: `/search?q=${q('<?xml version="1.0"?><svg onload=alert(7)>')}` },
+    legitimate: { target: `/import?doc=${q('<?xml version="1.1" encoding="ISO-8859-1"?>')}` },
+  },
+  {
+    what: 'an XML namespace named by a URL (CRS 941130, narrowed to declarations)',
+    attack: { target: `/search?q=${q('<y:a xmlns:y="http://www.w3.org/1999/xhtml" href="x">')}` },
+    legitimate: {
+      target: `/notes?text=${q('The xmlns attribute sets the default namespace; see ns:core/')}`,
+    },
+  },
+  {
+    what: 'a DOM property outside a path segment (CRS 941180, narrowed)',
+    attack: { target: `/echo/${q('"+document.write(1)+"')}` },
+    legitimate: { target: '/docs/web-api/document.write' },
+  },
+  {
+    what: 'a cmd.exe IF comparison with a right operand (CRS 932140, narrowed)',
+    attack: { target: `/run?cmd=${q('if %USERNAME%==admin net user')}` },
+    legitimate: { target: '/login', ...json({ token: 'k7Qx+if+Rz0wYmFy==' }) },
+  },
+  {
+    what: 'a high-risk PHP function call (CRS 933160, narrowed)',
+    attack: { target: `/search?q=${q('passthru ("uname -a")')}` },
+    legitimate: { target: `/search?q=${q('the cache key uses filectime($path) and md5_file($path)')}` },
+  },
 ];
 
 describe('the CRS 4 classes of misses, through a gateway at paranoia level 1', () => {

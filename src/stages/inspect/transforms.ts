@@ -5,7 +5,8 @@
  * (`lowercase`, `urlDecode`, `urlDecodeUni`). Each follows ModSecurity's
  * definition (its reference manual, "Transformation functions").
  *
- * And one of Portcullis's own, for its command-injection rules: `unshell`
+ * And two of Portcullis's own: `removeXmlDeclarations` (below), for the
+ * libinjection XSS checks, and, for its command-injection rules, `unshell`
  * (below), which undoes the quoting tricks a shell ignores but a regex does
  * not. ModSecurity's `cmdLine` (libddwaf's `shell_unescape`) drops quotes
  * and backslashes too, but also turns `;` into a space, which loses the
@@ -81,6 +82,28 @@ function unshell(text: string): string {
     .replace(/[\\'"^]/g, '');
 }
 
+/**
+ * An XML declaration or an `xml-` processing instruction (`<?xml version="1.0"?>`,
+ * `<?xml-stylesheet href="a.xsl"?>`): a target of `xml` or `xml-<name>`,
+ * pseudo-attributes without `<` or `>`, and `?>`.
+ */
+const XML_DECLARATION = /<\?xml(?:-[A-Za-z]+)?(?:\s[^<>]*)?\?>/gi;
+
+/**
+ * XML declarations removed (each replaced by one space), for libinjection's
+ * XSS check: it flags every comment-like token that starts with `xml` (a
+ * `<?xml ...` is one in HTML), for Internet Explorer's XML data islands, so
+ * an XML document or an XMP packet pasted into a field was an attack. A
+ * declaration holds no markup (no `<` or `>` inside) and ends with `?>`;
+ * IE's own forms (`<?xml:namespace ... >`, `<?import ...>`) do not, and
+ * stay. The rest of the value is checked as it was; a value without `<?` is
+ * left as it is.
+ */
+function removeXmlDeclarations(text: string): string {
+  if (!text.includes('<?')) return text;
+  return text.replace(XML_DECLARATION, ' ');
+}
+
 const TRANSFORMS: Record<string, PreTransform> = {
   lowercase: (t) => t.toLowerCase(),
   removeWhitespace: (t) => t.replace(WHITESPACE, ''),
@@ -88,6 +111,7 @@ const TRANSFORMS: Record<string, PreTransform> = {
   urlDecode: (t) => urlDecode(t, false),
   urlDecodeUni: (t) => urlDecode(t, true),
   unshell,
+  removeXmlDeclarations,
 };
 
 export function preTransform(name: string): PreTransform {
