@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { LruCache } from './lru.js';
+import { GenerationalCache, LruCache } from './lru.js';
 
 const keys = <K>(c: LruCache<K, unknown>, candidates: K[]) =>
   candidates.filter((k) => c.get(k) !== undefined);
@@ -120,5 +120,35 @@ describe('LruCache', () => {
     assert.equal(c.size, 100_000);
     // About 0.3 s here; evicting with a fresh `keys()` iterator each time took over 10 s.
     assert.ok(elapsed < 4000, `300k inserts took ${Math.round(elapsed)} ms`);
+  });
+});
+
+describe('GenerationalCache', () => {
+  it('keeps keys used within the last half of its bound and forgets keys not used within its bound', () => {
+    const c = new GenerationalCache<string, number>(4);
+    c.set('a', 1);
+    c.set('b', 2); // young is full: the next new key makes it the old generation
+    c.set('c', 3);
+    assert.equal(c.get('a'), 1); // found in the old generation: moves to the young one
+    c.set('d', 4); // young {c, a} was full: it becomes old, b is dropped
+    assert.equal(c.get('b'), undefined);
+    assert.equal(c.get('a'), 1);
+    assert.equal(c.get('c'), 3);
+    assert.equal(c.get('d'), 4);
+    assert.ok(c.size <= 4);
+  });
+
+  it('stays at its bound under a flood of new keys, and keeps nothing with a bound of 0', () => {
+    const c = new GenerationalCache<number, number>(100);
+    for (let i = 0; i < 10_000; i++) {
+      c.set(i, i);
+      assert.ok(c.size <= 100);
+    }
+    assert.equal(c.get(9_999), 9_999);
+    assert.equal(c.get(0), undefined);
+    const none = new GenerationalCache<string, number>(0);
+    none.set('a', 1);
+    assert.equal(none.get('a'), undefined);
+    assert.equal(none.size, 0);
   });
 });

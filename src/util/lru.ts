@@ -144,3 +144,56 @@ export class LruCache<K, V> {
     this.cursor = undefined;
   }
 }
+
+/**
+ * A bounded map for a flood of new keys, where {@link LruCache} spends its
+ * time evicting: two generations of at most `maxEntries / 2` keys each. New
+ * keys go into the young one; a key found in the old one moves to the young
+ * one; when the young one is full it becomes the old one and the old one is
+ * dropped whole (one allocation, no per-key eviction, no iterator). Keys
+ * used within the last `maxEntries / 2` insertions are always kept, keys
+ * not used within the last `maxEntries` never: recency to within a factor
+ * of two, at the cost of one or two Map lookups per read.
+ */
+export class GenerationalCache<K, V> {
+  private young = new Map<K, V>();
+  private old = new Map<K, V>();
+  private readonly half: number;
+
+  constructor(
+    /** Most entries kept (both generations together); 0 keeps nothing. */
+    readonly maxEntries: number,
+  ) {
+    this.half = Math.floor(maxEntries / 2);
+  }
+
+  get size(): number {
+    return this.young.size + this.old.size;
+  }
+
+  /** The value, or undefined when absent; a value found in the old generation moves to the young one. */
+  get(key: K): V | undefined {
+    const value = this.young.get(key);
+    if (value !== undefined) return value;
+    const older = this.old.get(key);
+    if (older === undefined) return undefined;
+    this.old.delete(key);
+    this.set(key, older);
+    return older;
+  }
+
+  /** Stores `value` in the young generation (which, when full, becomes the old one first). */
+  set(key: K, value: V): void {
+    if (this.half <= 0) return;
+    if (!this.young.has(key) && this.young.size >= this.half) {
+      this.old = this.young;
+      this.young = new Map();
+    }
+    this.young.set(key, value);
+  }
+
+  clear(): void {
+    this.young.clear();
+    this.old.clear();
+  }
+}

@@ -17,11 +17,19 @@
  * with Portcullis's rules, built once per process when a route first asks.
  *
  * What a run costs is mostly libddwaf evaluating every condition of every
- * rule on every value. Most values are plain (words, numbers, URLs, prose:
- * `plain.ts`) and most CRS regexes need a character such values lack, so
- * the rules are planned (`plan`): plain values go to addresses of their own
- * that only the conditions able to match them read (further narrowed by the
- * words a regex needs), and libinjection runs once per plain value, not
+ * rule on every value. Measured on libddwaf 1.30 (native-appsec 11): a run
+ * costs about 8 µs however small, plus about 0.5 µs per string handed over
+ * (the binding's conversion, whether a rule reads it or not), plus a walk
+ * over every rule and every input address of the rule set whenever any
+ * address it reads is present (about 200 ns a rule and 15 ns an input:
+ * some 50 µs for paranoia level 1), plus a few tenths of a µs to a µs per
+ * condition and value it reads (transformations, regex, libinjection).
+ * Most values are plain (words, numbers, URLs, prose: `plain.ts`) and most
+ * CRS regexes need a character such values lack, so the rules are planned
+ * (`plan`): plain values go to addresses of their own that only the
+ * conditions able to match them read, a condition that needs one of a few
+ * words reads them through an address of its own that only values holding
+ * one of its words go to, and libinjection runs once per plain value, not
  * once per rule. A reference engine without the plan (tests) must fire
  * exactly the same rules (`plain.test.ts`).
  *
@@ -89,18 +97,9 @@ import { openSync, readSync } from 'node:fs';
 import appsec from '@datadog/native-appsec';
 import { pointerSegment } from '../../openapi/errors.js';
 import type { Category } from '../../openapi/schema.js';
-import { LruCache } from '../../util/lru.js';
+import { GenerationalCache } from '../../util/lru.js';
 import crsRules from './crs-rules.json' with { type: 'json' };
-import {
-  type Charset,
-  canMatchPlain,
-  conditionWords,
-  inCharset,
-  keepsPlain,
-  PLAIN,
-  TEXT,
-  URLISH,
-} from './plain.js';
+import { type Charset, canMatchPlain, conditionWords, keepsPlain, PLAIN, TEXT, URLISH } from './plain.js';
 import ownRules from './rules.json' with { type: 'json' };
 import { type PreTransform, preTransform } from './transforms.js';
 
@@ -214,23 +213,31 @@ export const CRS_VERSION: string = crsRules.metadata.rules_version;
 /** The charsets values are sorted by, narrowest first (see `plain.ts`). */
 const TIERS: readonly Charset[] = [PLAIN, URLISH, TEXT];
 
-/** The address suffix for values of a charset that hold one of its words, or none (`inert`). */
-function suffix(charset: Charset, inert: boolean): string {
-  return `#${charset.name}${inert ? '-inert' : ''}`;
+/** The address suffix for values of a charset: `#plain`. */
+function suffix(charset: Charset): string {
+  return `#${charset.name}`;
 }
 
 /**
- * A value's kind, as an index into KINDS: 0 for none of the charsets, then per tier (TIERS) its
- * suffix with words (odd) and without (even). An index, not the suffix, so that an address's full
- * names and cache slots are looked up in arrays made once per engine (`slotted`), not built per value.
+ * The address suffix for the values of a charset that hold one of the words of word-filtered
+ * condition `w` (see `plan`): `#plain+12`. Read by that condition alone.
  */
-const KINDS: readonly string[] = ['', ...TIERS.flatMap((t) => [suffix(t, false), suffix(t, true)])];
+function wordSuffix(charset: Charset, w: number): string {
+  return `#${charset.name}+${w}`;
+}
+
+/**
+ * A value's kind, as an index into KINDS: 0 for none of the charsets, then 1 + its tier's index in
+ * TIERS. An index, not the suffix, so that an address's full names and cache slots are looked up in
+ * arrays made once per engine (`slotted`), not built per value.
+ */
+const KINDS: readonly string[] = ['', ...TIERS.map((t) => suffix(t))];
 /**
  * The kinds an `unshell`-only address does not read when `unshell` left the value as it was (PLAIN
  * and URLISH values: see `identityOn`): such a value is read under the address without `unshell`.
  */
 const SKIP_UNCHANGED: readonly boolean[] = KINDS.map((_, k) => {
-  const tier = k === 0 ? undefined : TIERS[(k - 1) >> 1];
+  const tier = k === 0 ? undefined : TIERS[k - 1];
   return tier === PLAIN || tier === URLISH;
 });
 
@@ -243,7 +250,7 @@ const SKIP_UNCHANGED: readonly boolean[] = KINDS.map((_, k) => {
  * `unshell` did change (`w'h'o` → `who`) still reach them under the longer one.
  */
 function identityOn(address: string): string {
-  const m = /^(.*)\|t=unshell(#(?:plain|urlish)(?:-inert)?)$/.exec(address);
+  const m = /^(.*)\|t=unshell(#(?:plain|urlish)(?:\+\d+)?)$/.exec(address);
   return m === null ? address : `${m[1]}${m[2]}`;
 }
 
@@ -268,14 +275,37 @@ const IDENTITY_ON_PLAIN = new Set([
   'remove_comments',
   'urlDecode',
   'urlDecodeUni',
+  // Changes only values with `<?`, which no charset holds.
+  'removeXmlDeclarations',
 ]);
 
 /** The rules as the engine runs them, the shared checks (a shared rule's id → the rules it stands for), the words. */
 interface Plan {
   readonly rules: RawRule[];
   readonly shared: ReadonlyMap<string, readonly string[]>;
-  /** Per charset, the words that make one of its values worth the word-filtered conditions (see `plan`). */
-  readonly words: ReadonlyMap<Charset, readonly string[]>;
+  /**
+   * Per charset, the words of each word-filtered condition (by its index `w`, see `plan`): a value
+   * of the charset holding one of them goes to that condition's addresses (`wordSuffix`).
+   */
+  readonly words: ReadonlyMap<Charset, readonly (readonly string[])[]>;
+  /** Per charset, the word-filtered conditions that also read every value of base64 characters alone. */
+  readonly base64: ReadonlyMap<Charset, readonly number[]>;
+}
+
+/**
+ * Whether a chain keeps values of a charset in it but for base64 decoding, and decodes only after
+ * transformations that leave such values as they are. libddwaf decodes a value only when it is
+ * made of base64 characters (letters, digits, `+ /`, then `=` padding), else leaves it as it is:
+ * so a value of a charset holding any other character goes through the chain as through one that
+ * keeps the charset, and only the values of base64 characters alone need reading as undecided.
+ */
+function decodesOnlyBase64(chain: readonly string[]): boolean {
+  const at = chain.indexOf('base64_decode');
+  if (at < 0 || chain.lastIndexOf('base64_decode') !== at) return false;
+  return (
+    chain.slice(0, at).every((t) => IDENTITY_ON_PLAIN.has(t)) &&
+    keepsPlain(chain.filter((t) => t !== 'base64_decode'))
+  );
 }
 
 /**
@@ -283,16 +313,23 @@ interface Plan {
  * `engine`), cutting what plain values (`plain.ts`) cost:
  *
  * - Non-plain values go to the address itself; plain ones to
- *   `<address>#plain` when they contain one of the rules' words (below),
- *   else to `<address>#inert`.
+ *   `<address>#plain` (and `#urlish`, `#text` for the wider charsets).
  * - An input also reads plain values only when its condition can match one
- *   (most CRS regexes need a character like `<`, `'`, `(`), or when its
- *   transformations could make a plain value non-plain (path normalisation,
- *   base64).
+ *   (most CRS regexes need a character like `<`, `'`, `(`; libinjection's
+ *   XSS check needs one of `< = ' "` or a backtick), or when its
+ *   transformations could make a plain value non-plain. Base64 decoding
+ *   does so only to values of base64 characters alone (`decodesOnlyBase64`):
+ *   such a condition reads the others as if it did not decode, and those
+ *   values through its own address (below) as if they held one of its words.
  * - A regex or phrase list whose every match on a plain value contains one
  *   of a few words (`union`, `runtime`, `pg_catalog` ...: `requiredWords`)
- *   reads only `#plain`, not `#inert`; the words of all such conditions
- *   decide, once per value, which of the two a plain value goes to.
+ *   does not read `#plain` at all but an address of its own,
+ *   `<address>#plain+<w>` (`w` numbers such conditions per charset): a
+ *   plain value goes there only when it holds one of that condition's
+ *   words. So a value with a word (`sean@example.com` holds `.com`, which
+ *   one rule about host names needs) is read by the few conditions that
+ *   want that word, not by every word-filtered one: libddwaf's cost is per
+ *   condition and value, and most words are in one or two conditions.
  * - libinjection, the costliest check, runs once per plain value and
  *   address, not once per rule: on a plain value every chain of
  *   IDENTITY_ON_PLAIN transformations gives the value itself, so `is_sqli`
@@ -303,11 +340,14 @@ interface Plan {
  */
 function plan(rules: readonly RawRule[]): Plan {
   const shared = new Map<string, { operator: string; address: string; rules: string[] }>();
-  const words = new Map<Charset, Set<string>>(TIERS.map((t) => [t, new Set<string>()]));
+  const words = new Map<Charset, string[][]>(TIERS.map((t) => [t, []]));
+  const base64 = new Map<Charset, number[]>(TIERS.map((t) => [t, []]));
   const out: RawRule[] = rules.map((rule) => {
     const single = rule.conditions.length === 1;
     const conditions = rule.conditions.map((c) => {
       const inputs: RawInput[] = [];
+      // Per charset, this condition's index among the word-filtered ones (made at its first such input).
+      const wordIndex = new Map<Charset, number>();
       for (const input of c.parameters.inputs) {
         inputs.push(input);
         const chain = [
@@ -317,28 +357,42 @@ function plan(rules: readonly RawRule[]): Plan {
         const share =
           single && SHARED_OPERATORS.has(c.operator) && chain.every((t) => IDENTITY_ON_PLAIN.has(t));
         for (const tier of TIERS) {
-          const hit = { ...input, address: `${input.address}${suffix(tier, false)}` };
-          const inert = { ...input, address: `${input.address}${suffix(tier, true)}` };
+          const all = { ...input, address: `${input.address}${suffix(tier)}` };
           if (share) {
-            for (const address of [hit.address, inert.address]) {
-              const id = `shared:${c.operator}:${address}`;
-              const group = shared.get(id) ?? { operator: c.operator, address, rules: [] };
-              group.rules.push(rule.id);
-              shared.set(id, group);
-            }
+            if (!canMatchPlain(c, tier)) continue;
+            const id = `shared:${c.operator}:${all.address}`;
+            const group = shared.get(id) ?? { operator: c.operator, address: all.address, rules: [] };
+            group.rules.push(rule.id);
+            shared.set(id, group);
             continue;
           }
-          if (!keepsPlain(chain)) {
-            inputs.push(hit, inert);
+          const decodes = decodesOnlyBase64(chain);
+          if (!keepsPlain(chain) && !decodes) {
+            inputs.push(all);
             continue;
           }
-          if (!canMatchPlain(c, tier)) continue;
+          // A chain decoding base64 reads, besides what the filter lets through, every value made of
+          // base64 characters alone (`BASE64_CHARS`), which base64 decoding may make anything.
+          const can = canMatchPlain(c, tier);
+          if (!can && !decodes) continue;
           // Words are a filter only where no transformation of the chain can join two into one.
-          const filter = chain.some((t) => tier.joiners.includes(t)) ? null : conditionWords(c, tier);
-          if (filter === null) inputs.push(hit, inert);
+          const filter = !can
+            ? []
+            : chain.some((t) => tier.joiners.includes(t))
+              ? null
+              : conditionWords(c, tier);
+          if (filter === null) inputs.push(all);
           else {
-            inputs.push(hit);
-            for (const w of filter) words.get(tier)?.add(w);
+            const list = words.get(tier) as string[][];
+            let w = wordIndex.get(tier);
+            if (w === undefined) {
+              w = list.length;
+              list.push(filter);
+              wordIndex.set(tier, w);
+            }
+            const decoding = base64.get(tier) as number[];
+            if (decodes && !decoding.includes(w)) decoding.push(w);
+            inputs.push({ ...input, address: `${input.address}${wordSuffix(tier, w)}` });
           }
         }
       }
@@ -377,20 +431,19 @@ function plan(rules: readonly RawRule[]): Plan {
     });
     byRule.set(id, m.rules);
   }
-  return {
-    rules: out,
-    shared: byRule,
-    words: new Map([...words].map(([tier, set]) => [tier, [...set].sort()])),
-  };
+  return { rules: out, shared: byRule, words, base64 };
 }
 
 /**
- * An address as `prepare` uses it: its full name per kind (`<name><suffix>`), and per kind the
- * slot of that full name in the inert-value cache's bit sets, or -1 when no condition reads it.
+ * An address as `prepare` uses it, per kind: its full name (`<name><suffix>`) when some condition
+ * reads it, else undefined; the full names of its word-filtered conditions' addresses, by their
+ * index `w` (`wordSuffix`; undefined where that condition does not read this address); and the slot
+ * of the lot in the inert-value cache's bit sets, or -1 when no condition reads any of them.
  */
 interface SlottedAddress {
   readonly address: Address;
-  readonly full: readonly string[];
+  readonly full: readonly (string | undefined)[];
+  readonly byWord: readonly (readonly (string | undefined)[])[];
   readonly slots: readonly number[];
   /** Reads through `unshell` alone (see `identityOn`). */
   readonly unshellOnly: boolean;
@@ -450,75 +503,179 @@ interface Engine {
   readonly addresses: readonly Address[];
   /** The addresses by target and pre-transformations: a leaf is transformed, windowed and sorted once per group. */
   readonly groups: readonly AddressGroup[];
-  /** How many full addresses (with their suffix) some condition reads: the slots of `Known.inert`. */
+  /** How many addresses some condition reads under some kind: the slots of `Known.inert`. */
   readonly slots: number;
   readonly shared: ReadonlyMap<string, readonly string[]>;
   /** The conditions of multi-condition rules, run as rules of their own (see `splitChains`). */
   readonly parts: ReadonlyMap<string, Part>;
   /** What is known of recent values: their kind, and the addresses they matched nothing under (see `INERT_ENTRIES`); none for the reference and tail engines. */
-  readonly inert: LruCache<string, Known> | undefined;
+  readonly inert: GenerationalCache<string, Known> | undefined;
   /** The later conditions of multi-condition rules, run only when a first one matched (see `splitChains`). */
   readonly tails: Engine | undefined;
-  /** The kind of a value (an index into KINDS, see `plan`): 0 unless it is of one of the charsets. */
-  readonly kindOf: (text: string) => number;
+  /** The kind of a value and the word-filtered conditions it holds a word of (see `plan`). */
+  readonly kindOf: (text: string) => Sort;
   /** Transformed texts, reused by `prepare` to find repeated texts in small groups (emptied after each group). */
   readonly scratch: string[];
   /**
    * Kinds of the values the cache does not hold, for one `prepare` (emptied at its end; a kind is a
    * function of the text and the engine, so one left behind by an exception is still right).
    */
-  readonly kinds: Map<string, number>;
+  readonly kinds: Map<string, Sort>;
 }
 
 /**
- * What the inert-value cache knows of one value (at most INERT_MAX_LENGTH characters) under one
- * engine: its kind (a function of the text and the engine's words) and, one bit per slot (a full
- * address some condition reads, see `SlottedAddress`), whether it matched nothing there.
+ * How a value is sorted (`kindTest`): its kind (an index into KINDS: 0 unless it is of one of the
+ * charsets), and the word-filtered conditions of its charset (their index `w`, see `plan`) whose
+ * words it holds, in increasing order.
  */
-interface Known {
+interface Sort {
   readonly kind: number;
+  readonly hits: readonly number[];
+}
+
+/** No word-filtered condition (shared: most values hold no word). */
+const NO_HITS: readonly number[] = Object.freeze([]);
+/** A value of none of the charsets. */
+const RAW: Sort = Object.freeze({ kind: 0, hits: NO_HITS });
+
+/**
+ * What the inert-value cache knows of one value (at most INERT_MAX_LENGTH characters) under one
+ * engine: its kind and word hits (a function of the text and the engine's words) and, one bit per
+ * slot (an address and kind some condition reads, see `SlottedAddress`), whether it matched nothing
+ * there: under the address's full name for the kind and its word addresses for those hits, handed
+ * over together in one slice (`Slices.hand`), so one run without events proves the lot.
+ */
+interface Known extends Sort {
   readonly inert: Uint32Array;
 }
 
 /**
- * A test for any of these words (as substrings of a lower-cased value),
- * by the words' first three characters (words have at least three): linear
- * in the value, where one regex of a thousand alternatives is not.
+ * A test for the words of word-filtered conditions (`byCondition[w]`: the
+ * words of condition `w`), as substrings of a lower-cased value, by the
+ * words' first two or three characters (words have at least two): linear in
+ * the value, where one regex of a thousand alternatives is not. It answers
+ * the conditions with a word in the value, in increasing order.
  */
-function wordTest(words: readonly string[]): (text: string) => boolean {
-  // Values and words are ASCII (every charset is): three characters make a 21-bit key.
-  const key = (t: string, i: number) =>
-    (t.charCodeAt(i) << 14) | (t.charCodeAt(i + 1) << 7) | t.charCodeAt(i + 2);
-  const byPrefix = new Map<number, string[]>();
-  // One bit per possible key (2^21 bits, 256 KB): most positions of a value start no word, and a
-  // bit test is what tells them apart, not a Map lookup per character.
+function wordTest(byCondition: readonly (readonly string[])[]): (text: string) => readonly number[] {
+  // Values and words are ASCII (every charset is): two characters make a 14-bit key, three 21 bits.
+  const key2 = (t: string, i: number) => (t.charCodeAt(i) << 7) | t.charCodeAt(i + 1);
+  const key3 = (t: string, i: number) => (key2(t, i) << 7) | t.charCodeAt(i + 2);
+  const conditionsOf = new Map<string, number[]>();
+  byCondition.forEach((words, w) => {
+    for (const word of words) {
+      const list = conditionsOf.get(word) ?? [];
+      if (!list.includes(w)) list.push(w);
+      conditionsOf.set(word, list);
+    }
+  });
+  type Entry = { word: string; conditions: readonly number[] };
+  // Words by their key: two-character words by theirs, longer ones by their first three.
+  const short = new Map<number, Entry>();
+  const byPrefix = new Map<number, Entry[]>();
+  // One bit per possible key (2^21 bits, 256 KB; 2^14 for two characters): most positions of a
+  // value start no word, and a bit test is what tells them apart, not a Map lookup per character.
   const starts = new Uint32Array(1 << 16);
-  for (const w of words) {
-    const k = key(w, 0);
+  const starts2 = new Uint32Array(1 << 9);
+  for (const [word, conditions] of conditionsOf) {
+    if (word.length === 2) {
+      const k = key2(word, 0);
+      short.set(k, { word, conditions });
+      starts2[k >>> 5] = (starts2[k >>> 5] as number) | (1 << (k & 31));
+      continue;
+    }
+    const k = key3(word, 0);
     const list = byPrefix.get(k) ?? [];
-    list.push(w);
+    list.push({ word, conditions });
     byPrefix.set(k, list);
     starts[k >>> 5] = (starts[k >>> 5] as number) | (1 << (k & 31));
   }
-  return (text) => {
-    for (let i = 0; i + 3 <= text.length; i++) {
-      const k = key(text, i);
-      if (((starts[k >>> 5] as number) & (1 << (k & 31))) === 0) continue;
-      const list = byPrefix.get(k) as string[];
-      for (let j = 0; j < list.length; j++) if (text.startsWith(list[j] as string, i)) return true;
+  const anyShort = short.size > 0;
+  // Marks of the conditions found in the value being tested (cleared before returning).
+  const marked = new Uint8Array(byCondition.length);
+  let hits: number[] | undefined;
+  const found = (conditions: readonly number[]) => {
+    for (let c = 0; c < conditions.length; c++) {
+      const w = conditions[c] as number;
+      if (marked[w] === 1) continue;
+      marked[w] = 1;
+      hits ??= [];
+      hits.push(w);
     }
-    return false;
+  };
+  return (value) => {
+    hits = undefined;
+    const text = value.toLowerCase();
+    // The keys of the two and three characters ending at `i`, rolled along the value.
+    let k2 = 0;
+    let k3 = 0;
+    for (let i = 0; i < text.length; i++) {
+      const c = text.charCodeAt(i);
+      k3 = ((k2 << 7) | c) & 0x1fffff;
+      k2 = ((k2 << 7) | c) & 0x3fff;
+      if (i < 1) continue;
+      if (anyShort && ((starts2[k2 >>> 5] as number) & (1 << (k2 & 31))) !== 0)
+        found((short.get(k2) as Entry).conditions);
+      if (i < 2 || ((starts[k3 >>> 5] as number) & (1 << (k3 & 31))) === 0) continue;
+      const list = byPrefix.get(k3) as Entry[];
+      for (let j = 0; j < list.length; j++) {
+        const entry = list[j] as Entry;
+        if (text.startsWith(entry.word, i - 2)) found(entry.conditions);
+      }
+    }
+    // (`found` sets `hits`: TypeScript does not see it through the call.)
+    const out = hits as number[] | undefined;
+    if (out === undefined) return NO_HITS;
+    hits = undefined;
+    for (const w of out) marked[w] = 0;
+    return out.sort((a, b) => a - b);
   };
 }
 
-/** Sorts values by charset and words (see `plan`): the kind, an index into KINDS. */
-function kindTest(words: ReadonlyMap<Charset, readonly string[]>): (text: string) => number {
-  const tests = TIERS.map((tier, i) => ({ tier, hasWord: wordTest(words.get(tier) ?? []), hit: 1 + 2 * i }));
+/** The characters libddwaf's base64 decoding reads (and `=` padding): a value of only these may be decoded. */
+const BASE64_CHARS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=';
+/** The bit of TIER_BITS (above the tiers' bits) for BASE64_CHARS. */
+const BASE64_BIT = 1 << TIERS.length;
+
+/**
+ * Per ASCII code, one bit per tier (TIERS) whose charset holds the character, and BASE64_BIT: a
+ * value's tier is the first whose bit survives the AND over its characters (`inCharset`, in one
+ * pass for all tiers), and it may be base64-decoded when BASE64_BIT survives.
+ */
+const TIER_BITS: Uint8Array = (() => {
+  const bits = new Uint8Array(128);
+  TIERS.forEach((tier, i) => {
+    for (const c of tier.chars) bits[c.charCodeAt(0)] = (bits[c.charCodeAt(0)] as number) | (1 << i);
+  });
+  for (const c of BASE64_CHARS) bits[c.charCodeAt(0)] = (bits[c.charCodeAt(0)] as number) | BASE64_BIT;
+  return bits;
+})();
+
+/** Sorts values by charset and words (see `plan` and `Sort`). */
+function kindTest(
+  words: ReadonlyMap<Charset, readonly (readonly string[])[]>,
+  base64: ReadonlyMap<Charset, readonly number[]>,
+): (text: string) => Sort {
+  const hitsOf = TIERS.map((tier) => wordTest(words.get(tier) ?? []));
+  const decoding = TIERS.map((tier) => base64.get(tier) ?? []);
   return (text) => {
-    for (const { tier, hasWord, hit } of tests) {
-      if (inCharset(text, tier)) return hasWord(text.toLowerCase()) ? hit : hit + 1;
+    // The tiers whose charset holds every character, and none if `--` occurs (see `inCharset`).
+    let bits = (1 << TIERS.length) - 1 + BASE64_BIT;
+    let dash = false;
+    for (let i = 0; i < text.length && bits !== 0; i++) {
+      const c = text.charCodeAt(i);
+      bits &= c < 128 ? (TIER_BITS[c] as number) : 0;
+      if (c === 45) {
+        if (dash) bits = 0;
+        dash = true;
+      } else dash = false;
     }
-    return 0;
+    const tiers = bits & (BASE64_BIT - 1);
+    if (tiers === 0) return RAW;
+    const tier = 31 - Math.clz32(tiers & -tiers);
+    const hits = (hitsOf[tier] as (text: string) => readonly number[])(text);
+    const decoded = decoding[tier] as readonly number[];
+    if ((bits & BASE64_BIT) === 0 || decoded.length === 0) return { kind: 1 + tier, hits };
+    return { kind: 1 + tier, hits: hits.length === 0 ? decoded : [...new Set([...hits, ...decoded])] };
   };
 }
 
@@ -579,10 +736,14 @@ function splitChains(rules: readonly RawRule[]): {
  * is cached only from a run that reported nothing, and only per engine
  * (paranoia level). Bounded: INERT_ENTRIES values of at most
  * INERT_MAX_LENGTH characters (a few MB); longer values rarely recur.
+ * Two generations (`GenerationalCache`), not an exact LRU: requests of new
+ * values insert a key per value, and an LRU's per-insert eviction (a Map
+ * delete and iterator step, plus a second chance for keys read twice in the
+ * request) cost more than the lookups; dropping a whole generation is free.
  *
  * Keyed by the value alone (no `address + value` string to build and hash
- * per address), each entry holding the value's kind and one bit per full
- * address (`Known`): a request made of recurring values costs one lookup
+ * per address), each entry holding the value's kind, its word hits and one
+ * bit per address and kind (`Known`): a request made of recurring values costs one lookup
  * per value and group of addresses, and builds nothing. Route exclusions
  * play no part: they select which leaves are inspected (`detect`) and which
  * detections count, never what the engine reports for a value.
@@ -622,6 +783,7 @@ function buildEngine(
           rules: rules.map((r) => ({ ...r, tags: { ...r.tags, type: r.id } })),
           shared: new Map(),
           words: new Map(),
+          base64: new Map(),
         }
       : plan(rules);
     const waf = new appsec.DDWAF({ version: '2.1', rules: planned.rules }, 'portcullis');
@@ -640,21 +802,23 @@ function buildEngine(
           names.add(i.address.replace(/#.*$/, ''));
           read.add(i.address);
         }
-    // A slot per full address some condition reads. A value whose full address no condition reads
-    // (a plain value without words, where only word-filtered conditions look) has none and is not
-    // handed over at all: converting it costs as much as a check.
-    const slotOf = new Map([...read].sort().map((full, i) => [full, i]));
+    // A slot per address and kind some condition reads (under `<name><suffix>` or one of its word
+    // addresses). A value that no condition reads under its address and kind (a plain value
+    // without words, where only word-filtered conditions look) has none and is not handed over at
+    // all: converting it costs as much as a check.
+    const wordCounts = TIERS.map((t) => planned.words.get(t)?.length ?? 0);
+    const groups = groupAddresses([...names].sort().map(parseAddress), read, wordCounts);
     return {
       waf,
       addresses: [...names].sort().map(parseAddress),
-      groups: groupAddresses([...names].sort().map(parseAddress), slotOf),
-      slots: slotOf.size,
+      groups: groups.groups,
+      slots: groups.slots,
       shared: planned.shared,
       parts,
       // Only the main engine skips values; the tail engine reads every value.
-      inert: reference || role === 'tails' ? undefined : new LruCache<string, Known>(INERT_ENTRIES),
+      inert: reference || role === 'tails' ? undefined : new GenerationalCache<string, Known>(INERT_ENTRIES),
       tails,
-      kindOf: reference ? () => 0 : kindTest(planned.words),
+      kindOf: reference ? () => RAW : kindTest(planned.words, planned.base64),
       scratch: [],
       kinds: new Map(),
     };
@@ -670,6 +834,12 @@ export function plannedRules(paranoiaLevel: number): { id: string; conditions: u
 /** What the engine is handed for these inputs at a paranoia level (for cost measurements). */
 export function payloadOf(inputs: Inputs, paranoiaLevel: number): Record<string, unknown>[] {
   return prepare(inputs, engine(paranoiaLevel)).map((slice) => chunkedPayload(slice.payload));
+}
+
+/** The charset a value is sorted into by the engine of a paranoia level, or '' for none (for tests). */
+export function charsetOf(text: string, paranoiaLevel: number): string {
+  const kind = engine(paranoiaLevel).kindOf(text).kind;
+  return kind === 0 ? '' : (TIERS[kind - 1] as Charset).name;
 }
 
 /** How many rules each paranoia level runs (for tests and reports). */
@@ -818,28 +988,47 @@ interface AddressGroup {
   readonly addresses: readonly SlottedAddress[];
 }
 
-/** The addresses by group, each with its full names and cache slots per kind (`slotOf`: full name → slot). */
-function groupAddresses(addresses: readonly Address[], slotOf: ReadonlyMap<string, number>): AddressGroup[] {
+/**
+ * The addresses by group, each with its full names, word addresses and cache slots per kind (`read`:
+ * the full names some condition reads; `wordCounts`: per tier, how many word-filtered conditions).
+ */
+function groupAddresses(
+  addresses: readonly Address[],
+  read: ReadonlySet<string>,
+  wordCounts: readonly number[],
+): { groups: AddressGroup[]; slots: number } {
   const groups = new Map<
     string,
     { target: Target; pre: readonly PreTransform[]; addresses: SlottedAddress[] }
   >();
+  let slots = 0;
   for (const a of addresses) {
     // At most MASK_BITS addresses a group (`prepare` keeps a bit per address): more start another.
     let key = `${a.target}|${a.preNames.join(',')}`;
     while ((groups.get(key)?.addresses.length ?? 0) >= MASK_BITS) key += '+';
     const g = groups.get(key) ?? { target: a.target, pre: a.pre, addresses: [] };
-    const full = KINDS.map((k) => a.name + k);
+    const full = KINDS.map((k) => (read.has(a.name + k) ? a.name + k : undefined));
+    const byWord = KINDS.map((_, k) => {
+      const tier = k === 0 ? undefined : TIERS[k - 1];
+      if (tier === undefined) return [];
+      return Array.from({ length: wordCounts[k - 1] ?? 0 }, (_, w) => {
+        const name = a.name + wordSuffix(tier, w);
+        return read.has(name) ? name : undefined;
+      });
+    });
     g.addresses.push({
       address: a,
       full,
-      slots: full.map((f) => slotOf.get(f) ?? -1),
+      byWord,
+      slots: KINDS.map((_, k) =>
+        full[k] !== undefined || (byWord[k] ?? []).some((n) => n !== undefined) ? slots++ : -1,
+      ),
       unshellOnly: unshellOnly(a),
       byName: a.select !== undefined || a.exclude.length > 0,
     });
     groups.set(key, g);
   }
-  return [...groups.values()];
+  return { groups: [...groups.values()], slots };
 }
 
 /** Slices being filled by `prepare`: made at the first value that is to be handed over, not before. */
@@ -847,9 +1036,28 @@ class Slices {
   readonly done: Slice[] = [];
   current: Slice = newSlice();
 
-  push(address: string, text: string, leaf: Leaf, known: Known | undefined, slot: number): void {
+  /**
+   * Hands `text` over under every address that reads it as a value of kind `kind` holding the words
+   * of conditions `hits`: `slotted`'s full name for the kind, and its word addresses for `hits`. All
+   * in one slice, so that a run without events proves the value inert under the whole lot (`slot`).
+   */
+  hand(
+    slotted: SlottedAddress,
+    kind: number,
+    hits: readonly number[],
+    text: string,
+    leaf: Leaf,
+    known: Known | undefined,
+    slot: number,
+  ): void {
+    const full = slotted.full[kind];
+    const byWord = slotted.byWord[kind] as readonly (string | undefined)[];
+    let copies = full === undefined ? 0 : 1;
+    for (let i = 0; i < hits.length; i++) if (byWord[hits[i] as number] !== undefined) copies++;
+    if (copies === 0) return;
     let current = this.current;
-    if (current.bytes > 0 && current.bytes + text.length > SLICE) {
+    const bytes = text.length * copies;
+    if (current.bytes > 0 && current.bytes + bytes > SLICE) {
       this.done.push(current);
       current = newSlice();
       this.current = current;
@@ -858,23 +1066,32 @@ class Slices {
       current.known.push(known);
       current.slots.push(slot);
     }
-    let items = current.payload[address];
-    let owners = current.owners[address];
-    if (items === undefined || owners === undefined) {
-      items = [];
-      owners = [];
-      current.payload[address] = items;
-      current.owners[address] = owners;
+    if (full !== undefined) add(current, full, text, leaf);
+    for (let i = 0; i < hits.length; i++) {
+      const name = byWord[hits[i] as number];
+      if (name !== undefined) add(current, name, text, leaf);
     }
-    items.push(text);
-    owners.push(leaf);
-    current.bytes += text.length;
+    current.bytes += bytes;
   }
 
   finish(): Slice[] {
     if (this.current.bytes > 0) this.done.push(this.current);
     return this.done;
   }
+}
+
+/** Adds one item to a slice. */
+function add(slice: Slice, address: string, text: string, leaf: Leaf): void {
+  let items = slice.payload[address];
+  let owners = slice.owners[address];
+  if (items === undefined || owners === undefined) {
+    items = [];
+    owners = [];
+    slice.payload[address] = items;
+    slice.owners[address] = owners;
+  }
+  items.push(text);
+  owners.push(leaf);
 }
 
 function newSlice(): Slice {
@@ -937,8 +1154,13 @@ function prepare(inputs: Inputs, built: Engine): readonly Slice[] {
       const long = text.length * 3 > WINDOW;
       let parts: string[] | undefined;
       let known: Known | undefined;
-      let kind = -1;
+      let sort: Sort | undefined;
       let name: string | undefined;
+      // Large groups: the addresses an earlier leaf with this text was read by (one Map read and
+      // at most one write per leaf, not per address).
+      if (!small) seen ??= new Map();
+      const before = seen === undefined ? 0 : (seen.get(text) ?? 0);
+      let mask = before;
       for (let a = 0; a < addresses.length; a++) {
         const slotted = addresses[a] as SlottedAddress;
         const address = slotted.address;
@@ -949,39 +1171,39 @@ function prepare(inputs: Inputs, built: Engine): readonly Slice[] {
         if (small) {
           if (repeated && readBefore(leaves, i, text, address, transformed ? scratch : undefined)) continue;
         } else {
-          seen ??= new Map();
-          const done = seen.get(text) ?? 0;
-          if ((done & (1 << a)) !== 0) continue;
-          seen.set(text, done | (1 << a));
+          if ((mask & (1 << a)) !== 0) continue;
+          mask |= 1 << a;
         }
         const unchanged = slotted.unshellOnly && text === leaf.text;
         if (!long) {
-          if (kind < 0) {
+          if (sort === undefined) {
             known = inert === undefined ? undefined : knownOf(inert, kindOf, words, text);
-            kind = known === undefined ? uncachedKind(built, text) : known.kind;
+            sort = known ?? uncachedKind(built, text);
           }
+          const kind = sort.kind;
           // Left as it was by `unshell`, a PLAIN or URLISH value is read under the address without it.
           if (unchanged && SKIP_UNCHANGED[kind]) continue;
           const slot = slotted.slots[kind] as number;
           if (slot < 0) continue;
           if (known !== undefined && isSet(known.inert, slot)) continue;
           out ??= new Slices();
-          out.push(slotted.full[kind] as string, text, leaf, known, slot);
+          out.hand(slotted, kind, sort.hits, text, leaf, known, slot);
           continue;
         }
         parts ??= windows(text);
         for (const w of parts) {
           // Most windows are longer than INERT_MAX_LENGTH, but a squeezed text can be short.
           const wKnown = inert === undefined ? undefined : knownOf(inert, kindOf, words, w);
-          const wKind = wKnown === undefined ? uncachedKind(built, w) : wKnown.kind;
-          if (unchanged && SKIP_UNCHANGED[wKind]) continue;
-          const slot = slotted.slots[wKind] as number;
+          const wSort = wKnown ?? uncachedKind(built, w);
+          if (unchanged && SKIP_UNCHANGED[wSort.kind]) continue;
+          const slot = slotted.slots[wSort.kind] as number;
           if (slot < 0) continue;
           if (wKnown !== undefined && isSet(wKnown.inert, slot)) continue;
           out ??= new Slices();
-          out.push(slotted.full[wKind] as string, w, leaf, wKnown, slot);
+          out.hand(slotted, wSort.kind, wSort.hits, w, leaf, wKnown, slot);
         }
       }
+      if (seen !== undefined && mask !== before) seen.set(text, mask);
     }
     // Drop the references to transformed texts (they can be long).
     if (small && transformed) scratch.fill('', 0, n);
@@ -995,28 +1217,29 @@ function prepare(inputs: Inputs, built: Engine): readonly Slice[] {
  * undefined when it is too long to cache.
  */
 function knownOf(
-  inert: LruCache<string, Known>,
-  kindOf: (text: string) => number,
+  inert: GenerationalCache<string, Known>,
+  kindOf: (text: string) => Sort,
   words: number,
   text: string,
 ): Known | undefined {
   if (text.length > INERT_MAX_LENGTH) return undefined;
-  let known = inert.peek(text);
+  let known = inert.get(text);
   if (known === undefined) {
-    known = { kind: kindOf(text), inert: new Uint32Array(words) };
+    const sort = kindOf(text);
+    known = { kind: sort.kind, hits: sort.hits, inert: new Uint32Array(words) };
     inert.set(text, known);
   }
   return known;
 }
 
 /** The kind of a value the cache does not hold (too long, or no cache), sorted once per request (`Engine.kinds`). */
-function uncachedKind(built: Engine, text: string): number {
-  let kind = built.kinds.get(text);
-  if (kind === undefined) {
-    kind = built.kindOf(text);
-    built.kinds.set(text, kind);
+function uncachedKind(built: Engine, text: string): Sort {
+  let sort = built.kinds.get(text);
+  if (sort === undefined) {
+    sort = built.kindOf(text);
+    built.kinds.set(text, sort);
   }
-  return kind;
+  return sort;
 }
 
 /**

@@ -1,8 +1,17 @@
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { emptyInputs, type Inputs, inspect, plannedRules } from './engine.js';
-import { canMatchPlain, isPlain, needsNonPlain, PLAIN, requiredWords, URLISH } from './plain.js';
+import { charsetOf, emptyInputs, type Inputs, inspect, plannedRules } from './engine.js';
+import {
+  canMatchPlain,
+  inCharset,
+  isPlain,
+  needsNonPlain,
+  PLAIN,
+  requiredWords,
+  TEXT,
+  URLISH,
+} from './plain.js';
 
 describe('the plain-value analysis', () => {
   it('knows which regexes need a character outside the charset', () => {
@@ -28,9 +37,33 @@ describe('the plain-value analysis', () => {
     assert.deepEqual(requiredWords('(?i)\\bunion\\s+(?:all\\s+)?select\\b')?.sort(), ['select']);
     assert.deepEqual(requiredWords('(?:runtime|processbuilder)')?.sort(), ['processbuilder', 'runtime']);
     assert.deepEqual(requiredWords('x(?:<|union)'), ['xunion']);
-    assert.equal(requiredWords('\\bif\\b'), null); // too short to filter on
+    assert.deepEqual(requiredWords('\\bif\\b'), ['if']);
+    assert.equal(requiredWords('\\bx\\b'), null); // too short to filter on
     assert.equal(requiredWords('a.*b'), null);
     assert.deepEqual(requiredWords('<script'), []);
+  });
+
+  it('sorts values in the engine into the narrowest charset that holds them, as inCharset says', () => {
+    const rnd = random(7);
+    const alphabet = `${TEXT.chars}<>%&+\\\u00e9\u0000-`;
+    const samples = ['', '-', '--', 'a-b', 'a--b', 'a - -b', 'AbC', "O'Brien", 'x=1', 'é', 'a<b'];
+    for (let i = 0; i < 3000; i++) {
+      let v = '';
+      const n = Math.floor(rnd() * 12);
+      for (let j = 0; j < n; j++) v += alphabet[Math.floor(rnd() * alphabet.length)];
+      samples.push(v);
+    }
+    for (const v of samples) {
+      const want = [PLAIN, URLISH, TEXT].find((c) => inCharset(v, c))?.name ?? '';
+      assert.equal(charsetOf(v, 1), want, JSON.stringify(v));
+    }
+  });
+
+  it('knows libinjection XSS cannot fire on plain values, and may on wider ones', () => {
+    const xss = { operator: 'is_xss', parameters: {} };
+    assert.equal(canMatchPlain(xss, PLAIN), false);
+    assert.equal(canMatchPlain(xss, URLISH), true);
+    assert.equal(canMatchPlain(xss, TEXT), true);
   });
 
   it('sorts values', () => {
@@ -158,6 +191,29 @@ describe('the planned engine (plain values, words, shared libinjection)', () => 
       assert.equal(argsFiring(pair, false), want, JSON.stringify(pair));
       assert.equal(argsFiring(pair, false), want, `again: ${JSON.stringify(pair)}`);
     }
+  });
+
+  it('fires what the rules as compiled fire on base64 text, which only values of base64 characters can be', () => {
+    const payloads = [
+      'new Function("return 1")()',
+      'x = String.fromCharCode(60, 115)',
+      '_$$ND_FUNC$$_function (){ return 1 }',
+      'module.exports = function () {}',
+      'this.constructor.constructor("return 2")()',
+    ];
+    const values: string[] = [];
+    for (const p of payloads) {
+      const b64 = Buffer.from(p).toString('base64');
+      // As sent, unpadded, and with a character that stops libddwaf decoding it.
+      values.push(b64, b64.replace(/=+$/, ''), `${b64.replace(/=+$/, '')} x`, `${b64}.`);
+    }
+    let fired = 0;
+    for (const v of values) {
+      const want = rulesFiring(v, true);
+      if (want !== '') fired++;
+      assert.equal(rulesFiring(v, false), want, JSON.stringify(v));
+    }
+    assert.ok(fired >= payloads.length, `only ${fired} of ${values.length} values fire a rule`);
   });
 
   it('fires a chain whose parts are in two values that each match nothing else', () => {

@@ -100,6 +100,8 @@ const PLAIN_SAFE = new Set([
   'urlDecodeUni',
   // Drops `\ ' " ^`, glued `$x` expansions and `[c]` globs: only quotes are in a charset (TEXT, where it is a joiner).
   'unshell',
+  // Changes only values with `<?`, in neither charset.
+  'removeXmlDeclarations',
 ]);
 
 /** Whether a chain of transformations keeps plain text plain. */
@@ -415,8 +417,13 @@ export function wordsOf(set: readonly string[] | null, charset: Charset = PLAIN)
   return [...out];
 }
 
-/** The shortest word worth filtering on. */
-const MIN_WORD = 3;
+/**
+ * The shortest word worth filtering on. Two characters still pay: `..` (path traversal) or `nc`
+ * and `sh` (reverse shells) keep most values away from a condition, and since each word-filtered
+ * condition reads values through an address of its own (`plan` in `engine.ts`), a common short
+ * word costs only the values that hold it.
+ */
+const MIN_WORD = 2;
 
 /** What the analysis makes of a regex: it needs a character not in the charset, it may not, or it was not understood. */
 export function readRegex(regex: string, charset: Charset = PLAIN): 'needs' | 'may-not' | 'unknown' {
@@ -426,6 +433,9 @@ export function readRegex(regex: string, charset: Charset = PLAIN): 'needs' | 'm
     return 'unknown';
   }
 }
+
+/** The characters without one of which libinjection's XSS check never fires (see `canMatchPlain`). */
+const XSS_NEEDS = '<=\'"`';
 
 interface Condition {
   operator: string;
@@ -439,6 +449,13 @@ export function canMatchPlain(condition: Condition, charset: Charset = PLAIN): b
       return condition.parameters.regex === undefined || !needsNonPlain(condition.parameters.regex, charset);
     case 'phrase_match':
       return (condition.parameters.list ?? []).some((w) => isPlain(w, charset));
+    case 'is_xss':
+      // libinjection's XSS check tokenises the value as HTML from five starting states and fires
+      // only on a tag, doctype or comment (which need `<`) or on an attribute value after a
+      // dangerous attribute name (which needs `=`); started inside a quoted value, it leaves that
+      // value only at its closing quote (`'`, `"` or a backtick). A value with none of them is
+      // text, attribute names or one quoted value, which never fire (libinjection_xss.c, html5.c).
+      return [...XSS_NEEDS].some((c) => charset.chars.includes(c));
     default:
       return true;
   }

@@ -63,8 +63,11 @@ describe('requests of recurring values', () => {
     assert.deepEqual(firing(known, 1), []);
     assert.deepEqual(payloadOf(known, 1), []);
     const withNew = headers([...Object.entries(HEADERS), ['x-trace', 'b7ad6b7169203331']]);
+    // Only new values are handed over, and only where some condition can read them: the header
+    // value is, the name may not be (a plain name holding no condition's word is read by none).
     const handed = new Set(payloadOf(withNew, 1).flatMap((p) => Object.values(p).flat(Infinity)));
-    assert.deepEqual(handed, new Set(['x-trace', 'b7ad6b7169203331']));
+    assert.ok(handed.has('b7ad6b7169203331'), [...handed].join(', '));
+    for (const v of handed) assert.ok(['x-trace', 'b7ad6b7169203331'].includes(v as string), String(v));
   });
 
   it('still detect an attack in a new value among recurring inert ones', async () => {
