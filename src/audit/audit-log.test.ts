@@ -91,6 +91,76 @@ for (const backend of backends) {
       assert.equal(result.events, count);
       assert.equal(result.unsigned, 0, 'close() signs the head');
     });
+
+    it('stores each field in its own column, and finds events by principal, actor and time', async () => {
+      const f = await fresh(backend);
+      const { audit } = open(f.store);
+      for (let i = 0; i < 6; i++) audit.emit(requestEvent(i, { detail: `detail ${i}`, status: 200 + i }));
+      audit.emit(adminEvent('key.created', { actor: 'key_user1' }));
+      await audit.close();
+      const [row] = await f.store.query<Record<string, unknown>>(
+        'select * from audit_events where seq = $1',
+        [5],
+      );
+      const record = (await audit.repository.get(5))!;
+      assert.deepEqual(
+        {
+          time: row?.time,
+          request_id: row?.request_id,
+          trace_id: row?.trace_id,
+          principal_id: row?.principal_id,
+          tenant: row?.tenant,
+          path: row?.path,
+          detail: row?.detail,
+          status: Number(row?.status),
+          data: row?.data,
+          prev_hash: row?.prev_hash,
+          hash: row?.hash,
+        },
+        {
+          time: '2030-01-01T00:00:04.000Z',
+          request_id: 'req_test_4',
+          trace_id: (4).toString(16).padStart(32, '0'),
+          principal_id: 'key_user1',
+          tenant: 'acme',
+          path: '/orders/4',
+          detail: 'detail 4',
+          status: 204,
+          data: '{"upstream_ms":0.75}',
+          prev_hash: (await audit.repository.get(4))?.hash,
+          hash: record.hash,
+        },
+      );
+      const byPrincipal = await audit.repository.search({ principal: 'key_user1' }, 10);
+      assert.deepEqual(
+        byPrincipal.map((r) => r.request_id ?? r.action),
+        ['req_test_1', 'req_test_4', 'key.created'],
+      );
+      const byTime = await audit.repository.search(
+        { since: '2030-01-01T00:00:02.000Z', until: '2030-01-01T00:00:04.000Z' },
+        10,
+      );
+      assert.deepEqual(
+        byTime.map((r) => r.request_id),
+        ['req_test_2', 'req_test_3'],
+      );
+    });
+
+    it('keeps the time index on audit events and no longer maintains the unused per-principal one', async () => {
+      const f = await fresh(backend);
+      const indexes =
+        f.store.dialect === 'sqlite'
+          ? await f.store.query<{ name: string }>(
+              "select name from sqlite_master where type = 'index' and tbl_name = 'audit_events' and name like 'audit_events_%'",
+            )
+          : await f.store.query<{ name: string }>(
+              "select indexname as name from pg_indexes where schemaname = current_schema() and tablename = 'audit_events' and indexname like 'audit_events_%' and indexname <> 'audit_events_pkey'",
+            );
+      assert.deepEqual(
+        indexes.map((i) => i.name),
+        ['audit_events_time'],
+      );
+    });
   });
 }
 

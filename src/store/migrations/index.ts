@@ -7,6 +7,7 @@ import { alertsMigration } from './006-alerts.js';
 import { revocationsMigration } from './007-revocations.js';
 import { adminTokensMigration } from './008-admin-tokens.js';
 import { apiKeyRoutesMigration } from './009-api-key-routes.js';
+import { auditPrincipalIndexMigration } from './010-audit-principal-index.js';
 
 /**
  * Every migration of the Portcullis database, in order. Features append their
@@ -27,4 +28,5 @@ export const migrations: Migration[] = [
   revocationsMigration,
   adminTokensMigration,
   apiKeyRoutesMigration,
+  auditPrincipalIndexMigration,
 ];
