@@ -32,7 +32,7 @@
  * would get past it) and let through with a warning in monitor mode.
  */
 
-import type { RequestBody } from '../../contracts/request.js';
+import type { BodyProblem, RequestBody } from '../../contracts/request.js';
 import type { RequestContext } from '../../contracts/stage.js';
 import type { Logger } from '../../log.js';
 import { INPUT_ERRORS, InputError, type ProblemItem } from '../../openapi/errors.js';
@@ -342,6 +342,20 @@ function gatherBody(body: RequestBody, inputs: Inputs): void {
   }
 }
 
+/** Structured types the upstream parses: a body of one the gateway could not read is not inspected as it will be. */
+const PARSED_KINDS: ReadonlySet<string> = new Set(['json', 'form', 'multipart', 'xml']);
+
+/**
+ * Whether the body declares a type the upstream parses (JSON, a form, multipart, XML) but could
+ * not be read as one here (malformed, a multipart part readers disagree on, past the JSON limits,
+ * an unsupported charset). Its raw text is still inspected in monitor mode; block mode refuses it.
+ */
+function unreadable(
+  body: RequestBody,
+): body is Extract<RequestBody, { kind: 'raw' }> & { problem: BodyProblem } {
+  return body.kind === 'raw' && body.problem !== undefined && PARSED_KINDS.has(body.declared);
+}
+
 function problems(detections: readonly Detection[]): ProblemItem[] {
   const seen = new Set<string>();
   const out: ProblemItem[] = [];
@@ -421,6 +435,21 @@ export const inspectStage: StageFactory = {
     // A route without a body limit streams bodies (uploads) uninspected: say so in its docs.
     const readsBody = Number.isFinite(route.bodyLimit);
     const decideWithBody = (ctx: RequestContext, inputs: Inputs, body: RequestBody): void => {
+      if (unreadable(body)) {
+        // The upstream will read this body its own way, which the raw text inspected here does not
+        // show (a file name's path, JSON escapes, form fields): as ModSecurity's REQBODY_ERROR rule.
+        const log = { requestId: ctx.id, route: route.name, problem: body.problem };
+        if (block) {
+          logger.warn(log, 'body not readable as its Content-Type says: rejected');
+          throw new InputError(
+            INPUT_ERRORS.inputInvalid,
+            [body.problem],
+            `inspection: the body is not readable as ${body.declared}`,
+          );
+        }
+        logger.warn(log, 'body not readable as its Content-Type says (monitor)');
+        ctx.shadowDenials.push('inspect:unreadable_body');
+      }
       try {
         gatherBody(body, inputs);
       } catch (err) {

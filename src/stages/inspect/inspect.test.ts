@@ -214,15 +214,25 @@ describe('inspecting each kind of input', () => {
     assert.notEqual(await verdict({ query: 'file=..%252f..%252f..%252fetc%252fpasswd' }), 'passed');
   });
 
-  it('inspects a JSON body that is not valid JSON as text', async () => {
-    assert.notEqual(
-      await verdict({
-        method: 'POST',
-        headers: JSON_TYPE,
-        body: "{'q': \"1' UNION SELECT password FROM users--",
-      }),
-      'passed',
+  it('refuses a JSON body that is not valid JSON, and in monitor mode inspects it as text', async () => {
+    const request = {
+      method: 'POST',
+      headers: JSON_TYPE,
+      body: "{'q': \"1' UNION SELECT password FROM users--",
+    };
+    const r = route();
+    const stage = inspectStage.create(r, fakeDeps());
+    assert.ok(stage);
+    await assert.rejects(
+      async () => stage.handle(fakeContext(r, request)),
+      (err: unknown) => err instanceof InputError && err.status === 400 && err.code === 'input.invalid',
     );
+    const watched = route({ mode: 'monitor' });
+    const monitor = inspectStage.create(watched, fakeDeps());
+    assert.ok(monitor);
+    const ctx = fakeContext(watched, request);
+    await monitor.handle(ctx);
+    assert.deepEqual([...ctx.shadowDenials].sort(), ['inspect:sqli', 'inspect:unreadable_body']);
   });
 });
 

@@ -1,0 +1,122 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import {
+  startTestGateway,
+  startUpstream,
+  type TestGateway,
+  type TestUpstream,
+} from '../../test-support/gateway.js';
+import { send } from '../../test-support/http.js';
+
+/**
+ * A body that declares a type the upstream parses (multipart, a form, JSON, XML) but that the
+ * gateway could not read as one is refused on an inspected route: its raw text is not what the
+ * upstream will read (a file name's path, JSON escapes), so inspecting it would let through what
+ * the upstream then decodes. Found with the CRS test 930110-11 (`filename="..\1.7z"`, 200).
+ */
+describe('bodies the gateway cannot read as their Content-Type says', () => {
+  let upstream: TestUpstream;
+  let gw: TestGateway;
+  const BOUNDARY = 'b0undary';
+  const multipart = (disposition: string) =>
+    [
+      `--${BOUNDARY}`,
+      `Content-Disposition: form-data; ${disposition}`,
+      'Content-Type: application/octet-stream',
+      '',
+      'BINARYDATA',
+      `--${BOUNDARY}--`,
+      '',
+    ].join('\r\n');
+  const post = (route: string, type: string, body: string) =>
+    send(gw.url, route, { method: 'POST', headers: { 'content-type': type }, body });
+  const nested = (depth: number, leaf: string) =>
+    `${'{"a":'.repeat(depth)}${JSON.stringify(leaf)}${'}'.repeat(depth)}`;
+
+  before(async () => {
+    upstream = await startUpstream();
+    const route = (name: string, path: string, mode: string) => ({
+      name,
+      path,
+      methods: ['POST'],
+      upstream: 'api',
+      auth: 'none',
+      body_limit: '1mb',
+      inspection: { mode },
+    });
+    gw = await startTestGateway({
+      upstreams: { api: { url: upstream.url } },
+      routes: [route('blocking', '/upload', 'block'), route('watching', '/watched', 'monitor')],
+    });
+  });
+  after(async () => {
+    await gw.close();
+    await upstream.close();
+  });
+
+  it('refuses a multipart file name with a backslash path, which readers split differently, with 400', async () => {
+    const before = upstream.requests.length;
+    const r = await post(
+      '/upload',
+      `multipart/form-data; boundary=${BOUNDARY}`,
+      multipart('name="file"; filename="..\\1.7z"'),
+    );
+    assert.equal(r.status, 400);
+    assert.equal(r.headers['content-type'], 'application/problem+json');
+    assert.equal(r.json().code, 'input.invalid');
+    assert.equal(upstream.requests.length, before, 'the body never reached the upstream');
+  });
+
+  it('lets an ordinary upload through, and still inspects its file name', async () => {
+    const ok = await post(
+      '/upload',
+      `multipart/form-data; boundary=${BOUNDARY}`,
+      multipart('name="file"; filename="report 2024.pdf"'),
+    );
+    assert.equal(ok.status, 200);
+    const traversal = await post(
+      '/upload',
+      `multipart/form-data; boundary=${BOUNDARY}`,
+      multipart('name="file"; filename="../../etc/passwd"'),
+    );
+    assert.equal(traversal.status, 403);
+  });
+
+  it('refuses JSON past the route’s depth limit, whose escaped payload the raw text hides, with 400', async () => {
+    // The upstream decodes \u0027 to a quote; the raw text only has the escape.
+    const r = await post('/upload', 'application/json', nested(40, '\u0027 OR 1=1-- '));
+    assert.equal(r.status, 400);
+    assert.equal(r.json().code, 'input.invalid');
+    const shallow = await post('/upload', 'application/json', nested(5, 'a plain note'));
+    assert.equal(shallow.status, 200);
+  });
+
+  it('refuses malformed JSON and XML on an inspected route, and passes well-formed ones', async () => {
+    assert.equal((await post('/upload', 'application/json', '{"note": "unterminated')).status, 400);
+    assert.equal((await post('/upload', 'application/xml', '<order><id>1</id>')).status, 400);
+    assert.equal((await post('/upload', 'application/json', '{"note": "fine"}')).status, 200);
+    assert.equal((await post('/upload', 'application/xml', '<order><id>1</id></order>')).status, 200);
+  });
+
+  it('lets the same body through in monitor mode, still inspecting its raw text', async () => {
+    const before = upstream.requests.length;
+    const r = await post(
+      '/watched',
+      `multipart/form-data; boundary=${BOUNDARY}`,
+      multipart('name="file"; filename="..\\1.7z"'),
+    );
+    assert.equal(r.status, 200);
+    assert.equal(upstream.requests.length, before + 1);
+    assert.ok(
+      gw.logs.some(
+        (l) => l.msg === 'body not readable as its Content-Type says (monitor)' && l.route === 'watching',
+      ),
+      'the monitor-mode pass is logged',
+    );
+  });
+
+  it('does not refuse bodies of types it does not parse, such as an image or plain text', async () => {
+    assert.equal((await post('/upload', 'image/png', '\x89PNG\r\n\x1a\n....')).status, 200);
+    assert.equal((await post('/upload', 'text/plain', 'just some text')).status, 200);
+  });
+});
