@@ -8,33 +8,20 @@ import { readFileSync } from 'node:fs';
 import { relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { runAdminCommand } from '../admin/tokens/cli.js';
-import { issueDemoAdminToken } from '../admin/tokens/demo.js';
-import { runAlertsCommand, runBlocksCommand } from '../alerts/index.js';
-import { runAuditCommand } from '../audit/cli.js';
-import { createBruteForceGuard } from '../auth/brute-force.js';
-import { buildAuth } from '../auth/build.js';
-import { explainRequest, formatExplanation } from '../authz/explain.js';
-import { runPrimary } from '../cluster.js';
 import { ConfigError, formatIssue, type LoadOptions, loadConfig } from '../config/load.js';
-import { configReference } from '../config/reference.js';
-import { ConfigSchema } from '../config/schema.js';
-import { startOrdersApi } from '../demo/orders-api.js';
-import { applyDemoAdminPort, demoAdminPort } from '../demo/ports.js';
-import { DEMO_SECRET_ENV, DEMO_USERS, demoTokenSecret, signDemoToken } from '../demo/tokens.js';
-import { runClientsCommand } from '../issuer/cli.js';
 import { IssuerError } from '../issuer/errors.js';
-import { runKeysCommand } from '../keys/cli.js';
 import { createLogger } from '../log.js';
-import { parseOwaspFlags, runOwaspCheck } from '../owasp/cli.js';
-import { runTokensCommand } from '../revocation/cli.js';
 import { type Running, startGateway } from '../runtime.js';
-import { openStore } from '../store/index.js';
-import { defaultDevCertificateDir, runCertCommand } from '../tls/cli.js';
-import { ensureDevCertificates } from '../tls/dev-cert.js';
 import { completionScript } from './completion.js';
 import { formatVersion, versionInfo } from './support.js';
 
+/*
+ * Only what `start` needs is imported up front. Every other subcommand (keys, audit, owasp, demo, …)
+ * is imported when it is the one asked for: their modules and dependencies (the OWASP report's
+ * OpenAPI bundler, the audit CLI's schemas, the demo's upstream, …) would otherwise be compiled
+ * and kept in every running gateway, where they cost memory (RSS) and start-up time for nothing.
+ * A failure to load one of them is an installation problem and is reported like any other error.
+ */
 const ROOT = new URL('../../', import.meta.url);
 const DEMO_CONFIG = fileURLToPath(new URL('demo/portcullis.yaml', ROOT));
 
@@ -119,6 +106,7 @@ async function run(file: string, options?: LoadOptions, onReady?: (running: Runn
   process.on('unhandledRejection', (err) => logger.error({ err }, 'unhandled rejection'));
   if (config.listen.workers > 1 && cluster.isPrimary) {
     // The primary serves nothing: each worker runs this same command and loads the config itself.
+    const { runPrimary } = await import('../cluster.js');
     const code = await runPrimary(config.listen.workers, logger);
     logger.info({ code }, 'every worker stopped');
     logger.flush();
@@ -172,22 +160,30 @@ async function run(file: string, options?: LoadOptions, onReady?: (running: Runn
 async function main(argv: string[]): Promise<void> {
   // Subcommands with options of their own parse their arguments themselves.
   const io = { out, err: (s: string) => process.stderr.write(`${s}\n`), env: process.env };
-  if (argv[0] === 'keys') process.exit(await runKeysCommand(argv.slice(1), io));
+  if (argv[0] === 'keys')
+    process.exit(await (await import('../keys/cli.js')).runKeysCommand(argv.slice(1), io));
   if (argv[0] === 'completion') {
     const script = argv.length === 2 ? completionScript(argv[1]!) : undefined;
     if (script === undefined) fail('usage: portcullis completion bash|zsh');
     process.stdout.write(script);
     return;
   }
-  if (argv[0] === 'clients') process.exit(await runClientsCommand(argv.slice(1), io));
-  if (argv[0] === 'tokens') process.exit(await runTokensCommand(argv.slice(1), io));
-  if (argv[0] === 'cert') process.exit(await runCertCommand(argv.slice(1), io));
-  if (argv[0] === 'alerts') process.exit(await runAlertsCommand(argv.slice(1), io));
-  if (argv[0] === 'blocks') process.exit(await runBlocksCommand(argv.slice(1), io));
-  if (argv[0] === 'admin') process.exit(await runAdminCommand(argv.slice(1), io));
+  if (argv[0] === 'clients')
+    process.exit(await (await import('../issuer/cli.js')).runClientsCommand(argv.slice(1), io));
+  if (argv[0] === 'tokens')
+    process.exit(await (await import('../revocation/cli.js')).runTokensCommand(argv.slice(1), io));
+  if (argv[0] === 'cert')
+    process.exit(await (await import('../tls/cli.js')).runCertCommand(argv.slice(1), io));
+  if (argv[0] === 'alerts')
+    process.exit(await (await import('../alerts/index.js')).runAlertsCommand(argv.slice(1), io));
+  if (argv[0] === 'blocks')
+    process.exit(await (await import('../alerts/index.js')).runBlocksCommand(argv.slice(1), io));
+  if (argv[0] === 'admin')
+    process.exit(await (await import('../admin/tokens/cli.js')).runAdminCommand(argv.slice(1), io));
   if (argv[0] === 'audit') {
     const stop = new AbortController();
     process.once('SIGINT', () => stop.abort());
+    const { runAuditCommand } = await import('../audit/cli.js');
     process.exit(await runAuditCommand(argv.slice(1), { ...io, signal: stop.signal }));
   }
   const { values, positionals } = parseArgs({
@@ -226,6 +222,7 @@ async function main(argv: string[]): Promise<void> {
         );
       }
       if (values.owasp) {
+        const { parseOwaspFlags, runOwaspCheck } = await import('../owasp/cli.js');
         const flags = parseOwaspFlags(values.format, values['fail-on']);
         if (typeof flags === 'string') fail(`portcullis check --owasp: ${flags}`);
         const err = (s: string) => process.stderr.write(`${s}\n`);
@@ -243,16 +240,34 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'explain':
       return explain(values);
-    case 'schema':
-      return out(values.markdown ? configReference() : JSON.stringify(ConfigSchema, null, 2));
+    case 'schema': {
+      if (values.markdown) return out((await import('../config/reference.js')).configReference());
+      return out(JSON.stringify((await import('../config/schema.js')).ConfigSchema, null, 2));
+    }
     case 'demo': {
+      const [
+        { startOrdersApi },
+        { applyDemoAdminPort, demoAdminPort },
+        demoTokens,
+        tls,
+        devCert,
+        adminTokens,
+      ] = await Promise.all([
+        import('../demo/orders-api.js'),
+        import('../demo/ports.js'),
+        import('../demo/tokens.js'),
+        import('../tls/cli.js'),
+        import('../tls/dev-cert.js'),
+        import('../admin/tokens/demo.js'),
+      ]);
+      const { DEMO_SECRET_ENV, DEMO_USERS, demoTokenSecret, signDemoToken } = demoTokens;
       demoAdminPort(process.env); // a bad PORTCULLIS_ADMIN_PORT fails before anything starts
       const dataDir = resolve(process.env.PORTCULLIS_DATA ?? 'data');
       const secret = demoTokenSecret(dataDir);
       process.env[DEMO_SECRET_ENV] = secret;
       const api = await startOrdersApi(Number(process.env.PORTCULLIS_DEMO_UPSTREAM_PORT ?? 0));
       // The demo serves HTTPS with a local development CA made on first start.
-      const dev = await ensureDevCertificates(defaultDevCertificateDir(process.env));
+      const dev = await devCert.ensureDevCertificates(tls.defaultDevCertificateDir(process.env));
       const tokens = await Promise.all(DEMO_USERS.map((u) => signDemoToken(secret, u)));
       return run(
         values.config ?? DEMO_CONFIG,
@@ -272,17 +287,19 @@ async function main(argv: string[]): Promise<void> {
           },
         },
         (running) =>
-          void issueDemoAdminToken(running, dataDir).then((adminToken) =>
-            printDemo(
-              running.port,
-              running.adminPort,
-              running.redirectPort,
-              tokens,
-              dev.files.caCert,
-              adminToken,
-              running.admin?.tls === true,
+          void adminTokens
+            .issueDemoAdminToken(running, dataDir)
+            .then((adminToken) =>
+              printDemo(
+                running.port,
+                running.adminPort,
+                running.redirectPort,
+                tokens,
+                dev.files.caCert,
+                adminToken,
+                running.admin?.tls === true,
+              ),
             ),
-          ),
       );
     }
     default:
@@ -318,6 +335,13 @@ async function explain(values: {
     headers[h.slice(0, i).trim().toLowerCase()] = h.slice(i + 1).trim();
   }
   const { config } = await load(configPath(values.config));
+  const [{ openStore }, { createBruteForceGuard }, { buildAuth }, { explainRequest, formatExplanation }] =
+    await Promise.all([
+      import('../store/index.js'),
+      import('../auth/brute-force.js'),
+      import('../auth/build.js'),
+      import('../authz/explain.js'),
+    ]);
   const logger = createLogger({ level: 'silent' });
   const store = await openStore({ url: config.store.url, dataDir: config.store.dataDir });
   await store.migrate();

@@ -15,7 +15,8 @@
  * instance with each limit divided by the expected instance count,
  * `fail-closed` refuses with 503.
  */
-import { Redis } from 'ioredis';
+import { createRequire } from 'node:module';
+import type { Redis } from 'ioredis';
 import type { Logger } from '../log.js';
 import type { LimitCheck, Limiter, LimitOutcome, MemoryLimiter, Verdict } from './limiter.js';
 import type { RedisSettings } from './types.js';
@@ -95,6 +96,19 @@ export interface RedisLimiterOptions {
   now?: () => number;
 }
 
+/**
+ * ioredis, loaded the first time a Redis limiter is made. Most gateways use the memory backend,
+ * and ioredis with its dependencies is compiled code and heap (about 6 MiB of heap when loaded
+ * alone in a bare Node) that every process would otherwise carry from start. It is a CommonJS package, so `require` loads it synchronously
+ * and the limiter keeps its synchronous constructor; a missing or broken install fails that
+ * constructor, at start, with the loader's own error.
+ */
+let RedisClient: typeof Redis | undefined;
+function redisClient(): typeof Redis {
+  RedisClient ??= (createRequire(import.meta.url)('ioredis') as typeof import('ioredis')).Redis;
+  return RedisClient;
+}
+
 export class RedisLimiter implements Limiter {
   readonly client: Redis;
   private readonly gcra: GcraCommand;
@@ -113,7 +127,7 @@ export class RedisLimiter implements Limiter {
   ) {
     this.prefix = `${settings.keyPrefix}rl:`;
     this.now = options.now ?? Date.now;
-    this.client = new Redis(settings.url, {
+    this.client = new (redisClient())(settings.url, {
       lazyConnect: true,
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
