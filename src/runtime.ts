@@ -548,9 +548,8 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
  * The modules of features that a configuration may leave off, imported only when it turns them
  * on: the OpenTelemetry SDK and exporter (telemetry.traces), the admin listener and the admin API
  * with the web console (admin.enabled, admin.api.enabled), and the TLS listener (listen.tls,
- * tls.redirect; today it is also reached through pipeline/routes.ts, for `hstsHeaderValue`). A
- * gateway that does not use them would otherwise carry their code, and their dependencies' code,
- * in its heap: with ioredis (ratelimit/redis.ts) and the CLI's subcommands, 3.6 MiB of live heap
+ * tls.redirect). A gateway that does not use them would otherwise carry their code, and their
+ * dependencies' code, in its heap: with ioredis (ratelimit/redis.ts) and the CLI's subcommands, 3.6 MiB of live heap
  * and 3 to 7 MiB of RSS on the peer bench's configs.
  *
  * Each of these settings is read at start only (a reload keeps the listeners and the trace sink),

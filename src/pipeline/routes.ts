@@ -9,7 +9,7 @@ import { createUpstream, type Upstream } from '../proxy/upstream.js';
 import { securityHeaders } from '../stages/headers/index.js';
 import type { ProxyRoute } from '../stages/proxy/index.js';
 import { createRouteTable, type RouteTable } from '../stages/route/index.js';
-import { hstsHeaderValue } from '../tls/listener.js';
+import { hstsHeaderValue } from '../tls/types.js';
 import { type BuildDeps, buildRouteStages } from './index.js';
 
 export interface CompiledRoute extends ProxyRoute {

@@ -25,7 +25,9 @@ import {
 } from './certificates.js';
 import { readCaCertificates } from './client-auth.js';
 import { alpnProtocols, serverContextOptions, TLS_PROFILES } from './tls-options.js';
-import type { HstsSettings, TlsListenerSettings } from './types.js';
+import type { TlsListenerSettings } from './types.js';
+
+export { hstsHeaderValue } from './types.js';
 
 /** The running HTTPS listener's handles. */
 export interface HttpsListener {
@@ -66,11 +68,6 @@ export class TlsStartError extends Error {
 
 const EXPIRY_CHECK_INTERVAL_MS = 12 * 3_600_000;
 const TICKET_KEY_BYTES = 48;
-
-/** The `Strict-Transport-Security` value (RFC 6797 §6.1); sent on HTTPS responses only. */
-export function hstsHeaderValue(hsts: HstsSettings): string {
-  return `max-age=${hsts.maxAgeSeconds}${hsts.includeSubdomains ? '; includeSubDomains' : ''}${hsts.preload ? '; preload' : ''}`;
-}
 
 function untrustedReason(info: CertificateInfo): string | undefined {
   if (info.selfSigned) return 'is self-signed';

@@ -36,6 +36,11 @@ export interface HstsSettings {
   preload: boolean;
 }
 
+/** The `Strict-Transport-Security` value (RFC 6797 §6.1); sent on HTTPS responses only. */
+export function hstsHeaderValue(hsts: HstsSettings): string {
+  return `max-age=${hsts.maxAgeSeconds}${hsts.includeSubdomains ? '; includeSubDomains' : ''}${hsts.preload ? '; preload' : ''}`;
+}
+
 /** HTTP/2 on the TLS listener (`listen.tls.http2`), with the limits that bound the known HTTP/2 attacks. */
 export interface Http2Settings {
   /** SETTINGS_MAX_CONCURRENT_STREAMS. */
