@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { compactVerify, createLocalJWKSet, SignJWT } from 'jose';
+import type { Db } from '../store/types.js';
 import { IssuerError } from './errors.js';
 import {
   decryptPrivateJwk,
@@ -161,6 +162,47 @@ for (const backend of backends) {
       const keys = await fixture.store.query<{ kid: string }>('select kid from signing_keys');
       assert.equal(keys.length, 2);
       for (const ring of rings) assert.equal(ring.keySet().keys.length, 2);
+    });
+
+    it('creates a single replacement when a peer rotates while this instance is between reading and inserting', async () => {
+      const slowStore = await fixture.openAnother();
+      let release!: () => void;
+      const gate = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      let holding = false;
+      // The slow instance stops after reading the keys (the rotation is due) until the fast one has rotated.
+      const query: Db['query'] = async (sql, params) => {
+        const rows = await slowStore.query(sql, params);
+        if (holding && sql.includes('where retired_at is null')) {
+          holding = false;
+          await gate;
+        }
+        return rows as never;
+      };
+      // Methods bound to the store itself: its private fields are not the proxy's.
+      const slow = new Proxy(slowStore, {
+        get(target, name) {
+          if (name === 'query') return query;
+          const value: unknown = Reflect.get(target, name, target);
+          return typeof value === 'function' ? value.bind(target) : value;
+        },
+      });
+      const fast = await SigningKeyRing.open(options());
+      const late = await SigningKeyRing.open(options(slow));
+      clock += DAY;
+      holding = true;
+      const lateSync = late.sync();
+      await fast.sync();
+      release();
+      await lateSync;
+      const keys = await fixture.store.query<{ kid: string }>('select kid from signing_keys');
+      assert.equal(keys.length, 2, 'one replacement, not one per instance');
+      await fast.sync();
+      assert.deepEqual(
+        late.keySet().keys.map((k) => k.kid),
+        fast.keySet().keys.map((k) => k.kid),
+      );
     });
 
     it('publishes a new key before it signs, keeps the old one until its tokens expire, then destroys it', async () => {

@@ -206,6 +206,11 @@ export class SigningKeyRing {
    */
   async sync(options: { strict?: boolean } = {}): Promise<void> {
     const now = this.#now();
+    // The highest generation, read before the keys: a peer that rotates after this read inserts the
+    // generation this instance would, so one of the two inserts conflicts. Read after the keys (or
+    // at insert time), a peer's rotation in between made this instance insert the generation after
+    // it: two replacements (seen on PostgreSQL with four instances rotating at once).
+    const top = await this.#topGeneration();
     let rows = await this.#load();
     let changed = false;
     for (let i = 0; i < rows.length - 1; i++) {
@@ -223,7 +228,7 @@ export class SigningKeyRing {
     const newest = rows.at(-1);
     if (newest === undefined || now - Date.parse(newest.activates_at) >= this.#rotationMs) {
       // Re-read whether this instance's insert won or another instance's did.
-      await this.#create(now, newest === undefined);
+      await this.#create(now, newest === undefined, top + 1);
       changed = true;
     }
     if (changed) rows = await this.#load();
@@ -279,12 +284,16 @@ export class SigningKeyRing {
     );
   }
 
-  /** Inserts the next generation; false when another instance got there first. */
-  async #create(now: number, first: boolean): Promise<boolean> {
+  /** The highest generation in the table, retired keys included; 0 when it is empty. */
+  async #topGeneration(): Promise<number> {
     const [top] = await this.#db.query<{ generation: number | null }>(
       'select max(generation) as generation from signing_keys',
     );
-    const generation = Number(top?.generation ?? 0) + 1;
+    return Number(top?.generation ?? 0);
+  }
+
+  /** Inserts `generation`; false when another instance got there first. */
+  async #create(now: number, first: boolean, generation: number): Promise<boolean> {
     const { publicKey, privateKey } = await generateKeyPair(SIGNING_ALG, { extractable: true });
     const publicJwk = await exportJWK(publicKey);
     // RFC 7638 thumbprint: a kid derived from the key itself, never reused.
