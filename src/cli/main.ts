@@ -157,29 +157,33 @@ async function run(file: string, options?: LoadOptions, onReady?: (running: Runn
   onReady?.(running);
 }
 
+type Subcommand = (
+  args: string[],
+  io: { out: (s: string) => void; err: (s: string) => void; env: NodeJS.ProcessEnv },
+) => Promise<number>;
+
+/** Subcommands that parse their own arguments, each imported only when it runs (`start` never loads them). */
+const SUBCOMMANDS = new Map<string, () => Promise<Subcommand>>([
+  ['keys', async () => (await import('../keys/cli.js')).runKeysCommand],
+  ['clients', async () => (await import('../issuer/cli.js')).runClientsCommand],
+  ['tokens', async () => (await import('../revocation/cli.js')).runTokensCommand],
+  ['cert', async () => (await import('../tls/cli.js')).runCertCommand],
+  ['alerts', async () => (await import('../alerts/index.js')).runAlertsCommand],
+  ['blocks', async () => (await import('../alerts/index.js')).runBlocksCommand],
+  ['admin', async () => (await import('../admin/tokens/cli.js')).runAdminCommand],
+]);
+
 async function main(argv: string[]): Promise<void> {
   // Subcommands with options of their own parse their arguments themselves.
   const io = { out, err: (s: string) => process.stderr.write(`${s}\n`), env: process.env };
-  if (argv[0] === 'keys')
-    process.exit(await (await import('../keys/cli.js')).runKeysCommand(argv.slice(1), io));
+  const subcommand = SUBCOMMANDS.get(argv[0] ?? '');
+  if (subcommand !== undefined) process.exit(await (await subcommand())(argv.slice(1), io));
   if (argv[0] === 'completion') {
     const script = argv.length === 2 ? completionScript(argv[1]!) : undefined;
     if (script === undefined) fail('usage: portcullis completion bash|zsh');
     process.stdout.write(script);
     return;
   }
-  if (argv[0] === 'clients')
-    process.exit(await (await import('../issuer/cli.js')).runClientsCommand(argv.slice(1), io));
-  if (argv[0] === 'tokens')
-    process.exit(await (await import('../revocation/cli.js')).runTokensCommand(argv.slice(1), io));
-  if (argv[0] === 'cert')
-    process.exit(await (await import('../tls/cli.js')).runCertCommand(argv.slice(1), io));
-  if (argv[0] === 'alerts')
-    process.exit(await (await import('../alerts/index.js')).runAlertsCommand(argv.slice(1), io));
-  if (argv[0] === 'blocks')
-    process.exit(await (await import('../alerts/index.js')).runBlocksCommand(argv.slice(1), io));
-  if (argv[0] === 'admin')
-    process.exit(await (await import('../admin/tokens/cli.js')).runAdminCommand(argv.slice(1), io));
   if (argv[0] === 'audit') {
     const stop = new AbortController();
     process.once('SIGINT', () => stop.abort());
