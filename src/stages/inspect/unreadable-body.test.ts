@@ -30,6 +30,9 @@ describe('bodies the gateway cannot read as their Content-Type says', () => {
     ].join('\r\n');
   const post = (route: string, type: string, body: string) =>
     send(gw.url, route, { method: 'POST', headers: { 'content-type': type }, body });
+  /** A multipart body of one file part, to the route. */
+  const upload = (route: string, disposition: string) =>
+    post(route, `multipart/form-data; boundary=${BOUNDARY}`, multipart(disposition));
   const nested = (depth: number, leaf: string) =>
     `${'{"a":'.repeat(depth)}${JSON.stringify(leaf)}${'}'.repeat(depth)}`;
 
@@ -56,11 +59,7 @@ describe('bodies the gateway cannot read as their Content-Type says', () => {
 
   it('refuses a multipart file name with a backslash path, which readers split differently, with 400', async () => {
     const before = upstream.requests.length;
-    const r = await post(
-      '/upload',
-      `multipart/form-data; boundary=${BOUNDARY}`,
-      multipart('name="file"; filename="..\\1.7z"'),
-    );
+    const r = await upload('/upload', 'name="file"; filename="..\\1.7z"');
     assert.equal(r.status, 400);
     assert.equal(r.headers['content-type'], 'application/problem+json');
     assert.equal(r.json().code, 'input.invalid');
@@ -68,17 +67,9 @@ describe('bodies the gateway cannot read as their Content-Type says', () => {
   });
 
   it('lets an ordinary upload through, and still inspects its file name', async () => {
-    const ok = await post(
-      '/upload',
-      `multipart/form-data; boundary=${BOUNDARY}`,
-      multipart('name="file"; filename="report 2024.pdf"'),
-    );
+    const ok = await upload('/upload', 'name="file"; filename="report 2024.pdf"');
     assert.equal(ok.status, 200);
-    const traversal = await post(
-      '/upload',
-      `multipart/form-data; boundary=${BOUNDARY}`,
-      multipart('name="file"; filename="../../etc/passwd"'),
-    );
+    const traversal = await upload('/upload', 'name="file"; filename="../../etc/passwd"');
     assert.equal(traversal.status, 403);
   });
 
@@ -100,11 +91,7 @@ describe('bodies the gateway cannot read as their Content-Type says', () => {
 
   it('lets the same body through in monitor mode, still inspecting its raw text', async () => {
     const before = upstream.requests.length;
-    const r = await post(
-      '/watched',
-      `multipart/form-data; boundary=${BOUNDARY}`,
-      multipart('name="file"; filename="..\\1.7z"'),
-    );
+    const r = await upload('/watched', 'name="file"; filename="..\\1.7z"');
     assert.equal(r.status, 200);
     assert.equal(upstream.requests.length, before + 1);
     assert.ok(
