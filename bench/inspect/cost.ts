@@ -1,6 +1,7 @@
 /**
- * Inspection cost per request, in CPU time, for a typical 200-byte query
- * and a 4 KB JSON body at paranoia levels 1 and 2 (the engine and the
+ * Inspection cost per request, in CPU time, for a typical 200-byte query,
+ * a 4 KB JSON body, and a JSON body of names, addresses and prose in
+ * several languages and scripts, at paranoia levels 1 and 2 (the engine and the
  * scoring, as the inspect stage runs them; parsing is the request view's),
  * with values never seen before and with the same values again (which the
  * engine's inert-value cache leaves out of its runs).
@@ -70,6 +71,34 @@ function json4k(): Inputs {
   return inputs;
 }
 
+/** A JSON body of about 2 KB whose text is mostly beyond ASCII: names, addresses, prose. */
+function jsonWorld(): Inputs {
+  const people = [
+    ["Seán O'Brien", '8 rue de la Paix, 75002 Paris', 'Très bien, merci : livrez après 18 h.'],
+    ['Jürgen Müller', 'Hauptstraße 5, 10115 Berlin', 'Bitte beim Nachbarn abgeben, wenn niemand öffnet.'],
+    ['José García', 'Calle de Alcalá 42, Madrid', '¿Pueden envolverlo para regalo? ¡Gracias!'],
+    ['Łukasz Żółć', 'ul. Świętokrzyska 7, Warszawa', 'Proszę dzwonić przed dostawą.'],
+    ['Αλέξανδρος Παπαδόπουλος', 'Οδός Ερμού 10, Αθήνα', 'Ευχαριστώ πολύ για την εξυπηρέτηση.'],
+    ['Владимир Иванов', 'ул. Тверская, д. 7, Москва', 'Позвоните, пожалуйста, за час до доставки.'],
+    ['山田太郎', '東京都千代田区丸の内1丁目', 'よろしくお願いします'],
+    ['김민준', '서울특별시 중구 세종대로 110', '문 앞에 놓아 주세요'],
+    ['محمد عبد الله', 'شارع الملك فهد، الرياض', 'شكرا جزيلا'],
+  ];
+  const body = {
+    customers: people.map(([name, address, note], i) => ({
+      id: `C-${100 + i}`,
+      name,
+      address,
+      note,
+      locale: ['fr-FR', 'de-DE', 'es-ES', 'pl-PL', 'el-GR', 'ru-RU', 'ja-JP', 'ko-KR', 'ar-SA'][i],
+    })),
+  };
+  const inputs = query();
+  collectJson(body, ['body'], inputs);
+  err(`multilingual JSON body: ${Buffer.byteLength(JSON.stringify(body))} bytes`);
+  return inputs;
+}
+
 /**
  * The same inputs with every value made new for round `n` (a suffix that no rule cares about), so
  * the engine's inert-value cache cannot help: what a request of values never seen before costs.
@@ -114,5 +143,6 @@ for (const pl of [1, 2]) {
   for (const recurring of [false, true]) {
     measure('200-byte query', query(), pl, recurring);
     measure('4 KB JSON body', json4k(), pl, recurring);
+    measure('multilingual JSON body', jsonWorld(), pl, recurring);
   }
 }

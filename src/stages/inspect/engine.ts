@@ -24,8 +24,9 @@
  * address it reads is present (about 200 ns a rule and 15 ns an input:
  * some 50 µs for paranoia level 1), plus a few tenths of a µs to a µs per
  * condition and value it reads (transformations, regex, libinjection).
- * Most values are plain (words, numbers, URLs, prose: `plain.ts`) and most
- * CRS regexes need a character such values lack, so the rules are planned
+ * Most values are plain (words, numbers, URLs, prose, and names and prose
+ * beyond ASCII: `plain.ts`) and most CRS regexes need a character such
+ * values lack, so the rules are planned
  * (`plan`): plain values go to addresses of their own that only the
  * conditions able to match them read, a condition that needs one of a few
  * words reads them through an address of its own that only values holding
@@ -99,7 +100,16 @@ import { pointerSegment } from '../../openapi/errors.js';
 import type { Category } from '../../openapi/schema.js';
 import { GenerationalCache } from '../../util/lru.js';
 import crsRules from './crs-rules.json' with { type: 'json' };
-import { type Charset, canMatchPlain, conditionWords, keepsPlain, PLAIN, TEXT, URLISH } from './plain.js';
+import {
+  type Charset,
+  canMatchPlain,
+  conditionWords,
+  keepsPlain,
+  LETTERS,
+  PLAIN,
+  TEXT,
+  URLISH,
+} from './plain.js';
 import ownRules from './rules.json' with { type: 'json' };
 import { type PreTransform, preTransform } from './transforms.js';
 
@@ -211,7 +221,7 @@ export function ruleCategories(): Record<string, Category> {
 export const CRS_VERSION: string = crsRules.metadata.rules_version;
 
 /** The charsets values are sorted by, narrowest first (see `plain.ts`). */
-const TIERS: readonly Charset[] = [PLAIN, URLISH, TEXT];
+const TIERS: readonly Charset[] = [PLAIN, URLISH, TEXT, LETTERS];
 
 /** The address suffix for values of a charset: `#plain`. */
 function suffix(charset: Charset): string {
@@ -262,7 +272,10 @@ function unshellOnly(address: Address): boolean {
 /** Operators several rules apply to the same inputs, whose check on a plain value is run once and shared. */
 const SHARED_OPERATORS = new Set(['is_sqli', 'is_xss']);
 
-/** Transformations that leave a plain value exactly as it is (so every chain of them gives the same text). */
+/**
+ * Transformations that leave a plain value exactly as it is (so every chain of them gives the same
+ * text); on a charset, less its `unsteady` ones (`identical`).
+ */
 const IDENTITY_ON_PLAIN = new Set([
   'url_decode',
   'url_decode_iis',
@@ -278,6 +291,11 @@ const IDENTITY_ON_PLAIN = new Set([
   // Changes only values with `<?`, which no charset holds.
   'removeXmlDeclarations',
 ]);
+
+/** Whether every transformation of a chain leaves the values of a charset as they are. */
+function identical(chain: readonly string[], charset: Charset): boolean {
+  return chain.every((t) => IDENTITY_ON_PLAIN.has(t) && !charset.unsteady.includes(t));
+}
 
 /** The rules as the engine runs them, the shared checks (a shared rule's id → the rules it stands for), the words. */
 interface Plan {
@@ -299,13 +317,10 @@ interface Plan {
  * so a value of a charset holding any other character goes through the chain as through one that
  * keeps the charset, and only the values of base64 characters alone need reading as undecided.
  */
-function decodesOnlyBase64(chain: readonly string[]): boolean {
+function decodesOnlyBase64(chain: readonly string[], charset: Charset): boolean {
   const at = chain.indexOf('base64_decode');
   if (at < 0 || chain.lastIndexOf('base64_decode') !== at) return false;
-  return (
-    chain.slice(0, at).every((t) => IDENTITY_ON_PLAIN.has(t)) &&
-    keepsPlain(chain.filter((t) => t !== 'base64_decode'))
-  );
+  return identical(chain.slice(0, at), charset) && keepsPlain(chain.filter((t) => t !== 'base64_decode'));
 }
 
 /**
@@ -313,7 +328,8 @@ function decodesOnlyBase64(chain: readonly string[]): boolean {
  * `engine`), cutting what plain values (`plain.ts`) cost:
  *
  * - Non-plain values go to the address itself; plain ones to
- *   `<address>#plain` (and `#urlish`, `#text` for the wider charsets).
+ *   `<address>#plain` (and `#urlish`, `#text`, `#letters` for the wider
+ *   charsets).
  * - An input also reads plain values only when its condition can match one
  *   (most CRS regexes need a character like `<`, `'`, `(`; libinjection's
  *   XSS check needs one of `< = ' "` or a backtick), or when its
@@ -332,7 +348,8 @@ function decodesOnlyBase64(chain: readonly string[]): boolean {
  *   condition and value, and most words are in one or two conditions.
  * - libinjection, the costliest check, runs once per plain value and
  *   address, not once per rule: on a plain value every chain of
- *   IDENTITY_ON_PLAIN transformations gives the value itself, so `is_sqli`
+ *   IDENTITY_ON_PLAIN transformations (but for the charset's `unsteady`
+ *   ones: `unicode_normalize` on LETTERS) gives the value itself, so `is_sqli`
  *   after `url_decode_iis,remove_nulls` and after
  *   `url_decode_iis,html_entity_decode,remove_nulls` are the same check. A
  *   shared rule (`shared:is_sqli:crs.args#plain`) makes it, and its match is
@@ -354,9 +371,8 @@ function plan(rules: readonly RawRule[]): Plan {
           ...parseAddress(input.address).preNames,
           ...(input.transformers ?? rule.transformers ?? []),
         ];
-        const share =
-          single && SHARED_OPERATORS.has(c.operator) && chain.every((t) => IDENTITY_ON_PLAIN.has(t));
         for (const tier of TIERS) {
+          const share = single && SHARED_OPERATORS.has(c.operator) && identical(chain, tier);
           const all = { ...input, address: `${input.address}${suffix(tier)}` };
           if (share) {
             if (!canMatchPlain(c, tier)) continue;
@@ -366,7 +382,7 @@ function plan(rules: readonly RawRule[]): Plan {
             shared.set(id, group);
             continue;
           }
-          const decodes = decodesOnlyBase64(chain);
+          const decodes = decodesOnlyBase64(chain, tier);
           if (!keepsPlain(chain) && !decodes) {
             inputs.push(all);
             continue;
@@ -557,7 +573,8 @@ interface Known extends Sort {
  * the conditions with a word in the value, in increasing order.
  */
 function wordTest(byCondition: readonly (readonly string[])[]): (text: string) => readonly number[] {
-  // Values and words are ASCII (every charset is): two characters make a 14-bit key, three 21 bits.
+  // Words are ASCII: two characters make a 14-bit key, three 21 bits. A character beyond ASCII (in
+  // LETTERS's values) is in no word and counts as NUL, so it neither starts nor blurs a key.
   const key2 = (t: string, i: number) => (t.charCodeAt(i) << 7) | t.charCodeAt(i + 1);
   const key3 = (t: string, i: number) => (key2(t, i) << 7) | t.charCodeAt(i + 2);
   const conditionsOf = new Map<string, number[]>();
@@ -609,7 +626,8 @@ function wordTest(byCondition: readonly (readonly string[])[]): (text: string) =
     let k2 = 0;
     let k3 = 0;
     for (let i = 0; i < text.length; i++) {
-      const c = text.charCodeAt(i);
+      const code = text.charCodeAt(i);
+      const c = code < 128 ? code : 0;
       k3 = ((k2 << 7) | c) & 0x1fffff;
       k2 = ((k2 << 7) | c) & 0x3fff;
       if (i < 1) continue;
@@ -637,12 +655,13 @@ const BASE64_CHARS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012345
 const BASE64_BIT = 1 << TIERS.length;
 
 /**
- * Per ASCII code, one bit per tier (TIERS) whose charset holds the character, and BASE64_BIT: a
- * value's tier is the first whose bit survives the AND over its characters (`inCharset`, in one
- * pass for all tiers), and it may be base64-decoded when BASE64_BIT survives.
+ * Per UTF-16 code unit, one bit per tier (TIERS) whose charset holds the character, and BASE64_BIT:
+ * a value's tier is the first whose bit survives the AND over its characters (`inCharset`, in one
+ * pass for all tiers), and it may be base64-decoded when BASE64_BIT survives. Beyond ASCII only
+ * LETTERS's bit is ever set (never on a surrogate: its characters are all in the BMP).
  */
 const TIER_BITS: Uint8Array = (() => {
-  const bits = new Uint8Array(128);
+  const bits = new Uint8Array(0x10000);
   TIERS.forEach((tier, i) => {
     for (const c of tier.chars) bits[c.charCodeAt(0)] = (bits[c.charCodeAt(0)] as number) | (1 << i);
   });
@@ -663,7 +682,7 @@ function kindTest(
     let dash = false;
     for (let i = 0; i < text.length && bits !== 0; i++) {
       const c = text.charCodeAt(i);
-      bits &= c < 128 ? (TIER_BITS[c] as number) : 0;
+      bits &= TIER_BITS[c] as number;
       if (c === 45) {
         if (dash) bits = 0;
         dash = true;

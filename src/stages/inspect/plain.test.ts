@@ -1,11 +1,14 @@
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
+import appsec from '@datadog/native-appsec';
 import { charsetOf, emptyInputs, type Inputs, inspect, plannedRules } from './engine.js';
 import {
+  BEYOND_ASCII,
   canMatchPlain,
   inCharset,
   isPlain,
+  LETTERS,
   needsNonPlain,
   PLAIN,
   requiredWords,
@@ -31,6 +34,75 @@ describe('the plain-value analysis', () => {
       assert.equal(needsNonPlain(re), needs, re);
     assert.equal(needsNonPlain('a/b'), true);
     assert.equal(needsNonPlain('a/b', URLISH), false);
+    for (const [re, needs] of [
+      ['[<>]', true],
+      ['[^a-z<]', false],
+      ['\\W', false],
+      ['[\\x{7f}-\\x{ff}]', false],
+      ['[\\x{100}-\\x{10ffff}]', false], // not understood: may match
+      ['\\xbc[^\\xbe>]*[\\xbe>]', true], // ¼ and ¾ are not letters
+      ['\u00e9', false],
+      ['\u00c9', false], // É: é matches it case-insensitively
+      ['[\u00b4\u2018\u2019]', true],
+      ['\uff1c', true], // fullwidth <
+    ] as const)
+      assert.equal(needsNonPlain(re, LETTERS), needs, re);
+  });
+
+  it('takes into LETTERS only letters and marks that stay letters of LETTERS to every transformation', () => {
+    const set = new Set(BEYOND_ASCII);
+    assert.ok(set.size > 30000);
+    for (const c of "Seán O'Brien Müller Αθήνα Москва 東京都 서울 ǆ e\u0301")
+      assert.ok(isPlain(c, LETTERS), c);
+    for (const c of '\uff1c\uff07\ufb01\u017f\u212a\u00bc\u00b4\u2018\u2028\u200b\u200d\u00ad\ufeff\u00a0\u3000\u3001')
+      assert.equal(set.has(c), false, `U+${c.charCodeAt(0).toString(16)}`);
+    const inSet = (d: string) => /[A-Za-z0-9]/.test(d) || set.has(d);
+    for (const c of set) {
+      const hex = `U+${c.charCodeAt(0).toString(16)}`;
+      assert.match(c, /^[\p{L}\p{M}]$/u, hex);
+      // No ASCII character is a case variant of it (to RE2's case folding, as to the `u` flag's).
+      assert.doesNotMatch(c, /\p{ASCII}/iu, hex);
+      for (const form of [c.normalize('NFKD'), c.toLowerCase(), c.toUpperCase()])
+        assert.ok([...form].every(inSet), `${hex} → ${form}`);
+    }
+    // libddwaf's own `unicode_normalize` (utf8proc: NFKD, marks stripped, lumped, case restored) on
+    // every character of the set, in batches under its 4096-byte limit: a rule fires when anything
+    // but ASCII letters and digits and the set comes out.
+    const codes = [...set].map((c) => c.charCodeAt(0)).sort((a, b) => a - b);
+    let cls = '';
+    for (let i = 0; i < codes.length; ) {
+      let j = i;
+      while (j + 1 < codes.length && codes[j + 1] === (codes[j] as number) + 1) j++;
+      const hex = (n: number) => `\\x{${n.toString(16)}}`;
+      cls += i === j ? hex(codes[i] as number) : `${hex(codes[i] as number)}-${hex(codes[j] as number)}`;
+      i = j + 1;
+    }
+    const rule = (id: string, regex: string) => ({
+      id,
+      name: id,
+      tags: { type: id, category: 'test' },
+      conditions: [{ operator: 'match_regex', parameters: { inputs: [{ address: 'x' }], regex } }],
+      transformers: ['unicode_normalize'],
+    });
+    const waf = new appsec.DDWAF(
+      { version: '2.1', rules: [rule('outside', `[^A-Za-z0-9${cls}]`), rule('changed', '[A-Za-z]')] },
+      'letters',
+    );
+    const fires = (text: string): string[] => {
+      const context = waf.createContext();
+      const r = context.run({ ephemeral: { x: text } }, 1e7);
+      context.dispose();
+      return ((r.events ?? []) as { rule: { id: string } }[]).map((e) => e.rule.id).sort();
+    };
+    // The check can fail: a fullwidth `<` comes out as `<`, and `é` as `e`.
+    assert.deepEqual(fires('\uff1c'), ['outside']);
+    assert.deepEqual(fires('\u00e9'), ['changed']);
+    const all = [...set];
+    for (let i = 0; i < all.length; i += 1000) {
+      const batch = all.slice(i, i + 1000).join('');
+      assert.ok(!fires(batch).includes('outside'), `a character of ${JSON.stringify(batch)}`);
+    }
+    waf.dispose();
   });
 
   it('finds the words every plain match contains', () => {
@@ -45,8 +117,8 @@ describe('the plain-value analysis', () => {
 
   it('sorts values in the engine into the narrowest charset that holds them, as inCharset says', () => {
     const rnd = random(7);
-    const alphabet = `${TEXT.chars}<>%&+\\\u00e9\u0000-`;
-    const samples = ['', '-', '--', 'a-b', 'a--b', 'a - -b', 'AbC', "O'Brien", 'x=1', 'é', 'a<b'];
+    const alphabet = `${TEXT.chars}<>%&+\\\u00e9\u0000-\u017f\u212a\u0301\uff1c\u6771\u0416\u00a0\ud83d`;
+    const samples = ['', '-', '--', 'a-b', 'a--b', 'a - -b', 'AbC', "O'Brien", 'x=1', 'é', 'a<b', 'é--'];
     for (let i = 0; i < 3000; i++) {
       let v = '';
       const n = Math.floor(rnd() * 12);
@@ -54,7 +126,7 @@ describe('the plain-value analysis', () => {
       samples.push(v);
     }
     for (const v of samples) {
-      const want = [PLAIN, URLISH, TEXT].find((c) => inCharset(v, c))?.name ?? '';
+      const want = [PLAIN, URLISH, TEXT, LETTERS].find((c) => inCharset(v, c))?.name ?? '';
       assert.equal(charsetOf(v, 1), want, JSON.stringify(v));
     }
   });
@@ -165,6 +237,13 @@ describe('the planned engine (plain values, words, shared libinjection)', () => 
       ' "',
       '("',
       "('",
+      'é',
+      ' é ',
+      'ñ ',
+      '\u0301',
+      ' Ж ',
+      '東',
+      "'é",
     ];
     for (let i = 0; i < 1200; i++) {
       let v = '';

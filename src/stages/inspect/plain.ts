@@ -13,6 +13,12 @@
  * transformed: the engine gives plain values only to the conditions that
  * can match them (`canMatchPlain`), which is most of the saving in CPU time.
  *
+ * Values beyond ASCII have a charset too: LETTERS, text with letters and
+ * marks of most scripts (`Seán`, `Müller`, `Москва`, `東京`). libddwaf's
+ * transformations leave those letters letters (its NFKD makes some ASCII
+ * letters), and a regex needing `<` or `;` needs it still; but classes like
+ * `[^a-z]` or `\W` match them, which the analysis tests every atom for.
+ *
  * The analysis is conservative: a regex is taken to require a non-plain
  * character only when every way of matching it consumes one — each
  * alternative needs one, and a sequence needs one when one of its
@@ -27,6 +33,11 @@ export interface Charset {
   readonly test: RegExp;
   /** Transformations that can join two words of a value of the charset into one (see `requiredWords`). */
   readonly joiners: readonly string[];
+  /**
+   * Transformations that leave a value of the ASCII charsets as it is (IDENTITY_ON_PLAIN in
+   * `engine.ts`) but may change a value of this one: `unicode_normalize` on LETTERS.
+   */
+  readonly unsteady: readonly string[];
 }
 
 const ALNUM = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
@@ -37,6 +48,7 @@ export const PLAIN: Charset = {
   chars: `${ALNUM} _.,@-`,
   test: /^[A-Za-z0-9 _.,@-]*$/,
   joiners: ['removeWhitespace'],
+  unsteady: [],
 };
 
 /**
@@ -49,6 +61,7 @@ export const URLISH: Charset = {
   chars: `${PLAIN.chars}/:;=?!`,
   test: /^[A-Za-z0-9 _.,@/:;=?!-]*$/,
   joiners: ['removeWhitespace'],
+  unsteady: [],
 };
 
 /**
@@ -60,6 +73,96 @@ export const TEXT: Charset = {
   chars: `${URLISH.chars}'"()`,
   test: /^[A-Za-z0-9 _.,@/:;=?!'"()-]*$/,
   joiners: ['removeWhitespace', 'shell_unescape', 'unshell'],
+  unsteady: [],
+};
+
+/**
+ * Where the letters and marks beyond ASCII that LETTERS may hold are taken from: Latin (with
+ * Latin-1, Extended-A and B, and Extended Additional), the combining diacritical marks, Greek,
+ * Cyrillic, Hebrew, Arabic, Hangul (syllables, and the jamo they decompose to), kana and the CJK
+ * ideographs. Names, addresses and prose in most of the world's languages.
+ */
+const SCRIPTS: readonly (readonly [number, number])[] = [
+  [0x00c0, 0x024f],
+  [0x0300, 0x036f],
+  [0x0370, 0x03ff],
+  [0x0400, 0x052f],
+  [0x0591, 0x05f4],
+  [0x0610, 0x06ff],
+  [0x1100, 0x11ff],
+  [0x1e00, 0x1eff],
+  [0x3041, 0x30ff],
+  [0x4e00, 0x9fff],
+  [0xac00, 0xd7a3],
+];
+
+/**
+ * The letters and marks beyond ASCII of LETTERS: the characters of SCRIPTS that are letters or
+ * marks (`\p{L}`, `\p{M}`: no spaces, punctuation, symbols, digits or format characters), less
+ * - any that is an ASCII character's case variant under Unicode case folding (`ſ` is an `s` and
+ *   the Kelvin sign a `k` to a case-insensitive RE2 regex, which libddwaf's ASCII-only lowercasing
+ *   and the word filter would not see), and
+ * - any whose compatibility decomposition (NFKD) or JavaScript lower or upper case holds a
+ *   character that is neither an ASCII letter or digit nor one of the set (to a fixpoint): so
+ *   fullwidth forms (`＜` is `<`, `＇` is `'`) never get in, a letter decomposing to
+ *   ASCII letters (`é`, `ǆ`) does, and what `unicode_normalize` makes of the set stays in it.
+ * libddwaf's `unicode_normalize` is utf8proc's decomposition with compatibility mappings, marks
+ * stripped, punctuation lumped to ASCII and a case fold undone: `plain.test.ts` runs it on every
+ * character of the set and checks that only ASCII letters and digits and the set come out.
+ */
+function lettersBeyondAscii(): string {
+  // Each candidate with its decomposition and case forms (computed once: this runs at start-up).
+  const forms = new Map<string, string>();
+  for (const [from, to] of SCRIPTS) {
+    for (let c = from; c <= to; c++) {
+      const ch = String.fromCharCode(c);
+      if (/[\p{L}\p{M}]/u.test(ch) && !/\p{ASCII}/iu.test(ch))
+        forms.set(ch, `${ch.normalize('NFKD')}${ch.toLowerCase()}${ch.toUpperCase()}`);
+    }
+  }
+  const alnum = (d: string) => /^[A-Za-z0-9]$/.test(d);
+  for (let changed = true; changed; ) {
+    changed = false;
+    for (const [ch, form] of forms) {
+      if (form === ch + ch + ch || [...form].every((d) => forms.has(d) || alnum(d))) continue;
+      forms.delete(ch);
+      changed = true;
+    }
+  }
+  return [...forms.keys()].join('');
+}
+
+/** A regex class body for a string's characters (all in the BMP), as runs of code points. */
+function rangesOf(chars: string): string {
+  const codes = [...chars].map((c) => c.charCodeAt(0)).sort((a, b) => a - b);
+  const hex = (c: number) => `\\u${c.toString(16).padStart(4, '0')}`;
+  let out = '';
+  for (let i = 0; i < codes.length; ) {
+    let j = i;
+    while (j + 1 < codes.length && codes[j + 1] === (codes[j] as number) + 1) j++;
+    out += i === j ? hex(codes[i] as number) : `${hex(codes[i] as number)}-${hex(codes[j] as number)}`;
+    i = j + 1;
+  }
+  return out;
+}
+
+/** The letters and marks beyond ASCII that LETTERS holds (see `lettersBeyondAscii`). */
+export const BEYOND_ASCII: string = lettersBeyondAscii();
+
+/**
+ * Text, with letters and marks beyond ASCII (BEYOND_ASCII): `Seán O'Brien`, `Müller`,
+ * `Αθήνα`, `Москва`, `東京都`. To libddwaf's transformations these are just more letters: its
+ * lowercasing and decoders change only ASCII, and `unicode_normalize` turns them into ASCII
+ * letters and letters of the set (`é` → `e`), which may join words (`se\u0301lect` → `select`).
+ * To RE2 (UTF-8, case folding by Unicode) they are characters a class like `[^a-z]`, `\W` or
+ * `.` matches, which the analysis tests each atom on (`atomMatchesPlain`).
+ */
+export const LETTERS: Charset = {
+  name: 'letters',
+  chars: `${TEXT.chars}${BEYOND_ASCII}`,
+  test: new RegExp(`^[A-Za-z0-9 _.,@/:;=?!'"()\\-${rangesOf(BEYOND_ASCII)}]*$`),
+  joiners: [...TEXT.joiners, 'unicode_normalize'],
+  unsteady: ['unicode_normalize'],
 };
 
 /** Whether a string is made of the charset's characters (for the analysis of rules). */
@@ -76,7 +179,11 @@ export function inCharset(text: string, charset: Charset): boolean {
   return charset.test.test(text) && !text.includes('--');
 }
 
-/** Transformations that keep a value in either charset (every one but base64 decoding). */
+/**
+ * Transformations that keep a value in every charset (every one but base64 decoding): they change
+ * only ASCII (the decoders need `%`, `&` or `\\`), but for `unicode_normalize` on LETTERS, whose
+ * characters it maps into LETTERS (`lettersBeyondAscii`).
+ */
 const PLAIN_SAFE = new Set([
   'lowercase',
   'url_decode',
@@ -111,15 +218,27 @@ export function keepsPlain(transformers: readonly string[]): boolean {
 
 const atomCache = new Map<string, boolean>();
 
-/** Whether a single-character atom (`a`, `\s`, `[^<>]`, `\x3c`) matches some plain character. */
+/**
+ * Whether a single-character atom (`a`, `\s`, `[^<>]`, `\x3c`) matches some character of the
+ * charset. Case-insensitive always: a superset of what the atom matches either way; and both by
+ * JavaScript's legacy case mapping and by Unicode case folding (the `u` flag, which RE2 follows),
+ * so that a character matches when either says so. Searched for in the charset's characters as
+ * one string: the atom matches one character, so it occurs there exactly when one matches it.
+ */
 function atomMatchesPlain(atom: string, charset: Charset): boolean {
   const key = `${charset.name} ${atom}`;
   let known = atomCache.get(key);
   if (known === undefined) {
     try {
-      // Case-insensitive always: a superset of what the atom matches either way.
-      const re = new RegExp(`^(?:${atom})$`, 'is');
-      known = [...charset.chars].some((c) => re.test(c));
+      known = new RegExp(`(?:${atom})`, 'is').test(charset.chars);
+      if (!known) {
+        // The `u` flag refuses identity escapes of punctuation (`\'`): spelled as code points.
+        const unicode = atom.replace(
+          /\\([^A-Za-z0-9])/g,
+          (_, c: string) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+        );
+        known = new RegExp(`(?:${unicode})`, 'isu').test(charset.chars);
+      }
     } catch {
       known = true;
     }
@@ -166,7 +285,12 @@ function charInfo(atom: string, chars: readonly string[] | null, charset: Charse
 
 /** The ASCII characters (lower-cased) a class matches, or null when it may match others. */
 function classChars(cls: string): string[] | null {
-  if (cls.startsWith('[^') || /\\[sSwWdD]|\\u00[89a-f]|\\u0[1-9a-f]|\\u[1-9a-f]/i.test(cls)) return null;
+  if (
+    cls.startsWith('[^') ||
+    /\\[sSwWdD]|\\u00[89a-f]|\\u0[1-9a-f]|\\u[1-9a-f]/i.test(cls) ||
+    /\P{ASCII}/u.test(cls)
+  )
+    return null;
   const re = new RegExp(`^${cls}$`, 'i');
   const out = new Set<string>();
   for (let c = 0; c < 128; c++) {
@@ -301,7 +425,9 @@ class Reader {
     }
     if (c === undefined || c === '*' || c === '+' || c === '?') throw new Unknown();
     this.i++;
-    return charInfo(/[\w\s]/.test(c) ? c : `\\${c}`, [c.toLowerCase()], this.charset);
+    // A character beyond ASCII has case variants beyond JavaScript's lower case: no exact strings.
+    const exact = c.charCodeAt(0) < 128 ? [c.toLowerCase()] : null;
+    return charInfo(/[\w\s]/.test(c) ? c : `\\${c}`, exact, this.charset);
   }
 
   /** An escape as a JavaScript atom, or '' for a zero-width one. */
