@@ -346,14 +346,30 @@ function gatherBody(body: RequestBody, inputs: Inputs): void {
 const PARSED_KINDS: ReadonlySet<string> = new Set(['json', 'form', 'multipart', 'xml']);
 
 /**
+ * The single-byte charsets the CRS allows in a Content-Type (920480), which the gateway does not
+ * decode: a form in one of them (`test=caf%E9`) is ordinary, and its raw text, ASCII on the wire,
+ * is inspected. Any other charset it does not read (UTF-16, EBCDIC's ibm037, a made-up name) is
+ * one the CRS refuses too.
+ */
+const LATIN_CHARSETS = /^(?:iso-8859-1|iso-8859-15|windows-1252|latin1)$/i;
+
+/**
  * Whether the body declares a type the upstream parses (JSON, a form, multipart, XML) but could
  * not be read as one here (malformed, a multipart part readers disagree on, past the JSON limits,
- * an unsupported charset). Its raw text is still inspected in monitor mode; block mode refuses it.
+ * a charset neither read here nor LATIN_CHARSETS). Its raw text is still inspected in monitor
+ * mode; block mode refuses it.
+ *
+ * Not a form whose only fault is its percent-encoding (`24%` for `24%25`, or escapes that are not
+ * UTF-8): form readers keep a stray `%` as it is, and what they read is the raw text
+ * percent-decoded, which is what the rules' own URL-decoding makes of it.
  */
 function unreadable(
   body: RequestBody,
+  charset: string | undefined,
 ): body is Extract<RequestBody, { kind: 'raw' }> & { problem: BodyProblem } {
-  return body.kind === 'raw' && body.problem !== undefined && PARSED_KINDS.has(body.declared);
+  if (body.kind !== 'raw' || body.problem === undefined || !PARSED_KINDS.has(body.declared)) return false;
+  if (body.declared === 'form' && body.problem.rule === 'encoding') return false;
+  return !(body.problem.rule === 'charset' && charset !== undefined && LATIN_CHARSETS.test(charset));
 }
 
 function problems(detections: readonly Detection[]): ProblemItem[] {
@@ -435,7 +451,7 @@ export const inspectStage: StageFactory = {
     // A route without a body limit streams bodies (uploads) uninspected: say so in its docs.
     const readsBody = Number.isFinite(route.bodyLimit);
     const decideWithBody = (ctx: RequestContext, inputs: Inputs, body: RequestBody): void => {
-      if (unreadable(body)) {
+      if (unreadable(body, ctx.contentType?.parameters.charset)) {
         // The upstream will read this body its own way, which the raw text inspected here does not
         // show (a file name's path, JSON escapes, form fields): as ModSecurity's REQBODY_ERROR rule.
         const log = { requestId: ctx.id, route: route.name, problem: body.problem };

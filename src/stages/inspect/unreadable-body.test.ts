@@ -89,6 +89,21 @@ describe('bodies the gateway cannot read as their Content-Type says', () => {
     assert.equal((await post('/upload', 'application/xml', '<order><id>1</id></order>')).status, 200);
   });
 
+  it('passes a form in a charset the CRS allows, inspecting its raw text, and refuses one in another', async () => {
+    const form = (charset: string, body: string) =>
+      post('/upload', `application/x-www-form-urlencoded; charset=${charset}`, body);
+    assert.equal((await form('iso-8859-1', 'name=Jos%E9&city=M%FCnchen')).status, 200);
+    // A stray % (a hand-written client's "24%") is kept by form readers: inspected, not refused.
+    assert.equal((await form('utf-8', 'discount=24%&item=running+shoes')).status, 200);
+    assert.equal((await form('utf-8', "note=24%+and+1'+UNION+SELECT+password+FROM+users--")).status, 403);
+    assert.equal((await form('windows-1252', "q=1'+UNION+SELECT+password+FROM+users--")).status, 403);
+    for (const charset of ['utf-16', 'ibm037', 'garbage']) {
+      const r = await form(charset, 'name=value');
+      assert.equal(r.status, 400, charset);
+      assert.equal(r.json().code, 'input.invalid');
+    }
+  });
+
   it('lets the same body through in monitor mode, still inspecting its raw text', async () => {
     const before = upstream.requests.length;
     const r = await upload('/watched', 'name="file"; filename="..\\1.7z"');
