@@ -8,10 +8,9 @@
  *   node --expose-gc --import tsx bench/inspect/alloc.ts
  */
 import v8 from 'node:v8';
-import { CATEGORIES } from '../../src/openapi/schema.js';
-import type { InspectionSettings } from '../../src/openapi/settings.js';
 import { emptyInputs, type Inputs } from '../../src/stages/inspect/engine.js';
 import { collectJson, detect } from '../../src/stages/inspect/index.js';
+import { DEFAULT_SETTINGS } from '../../src/stages/inspect/test-support/corpus.js';
 
 const N = Number(process.env.ROUNDS ?? 20_000);
 const gc = (globalThis as { gc?: () => void }).gc;
@@ -68,14 +67,7 @@ function request(kind: 'get' | 'query' | 'json'): Inputs {
   return inputs;
 }
 
-const settings: InspectionSettings = {
-  mode: 'block',
-  categories: [...CATEGORIES],
-  exclusions: [],
-  timeoutMicros: 1_000_000,
-  paranoiaLevel: 1,
-  anomalyThreshold: 5,
-};
+const settings = DEFAULT_SETTINGS;
 
 process.stdout.write('| request | bytes per request | CPU per request |\n| --- | --- | --- |\n');
 for (const kind of ['get', 'query', 'json'] as const) {

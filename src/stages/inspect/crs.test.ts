@@ -2,22 +2,16 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import appsec from '@datadog/native-appsec';
-import { CATEGORIES } from '../../openapi/schema.js';
 import type { InspectionSettings } from '../../openapi/settings.js';
 import crs from './crs-rules.json' with { type: 'json' };
 import { CRS_VERSION, emptyInputs, type Inputs, inspect, ruleCount, ruleInfo } from './engine.js';
 import { detect } from './index.js';
 import own from './rules.json' with { type: 'json' };
-import { CRS4_FILES, pathRejected, readCorpus, rulesFor } from './test-support/corpus.js';
+import { CRS4_FILES, DEFAULT_SETTINGS, pathRejected, readCorpus, rulesFor } from './test-support/corpus.js';
 import { preTransform } from './transforms.js';
 
 const settings = (over: Partial<InspectionSettings> = {}): InspectionSettings => ({
-  mode: 'block',
-  categories: [...CATEGORIES],
-  exclusions: [],
-  timeoutMicros: 1_000_000,
-  paranoiaLevel: 1,
-  anomalyThreshold: 5,
+  ...DEFAULT_SETTINGS,
   ...over,
 });
 
