@@ -544,14 +544,23 @@ describe('the admin API', () => {
         assert.ok(adminActs.includes(action), `${action} in ${adminActs.join(', ')}`);
       }
       const viewerId = (await api(gw, tokens.viewer)('GET', '/admin/whoami')).json<{ id: string }>().id;
-      // The role matrix logs every role in to the console (POST /admin/session): that act is audited.
+      const viewerActs = (
+        await gw.running.audit.repository.search({ principal: `admin-api:${viewerId}` }, 200)
+      ).map((e) => e as { action: string | null; target: string | null; data: string | null });
+      // The role matrix logs every role in to the console (POST /admin/session): that act is audited,
+      // and so is each call it made above the viewer's role; reading is not an act.
       assert.deepEqual(
-        (await gw.running.audit.repository.search({ principal: `admin-api:${viewerId}` }, 100)).filter(
-          (e) => (e as { action: string | null }).action !== 'admin.login',
-        ),
+        viewerActs.filter((e) => e.action !== 'admin.login' && e.action !== 'admin.forbidden'),
         [],
         'reading is not an act',
       );
+      const refused = viewerActs.filter((e) => e.action === 'admin.forbidden');
+      const refusedOps = new Set(refused.map((e) => e.target));
+      for (const o of OPERATIONS.filter((o) => !roleAllows('viewer', o.role))) {
+        assert.ok(refusedOps.has(o.operationId), `a refused ${o.operationId} is audited`);
+      }
+      assert.ok(!refusedOps.has('whoami'), 'an allowed call is not audited as refused');
+      assert.match(refused.find((e) => e.target === 'revokeKey')?.data ?? '', /"needed_role":"operator"/);
       const detail = events.map((e) => (e as { data: string | null }).data).join('\n');
       assert.match(detail, /"admin_role":"operator"/);
       assert.match(detail, /"admin_name":"operator test"/);

@@ -1063,7 +1063,11 @@ export function mountAdminApi(deps: AdminApiDeps): void {
       if (session !== undefined && method !== 'GET') webConsole.checkCsrf(session, req);
       // A browser presents a client certificate by itself, as it does a cookie: no cross-site writes with one.
       if (session === undefined && token.kind === 'mtls' && method !== 'GET') refuseCrossSite(req);
-      if (!roleAllows(token.role, found.o.role)) throw problems.forbidden(found.o.role);
+      if (!roleAllows(token.role, found.o.role)) {
+        // An authenticated admin reaching above its role is the act an auditor looks for first.
+        audit({ token, ip, session }, 'admin.forbidden', found.o.operationId, { needed_role: found.o.role });
+        throw problems.forbidden(found.o.role);
+      }
       if (!BODY_OPERATIONS.has(found.o.operationId) && hasBody(req)) {
         throw problems.invalid('this operation takes no body');
       }
