@@ -684,7 +684,7 @@ export function adminOpenApiDocument(): Record<string, unknown> {
         consoleSession: {
           type: 'apiKey',
           in: 'cookie',
-          name: 'pcl_session',
+          name: '__Host-pcl_session',
           description:
             'The web console’s session cookie, from POST /admin/session. Every call with it that is not a GET needs the session’s CSRF token in the x-csrf-token header (403 csrf.missing / csrf.invalid otherwise).',
         },

@@ -199,7 +199,7 @@ describe('the web console in a real browser', { skip: haveChromium ? false : NO_
       'the session cookie is readable by scripts',
     );
     const cookies = await adminContext.cookies();
-    const session = cookies.find((c) => c.name === 'pcl_session');
+    const session = cookies.find((c) => c.name === '__Host-pcl_session');
     assert.ok(session, JSON.stringify(cookies));
     assert.deepEqual([session.httpOnly, session.secure, session.sameSite], [true, true, 'Strict']);
     assert.ok(!(await page.content()).includes(tokens.admin), 'the admin token stays in the page');

@@ -122,7 +122,7 @@ describe('the web console’s server side', () => {
     it('sets an HttpOnly, Secure, SameSite=Strict session cookie and answers a CSRF token, never the admin token', async () => {
       const s = await login(gw, tokens.admin);
       const setCookie = String(s.reply.headers['set-cookie']?.[0]);
-      assert.match(setCookie, /^pcl_session=[A-Za-z0-9_-]{43};/);
+      assert.match(setCookie, /^__Host-pcl_session=[A-Za-z0-9_-]{43};/);
       for (const attribute of ['HttpOnly', 'Secure', 'SameSite=Strict', 'Path=/']) {
         assert.ok(setCookie.split('; ').includes(attribute), `${attribute} in ${setCookie}`);
       }
@@ -220,7 +220,7 @@ describe('the web console’s server side', () => {
       const out = await withCookie(gw, s, 'DELETE', '/admin/session', undefined, { 'x-csrf-token': s.csrf });
       assert.equal(out.status, 200, out.body);
       assert.deepEqual(out.json(), { loggedOut: true });
-      assert.match(String(out.headers['set-cookie']?.[0]), /^pcl_session=; Path=\/; Max-Age=0;/);
+      assert.match(String(out.headers['set-cookie']?.[0]), /^__Host-pcl_session=; Path=\/; Max-Age=0;/);
       assertProblem(await withCookie(gw, s, 'GET', '/admin/whoami'), 401, 'auth.session_ended');
       assertProblem(await withCookie(gw, s, 'GET', '/admin/session'), 401, 'auth.session_ended');
       await gw.running.audit.flush();

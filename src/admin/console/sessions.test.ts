@@ -55,11 +55,11 @@ describe('console sessions', () => {
     assert.ok(store.get(rest[2]!.id));
   });
 
-  it('read the session id only from a well-formed pcl_session cookie', () => {
+  it('read the session id only from a well-formed __Host-pcl_session cookie', () => {
     const req = (cookie?: string) => ({ headers: cookie === undefined ? {} : { cookie } }) as IncomingMessage;
     const id = 'A'.repeat(43);
-    assert.equal(sessionIdOf(req(`theme=dark; pcl_session=${id}`)), id);
-    assert.equal(sessionIdOf(req('pcl_session=short')), '');
+    assert.equal(sessionIdOf(req(`theme=dark; pcl_session=x; __Host-pcl_session=${id}`)), id);
+    assert.equal(sessionIdOf(req('__Host-pcl_session=short')), '');
     assert.equal(sessionIdOf(req('other=1')), undefined);
     assert.equal(sessionIdOf(req()), undefined);
   });

@@ -1,6 +1,7 @@
 /**
  * Console sessions: after logging in with an admin token, the browser holds
- * a random session id in an `HttpOnly; Secure; SameSite=Strict` cookie; the
+ * a random session id in an `HttpOnly; Secure; SameSite=Strict` cookie named
+ * with the `__Host-` prefix (only this host's secure origins can set it); the
  * server keeps the session (bounded, idle and absolute expiry) and a CSRF
  * token that every state-changing call made with the cookie must repeat in
  * the `x-csrf-token` header.
@@ -13,7 +14,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { AdminPrincipal } from '../principal.js';
 
-export const SESSION_COOKIE = 'pcl_session';
+export const SESSION_COOKIE = '__Host-pcl_session';
 export const CSRF_HEADER = 'x-csrf-token';
 
 export interface SessionSettings {
