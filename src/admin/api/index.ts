@@ -474,7 +474,15 @@ export function mountAdminApi(deps: AdminApiDeps): void {
 
     whoami: async ({ caller }) => ({
       status: 200,
-      body: { id: caller.token.id, name: caller.token.name, role: caller.token.role },
+      body: {
+        id: caller.token.id,
+        name: caller.token.name,
+        role: caller.token.role,
+        kind: caller.token.kind ?? 'token',
+        ...(typeof caller.token.expiresAt === 'number'
+          ? { expires_at: new Date(caller.token.expiresAt).toISOString() }
+          : {}),
+      },
     }),
 
     async getStatus() {

@@ -155,16 +155,23 @@ export function adminOpenApiDocument(): Record<string, unknown> {
       '/admin/whoami': {
         get: operation({
           operationId: 'whoami',
-          summary: 'The admin token making the call.',
+          summary: 'The admin making the call.',
           role: 'viewer',
           tag: 'meta',
           ok: {
             status: '200',
-            description: 'Its id, name and role.',
+            description:
+              'Its id, name and role; how it authenticated (an admin token, a JWT or a client certificate); and, for a JWT or a certificate, when that credential ends.',
             schema: {
               type: 'object',
-              required: ['id', 'name', 'role'],
-              properties: { id: { type: 'string' }, name: { type: 'string' }, role: ref('Role') },
+              required: ['id', 'name', 'role', 'kind'],
+              properties: {
+                id: { type: 'string' },
+                name: { type: 'string' },
+                role: ref('Role'),
+                kind: { enum: ['token', 'jwt', 'mtls'] },
+                expires_at: { type: 'string', format: 'date-time' },
+              },
             },
           },
         }),
