@@ -394,6 +394,29 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     'portcullis listening',
   );
 
+  /** Serves the admin listener's renewed certificate, key or client CA; warns for what needs a restart. */
+  const reloadAdminTls = (
+    before: GatewayConfig['admin']['tls'],
+    after: GatewayConfig['admin']['tls'],
+  ): void => {
+    if (admin === undefined) return;
+    if (
+      (before === undefined) !== (after === undefined) ||
+      (before?.clientCa === undefined) !== (after?.clientCa === undefined)
+    ) {
+      logger.warn('turning admin.tls or admin.tls.client_ca on or off takes effect after a restart');
+      return;
+    }
+    if (after === undefined) return;
+    try {
+      admin.reloadTls(after);
+    } catch (err) {
+      logger.error(
+        { reason: (err as Error).message },
+        "the admin listener's TLS files could not be reloaded; the previous ones keep serving",
+      );
+    }
+  };
   let closing: Promise<void> | undefined;
   const running: Running = {
     publicServer,
@@ -420,6 +443,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
           );
         }
       }
+      reloadAdminTls(previous.admin.tls, next.admin.tls);
       if (JSON.stringify(next.tls.listener) !== JSON.stringify(previous.tls.listener)) {
         logger.warn('TLS listener settings other than the certificate files take effect after a restart');
       }

@@ -5,6 +5,7 @@
  * another CA does not count, and admin tokens keep working without one.
  */
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { after, before, describe, it } from 'node:test';
 import {
@@ -182,5 +183,27 @@ describe('admins who authenticate with a client certificate', () => {
     const session = await call('GET', '/admin/session', { headers: { cookie } });
     assert.equal(session.status, 200, session.body);
     assert.equal(session.json<{ id: string }>().id, 'mtls:ops-viewer');
+  });
+
+  it('trusts a replaced client CA after a reload, and keeps the one in use when the new file is bad', async () => {
+    /** The admin a certificate authenticates as, or the status it gets. */
+    const whoIs = async (cert: PemFiles) => {
+      const who = await call('GET', '/admin/whoami', { cert });
+      return who.status === 200
+        ? `${who.json<{ id: string }>().id} ${who.json<{ role: string }>().role}`
+        : who.status;
+    };
+    writeFileSync(
+      ca.certFile,
+      '-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n',
+    );
+    await call('POST', '/admin/reload', { token: adminToken });
+    assert.equal(await whoIs(certs['ops-admin']!), 'mtls:ops-admin admin', 'the CA in use still serves');
+
+    writeFileSync(ca.certFile, otherCa.cert);
+    const reload = await call('POST', '/admin/reload', { token: adminToken });
+    assert.equal(reload.status, 200, reload.body);
+    assert.equal(await whoIs(certs['ops-admin']!), 401, 'a certificate of the CA no longer trusted');
+    assert.equal(await whoIs(certs.impostor!), 'mtls:ops-admin admin', 'a certificate of the new CA');
   });
 });

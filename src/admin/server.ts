@@ -4,7 +4,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
+import { createServer as createHttpsServer, Server as HttpsServer } from 'node:https';
+import { createSecureContext } from 'node:tls';
+import { readCaCertificates } from '../tls/client-auth.js';
 
 /**
  * A named readiness check: resolves when healthy (with a note when it serves
@@ -32,6 +34,12 @@ export interface AdminServer {
   setConsole(handler: ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined): void;
   /** Whether the listener serves HTTPS (`admin.tls`). */
   readonly tls: boolean;
+  /**
+   * Reads `tls`'s files again and serves new connections with them (a
+   * renewed certificate, a changed client CA); throws, keeping the files in
+   * use, when one cannot be read or does not make a TLS context.
+   */
+  reloadTls(tls: NonNullable<AdminServerOptions['tls']>): void;
   /** Runs every check now: each one's state, as `/healthz/deps` shows it (for metrics). */
   evaluate(): Promise<Map<string, CheckResult>>;
 }
@@ -70,6 +78,25 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
     'content-length': Buffer.byteLength(text),
   });
   res.end(text);
+}
+
+/**
+ * The certificate, key and client CA of `tls`, read now. The CA file is
+ * parsed here: OpenSSL skips a PEM block it cannot read without a word, which
+ * would leave the listener trusting no client certificate at all.
+ */
+function secureContextOptions(tls: NonNullable<AdminServerOptions['tls']>): {
+  cert: Buffer;
+  key: Buffer;
+  ca?: string[];
+} {
+  return {
+    cert: readFileSync(tls.cert),
+    key: readFileSync(tls.key),
+    ...(tls.clientCa === undefined
+      ? {}
+      : { ca: readCaCertificates([tls.clientCa]).map((c) => c.toString()) }),
+  };
 }
 
 /** Options of {@link createAdminServer}. */
@@ -144,12 +171,9 @@ export function createAdminServer(options: AdminServerOptions = {}): AdminServer
   const server: Server = options.tls
     ? (createHttpsServer(
         {
-          cert: readFileSync(options.tls.cert),
-          key: readFileSync(options.tls.key),
+          ...secureContextOptions(options.tls),
           minVersion: 'TLSv1.2',
-          ...(options.tls.clientCa === undefined
-            ? {}
-            : { ca: readFileSync(options.tls.clientCa), requestCert: true, rejectUnauthorized: false }),
+          ...(options.tls.clientCa === undefined ? {} : { requestCert: true, rejectUnauthorized: false }),
         },
         handle,
       ) as unknown as Server)
@@ -157,6 +181,14 @@ export function createAdminServer(options: AdminServerOptions = {}): AdminServer
   return {
     server,
     tls: options.tls !== undefined,
+    reloadTls(tls) {
+      if (!(server instanceof HttpsServer)) throw new Error('the admin listener serves plain HTTP');
+      // Whether a client certificate is asked for is fixed at start; the CA that verifies it is not.
+      const context = { ...secureContextOptions(tls), minVersion: 'TLSv1.2' as const };
+      // Built first, so a key that does not match its certificate throws before the server changes.
+      createSecureContext(context);
+      server.setSecureContext(context);
+    },
     setApi(handler) {
       api = handler;
     },
