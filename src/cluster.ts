@@ -23,9 +23,18 @@
  */
 import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry, type Registry } from 'prom-client';
+import {
+  type LimitAnswerMessage,
+  type LimitRequestMessage,
+  type LimitTransport,
+  primaryLimits,
+  processTransport,
+} from './ratelimit/cluster-limiter.js';
 
 /** The worker's number (1..N) in the environment of each worker. */
 export const WORKER_ENV = 'PORTCULLIS_WORKER';
+/** The number of workers, in the environment of each worker. */
+const WORKERS_ENV = 'PORTCULLIS_WORKERS';
 
 const FIRST_RESTART_DELAY_MS = 1_000;
 const MAX_RESTART_DELAY_MS = 30_000;
@@ -40,12 +49,14 @@ type MetricsJson = Awaited<ReturnType<Registry['getMetricsAsJSON']>>;
 type PrimaryMessage =
   | { type: 'portcullis:collect'; id: number }
   | { type: 'portcullis:cluster-metrics'; id: number; text: string }
-  | { type: 'portcullis:worker-count'; id: number; running: number; wanted: number };
+  | { type: 'portcullis:worker-count'; id: number; running: number; wanted: number }
+  | LimitAnswerMessage;
 type WorkerMessage =
   | { type: 'portcullis:collected'; id: number; metrics: MetricsJson }
   | { type: 'portcullis:metrics'; id: number }
   | { type: 'portcullis:workers'; id: number }
-  | { type: 'portcullis:reload' };
+  | { type: 'portcullis:reload' }
+  | LimitRequestMessage;
 
 /** This process's worker number in cluster mode; undefined outside it. */
 export function workerNumber(): number | undefined {
@@ -67,11 +78,29 @@ export interface PrimaryLogger {
 }
 
 /**
+ * In a worker: the number of workers and the channel to the primary, for
+ * rate limits the primary decides for the whole cluster
+ * (`rate_limit.backend: memory`); undefined outside cluster mode.
+ */
+export function clusterRateLimits(): { workers: number; transport: LimitTransport } | undefined {
+  if (workerNumber() === undefined) return undefined;
+  const workers = Number(process.env[WORKERS_ENV]);
+  return { workers: Number.isInteger(workers) && workers > 0 ? workers : 1, transport: processTransport() };
+}
+
+/**
  * Runs this process as the primary of `count` workers, each started with
  * the same command line. Resolves with the exit code once every worker has
- * stopped after SIGTERM or SIGINT.
+ * stopped after SIGTERM or SIGINT. The primary also decides the workers'
+ * in-memory rate limits, on one table of at most `rateLimitKeys` keys per
+ * limit (`rate_limit.max_keys`).
  */
-export function runPrimary(count: number, logger: PrimaryLogger): Promise<number> {
+export function runPrimary(
+  count: number,
+  logger: PrimaryLogger,
+  options: { rateLimitKeys: number } = { rateLimitKeys: 100_000 },
+): Promise<number> {
+  const decideLimits = primaryLimits(options.rateLimitKeys);
   const workers = new Map<number, Worker>();
   const startedAt = new Map<number, number>();
   const delays = new Map<number, number>();
@@ -106,7 +135,11 @@ export function runPrimary(count: number, logger: PrimaryLogger): Promise<number
 
   const onMessage = (worker: Worker, message: WorkerMessage) => {
     if (message === null || typeof message !== 'object') return;
-    if (message.type === 'portcullis:collected') {
+    if (message.type === 'portcullis:rate-limit') {
+      // The hot path: one message per event-loop turn of each worker under load.
+      const answer = decideLimits(message);
+      if (answer !== undefined && worker.isConnected()) worker.send(answer);
+    } else if (message.type === 'portcullis:collected') {
       const entry = collecting.get(message.id);
       if (entry === undefined) return;
       entry.got.push(message.metrics);
@@ -142,7 +175,7 @@ export function runPrimary(count: number, logger: PrimaryLogger): Promise<number
   };
 
   const fork = (n: number) => {
-    const worker = cluster.fork({ [WORKER_ENV]: String(n) });
+    const worker = cluster.fork({ [WORKER_ENV]: String(n), [WORKERS_ENV]: String(count) });
     workers.set(n, worker);
     startedAt.set(n, Date.now());
     worker.on('message', (m: WorkerMessage) => onMessage(worker, m));

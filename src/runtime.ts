@@ -21,6 +21,7 @@ import type { AuthServices } from './auth/services.js';
 import {
   answerMetricsRequests,
   clusterMetrics,
+  clusterRateLimits,
   clusterWorkersCheck,
   servesAdmin,
   workerNumber,
@@ -205,7 +206,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
   });
   let auth = await buildAuth(config, { logger, store, guard, revocations: revocations.registry });
   // Never throws for a Redis that is down: the configured failure policy answers.
-  let rateLimit = await buildRateLimit(config.rateLimit, { logger, store });
+  let rateLimit = await buildRateLimit(config.rateLimit, { logger, store, cluster: clusterRateLimits() });
   let gateway = new Gateway(config, {
     logger,
     store,
@@ -451,7 +452,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
       let nextRateLimit: Awaited<ReturnType<typeof buildRateLimit>> | undefined;
       let built: Gateway;
       try {
-        nextRateLimit = await buildRateLimit(next.rateLimit, { logger, store });
+        nextRateLimit = await buildRateLimit(next.rateLimit, { logger, store, cluster: clusterRateLimits() });
         built = new Gateway(next, {
           logger,
           store,

@@ -107,7 +107,7 @@ async function run(file: string, options?: LoadOptions, onReady?: (running: Runn
   if (config.listen.workers > 1 && cluster.isPrimary) {
     // The primary serves nothing: each worker runs this same command and loads the config itself.
     const { runPrimary } = await import('../cluster.js');
-    const code = await runPrimary(config.listen.workers, logger);
+    const code = await runPrimary(config.listen.workers, logger, { rateLimitKeys: config.rateLimit.maxKeys });
     logger.info({ code }, 'every worker stopped');
     logger.flush();
     process.exit(code);

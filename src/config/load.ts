@@ -908,16 +908,6 @@ export async function loadConfig(file: string, options: LoadOptions = {}): Promi
 
   const workers = listen.workers === 'auto' ? availableParallelism() : listen.workers;
   if (workers > 1) {
-    // Counters in memory would each allow the full rate on every worker.
-    const limited = routes.some((r) => r.rateLimits !== undefined && r.rateLimits.limits.length > 0);
-    if (limited && rawRateLimit.backend !== 'redis') {
-      issues.push(
-        issue(
-          ['listen', 'workers'],
-          `expected rate_limit.backend: redis with ${workers} workers: in memory, each worker would count every limit on its own (${workers} times the configured rate); or set workers: 1`,
-        ),
-      );
-    }
     if (cfg.store?.url?.endsWith(':memory:')) {
       issues.push(
         issue(

@@ -9,6 +9,7 @@ import { performance } from 'node:perf_hooks';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { Logger } from '../log.js';
 import type { Store } from '../store/types.js';
+import { ClusterLimiter, type LimitTransport } from './cluster-limiter.js';
 import { InFlight } from './concurrency.js';
 import { type Limiter, MemoryLimiter } from './limiter.js';
 import { OverloadMonitor } from './overload.js';
@@ -31,6 +32,11 @@ export interface RateLimitServiceOptions {
   now?: () => number;
   /** Wall clock (epoch ms) for quota periods; tests pass their own. */
   wallClock?: () => number;
+  /**
+   * In cluster mode: the number of workers and the channel to the primary,
+   * which then makes every memory-backend decision for the whole cluster.
+   */
+  cluster?: { workers: number; transport: LimitTransport } | undefined;
 }
 
 export class RateLimitService {
@@ -38,6 +44,8 @@ export class RateLimitService {
   /** The memory backend, or with Redis the fail-open fallback (each limit divided by the instance count). */
   readonly memory: MemoryLimiter;
   readonly redis: RedisLimiter | undefined;
+  /** In cluster mode with the memory backend: the limiter that asks the primary. */
+  readonly cluster: ClusterLimiter | undefined;
   private quotaCounter: QuotaCounter | undefined;
   private readonly store: Store | undefined;
   private readonly wallClock: (() => number) | undefined;
@@ -63,6 +71,10 @@ export class RateLimitService {
       this.memory = new MemoryLimiter(settings.maxKeys, now, settings.redis.expectedInstances);
       this.redis = new RedisLimiter(settings.redis, { logger: options.logger, fallback: this.memory });
       this.limiter = this.redis;
+    } else if (options.cluster !== undefined) {
+      this.memory = new MemoryLimiter(settings.maxKeys, now, options.cluster.workers);
+      this.cluster = new ClusterLimiter(options.cluster.transport, this.memory);
+      this.limiter = this.cluster;
     } else {
       this.memory = new MemoryLimiter(settings.maxKeys, now);
       this.limiter = this.memory;
@@ -123,6 +135,7 @@ export class RateLimitService {
     this.overload?.stop();
     await this.quotaCounter?.close();
     await this.redis?.close();
+    this.cluster?.close();
   }
 
   private registerMetrics(): void {
