@@ -59,6 +59,7 @@ describe('cluster mode (listen.workers)', () => {
   let adminUrl: string;
 
   before(async () => {
+    process.env.PC_CLUSTER_TEST_SECRET = 'cluster-test-hmac-secret-of-32-bytes-or-more';
     upstream = await startUpstream();
     const adminPort = await freePort();
     adminUrl = `http://127.0.0.1:${adminPort}`;
@@ -66,8 +67,30 @@ describe('cluster mode (listen.workers)', () => {
       listen: { port: await freePort(), workers: 2 },
       admin: { port: adminPort },
       upstreams: { backend: { url: upstream.url } },
+      auth: {
+        jwt: {
+          providers: [
+            {
+              name: 'hs',
+              issuer: 'https://idp.cluster.test',
+              audience: ['cluster'],
+              algorithms: ['HS256'],
+              hmac_secret: '${env:PC_CLUSTER_TEST_SECRET}',
+            },
+          ],
+        },
+        brute_force: { max_failures_per_ip: 4, lockout: '1m' },
+      },
       routes: [
         { name: 'echo', path: '/echo', methods: ['GET'], upstream: 'backend', auth: 'none' },
+        {
+          name: 'guarded',
+          path: '/guarded',
+          methods: ['GET'],
+          upstream: 'backend',
+          auth: ['jwt'],
+          authorize: 'any-authenticated',
+        },
         {
           name: 'limited',
           path: '/limited',
@@ -124,6 +147,16 @@ describe('cluster mode (listen.workers)', () => {
       'six per hour for the client, whichever worker served it',
     );
     assert.equal((await get(gw.url, '/echo')).status, 200, 'a route without the limit still serves');
+  });
+
+  it('locks a guessing client out in every worker once the workers together saw its failures', async () => {
+    const guess = () =>
+      send(gw.url, '/guarded', { headers: { connection: 'close', authorization: 'Bearer not.a.token' } });
+    // Fresh connections alternate between the workers: two failures each.
+    for (let i = 0; i < 4; i++) assert.equal((await guess()).status, 401);
+    await new Promise((r) => setTimeout(r, 100));
+    const after = [(await guess()).status, (await guess()).status];
+    assert.deepEqual(after, [429, 429], 'locked out whichever worker serves it');
   });
 
   it('says on worker 1’s /readyz that a worker is being restarted, and stays ready meanwhile', async () => {

@@ -23,6 +23,7 @@
  */
 import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry, type Registry } from 'prom-client';
+import type { GuardEvent, GuardPeers } from './auth/brute-force.js';
 import {
   type LimitAnswerMessage,
   type LimitRequestMessage,
@@ -50,13 +51,21 @@ type PrimaryMessage =
   | { type: 'portcullis:collect'; id: number }
   | { type: 'portcullis:cluster-metrics'; id: number; text: string }
   | { type: 'portcullis:worker-count'; id: number; running: number; wanted: number }
-  | LimitAnswerMessage;
+  | LimitAnswerMessage
+  | GuardMessage;
 type WorkerMessage =
   | { type: 'portcullis:collected'; id: number; metrics: MetricsJson }
   | { type: 'portcullis:metrics'; id: number }
   | { type: 'portcullis:workers'; id: number }
   | { type: 'portcullis:reload' }
-  | LimitRequestMessage;
+  | LimitRequestMessage
+  | GuardMessage;
+
+/** Brute-force failures and successes one worker counted, relayed by the primary to the others. */
+interface GuardMessage {
+  type: 'portcullis:guard';
+  events: GuardEvent[];
+}
 
 /** This process's worker number in cluster mode; undefined outside it. */
 export function workerNumber(): number | undefined {
@@ -86,6 +95,26 @@ export function clusterRateLimits(): { workers: number; transport: LimitTranspor
   if (workerNumber() === undefined) return undefined;
   const workers = Number(process.env[WORKERS_ENV]);
   return { workers: Number.isInteger(workers) && workers > 0 ? workers : 1, transport: processTransport() };
+}
+
+/**
+ * In a worker: the other workers, as the brute-force guard sees them (what
+ * one counts, all count); undefined outside cluster mode.
+ */
+export function clusterGuardPeers(): GuardPeers | undefined {
+  if (workerNumber() === undefined) return undefined;
+  return {
+    publish(events) {
+      process.send?.({ type: 'portcullis:guard', events } satisfies WorkerMessage);
+    },
+    subscribe(handler) {
+      const onMessage = (message: PrimaryMessage) => {
+        if (message?.type === 'portcullis:guard') handler(message.events);
+      };
+      process.on('message', onMessage);
+      return () => process.off('message', onMessage);
+    },
+  };
 }
 
 /**
@@ -139,6 +168,10 @@ export function runPrimary(
       // The hot path: one message per event-loop turn of each worker under load.
       const answer = decideLimits(message);
       if (answer !== undefined && worker.isConnected()) worker.send(answer);
+    } else if (message.type === 'portcullis:guard') {
+      for (const other of workers.values()) {
+        if (other !== worker && other.isConnected()) other.send(message);
+      }
     } else if (message.type === 'portcullis:collected') {
       const entry = collecting.get(message.id);
       if (entry === undefined) return;
@@ -257,7 +290,7 @@ function askPrimary<T extends PrimaryMessage['type']>(
   return new Promise((resolve, reject) => {
     const id = nextRequest++;
     const onMessage = (message: PrimaryMessage) => {
-      if (message?.type !== answer || message.id !== id) return;
+      if (message?.type !== answer || !('id' in message) || message.id !== id) return;
       clearTimeout(timer);
       process.off('message', onMessage);
       resolve(message as Extract<PrimaryMessage, { type: T }>);

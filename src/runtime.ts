@@ -20,6 +20,7 @@ import { buildAuth } from './auth/build.js';
 import type { AuthServices } from './auth/services.js';
 import {
   answerMetricsRequests,
+  clusterGuardPeers,
   clusterMetrics,
   clusterRateLimits,
   clusterWorkersCheck,
@@ -118,6 +119,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
   const keyIp = (ip: string) => ipKey(ip, ipv6Prefix);
   const guard = createBruteForceGuard(config.auth.bruteForce, {
     ipv6Prefix,
+    peers: clusterGuardPeers(),
     onLockout: (key, until) =>
       logger.warn({ key, until: new Date(until).toISOString() }, 'brute-force lockout'),
   });

@@ -22,6 +22,10 @@
  *
  * Lockouts double on each repeat, up to `maxLockout`. Counters are per
  * instance (each instance stops the guessing it sees), kept across reloads.
+ * The workers of one cluster are one instance: with `peers`, each worker
+ * passes the failures and successes it counts to the others, which count
+ * them too, so a lockout holds in every worker within the IPC delay
+ * (milliseconds) and the thresholds count the guesses of all workers.
  *
  * **Memory:** three LRU tables (IP, IP + credential, credential), each of at
  * most {@link MAX_TRACKED} entries, so a flood of distinct clients or
@@ -104,6 +108,16 @@ export interface BruteForceStats {
   ignored: number;
 }
 
+/** A counted failure (`f`) or a success (`s`) of one worker: client IP, credential id or null. */
+export type GuardEvent = [kind: 'f' | 's', clientIp: string, credentialId: string | null];
+
+/** The other workers of a cluster (`src/cluster.ts`), for guards that count together. */
+export interface GuardPeers {
+  publish(events: GuardEvent[]): void;
+  /** Calls `handler` with the events other workers publish, until the returned function is called. */
+  subscribe(handler: (events: GuardEvent[]) => void): () => void;
+}
+
 export function createBruteForceGuard(
   settings: AuthSettings['bruteForce'],
   options: {
@@ -112,6 +126,8 @@ export function createBruteForceGuard(
     /** `listen.ipv6_prefix`. */
     ipv6Prefix?: number;
     onLockout?: (key: string, untilMs: number) => void;
+    /** In cluster mode: the other workers, whose failures count here too. */
+    peers?: GuardPeers | undefined;
   } = {},
 ): BruteForceGuard & {
   readonly stats: BruteForceStats;
@@ -140,6 +156,7 @@ export function createBruteForceGuard(
     threshold: number,
     t: number,
     label: string,
+    remote: boolean,
   ) => {
     let c = table.get(key);
     // Strikes are forgiven after a quiet period as long as the longest lockout.
@@ -158,8 +175,11 @@ export function createBruteForceGuard(
       c.strikes++;
       c.failures = 0;
       c.windowStart = t;
-      stats.lockouts++;
-      options.onLockout?.(`${label}:${key.replace('\n', ' ')}`, c.lockedUntil);
+      // Reported by the worker whose own failure crossed the threshold, not once per worker.
+      if (!remote) {
+        stats.lockouts++;
+        options.onLockout?.(`${label}:${key.replace('\n', ' ')}`, c.lockedUntil);
+      }
     }
     table.set(key, c);
   };
@@ -171,6 +191,50 @@ export function createBruteForceGuard(
       internal,
     });
   };
+
+  const countFailure = (clientIp: string, credentialId: string | undefined, remote: boolean): void => {
+    const t = now();
+    const ip = ipKey(clientIp, prefix);
+    fail(tables.ip, ip, settings.maxFailuresPerIp, t, 'ip', remote);
+    if (credentialId === undefined) return;
+    fail(tables.pair, pairKey(ip, credentialId), settings.maxFailures, t, 'pair', remote);
+    let th = tables.credential.get(credentialId);
+    if (th === undefined || t - th.windowStart > settings.windowMs) {
+      th = { failures: 0, windowStart: t, slot: 0, allowed: 0 };
+    }
+    th.failures++;
+    tables.credential.set(credentialId, th);
+  };
+  const countSuccess = (clientIp: string, credentialId: string | undefined): void => {
+    // The IP's count is kept on purpose: a stuffing attack interleaves a few
+    // successes with many failures; so is the credential's throttle, which
+    // counts everyone's failures. The owner's own pair is forgiven.
+    if (credentialId !== undefined) tables.pair.delete(pairKey(ipKey(clientIp, prefix), credentialId));
+  };
+
+  // What this worker counted, sent to the others once per event-loop turn.
+  const peers = options.peers;
+  let outbox: GuardEvent[] = [];
+  const share = (event: GuardEvent): void => {
+    if (peers === undefined) return;
+    if (outbox.length === 0) {
+      setImmediate(() => {
+        const events = outbox;
+        outbox = [];
+        peers.publish(events);
+      });
+    }
+    outbox.push(event);
+  };
+  peers?.subscribe((events) => {
+    if (!settings.enabled || !Array.isArray(events)) return;
+    for (const e of events) {
+      if (!Array.isArray(e) || typeof e[1] !== 'string') continue;
+      const credentialId = typeof e[2] === 'string' ? e[2] : undefined;
+      if (e[0] === 'f') countFailure(e[1], credentialId, true);
+      else if (e[0] === 's') countSuccess(e[1], credentialId);
+    }
+  });
 
   return {
     stats,
@@ -206,23 +270,13 @@ export function createBruteForceGuard(
         stats.ignored++;
         return;
       }
-      const t = now();
-      const ip = ipKey(clientIp, prefix);
-      fail(tables.ip, ip, settings.maxFailuresPerIp, t, 'ip');
-      if (credentialId === undefined) return;
-      fail(tables.pair, pairKey(ip, credentialId), settings.maxFailures, t, 'pair');
-      let th = tables.credential.get(credentialId);
-      if (th === undefined || t - th.windowStart > settings.windowMs) {
-        th = { failures: 0, windowStart: t, slot: 0, allowed: 0 };
-      }
-      th.failures++;
-      tables.credential.set(credentialId, th);
+      countFailure(clientIp, credentialId, false);
+      share(['f', clientIp, credentialId ?? null]);
     },
     recordSuccess(clientIp, credentialId) {
-      // The IP's count is kept on purpose: a stuffing attack interleaves a few
-      // successes with many failures; so is the credential's throttle, which
-      // counts everyone's failures. The owner's own pair is forgiven.
-      if (credentialId !== undefined) tables.pair.delete(pairKey(ipKey(clientIp, prefix), credentialId));
+      countSuccess(clientIp, credentialId);
+      // Only a success that forgives something is worth telling the other workers.
+      if (credentialId !== undefined) share(['s', clientIp, credentialId]);
     },
   };
 }

@@ -75,7 +75,7 @@ export const ListenSchema = section(
     workers: Type.Union([Type.Literal('auto'), Type.Integer({ minimum: 1, maximum: 256 })], {
       default: 1,
       description:
-        'Processes serving the listener: 1, a number, or auto (one per core). Above 1, a primary process starts that many workers on the same port (node:cluster) and restarts any that dies; they share the store, and each keeps its own brute-force counters, anomaly baselines and caches, as separate instances do. Rate limits stay exact: with rate_limit.backend: memory the primary process decides them for every worker (one IPC round trip per event-loop turn), and Redis works as with several instances; concurrency limits, like the brute-force counters, hold per worker as they do per instance; the store must be a file or PostgreSQL.',
+        'Processes serving the listener: 1, a number, or auto (one per core). Above 1, a primary process starts that many workers on the same port (node:cluster) and restarts any that dies; they share the store, and each keeps its own anomaly baselines and caches, as separate instances do. Rate limits stay exact: with rate_limit.backend: memory the primary process decides them for every worker (one IPC round trip per event-loop turn), and Redis works as with several instances. Brute-force failures counted by one worker count in all of them, so a lockout holds in every worker. Concurrency limits hold per worker as they do per instance; the store must be a file or PostgreSQL.',
       expected: 'auto, or a number of processes from 1 to 256',
     }),
     trusted_proxies: Type.Array(Cidr, {
