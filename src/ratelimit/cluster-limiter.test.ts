@@ -108,5 +108,18 @@ describe('rate limits decided by the cluster primary', () => {
     const primary = primaryLimits(10);
     assert.equal(primary({ type: 'portcullis:collect', id: 1 }), undefined);
     assert.equal(primary(null), undefined);
+    assert.equal(
+      primary({
+        type: 'portcullis:rate-limit',
+        id: 2,
+        requests: [{ checks: [['x', 0, 1, 1, 'enforce', 'k']], cost: 1 }],
+      }),
+      undefined,
+      'a check with no rate is not decided',
+    );
+    assert.equal(
+      primary({ type: 'portcullis:rate-limit', id: 3, requests: [{ checks: 'x', cost: 1 }] }),
+      undefined,
+    );
   });
 });

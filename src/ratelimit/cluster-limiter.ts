@@ -168,6 +168,8 @@ export function primaryLimits(maxKeys: number): (message: unknown) => LimitAnswe
     if (m?.type !== 'portcullis:rate-limit' || typeof m.id !== 'number' || !Array.isArray(m.requests)) {
       return undefined;
     }
+    // Only this code's workers send these; a malformed one is left unanswered (the worker falls back).
+    if (!m.requests.every(wellFormed)) return undefined;
     const verdicts = m.requests.map((r) =>
       limiter.consume(
         r.checks.map((c) => ({ limit: settingsOf(c), key: c[5] })),
@@ -176,4 +178,24 @@ export function primaryLimits(maxKeys: number): (message: unknown) => LimitAnswe
     );
     return { type: 'portcullis:rate-limit-verdicts', id: m.id, verdicts };
   };
+}
+
+function wellFormed(r: unknown): r is { checks: WireCheck[]; cost: number } {
+  const { checks, cost } = (r ?? {}) as { checks?: unknown; cost?: unknown };
+  return (
+    Number.isFinite(cost) &&
+    Array.isArray(checks) &&
+    checks.every(
+      (c) =>
+        Array.isArray(c) &&
+        c.length === 6 &&
+        typeof c[0] === 'string' &&
+        Number.isFinite(c[1]) &&
+        (c[1] as number) > 0 &&
+        Number.isFinite(c[2]) &&
+        Number.isFinite(c[3]) &&
+        (c[4] === 'enforce' || c[4] === 'shadow') &&
+        typeof c[5] === 'string',
+    )
+  );
 }
