@@ -723,6 +723,12 @@ const ADJUSTED: Record<string, Adjustment> = {
     score: 3,
     reason: 'ordinary HTML (<img src alt>) in rich-text fields; narrowed at critical by pc-xss-221',
   },
+  '942140': {
+    // 3.3.4's regex, with "]" not among the non-word characters between "schema" or "database" and "(".
+    operator: String.raw`@rx (?i:\b(?:(?:m(?:s(?:ys(?:ac(?:cess(?:objects|storage|xml)|es)|(?:relationship|object|querie)s|modules2?)|db)|aster\.\.sysdatabases|ysql\.db)|pg_(?:catalog|toast)|information_schema|northwind|tempdb)\b|s(?:(?:ys(?:\.database_name|aux)|qlite(?:_temp)?_master)\b|chema(?:_name\b|[^\w\]]*\())|d(?:atabas|b_nam)e[^\w\]]*\())`,
+    reason:
+      'narrowed: a markdown link whose text ends in "schema" or "database" ("see the [Account schema](https://...)") is not a call of schema() or database(); the calls, with any other characters before "(", stay',
+  },
   '942160': { score: 3, reason: '"sleep(5)" in prose; narrowed at critical by pc-sqli-121' },
   '942190': { score: 3, reason: '"union select" in prose; narrowed at critical by pc-sqli-128' },
   '942230': {
