@@ -103,7 +103,7 @@ import crsRules from './crs-rules.json' with { type: 'json' };
 import {
   type Charset,
   canMatchPlain,
-  conditionWords,
+  conditionKeys,
   keepsPlain,
   LETTERS,
   PLAIN,
@@ -346,6 +346,12 @@ function decodesOnlyBase64(chain: readonly string[], charset: Charset): boolean 
  *   one rule about host names needs) is read by the few conditions that
  *   want that word, not by every word-filtered one: libddwaf's cost is per
  *   condition and value, and most words are in one or two conditions.
+ * - Where words are no filter (the chain can join two words into one:
+ *   `unshell`, `shell_unescape`), a condition whose every match on a value
+ *   of the charset holds one of a few rare signs (`; = ( ' ...`:
+ *   `conditionKeys`) reads such values the same way, through an address
+ *   of its own that only values holding one of its signs go to. No
+ *   transformation keeping a value in its charset makes such a sign.
  * - libinjection, the costliest check, runs once per plain value and
  *   address, not once per rule: on a plain value every chain of
  *   IDENTITY_ON_PLAIN transformations (but for the charset's `unsteady`
@@ -391,12 +397,15 @@ function plan(rules: readonly RawRule[]): Plan {
           // base64 characters alone (`BASE64_CHARS`), which base64 decoding may make anything.
           const can = canMatchPlain(c, tier);
           if (!can && !decodes) continue;
-          // Words are a filter only where no transformation of the chain can join two into one.
+          // Words are a filter only where no transformation of the chain can join two into one;
+          // the characters of KEY_SYMBOLS (`conditionKeys`) are one whatever the chain.
           const filter = !can
             ? []
-            : chain.some((t) => tier.joiners.includes(t))
-              ? null
-              : conditionWords(c, tier);
+            : conditionKeys(
+                c,
+                tier,
+                chain.some((t) => tier.joiners.includes(t)),
+              );
           if (filter === null) inputs.push(all);
           else {
             const list = words.get(tier) as string[][];
@@ -537,6 +546,8 @@ interface Engine {
    * function of the text and the engine, so one left behind by an exception is still right).
    */
   readonly kinds: Map<string, Sort>;
+  /** Counts the group passes of `prepare` (see `Known.pass`). */
+  pass: number;
 }
 
 /**
@@ -563,6 +574,13 @@ const RAW: Sort = Object.freeze({ kind: 0, hits: NO_HITS });
  */
 interface Known extends Sort {
   readonly inert: Uint32Array;
+  /**
+   * Scratch for `prepare`, in large groups: the group pass (`Engine.pass`) that last met this text,
+   * and the addresses of the group (bits) it was read by in that pass. What a per-group Map of text
+   * → bits did before: the Map's growth and its hashing of every new text were half of `prepare`.
+   */
+  pass: number;
+  mask: number;
 }
 
 /**
@@ -586,7 +604,9 @@ function wordTest(byCondition: readonly (readonly string[])[]): (text: string) =
     }
   });
   type Entry = { word: string; conditions: readonly number[] };
-  // Words by their key: two-character words by theirs, longer ones by their first three.
+  // Words by their key: one-character words (the symbols of `conditionKeys`) by their code,
+  // two-character words by theirs, longer ones by their first three.
+  const single: (readonly number[] | undefined)[] = new Array(128).fill(undefined);
   const short = new Map<number, Entry>();
   const byPrefix = new Map<number, Entry[]>();
   // One bit per possible key (2^21 bits, 256 KB; 2^14 for two characters): most positions of a
@@ -594,6 +614,10 @@ function wordTest(byCondition: readonly (readonly string[])[]): (text: string) =
   const starts = new Uint32Array(1 << 16);
   const starts2 = new Uint32Array(1 << 9);
   for (const [word, conditions] of conditionsOf) {
+    if (word.length === 1) {
+      single[word.charCodeAt(0) & 127] = conditions;
+      continue;
+    }
     if (word.length === 2) {
       const k = key2(word, 0);
       short.set(k, { word, conditions });
@@ -607,6 +631,7 @@ function wordTest(byCondition: readonly (readonly string[])[]): (text: string) =
     starts[k >>> 5] = (starts[k >>> 5] as number) | (1 << (k & 31));
   }
   const anyShort = short.size > 0;
+  const anySingle = single.some((c) => c !== undefined);
   // Marks of the conditions found in the value being tested (cleared before returning).
   const marked = new Uint8Array(byCondition.length);
   let hits: number[] | undefined;
@@ -630,6 +655,10 @@ function wordTest(byCondition: readonly (readonly string[])[]): (text: string) =
       const c = code < 128 ? code : 0;
       k3 = ((k2 << 7) | c) & 0x1fffff;
       k2 = ((k2 << 7) | c) & 0x3fff;
+      if (anySingle) {
+        const conditions = single[c];
+        if (conditions !== undefined) found(conditions);
+      }
       if (i < 1) continue;
       if (anyShort && ((starts2[k2 >>> 5] as number) & (1 << (k2 & 31))) !== 0)
         found((short.get(k2) as Entry).conditions);
@@ -840,6 +869,7 @@ function buildEngine(
       kindOf: reference ? () => RAW : kindTest(planned.words, planned.base64),
       scratch: [],
       kinds: new Map(),
+      pass: 0,
     };
   }
 }
@@ -1154,8 +1184,10 @@ function prepare(inputs: Inputs, built: Engine): readonly Slice[] {
     const addresses = group.addresses;
     const transformed = group.pre.length > 0;
     // The same text is inspected once per address (JSON keys repeat in every array item; a match
-    // names the first place): small groups compare with the texts before, larger ones keep a Map.
+    // names the first place): small groups compare with the texts before; in larger ones a text the
+    // cache holds keeps the addresses it was read by in its entry (`Known.pass`), others in a Map.
     const small = n <= SMALL_GROUP;
+    const pass = small ? 0 : ++built.pass;
     let seen: Map<string, number> | undefined;
     for (let i = 0; i < n; i++) {
       const leaf = leaves[i] as Leaf;
@@ -1175,10 +1207,26 @@ function prepare(inputs: Inputs, built: Engine): readonly Slice[] {
       let known: Known | undefined;
       let sort: Sort | undefined;
       let name: string | undefined;
-      // Large groups: the addresses an earlier leaf with this text was read by (one Map read and
-      // at most one write per leaf, not per address).
-      if (!small) seen ??= new Map();
-      const before = seen === undefined ? 0 : (seen.get(text) ?? 0);
+      // Large groups: the addresses an earlier leaf with this text was read by (one cache or Map read
+      // and at most one write per leaf, not per address).
+      let before = 0;
+      if (!small) {
+        if (!long && inert !== undefined) {
+          known = knownOf(inert, kindOf, words, text);
+          if (known !== undefined) {
+            sort = known;
+            if (known.pass !== pass) {
+              known.pass = pass;
+              known.mask = 0;
+            }
+            before = known.mask;
+          }
+        }
+        if (known === undefined) {
+          seen ??= new Map();
+          before = seen.get(text) ?? 0;
+        }
+      }
       let mask = before;
       for (let a = 0; a < addresses.length; a++) {
         const slotted = addresses[a] as SlottedAddress;
@@ -1222,7 +1270,10 @@ function prepare(inputs: Inputs, built: Engine): readonly Slice[] {
           out.hand(slotted, wSort.kind, wSort.hits, w, leaf, wKnown, slot);
         }
       }
-      if (seen !== undefined && mask !== before) seen.set(text, mask);
+      if (mask !== before) {
+        if (known !== undefined && !small) known.mask = mask;
+        else seen?.set(text, mask);
+      }
     }
     // Drop the references to transformed texts (they can be long).
     if (small && transformed) scratch.fill('', 0, n);
@@ -1245,7 +1296,7 @@ function knownOf(
   let known = inert.get(text);
   if (known === undefined) {
     const sort = kindOf(text);
-    known = { kind: sort.kind, hits: sort.hits, inert: new Uint32Array(words) };
+    known = { kind: sort.kind, hits: sort.hits, inert: new Uint32Array(words), pass: 0, mask: 0 };
     inert.set(text, known);
   }
   return known;

@@ -6,6 +6,7 @@ import { charsetOf, emptyInputs, type Inputs, inspect, plannedRules } from './en
 import {
   BEYOND_ASCII,
   canMatchPlain,
+  conditionKeys,
   inCharset,
   isPlain,
   LETTERS,
@@ -113,6 +114,24 @@ describe('the plain-value analysis', () => {
     assert.equal(requiredWords('\\bx\\b'), null); // too short to filter on
     assert.equal(requiredWords('a.*b'), null);
     assert.deepEqual(requiredWords('<script'), []);
+    // An optional item needing a character outside the charset matches nothing there: the run goes on.
+    assert.deepEqual(requiredWords('(?i)j(?:\\t|&#9;)*a(?:\\t)*v(?:\\t)*a'), ['java']);
+  });
+
+  it('filters on rare signs where the chain can join words', () => {
+    const regex = (r: string) => ({ operator: 'match_regex', parameters: { regex: r } });
+    const cmd = regex(';\\s*(?:ls|cat)\\b');
+    // Words where no transformation joins them; the sign where one may (`unshell` drops quotes: `l's`).
+    assert.deepEqual(conditionKeys(cmd, TEXT, false)?.sort(), ['cat', 'ls']);
+    assert.deepEqual(conditionKeys(cmd, TEXT, true), [';']);
+    // No sign every match holds: no filter. Signs outside the charset cannot occur: nothing to read.
+    assert.equal(conditionKeys(regex('(?:wget|curl)'), TEXT, true), null);
+    assert.equal(conditionKeys(regex('(?:;|\\.)x'), TEXT, true), null);
+    assert.deepEqual(conditionKeys(regex('[<>]\\('), TEXT, true), []);
+    assert.deepEqual(
+      conditionKeys({ operator: 'phrase_match', parameters: { list: ['a;b', '<c'] } }, TEXT, true),
+      [';'],
+    );
   });
 
   it('sorts values in the engine into the narrowest charset that holds them, as inCharset says', () => {
