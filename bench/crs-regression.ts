@@ -35,6 +35,7 @@ import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
+import { parseArgs } from 'node:util';
 import { parse } from 'yaml';
 import crsRules from '../src/stages/inspect/crs-rules.json' with { type: 'json' };
 import { startTestGateway, startUpstream } from '../src/test-support/gateway.js';
@@ -89,16 +90,22 @@ interface Outcome {
   request: string;
 }
 
-const args = process.argv.slice(2);
-const WITH_VALUE = ['--rules', '--pl', '--split', '--json'];
-const option = (name: string): string | undefined =>
-  args.includes(name) ? args[args.indexOf(name) + 1] : undefined;
-const dir = args.find((a, i) => !a.startsWith('--') && !WITH_VALUE.includes(args[i - 1] ?? ''));
-const rulesDir = option('--rules');
-const pl = Number(option('--pl') ?? 1);
-const split = option('--split') ?? 'all';
-const jsonOut = option('--json');
-const verbose = args.includes('--verbose');
+const { values: opts, positionals } = parseArgs({
+  allowPositionals: true,
+  options: {
+    rules: { type: 'string' },
+    pl: { type: 'string', default: '1' },
+    split: { type: 'string', default: 'all' },
+    json: { type: 'string' },
+    verbose: { type: 'boolean', default: false },
+  },
+});
+const dir = positionals[0];
+const rulesDir = opts.rules;
+const pl = Number(opts.pl);
+const split = opts.split ?? 'all';
+const jsonOut = opts.json;
+const verbose = opts.verbose === true;
 if (dir === undefined || !['tuned', 'heldout', 'all'].includes(split)) {
   err(
     'usage: crs-regression.ts <tests dir> [--rules <CRS rules dir>] [--pl 1] [--split tuned|heldout|all] [--json <file>] [--verbose]',

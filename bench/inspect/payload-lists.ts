@@ -33,6 +33,7 @@
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
+import { parseArgs } from 'node:util';
 import { DEFAULT_SETTINGS, rulesFor } from '../../src/stages/inspect/test-support/corpus.js';
 
 const out = (line: string): boolean => process.stdout.write(`${line}\n`);
@@ -43,15 +44,19 @@ interface Item {
   value: string;
 }
 
-const args = process.argv.slice(2);
-const WITH_VALUE = ['--pl', '--list', '--list-family', '--json'];
-const option = (name: string): string | undefined =>
-  args.includes(name) ? args[args.indexOf(name) + 1] : undefined;
-const paths = args.filter((a, i) => !a.startsWith('--') && !WITH_VALUE.includes(args[i - 1] ?? ''));
-const pl = Number(option('--pl') ?? 1);
-const list = option('--list');
-const listFamily = option('--list-family');
-const jsonOut = option('--json');
+const { values: opts, positionals: paths } = parseArgs({
+  allowPositionals: true,
+  options: {
+    pl: { type: 'string', default: '1' },
+    list: { type: 'string' },
+    'list-family': { type: 'string' },
+    json: { type: 'string' },
+  },
+});
+const pl = Number(opts.pl);
+const list = opts.list;
+const listFamily = opts['list-family'];
+const jsonOut = opts.json;
 if (paths.length === 0 || (list !== undefined && !['tune', 'heldout'].includes(list))) {
   process.stderr.write(
     'usage: payload-lists.ts <file or dir>... [--pl 1] [--list tune|heldout] [--list-family f] [--json file]\n',
