@@ -104,6 +104,29 @@ describe('rate limits decided by the cluster primary', () => {
     assert.equal(limiter.timeouts, 3);
   });
 
+  it('keep listening after close until the batches sent are answered', async () => {
+    let handlers = 0;
+    const inner = channel(primaryLimits(1000)).transport;
+    const transport: LimitTransport = {
+      send: (m) => inner.send(m),
+      subscribe(h) {
+        handlers++;
+        const off = inner.subscribe(h);
+        return () => {
+          handlers--;
+          off();
+        };
+      },
+    };
+    const limiter = new ClusterLimiter(transport, new MemoryLimiter(1000), 60_000);
+    const pending = limiter.consume([{ limit, key: 'k' }], 1);
+    limiter.close();
+    assert.equal(handlers, 1, 'still listening for the batch in flight');
+    const verdict = await pending;
+    assert.equal(verdict.fallback, undefined, 'answered by the primary, not by the fallback');
+    assert.equal(handlers, 0, 'then stops listening');
+  });
+
   it('ignore messages that are not its answers', () => {
     const primary = primaryLimits(10);
     assert.equal(primary({ type: 'portcullis:collect', id: 1 }), undefined);

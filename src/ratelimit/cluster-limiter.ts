@@ -96,9 +96,26 @@ export class ClusterLimiter implements Limiter {
       if (pending === undefined) return; // answered after the timeout: the fallback already decided
       this.inFlight.delete(m.id);
       clearTimeout(pending.timer);
-      const verdicts = m.verdicts ?? [];
-      for (let i = 0; i < pending.resolvers.length; i++) pending.resolvers[i]!(verdicts[i]!);
+      const verdicts = Array.isArray(m.verdicts) ? m.verdicts : [];
+      for (let i = 0; i < pending.resolvers.length; i++) {
+        const verdict = verdicts[i];
+        if (verdict !== undefined) pending.resolvers[i]!(verdict);
+        else pending.resolvers[i]!(this.decideAlone(pending.local[i]!));
+      }
+      this.stopWhenIdle();
     });
+  }
+
+  private closed = false;
+
+  /** The fallback's verdict, for a batch entry the primary did not decide. */
+  private decideAlone(entry: { checks: readonly LimitCheck[]; cost: number }): Verdict {
+    return { ...this.fallback.consume(entry.checks, entry.cost), fallback: true };
+  }
+
+  /** Once closed, stops listening when no batch waits for an answer. */
+  private stopWhenIdle(): void {
+    if (this.closed && this.inFlight.size === 0 && this.batch.length === 0) this.unsubscribe();
   }
 
   consume(checks: readonly LimitCheck[], cost: number): Promise<Verdict> {
@@ -114,9 +131,13 @@ export class ClusterLimiter implements Limiter {
     });
   }
 
-  /** Stops listening; batches still in flight are decided by the fallback when their time is up. */
+  /**
+   * Stops listening once the batches sent are answered (a reload replaces
+   * this limiter while requests it admits are still on their way).
+   */
   close(): void {
-    this.unsubscribe();
+    this.closed = true;
+    this.stopWhenIdle();
   }
 
   private flush(): void {
@@ -129,10 +150,8 @@ export class ClusterLimiter implements Limiter {
     const timer = setTimeout(() => {
       this.inFlight.delete(id);
       this.timeouts++;
-      for (let i = 0; i < resolvers.length; i++) {
-        const verdict = this.fallback.consume(local[i]!.checks, local[i]!.cost);
-        resolvers[i]!({ ...verdict, fallback: true });
-      }
+      for (let i = 0; i < resolvers.length; i++) resolvers[i]!(this.decideAlone(local[i]!));
+      this.stopWhenIdle();
     }, this.timeoutMs);
     this.inFlight.set(id, { resolvers, local, timer });
     this.transport.send({
