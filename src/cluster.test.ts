@@ -6,10 +6,11 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parse, stringify } from 'yaml';
 import { ConfigError, loadConfig } from './config/load.js';
+import { runClientsCommand } from './issuer/cli.js';
 import { type ChildGateway, startChildGateway } from './test-support/child-gateway.js';
 import { startUpstream, type TestUpstream } from './test-support/gateway.js';
 import { freePort, send } from './test-support/http.js';
@@ -63,11 +64,13 @@ describe('cluster mode (listen.workers)', () => {
     upstream = await startUpstream();
     const adminPort = await freePort();
     adminUrl = `http://127.0.0.1:${adminPort}`;
+    const port = await freePort();
     gw = await startChildGateway({
-      listen: { port: await freePort(), workers: 2 },
+      listen: { port, workers: 2, trusted_proxies: ['127.0.0.1'] },
       admin: { port: adminPort },
       upstreams: { backend: { url: upstream.url } },
       auth: {
+        issuer: { issuer: `http://127.0.0.1:${port}`, audience: 'cluster', rate_limit: '3/m' },
         jwt: {
           providers: [
             {
@@ -157,6 +160,36 @@ describe('cluster mode (listen.workers)', () => {
     await new Promise((r) => setTimeout(r, 100));
     const after = [(await guess()).status, (await guess()).status];
     assert.deepEqual(after, [429, 429], 'locked out whichever worker serves it');
+  });
+
+  it('limits the tokens one issuer client gets across the workers, not once per worker', async () => {
+    const out: string[] = [];
+    const code = await runClientsCommand(
+      ['create', '--name', 'batch', '--scopes', 'orders:read', '--json', '--config', gw.configFile],
+      {
+        out: (text) => out.push(text),
+        err: () => {},
+        env: { ...process.env, PORTCULLIS_DATA: dirname(gw.configFile) },
+      },
+    );
+    assert.equal(code, 0);
+    const { client_id: id, client_secret: secret } = JSON.parse(out.join('')) as Record<string, string>;
+    const statuses: number[] = [];
+    // 3/m with bursts of 6 per client; each request from another address, so only that limit counts.
+    for (let i = 0; i < 8; i++) {
+      const reply = await send(gw.url, '/oauth2/token', {
+        method: 'POST',
+        headers: {
+          connection: 'close',
+          'content-type': 'application/x-www-form-urlencoded',
+          authorization: `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`,
+          'x-forwarded-for': `198.51.100.${10 + i}`,
+        },
+        body: 'grant_type=client_credentials',
+      });
+      statuses.push(reply.status);
+    }
+    assert.deepEqual(statuses, [200, 200, 200, 200, 200, 200, 429, 429]);
   });
 
   it('says on worker 1’s /readyz that a worker is being restarted, and stays ready meanwhile', async () => {

@@ -3,6 +3,8 @@
  * the built-in issuer. Rebuilt on reload; the brute-force guard is passed in
  * so its counters survive reloads.
  */
+
+import { clusterRateLimits } from '../cluster.js';
 import type { GatewayConfig } from '../config/types.js';
 import type { GatewayEndpoint } from '../gateway.js';
 import { createIssuer } from '../issuer/index.js';
@@ -35,6 +37,7 @@ export async function buildAuth(
         dataDir: config.store.dataDir,
         logger: deps.logger,
         guard: deps.guard,
+        cluster: clusterRateLimits(),
       })
     : undefined;
   const jwt =

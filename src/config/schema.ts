@@ -477,7 +477,7 @@ export const AuthSchema = section(
             pattern: RATE_PATTERN,
             default: '20/s',
             description:
-              'Most requests per client IP (IPv6: per rate_limit.ipv6_prefix) to the issuer endpoints (token, revocation, metadata, JWKS), with bursts of up to twice the count; every request there also passes blocks, load shedding and the global network rules. The same rate limits the tokens issued to each client id, counted after its authentication succeeds (so nobody else can use up a client’s budget), per instance: in cluster mode the per-IP limit is the cluster’s, the per-client one each worker’s.',
+              'Most requests per client IP (IPv6: per rate_limit.ipv6_prefix) to the issuer endpoints (token, revocation, metadata, JWKS), with bursts of up to twice the count; every request there also passes blocks, load shedding and the global network rules. The same rate limits the tokens issued to each client id, counted after its authentication succeeds (so nobody else can use up a client’s budget). Both are per instance; the workers of a cluster count together.',
             expected: 'a rate such as 20/s or 600/m',
           }),
         },

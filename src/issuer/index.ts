@@ -16,7 +16,9 @@ import type { BruteForceGuard, LocalJwtProvider } from '../auth/types.js';
 import type { IssuerSettings } from '../config/types.js';
 import { GatewayError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { gcra } from '../ratelimit/gcra.js';
+import { ClusterLimiter, type LimitTransport } from '../ratelimit/cluster-limiter.js';
+import { type Limiter, MemoryLimiter } from '../ratelimit/limiter.js';
+import type { LimitSettings } from '../ratelimit/types.js';
 import { recordRevocation } from '../revocation/feed.js';
 import type { Db } from '../store/types.js';
 import { ensureLocalSecret } from '../util/local-secret.js';
@@ -113,6 +115,11 @@ export interface CreateIssuerOptions {
   guard?: BruteForceGuard;
   /** The clock, in ms (tests move it). */
   now?: () => number;
+  /**
+   * In cluster mode: the number of workers and the channel to the primary,
+   * which then counts every client's tokens for the whole cluster.
+   */
+  cluster?: { workers: number; transport: LimitTransport } | undefined;
 }
 
 /** Client secrets verified on this instance, remembered (as an HMAC) at most this long and this many. */
@@ -233,24 +240,36 @@ export async function createIssuer(options: CreateIssuerOptions): Promise<Issuer
 
   // Tokens per client id, counted only once the client has proved its secret: a burst from one
   // client is limited, and nobody who merely knows a client id can use up that client's budget
-  // (failed attempts are the brute-force guard's). Per instance, like the scrypt work it bounds.
-  const intervalMs = settings.rateLimit.periodMs / settings.rateLimit.count;
-  const burst = settings.rateLimit.count * 2;
-  const tokenBuckets = new LruCache<string, number>(PROOF_CACHE_SIZE, now);
-  function admitTokenFor(clientId: string): void {
-    const at = now();
-    const decision = gcra(tokenBuckets.get(clientId), at, intervalMs, burst, 1);
-    if (!decision.allowed) {
+  // (failed attempts are the brute-force guard's). Per instance; in cluster mode the primary
+  // counts for every worker, as it does the routes' in-memory limits.
+  const tokenLimit: LimitSettings = {
+    type: 'rate',
+    // Not a name the config can give a limit (they are identifiers), so no table is shared.
+    name: '(issuer) tokens per client',
+    key: [],
+    mode: 'enforce',
+    count: settings.rateLimit.count,
+    periodMs: settings.rateLimit.periodMs,
+    burst: settings.rateLimit.count * 2,
+  };
+  const tokenLimiter: Limiter & { close?: () => void } = options.cluster
+    ? new ClusterLimiter(
+        options.cluster.transport,
+        new MemoryLimiter(PROOF_CACHE_SIZE, now, options.cluster.workers),
+      )
+    : new MemoryLimiter(PROOF_CACHE_SIZE, now);
+  async function admitTokenFor(clientId: string): Promise<void> {
+    const verdict = await tokenLimiter.consume([{ limit: tokenLimit, key: clientId }], 1);
+    if (!verdict.allowed) {
       throw new OAuthError(
         429,
         'temporarily_unavailable',
         'too many token requests for this client; retry after the delay in Retry-After',
-        { 'retry-after': String(Math.max(1, Math.ceil(decision.retryAfterMs / 1000))) },
+        { 'retry-after': String(Math.max(1, Math.ceil(verdict.outcomes[0]!.retryAfterMs / 1000))) },
         'rate_limit.exceeded',
         `client ${clientId} over auth.issuer.rate_limit`,
       );
     }
-    tokenBuckets.set(clientId, decision.tat, decision.tat + burst * intervalMs);
   }
 
   async function issueToken(form: FormParams, req: IncomingMessage, ctx: IssuerRequestContext) {
@@ -267,7 +286,7 @@ export async function createIssuer(options: CreateIssuerOptions): Promise<Issuer
       throw new OAuthError(400, 'invalid_scope', 'the scope parameter is malformed');
     }
     const client = await authenticate(findClientCredentials(req, form), ctx, 'token');
-    admitTokenFor(client.id);
+    await admitTokenFor(client.id);
 
     // Least privilege, RFC 6749 §3.3: the grant is the requested scopes the client is
     // allowed, and the requested ones it is not are dropped silently — the response's
@@ -453,6 +472,9 @@ export async function createIssuer(options: CreateIssuerOptions): Promise<Issuer
     routes: Object.freeze(routes),
     provider,
     sync,
-    close: () => clearInterval(timer),
+    close: () => {
+      clearInterval(timer);
+      tokenLimiter.close?.();
+    },
   });
 }
