@@ -3,7 +3,6 @@
  * the built-in issuer. Rebuilt on reload; the brute-force guard is passed in
  * so its counters survive reloads.
  */
-
 import { clusterRateLimits } from '../cluster.js';
 import type { GatewayConfig } from '../config/types.js';
 import type { GatewayEndpoint } from '../gateway.js';
