@@ -9,11 +9,12 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parse, stringify } from 'yaml';
+import { runAdminCommand } from './admin/tokens/cli.js';
 import { ConfigError, loadConfig } from './config/load.js';
 import { runClientsCommand } from './issuer/cli.js';
 import { type ChildGateway, startChildGateway } from './test-support/child-gateway.js';
 import { startUpstream, type TestUpstream } from './test-support/gateway.js';
-import { freePort, send } from './test-support/http.js';
+import { adminApi, freePort, send } from './test-support/http.js';
 
 /** The live Node.js child processes of `pid` (the workers of a primary; not tsx's esbuild). */
 function childrenOf(pid: number): number[] {
@@ -190,6 +191,33 @@ describe('cluster mode (listen.workers)', () => {
       statuses.push(reply.status);
     }
     assert.deepEqual(statuses, [200, 200, 200, 200, 200, 200, 429, 429]);
+  });
+
+  it('applies a block added through worker 1’s admin API in every worker', async () => {
+    const out: string[] = [];
+    const code = await runAdminCommand(['tokens', 'create', '--role', 'operator'], {
+      out: (text) => out.push(text),
+      err: () => {},
+      env: { ...process.env, PORTCULLIS_CONFIG: gw.configFile, PORTCULLIS_DATA: dirname(gw.configFile) },
+    });
+    assert.equal(code, 0);
+    const from = (ip: string) =>
+      send(gw.url, '/echo', { headers: { connection: 'close', 'x-forwarded-for': ip } });
+    const added = await adminApi(adminUrl, out.join('').trim())('POST', '/admin/blocks', {
+      kind: 'ip',
+      subject: '203.0.113.66',
+      duration: '1h',
+      status: 403,
+      reason: 'cluster test',
+    });
+    assert.equal(added.status, 201, added.body);
+    // Fresh connections alternate between the workers: both come to refuse it (the other worker
+    // through the store's change feed, polled every auth.revocations.poll, 1 s by default).
+    await waitFor('both workers to refuse the blocked address', async () => {
+      const statuses = [(await from('203.0.113.66')).status, (await from('203.0.113.66')).status];
+      return statuses.every((s) => s === 403) ? true : undefined;
+    });
+    assert.equal((await from('203.0.113.67')).status, 200, 'another address still passes');
   });
 
   it('says on worker 1’s /readyz that a worker is being restarted, and stays ready meanwhile', async () => {
