@@ -59,6 +59,17 @@ export function processTransport(): LimitTransport {
   };
 }
 
+/** One request's decision, waiting to be sent or answered. */
+interface Pending {
+  checks: readonly LimitCheck[];
+  cost: number;
+  resolve: (verdict: Verdict) => void;
+}
+
+function toWire({ limit, key }: LimitCheck): WireCheck {
+  return [limit.name, limit.count, limit.periodMs, limit.burst, limit.mode, key];
+}
+
 const DEFAULT_TIMEOUT_MS = 1000;
 /** Batch ids, unique in the process: a limiter replaced by a reload may still have batches in flight. */
 let nextId = 1;
@@ -67,16 +78,9 @@ let nextId = 1;
 export class ClusterLimiter implements Limiter {
   private readonly unsubscribe: () => void;
   /** Requests of this event-loop turn, not sent yet. */
-  private batch: { checks: WireCheck[]; cost: number; local: readonly LimitCheck[] }[] = [];
-  private readonly resolvers: ((v: Verdict) => void)[] = [];
-  private readonly inFlight = new Map<
-    number,
-    {
-      resolvers: ((v: Verdict) => void)[];
-      local: { checks: readonly LimitCheck[]; cost: number }[];
-      timer: NodeJS.Timeout;
-    }
-  >();
+  private batch: Pending[] = [];
+  /** Batches sent, by id, until answered or decided by the fallback. */
+  private readonly inFlight = new Map<number, { batch: Pending[]; timer: NodeJS.Timeout }>();
   /** Times the primary did not answer in time (the fallback decided). */
   timeouts = 0;
 
@@ -97,11 +101,7 @@ export class ClusterLimiter implements Limiter {
       this.inFlight.delete(m.id);
       clearTimeout(pending.timer);
       const verdicts = Array.isArray(m.verdicts) ? m.verdicts : [];
-      for (let i = 0; i < pending.resolvers.length; i++) {
-        const verdict = verdicts[i];
-        if (verdict !== undefined) pending.resolvers[i]!(verdict);
-        else pending.resolvers[i]!(this.decideAlone(pending.local[i]!));
-      }
+      pending.batch.forEach((p, i) => p.resolve(verdicts[i] ?? this.decideAlone(p)));
       this.stopWhenIdle();
     });
   }
@@ -109,8 +109,8 @@ export class ClusterLimiter implements Limiter {
   private closed = false;
 
   /** The fallback's verdict, for a batch entry the primary did not decide. */
-  private decideAlone(entry: { checks: readonly LimitCheck[]; cost: number }): Verdict {
-    return { ...this.fallback.consume(entry.checks, entry.cost), fallback: true };
+  private decideAlone(p: Pending): Verdict {
+    return { ...this.fallback.consume(p.checks, p.cost), fallback: true };
   }
 
   /** Once closed, stops listening when no batch waits for an answer. */
@@ -121,13 +121,7 @@ export class ClusterLimiter implements Limiter {
   consume(checks: readonly LimitCheck[], cost: number): Promise<Verdict> {
     return new Promise((resolve) => {
       if (this.batch.length === 0) setImmediate(() => this.flush());
-      const wire: WireCheck[] = new Array(checks.length);
-      for (let i = 0; i < checks.length; i++) {
-        const { limit, key } = checks[i]!;
-        wire[i] = [limit.name, limit.count, limit.periodMs, limit.burst, limit.mode, key];
-      }
-      this.batch.push({ checks: wire, cost, local: checks });
-      this.resolvers.push(resolve);
+      this.batch.push({ checks, cost, resolve });
     });
   }
 
@@ -142,22 +136,20 @@ export class ClusterLimiter implements Limiter {
 
   private flush(): void {
     const batch = this.batch;
-    const resolvers = this.resolvers.splice(0);
     this.batch = [];
     if (batch.length === 0) return;
     const id = nextId++;
-    const local = batch.map((b) => ({ checks: b.local, cost: b.cost }));
     const timer = setTimeout(() => {
       this.inFlight.delete(id);
       this.timeouts++;
-      for (let i = 0; i < resolvers.length; i++) resolvers[i]!(this.decideAlone(local[i]!));
+      for (const p of batch) p.resolve(this.decideAlone(p));
       this.stopWhenIdle();
     }, this.timeoutMs);
-    this.inFlight.set(id, { resolvers, local, timer });
+    this.inFlight.set(id, { batch, timer });
     this.transport.send({
       type: 'portcullis:rate-limit',
       id,
-      requests: batch.map((b) => ({ checks: b.checks, cost: b.cost })),
+      requests: batch.map((p) => ({ checks: p.checks.map(toWire), cost: p.cost })),
     });
   }
 }
