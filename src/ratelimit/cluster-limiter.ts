@@ -101,7 +101,10 @@ export class ClusterLimiter implements Limiter {
       this.inFlight.delete(m.id);
       clearTimeout(pending.timer);
       const verdicts = Array.isArray(m.verdicts) ? m.verdicts : [];
-      pending.batch.forEach((p, i) => p.resolve(verdicts[i] ?? this.decideAlone(p)));
+      for (let i = 0; i < pending.batch.length; i++) {
+        const p = pending.batch[i]!;
+        p.resolve(verdicts[i] ?? this.decideAlone(p));
+      }
       this.stopWhenIdle();
     });
   }
