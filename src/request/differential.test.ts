@@ -68,13 +68,16 @@
  *   all three names.
  * - a BOM, UTF-16, CESU-8 surrogates, NaN and Infinity: Python accepts them
  *   (secure-json-parse a BOM); the gateway refuses.
- * - numbers (it.todo; another change makes number reading exact, and
- *   already refuses some as number_precision): integers beyond 2^53 (Python
- *   exact, JS rounded); integer-valued floats `1.0`, `1e2` (Python a float,
- *   JS an integer: an `integer` schema passes what Python types as float);
- *   `-0` (Python the integer 0, JS -0); overflow `1E400` (infinity in
- *   both); fractions like 0.1 (the same double in all three, but not what a
- *   Decimal reader reads). Python refuses integers over 4300 digits.
+ * - numbers: the gateway refuses a literal whose double prints as another
+ *   number (`number_precision`: `9007199254740993`, overflow such as
+ *   `1E400`, underflow, more digits than a double keeps). What is left:
+ *   integers beyond 2^53 whose double prints as the literal (Python reads
+ *   them exactly, JS holds the nearest double); integer-valued floats
+ *   `1.0`, `1e2` (Python a float, JS an integer: an `integer` schema passes
+ *   what Python types as float, as JSON Schema says it should), `-0`
+ *   (Python the integer 0, JS -0), fractions like 0.1 (the same double in
+ *   all three, but not what a Decimal reader reads). Python refuses
+ *   integers over 4300 digits.
  *
  * Findings, cookies (parseCookies keeps values as sent; listed, not fixed
  * here: src/stages/validate/params.ts is not this change's):
@@ -1007,16 +1010,19 @@ type PyJson = { ok: PyValue; dups: string[] } | { error: string };
 
 /**
  * Number classes where Python's reading differs from the JS double the
- * gateway checks (and JSON.parse / secure-json-parse read). Another change
- * makes number reading exact; until then these are tolerated here.
+ * gateway checks (and JSON.parse / secure-json-parse read), in type or
+ * beyond what the literal says: the gateway accepts a number only when the
+ * double's shortest form is the literal (`number_precision` refuses the
+ * rest), so the double prints as what was sent, and two such literals keep
+ * their order. An overflow such as 1E400 never reaches these (OVERFLOW).
  */
 const NUMBER_CLASSES = new Set([
-  'integer beyond 2^53: Python reads it exactly, JS rounds it',
+  'integer beyond 2^53: Python reads it exactly, JS holds the nearest double, which prints as the literal',
   'integer-valued float (1.0, 1e2): Python reads a float, JS an integer',
   '-0: Python reads the integer 0, JS -0',
-  'overflow (1E400): both read infinity, the decimal value is lost',
   'decimal fraction (0.1) whose exact value is not a double: all three read the same double',
 ]);
+const OVERFLOW = 'overflow (1E400): both read infinity, the decimal value is lost';
 
 function pyFloat(repr: string): number {
   if (repr === 'inf') return Number.POSITIVE_INFINITY;
@@ -1060,14 +1066,16 @@ function jsonDiff(py: PyValue, js: unknown, at: string, classes: Map<string, str
       return;
     }
     if (!Number.isInteger(js) || BigInt(js) !== BigInt(py.i))
-      note('integer beyond 2^53: Python reads it exactly, JS rounds it');
+      note(
+        'integer beyond 2^53: Python reads it exactly, JS holds the nearest double, which prints as the literal',
+      );
     else if (Object.is(js, -0)) note('-0: Python reads the integer 0, JS -0');
   } else {
     if (typeof js !== 'number' || !Object.is(pyFloat(py.f), js)) {
       note('float differs');
       return;
     }
-    if (!Number.isFinite(js)) note('overflow (1E400): both read infinity, the decimal value is lost');
+    if (!Number.isFinite(js)) note(OVERFLOW);
     else if (Number.isInteger(js))
       note('integer-valued float (1.0, 1e2): Python reads a float, JS an integer');
     else if (!py.exact)
@@ -1227,9 +1235,39 @@ describe('JSON bodies: what parseJson accepts, every parser reads the same way',
     }
   });
 
-  it.todo(
-    'numbers: what parseJson accepts, Python reads as the same number and type (integers beyond 2^53, 1.0 and 1e2 as floats, -0, 1E400) — another change makes number reading exact',
-  );
+  it('numbers: what parseJson accepts, Python reads as the number the literal says, and the double prints as that literal; what rounds to another, the gateway refuses', {
+    skip: NO_PYTHON,
+  }, () => {
+    const exact = ['0', '-0', '1.0', '1e2', '0.1', '-1.5e-7', '9007199254740992', '1.7976931348623157e308'];
+    const inexact = [
+      '9007199254740993',
+      '123456789012345678901234567890',
+      '1E400',
+      '-1e400',
+      '1e-400',
+      '100.0000000000000001',
+    ];
+    const numbers = [...exact, ...inexact, ...fc.sample(jsonNumber, { numRuns: 2000, seed: 9 })];
+    const bodies = numbers.map((n) => utf8(`{"n":${n}}`));
+    const results = python<PyJson>(
+      'json',
+      bodies.map((b) => b.toString('base64')),
+    );
+    const seen = new Set<string>();
+    bodies.forEach((body, i) => {
+      for (const c of checkJson(body, results[i]).classes.keys()) seen.add(c);
+    });
+    assert.ok(!seen.has(OVERFLOW), [...seen].join('; '));
+    for (const n of exact) assert.equal(parseJson(utf8(`{"n":${n}}`), LIMITS).ok, true, n);
+    for (const n of inexact) {
+      const read = parseJson(utf8(`{"n":${n}}`), LIMITS);
+      assert.deepEqual(
+        read.ok ? undefined : read.problem,
+        { location: '/body/n', rule: 'number_precision' },
+        n,
+      );
+    }
+  });
 
   it('generated JSON (fast-check) against JSON.parse and secure-json-parse', () => {
     fc.assert(
