@@ -31,6 +31,7 @@ import type { ValidationSettings } from '../../openapi/settings.js';
 import type { CompiledOperation, RequestMedia } from '../../openapi/types.js';
 import type { StageFactory } from '../../pipeline/types.js';
 import { hasBody, readRequestBody } from '../../request/body.js';
+import { cookieReadings } from '../../request/cookies.js';
 import { isPrototypeName, parseCookies, readForm, readPairs, readSingles } from './params.js';
 import { applyTransforms } from './transforms.js';
 
@@ -140,8 +141,19 @@ function checkParameters(
     problems.push(...read.problems, ...header.check(read.values, ctx.principal));
   }
   if (cookie.check) {
-    const read = readPairs(cookie, parseCookies(ctx.headers.get('cookie')));
-    problems.push(...read.problems, ...cookie.check(read.values, ctx.principal));
+    const pairs = parseCookies(ctx.headers.get('cookie'));
+    const read = readPairs(cookie, pairs);
+    const found = [...read.problems, ...cookie.check(read.values, ctx.principal)];
+    // The upstream acts on its own reading of each value (percent-decoded, unquoted,
+    // unescaped: see cookies.ts); each reading must pass too, or `%61dmin` passes as sent
+    // and reaches express as `admin`.
+    for (const view of cookieReadings(pairs)) {
+      const other = readPairs(cookie, view);
+      for (const p of [...other.problems, ...cookie.check(other.values, ctx.principal)]) {
+        if (!found.some((f) => f.location === p.location && f.rule === p.rule)) found.push(p);
+      }
+    }
+    problems.push(...found);
   }
   return problems;
 }

@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type RunningOrdersApi, startOrdersApi } from '../../demo/orders-api.js';
 import { loadApiDocument } from '../../openapi/document.js';
@@ -165,6 +168,39 @@ describe('validating parameters', () => {
       { location: '/cookie/theme', rule: 'enum' },
     ]);
     assert.equal(await problems('echoGet', { headers: { cookie: 'theme=dark; other=1' } }), 'passed');
+  });
+
+  it('checks a cookie as upstreams read it too: percent-decoded and unquoted (express), unescaped (Python)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'portcullis-cookie-'));
+    const file = join(dir, 'openapi.yaml');
+    writeFileSync(
+      file,
+      `openapi: 3.1.0
+info: { title: prefs, version: '1' }
+paths:
+  /prefs:
+    get:
+      operationId: prefs
+      parameters:
+        - name: label
+          in: cookie
+          schema: { type: string, pattern: '^[^<>]{1,40}$' }
+      responses: { '200': { description: ok } }
+`,
+    );
+    const [route] = toRouteSettings(await loadApiDocument(file), { upstream: 'orders' }, { authMethods: [] });
+    rmSync(dir, { recursive: true });
+    assert.ok(route);
+    const cookie = async (value: string) =>
+      problems('prefs', { headers: { cookie: `label=${value}` } }, route);
+    const refused = [{ location: '/cookie/label', rule: 'pattern' }];
+    // Each passes the pattern as sent; express reads the first two as <b>, Python the third.
+    assert.deepEqual(await cookie('%3Cb%3E'), refused);
+    assert.deepEqual(await cookie('"%3Cb%3E"'), refused);
+    assert.deepEqual(await cookie('"\\074b\\076"'), refused);
+    assert.deepEqual(await cookie('<b>'), refused, 'reported once, not once per reading');
+    for (const ok of ['blue', '%C3%A9t%C3%A9', '"quoted"', '100%', '"a\\"b"'])
+      assert.equal(await cookie(ok), 'passed', ok);
   });
 });
 
