@@ -710,6 +710,13 @@ const ADJUSTED: Record<string, Adjustment> = {
     reason: 'shell paths in prose ("#!/bin/bash", "$PATH"); narrowed at critical by pc-cmdi-322',
   },
   '933100': { score: 3, reason: '"<?xml" declarations (fixed in CRS 4)' },
+  '930100': {
+    // 3.3.4's regex, with a plain "/" before the two dots only where no short name precedes it: one
+    // of up to 63 letters, digits, "_", "~" or "-" (not one with "%" or "0x", which an encoded dot has).
+    operator: String.raw`@rx (?i)(?:(?:\x5c|(?:%(?:c(?:0%(?:[2aq]f|5c|9v)|1%(?:[19p]c|8s|af))|2(?:5(?:c(?:0%25af|1%259c)|2f|5c)|%46|f)|(?:(?:f(?:8%8)?0%8|e)0%80%a|bg%q)f|%3(?:2(?:%(?:%6|4)6|F)|5%%63)|u(?:221[56]|002f|EFC8|F025)|1u|5c)|0x(?:2f|5c)))|(?:^|[^a-z0-9_~-]|[a-z0-9_~-]{64}|(?:%|0x)[^/\x5c]*)\/)(?:%(?:(?:f(?:(?:c%80|8)%8)?0%8|e)0%80%ae|2(?:(?:5(?:c0%25a|2))?e|%45)|u(?:(?:002|ff0)e|2024)|%32(?:%(?:%6|4)5|E)|c0(?:%[256aef]e|\.))|\.(?:%0[01]|\?)?|\?\.?|0x2e){2}(?:\x5c|(?:%(?:c(?:0%(?:[2aq]f|5c|9v)|1%(?:[19p]c|8s|af))|2(?:5(?:c(?:0%25af|1%259c)|2f|5c)|%46|f)|(?:(?:f(?:8%8)?0%8|e)0%80%a|bg%q)f|%3(?:2(?:%(?:%6|4)6|F)|5%%63)|u(?:221[56]|002f|EFC8|F025)|1u|5c)|0x(?:2f|5c)|\/))`,
+    reason:
+      'narrowed: a plain "/../" right after a name ("https://example.com/a/b/../c", "docs/v2/../v3") steps back over that name and cannot climb out of where the path starts; after "..", "." or "/", an encoded dot, a name of 64 characters or more (path truncation), at the start of a value or with any encoded or backslash separator, it is matched as in 3.3.4',
+  },
   '930110': {
     score: 3,
     reason: 'a bare ".." or a relative URL; narrowed at critical by pc-lfi-405, pc-lfi-408',

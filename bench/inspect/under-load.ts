@@ -29,6 +29,7 @@ const FILES = [
   'benign-bodies.jsonl',
   'benign-traffic.jsonl',
   'holdout/benign.jsonl',
+  'holdout/benign-api.jsonl',
 ];
 
 interface Probe {

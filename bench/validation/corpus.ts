@@ -32,7 +32,12 @@ out(`${'benign'.padEnd(10)} ${`${fp.hits}/${fp.total}`.padStart(8)}  ${pct(fp.hi
 for (const w of fp.wrong) out(`  flagged: ${JSON.stringify(w.payload)}  (${w.rules.join(', ')})`);
 
 out('\n# Held-out corpora (not tuned on)');
-for (const file of ['holdout/sqli.txt', 'holdout/xss.txt', 'holdout/benign.jsonl']) {
+for (const file of [
+  'holdout/sqli.txt',
+  'holdout/xss.txt',
+  'holdout/benign.jsonl',
+  'holdout/benign-api.jsonl',
+]) {
   const payloads = readCorpus(file);
   const flagged = payloads.filter((p) => rulesFor(p).length > 0);
   out(

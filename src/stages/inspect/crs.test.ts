@@ -139,20 +139,70 @@ describe('the CRS 4 families 3.3.4 misses, at paranoia level 1', () => {
 
 /**
  * Ordinary traffic written after the rules for the false-positive pass on
- * issue 12 (`corpus/benign-traffic.md`). 6 of its 150 values are flagged,
- * as they were before that pass: code in support tickets that is shell
- * syntax (`rm -rf node_modules && npm ci` in backticks, which a shell runs
- * as a command substitution; `ls -la`; a curl line), "; sed" in Latin prose
- * (a command after a separator), a `<script>` tag named in prose, and PHP
- * function names with empty parentheses ("system() or exec()"), a form the
- * CRS tests call an attack (`exec /*x*\/ ()`). Asserted as a ceiling, so a
- * rule that flags more of it fails here.
+ * issue 12 (`corpus/benign-traffic.md`). 5 of its 150 values are flagged:
+ * code in support tickets that is shell syntax (`rm -rf node_modules && npm
+ * ci` in backticks, which a shell runs as a command substitution; `ls -la`;
+ * a curl line), a `<script>` tag named in prose, and PHP function names with
+ * empty parentheses ("system() or exec()"), a form the CRS tests call an
+ * attack (`exec /*x*\/ ()`). ("; sed do eiusmod" in Latin prose was the
+ * sixth, until pc-cmdi-320 wanted a sed script after "sed".) Asserted as a
+ * ceiling, so a rule that flags more of it fails here.
+ *
+ * `corpus/holdout/benign-api.jsonl` was written after the rules too, for the
+ * second false-positive pass, and not tuned on: 3 of its 243 values were
+ * flagged before that pass and after it (a crontab line naming
+ * /usr/local/bin, `curl -X POST` in backticks, a `.sql.gz` backup path).
  */
 describe('ordinary traffic written after the rules', () => {
-  it('flags at most 6 of its 150 values, each for a reason listed above', () => {
+  it('flags at most 5 of its 150 values, each for a reason listed above', () => {
     const values = readCorpus('benign-traffic.jsonl');
     assert.equal(values.length, 150);
     const flagged = values.filter((v) => rulesFor(v).length > 0);
-    assert.ok(flagged.length <= 6, JSON.stringify(flagged));
+    assert.ok(flagged.length <= 5, JSON.stringify(flagged));
+  });
+
+  it('flags at most 3 of the 243 held-out API values', () => {
+    const values = readCorpus('holdout/benign-api.jsonl');
+    assert.equal(values.length, 243);
+    const flagged = values.filter((v) => rulesFor(v).length > 0);
+    assert.ok(flagged.length <= 3, JSON.stringify(flagged));
+  });
+});
+
+/**
+ * The narrowings of the second false-positive pass (`scripts/compile-crs.ts`
+ * ADJUSTED 930100; pc-cmdi-320 in `rules.json`): the ordinary value passes,
+ * and the attacks next to it are still rejected by the same rule.
+ */
+describe('the narrowed rules still catch their attacks', () => {
+  const fired = (payload: string, rule: string) =>
+    detect(arg(payload), settings()).detections.some((d) => d.rule === rule);
+
+  it('930100: a "/../" after a short name passes, one that can climb out does not', () => {
+    assert.equal(fired('https://example.com/a/b/../c', '930100'), false);
+    assert.equal(detect(arg('docs/v2/../v3/intro.md'), settings()).reject, false);
+    for (const attack of [
+      '/../../etc/passwd',
+      'images/../../../etc/passwd',
+      'a/./../x',
+      `${'A'.repeat(64)}/../x`,
+      '%c0%2e%c0%2e/%c0%2e%c0%2e/x',
+      'a/..%2f..%2fx',
+      'a\\..\\..\\x',
+    ])
+      assert.ok(fired(attack, '930100'), attack);
+  });
+
+  it('pc-cmdi-320: "; sed" followed by a word of prose passes, by a sed script it does not', () => {
+    assert.equal(detect(arg('consectetur adipiscing elit; sed do eiusmod'), settings()).reject, false);
+    for (const attack of [
+      "; sed 's/a/b/' /etc/passwd",
+      '; sed -n p /etc/passwd',
+      '|sed 1d x',
+      '&& sed $d x',
+      ';sed',
+      '; sed e id',
+    ])
+      assert.ok(fired(attack, 'pc-cmdi-320'), attack);
   });
 });

@@ -61,8 +61,14 @@ describe('detection rates on the corpora', () => {
     const fp = falsePositiveRate();
     lines.push(`benign: ${fp.hits}/${fp.total} flagged (${((100 * fp.hits) / fp.total).toFixed(2)}%)`);
     assert.ok(fp.hits / fp.total <= 0.005, JSON.stringify(fp.wrong));
-    // The held-out corpora were written after the rules and not tuned on: reported, not asserted.
-    for (const file of ['holdout/sqli.txt', 'holdout/xss.txt', 'holdout/benign.jsonl']) {
+    // The held-out corpora were written after the rules and not tuned on: reported, not asserted here
+    // (holdout/benign-api.jsonl has a ceiling in crs.test.ts).
+    for (const file of [
+      'holdout/sqli.txt',
+      'holdout/xss.txt',
+      'holdout/benign.jsonl',
+      'holdout/benign-api.jsonl',
+    ]) {
       const payloads = readCorpus(file);
       const flagged = payloads.filter((p) => rulesFor(p).length > 0).length;
       lines.push(`${file}: ${flagged}/${payloads.length} flagged`);

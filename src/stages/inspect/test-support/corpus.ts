@@ -21,11 +21,18 @@ export const ATTACK_FILES: Record<Category, string> = {
   ssti: 'ssti.txt',
 };
 
-/** Payloads of a corpus file: text files one per line, JSON-lines files one JSON value per line. */
+/**
+ * Payloads of a corpus file: text files one per line, JSON-lines files one
+ * JSON value per line. A JSON-lines file may open with `#` lines saying how
+ * it was written (no JSON value starts with `#`); a text file has no header,
+ * as any line of it may be a payload.
+ */
 export function readCorpus(file: string): unknown[] {
   const text = readFileSync(new URL(file, DIR), 'utf8');
   const lines = text.split('\n').filter((l) => l.trim() !== '');
-  return file.endsWith('.jsonl') ? lines.map((l) => JSON.parse(l) as unknown) : lines;
+  return file.endsWith('.jsonl')
+    ? lines.filter((l) => !l.startsWith('#')).map((l) => JSON.parse(l) as unknown)
+    : lines;
 }
 
 function inputsOf(payload: unknown): Inputs {
