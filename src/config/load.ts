@@ -30,6 +30,7 @@ import { normalizeHostPattern } from '../request/host.js';
 import { compileSecretScanning } from '../secret-scanning/schema.js';
 import { toRouterPath } from '../stages/route/index.js';
 import { compileTelemetry } from '../telemetry/schema.js';
+import { checkTlsFiles } from '../tls/check-files.js';
 import { compileTls, type RawTlsInput } from '../tls/schema.js';
 import { isPrivateOrLoopbackHost, parseCidr } from '../util/ip.js';
 import { parseDuration, parseSize } from '../util/units.js';
@@ -885,6 +886,20 @@ export async function loadConfig(file: string, options: LoadOptions = {}): Promi
   });
   for (const i of tls.issues) issues.push(issue(i.path, i.message));
   for (const w of tls.warnings) warnings.push(issue(w.path, w.message));
+  if (tls.issues.length === 0) {
+    const files = checkTlsFiles({
+      tls: tls.settings,
+      listenerCaFiles: (listen.tls?.client_auth?.ca ?? []).map((f) => resolve(dirname(path), f)),
+      admin: cfg.admin?.tls && {
+        cert: resolve(dirname(path), cfg.admin.tls.cert),
+        key: resolve(dirname(path), cfg.admin.tls.key),
+        clientCa:
+          cfg.admin.tls.client_ca === undefined ? undefined : resolve(dirname(path), cfg.admin.tls.client_ca),
+      },
+    });
+    for (const i of files.issues) issues.push(issue(i.path, i.message));
+    for (const w of files.warnings) warnings.push(issue(w.path, w.message));
+  }
   const audit = checkAudit(cfg.audit, { mode: cfg.mode, routeNames: routes.map((r) => r.name) });
   for (const i of audit.issues) {
     issues.push(issue(['audit', ...i.path.slice(0, -1)], i.message, String(i.path.at(-1))));
