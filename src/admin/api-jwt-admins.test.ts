@@ -218,9 +218,22 @@ describe('admins who authenticate with a JWT from an OpenID provider', () => {
       assert.ok(named.includes(name), `${name} in the top-level security`);
   });
 
-  it('refuses with 403 a valid token whose role claim maps to no admin role', async () => {
-    assertProblem(await api(gw, tokens['ops-nobody'])('GET', '/admin/whoami'), 403, 'authz.forbidden');
+  it('refuses with 403 a valid token whose role claim maps to no admin role, and audits it once a minute', async () => {
+    for (let i = 0; i < 3; i++) {
+      assertProblem(await api(gw, tokens['ops-nobody'])('GET', '/admin/whoami'), 403, 'authz.forbidden');
+    }
     assertProblem(await api(gw, await mint({}))('GET', '/admin/whoami'), 403, 'authz.forbidden');
+    await gw.running.audit.flush();
+    const events = await gw.running.audit.repository.search(
+      { principal: 'admin-jwt:corp-sso:ops-nobody' },
+      100,
+    );
+    const refused = events.filter((e) => (e as { action: string | null }).action === 'admin.no_role');
+    assert.equal(refused.length, 1, 'three refusals in a minute, one event');
+    const detail = JSON.parse((refused[0] as { data: string }).data) as Record<string, unknown>;
+    const fields = (detail.detail ?? detail) as Record<string, unknown>;
+    assert.equal(fields.kind, 'jwt');
+    assert.equal(fields.client_ip, '127.0.0.1');
   });
 
   it('accepts a token minted with the provider key and right claims (the control for the refusals below)', async () => {

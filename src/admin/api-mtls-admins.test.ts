@@ -127,10 +127,16 @@ describe('admins who authenticate with a client certificate', () => {
     assert.equal(code(reload), 'authz.forbidden');
   });
 
-  it('refuses with 403 a verified certificate that maps to no role', async () => {
-    const who = await call('GET', '/admin/whoami', { cert: certs.intern });
-    assert.equal(who.status, 403, who.body);
-    assert.equal(code(who), 'authz.forbidden');
+  it('refuses with 403 a verified certificate that maps to no role, and audits it once a minute', async () => {
+    for (let i = 0; i < 2; i++) {
+      const who = await call('GET', '/admin/whoami', { cert: certs.intern });
+      assert.equal(who.status, 403, who.body);
+      assert.equal(code(who), 'authz.forbidden');
+    }
+    await gw.running.audit.flush();
+    const events = await gw.running.audit.repository.search({ principal: 'admin-mtls:intern' }, 100);
+    const refused = events.filter((e) => (e as { action: string | null }).action === 'admin.no_role');
+    assert.equal(refused.length, 1, JSON.stringify(events));
   });
 
   it('still accepts admin tokens without a certificate, and asks for a credential without either', async () => {

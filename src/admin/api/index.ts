@@ -54,6 +54,7 @@ import { createLogger, type Logger } from '../../log.js';
 import { listRevocations, recordRevocation, signalBlockChange } from '../../revocation/feed.js';
 import type { Store } from '../../store/types.js';
 import { certificatePrincipalId, verifiedClientCertificate } from '../../tls/client-auth.js';
+import { LruCache } from '../../util/lru.js';
 import { parseDuration } from '../../util/units.js';
 import { mountConsole } from '../console/api.js';
 import type { ConsoleSession } from '../console/sessions.js';
@@ -435,6 +436,27 @@ export function mountAdminApi(deps: AdminApiDeps): void {
       },
     };
     events.emit(event);
+  };
+
+  /**
+   * A verified identity (a JWT from an admin provider, a client certificate
+   * the admin CA signed) that maps to no admin role: refused with 403, and
+   * audited as `admin.no_role`, as an admin reaching above its role is. At
+   * most once a minute per identity: anyone holding such a token could
+   * otherwise flood the chain with one request after another.
+   */
+  const noRoleAudited = new LruCache<string, true>(1_000);
+  const auditNoRole = (actor: string, ip: string, detail: Record<string, string>) => {
+    if (noRoleAudited.get(actor) !== undefined) return;
+    noRoleAudited.set(actor, true, Date.now() + 60_000);
+    events.emit({
+      type: 'admin',
+      time: new Date().toISOString(),
+      action: 'admin.no_role',
+      actor,
+      target: undefined,
+      detail: { ...detail, client_ip: ip },
+    });
   };
 
   // The web console: its files at `/`, its sessions, time series and live stream.
@@ -950,6 +972,7 @@ export function mountAdminApi(deps: AdminApiDeps): void {
     guard.recordSuccess(ip, credentialId);
     const role = highestRole(claimValues(principal.claims, settings.roleClaim), settings.roles);
     if (role === undefined) {
+      auditNoRole(`admin-jwt:${provider}:${principal.id}`, ip, { kind: 'jwt', provider });
       throw new ApiProblem(
         403,
         'authz.forbidden',
@@ -966,7 +989,7 @@ export function mountAdminApi(deps: AdminApiDeps): void {
    * undefined without one (or with an unverified one), 403 when its identity
    * maps to no role.
    */
-  const certificateCaller = (req: IncomingMessage): AdminPrincipal | undefined => {
+  const certificateCaller = (req: IncomingMessage, ip: string): AdminPrincipal | undefined => {
     const settings = deps.config().admin.auth?.mtls;
     if (settings === undefined || !admin.tls) return undefined;
     const verified = verifiedClientCertificate(req.socket);
@@ -977,6 +1000,7 @@ export function mountAdminApi(deps: AdminApiDeps): void {
         ? settings.roles[identity]
         : undefined;
     if (identity === undefined || role === undefined) {
+      auditNoRole(`admin-mtls:${identity ?? verified.certificate.fingerprint256}`, ip, { kind: 'mtls' });
       throw new ApiProblem(
         403,
         'authz.forbidden',
@@ -998,7 +1022,7 @@ export function mountAdminApi(deps: AdminApiDeps): void {
     if (header === undefined) {
       guard.check(ip, undefined);
       // Then a verified client certificate, when certificate admins are configured.
-      const byCertificate = certificateCaller(req);
+      const byCertificate = certificateCaller(req, ip);
       if (byCertificate !== undefined) return { token: byCertificate };
       throw problems.unauthenticated();
     }
