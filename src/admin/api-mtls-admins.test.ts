@@ -168,6 +168,12 @@ describe('admins who authenticate with a client certificate', () => {
     });
     assert.equal(forged.status, 403, forged.body);
     assert.equal(code(forged), 'csrf.cross_site');
+    await gw.running.audit.flush();
+    const events = await gw.running.audit.repository.search(
+      { principal: 'admin-mtls:ops-admin', action: 'admin.csrf_refused' },
+      10,
+    );
+    assert.equal(events.length, 1, JSON.stringify(events));
   });
 
   it('audits the act with the certificate’s identity', async () => {

@@ -439,20 +439,30 @@ export function mountAdminApi(deps: AdminApiDeps): void {
   };
 
   /**
-   * A verified identity (a JWT from an admin provider, a client certificate
-   * the admin CA signed) that maps to no admin role: refused with 403, and
-   * audited as `admin.no_role`, as an admin reaching above its role is. At
-   * most once a minute per identity: anyone holding such a token could
-   * otherwise flood the chain with one request after another.
+   * Refusals an auditor looks for that anyone can repeat at will, audited
+   * at most once a minute per actor and action, so that one token (or one
+   * forged page in an admin's browser) sent in a loop cannot flood the
+   * chain:
+   * - `admin.no_role`: a verified identity (a JWT from an admin provider, a
+   *   client certificate the admin CA signed) that maps to no admin role;
+   * - `admin.csrf_refused`: a state-changing call on an admin's console
+   *   session without its CSRF token, or with a client certificate from
+   *   another site (a cross-site request forgery on its way).
    */
-  const noRoleAudited = new LruCache<string, true>(1_000);
-  const auditNoRole = (actor: string, ip: string, detail: Record<string, string>) => {
-    if (noRoleAudited.get(actor) !== undefined) return;
-    noRoleAudited.set(actor, true, Date.now() + 60_000);
+  const refusalsAudited = new LruCache<string, true>(1_000);
+  const auditRefusal = (
+    action: 'admin.no_role' | 'admin.csrf_refused',
+    actor: string,
+    ip: string,
+    detail: Record<string, string>,
+  ) => {
+    const key = `${action} ${actor}`;
+    if (refusalsAudited.get(key) !== undefined) return;
+    refusalsAudited.set(key, true, Date.now() + 60_000);
     events.emit({
       type: 'admin',
       time: new Date().toISOString(),
-      action: 'admin.no_role',
+      action,
       actor,
       target: undefined,
       detail: { ...detail, client_ip: ip },
@@ -972,7 +982,7 @@ export function mountAdminApi(deps: AdminApiDeps): void {
     guard.recordSuccess(ip, credentialId);
     const role = highestRole(claimValues(principal.claims, settings.roleClaim), settings.roles);
     if (role === undefined) {
-      auditNoRole(`admin-jwt:${provider}:${principal.id}`, ip, { kind: 'jwt', provider });
+      auditRefusal('admin.no_role', `admin-jwt:${provider}:${principal.id}`, ip, { kind: 'jwt', provider });
       throw new ApiProblem(
         403,
         'authz.forbidden',
@@ -1000,7 +1010,9 @@ export function mountAdminApi(deps: AdminApiDeps): void {
         ? settings.roles[identity]
         : undefined;
     if (identity === undefined || role === undefined) {
-      auditNoRole(`admin-mtls:${identity ?? verified.certificate.fingerprint256}`, ip, { kind: 'mtls' });
+      auditRefusal('admin.no_role', `admin-mtls:${identity ?? verified.certificate.fingerprint256}`, ip, {
+        kind: 'mtls',
+      });
       throw new ApiProblem(
         403,
         'authz.forbidden',
@@ -1091,10 +1103,20 @@ export function mountAdminApi(deps: AdminApiDeps): void {
       if (candidates.length === 0) throw problems.notFound();
       const found = candidates.find((c) => c.o.method === method);
       if (!found) throw problems.methodNotAllowed([...new Set(candidates.map((c) => c.o.method))]);
-      // A call carried by the session cookie that changes state must repeat the session's CSRF token.
-      if (session !== undefined && method !== 'GET') webConsole.checkCsrf(session, req);
-      // A browser presents a client certificate by itself, as it does a cookie: no cross-site writes with one.
-      if (session === undefined && token.kind === 'mtls' && method !== 'GET') refuseCrossSite(req);
+      try {
+        // A call carried by the session cookie that changes state must repeat the session's CSRF token.
+        if (session !== undefined && method !== 'GET') webConsole.checkCsrf(session, req);
+        // A browser presents a client certificate by itself, as it does a cookie: no cross-site writes with one.
+        if (session === undefined && token.kind === 'mtls' && method !== 'GET') refuseCrossSite(req);
+      } catch (err) {
+        if (err instanceof ApiProblem) {
+          auditRefusal('admin.csrf_refused', actorOf(token), ip, {
+            code: err.code,
+            operation: found.o.operationId,
+          });
+        }
+        throw err;
+      }
       if (!roleAllows(token.role, found.o.role)) {
         // An authenticated admin reaching above its role is the act an auditor looks for first.
         audit({ token, ip, session }, 'admin.forbidden', found.o.operationId, { needed_role: found.o.role });

@@ -202,6 +202,33 @@ describe('the web console’s server side', () => {
       assert.equal(ok.status, 201, ok.body);
     });
 
+    it('audits a refused CSRF token as admin.csrf_refused, once a minute per admin', async () => {
+      await gw.running.audit.flush();
+      const before = await gw.running.audit.repository.search({ action: 'admin.csrf_refused' }, 100);
+      const s = await login(gw, tokens.viewer);
+      for (let i = 0; i < 3; i++) {
+        const reply = await withCookie(
+          gw,
+          s,
+          'POST',
+          '/admin/reload',
+          {},
+          { 'x-csrf-token': 'x'.repeat(43) },
+        );
+        assertProblem(reply, 403, 'csrf.invalid');
+      }
+      await gw.running.audit.flush();
+      const after = await gw.running.audit.repository.search({ action: 'admin.csrf_refused' }, 100);
+      const fresh = after.filter(
+        (e) => !before.some((b) => (b as { seq: number }).seq === (e as { seq: number }).seq),
+      );
+      assert.equal(fresh.length, 1, JSON.stringify(after));
+      const data = JSON.parse(String((fresh[0] as { data: string }).data)) as Record<string, unknown>;
+      const fields = (data.detail ?? data) as Record<string, unknown>;
+      assert.equal(fields.code, 'csrf.invalid');
+      assert.equal(fields.operation, 'reload');
+    });
+
     it('does not ask a bearer-token caller for a CSRF token (no cookie, no ambient credential)', async () => {
       const reply = await send(gw.adminUrl, '/admin/explain', {
         method: 'POST',
