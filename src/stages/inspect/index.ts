@@ -39,7 +39,7 @@ import { INPUT_ERRORS, InputError, type ProblemItem } from '../../openapi/errors
 import type { Exclusion, InspectionSettings } from '../../openapi/settings.js';
 import type { StageFactory } from '../../pipeline/types.js';
 import { hasBody, readRequestBody } from '../../request/body.js';
-import { parseCookies } from '../../request/cookies.js';
+import { cookieReadings, parseCookies } from '../../request/cookies.js';
 import { type Detection, emptyInputs, type Inputs, inspect, ruleInfo, TARGETS, warmUp } from './engine.js';
 
 /** Headers never inspected: credentials (checked by authentication), framing, and what the gateway sets. */
@@ -270,13 +270,18 @@ function gatherInputs(ctx: RequestContext, skip: ReadonlySet<string>): Inputs {
     inputs.headers_names.push({ location, text: name });
     inputs.headers.push({ location, text: value });
   }
-  for (const [name, value] of parseCookies(ctx.headers.get('cookie'))) {
+  const cookies = parseCookies(ctx.headers.get('cookie'));
+  for (const [name, value] of cookies) {
     const location = ['cookie', name];
     inputs.cookies_names.push({ location, text: name });
     inputs.cookies.push({ location, text: value });
-    // Common cookie parsers (the `cookie` package behind express) percent-decode values: inspect that reading too.
-    const decoded = percentDecoded(value);
-    if (decoded !== undefined) inputs.cookies.push({ location, text: decoded });
+  }
+  // Upstream cookie parsers read values their own way (express's percent-decodes and unquotes,
+  // Python's undoes backslash escapes: cookies.ts): inspect each reading that differs too.
+  for (const view of cookieReadings(cookies)) {
+    view.forEach(([name, value], i) => {
+      if (value !== cookies[i]?.[1]) inputs.cookies.push({ location: ['cookie', name], text: value });
+    });
   }
   // A cookie without `=` is a name with no value to ModSecurity (REQUEST_COOKIES_NAMES); the parser
   // above leaves it out, so it is read here (`<STYLE>...</STYLE>` as a whole Cookie header).

@@ -144,6 +144,13 @@ describe('inspecting each kind of input', () => {
       '/cookie/pref',
       'xss',
     ],
+    [
+      'a cookie as Python reads it (a quoted value with octal escapes)',
+      { headers: { cookie: 'pref="\\074script\\076alert(1)\\074/script\\076"' } },
+      { headers: { cookie: 'pref="dark\\054 wide"' } },
+      '/cookie/pref',
+      'xss',
+    ],
     ['a JSON value', body({ note: '{{7*7}}' }), body({ note: 'Hi {{first_name}}' }), '/body/note', 'ssti'],
     [
       'a JSON key (NoSQL operator)',
