@@ -17,13 +17,22 @@
  * with Portcullis's rules, built once per process when a route first asks.
  *
  * What a run costs is mostly libddwaf evaluating every condition of every
- * rule on every value. Measured on libddwaf 1.30 (native-appsec 11): a run
- * costs about 8 µs however small, plus about 0.5 µs per string handed over
- * (the binding's conversion, whether a rule reads it or not), plus a walk
- * over every rule and every input address of the rule set whenever any
- * address it reads is present (about 200 ns a rule and 15 ns an input:
- * some 50 µs for paranoia level 1), plus a few tenths of a µs to a µs per
- * condition and value it reads (transformations, regex, libinjection).
+ * rule on every value. Measured on libddwaf 1.30 (native-appsec 11), with
+ * the paranoia level 1 rules as planned, one core (`bench/inspect/cost.ts`'s
+ * 4 KB JSON body of new values: 96 strings over 29 addresses): a run costs
+ * about 5 µs with nothing handed over; anything handed over adds a walk over
+ * every rule and input address of the rule set (about 30 µs: one plain
+ * string costs a run 37 µs); the binding converts each string at about
+ * 0.35 µs and each list at about 1 µs more, whether a rule reads it or not
+ * (so an address of one value gets the bare string: `add`; 43 µs for that
+ * body, 67 µs with a list per address); the rest is a few tenths of a µs
+ * to a µs per condition and value it reads (transformations, regex,
+ * libinjection): some 90 µs for that body (165 µs a run in all),
+ * libinjection's SQL check on plain values the largest (about 30 µs), then
+ * pc-cmdi-320 (10 µs). Our
+ * own `prepare` (transforming, sorting and routing each value) costs that
+ * body about 120-150 µs, and what it allocates (35 KB) sets how often the
+ * young-generation collector runs (see `admits` and `Memo`).
  * Most values are plain (words, numbers, URLs, prose, and names and prose
  * beyond ASCII: `plain.ts`) and most CRS regexes need a character such
  * values lack, so the rules are planned
@@ -100,6 +109,7 @@ import { pointerSegment } from '../../openapi/errors.js';
 import type { Category } from '../../openapi/schema.js';
 import { GenerationalCache } from '../../util/lru.js';
 import crsRules from './crs-rules.json' with { type: 'json' };
+import { hashText, Memo } from './memo.js';
 import {
   type Charset,
   canMatchPlain,
@@ -539,15 +549,21 @@ interface Engine {
   readonly tails: Engine | undefined;
   /** The kind of a value and the word-filtered conditions it holds a word of (see `plan`). */
   readonly kindOf: (text: string) => Sort;
-  /** Transformed texts, reused by `prepare` to find repeated texts in small groups (emptied after each group). */
-  readonly scratch: string[];
-  /**
-   * Kinds of the values the cache does not hold, for one `prepare` (emptied at its end; a kind is a
-   * function of the text and the engine, so one left behind by an exception is still right).
-   */
-  readonly kinds: Map<string, Sort>;
-  /** Counts the group passes of `prepare` (see `Known.pass`). */
+  /** What one `prepare` knows of each text the cache does not hold (`MemoEntry`): emptied at its start and end. */
+  readonly memo: Memo<MemoEntry>;
+  /** Per leaf index, the text last met there in this `prepare` and what is known of it (`leafMet`). */
+  readonly leafTexts: (string | undefined)[];
+  readonly leafMets: (Met | undefined)[];
+  /** How many leaf indexes are in use. */
+  leaves: number;
+  /** Counts the group passes of `prepare` (see `MemoEntry.pass`). */
   pass: number;
+  /** The 32-bit words of `Known.inert`: one bit per slot. */
+  readonly words: number;
+  /** The texts earlier requests held: the cache's admission filter (`admits`). */
+  readonly sightings: Sightings;
+  /** Counts the calls of `prepare` (see `Sightings.stamps`). */
+  requests: number;
 }
 
 /**
@@ -564,6 +580,8 @@ interface Sort {
 const NO_HITS: readonly number[] = Object.freeze([]);
 /** A value of none of the charsets. */
 const RAW: Sort = Object.freeze({ kind: 0, hits: NO_HITS });
+/** A value of each tier holding no word (most values: one shared Sort each, not one per value). */
+const BARE: readonly Sort[] = TIERS.map((_, i) => Object.freeze({ kind: 1 + i, hits: NO_HITS }));
 
 /**
  * What the inert-value cache knows of one value (at most INERT_MAX_LENGTH characters) under one
@@ -574,13 +592,39 @@ const RAW: Sort = Object.freeze({ kind: 0, hits: NO_HITS });
  */
 interface Known extends Sort {
   readonly inert: Uint32Array;
-  /**
-   * Scratch for `prepare`, in large groups: the group pass (`Engine.pass`) that last met this text,
-   * and the addresses of the group (bits) it was read by in that pass. What a per-group Map of text
-   * → bits did before: the Map's growth and its hashing of every new text were half of `prepare`.
-   */
+  /** Scratch for `prepare`: as `MemoEntry.pass` and `mask`. */
   pass: number;
   mask: number;
+}
+
+/**
+ * What one `prepare` knows of a text the cache does not hold (`Engine.memo`): its kind and hits,
+ * once sorted (`kind` -1 before); whether the admission filter was asked (`looked`) and the cache
+ * entry it made (`known`); and the group pass (`Engine.pass`) that last met the text, with the
+ * addresses of the group (bits) it was read by in that pass, so a text repeated in a group is read
+ * once per address. `inert` is always undefined: what tells it from a `Known`.
+ */
+interface MemoEntry extends Sort {
+  kind: number;
+  hits: readonly number[];
+  readonly inert: undefined;
+  looked: boolean;
+  known: Known | undefined;
+  pass: number;
+  mask: number;
+}
+
+function memoEntry(): MemoEntry {
+  return { kind: -1, hits: NO_HITS, inert: undefined, looked: false, known: undefined, pass: 0, mask: 0 };
+}
+
+function resetEntry(e: MemoEntry): void {
+  e.kind = -1;
+  e.hits = NO_HITS;
+  e.looked = false;
+  e.known = undefined;
+  e.pass = 0;
+  e.mask = 0;
 }
 
 /**
@@ -644,15 +688,15 @@ function wordTest(byCondition: readonly (readonly string[])[]): (text: string) =
       hits.push(w);
     }
   };
-  return (value) => {
+  return (text) => {
     hits = undefined;
-    const text = value.toLowerCase();
-    // The keys of the two and three characters ending at `i`, rolled along the value.
+    // The keys of the two and three characters ending at `i`, rolled along the value, lower-cased as
+    // they are read (ASCII only, as words are: no lower-cased copy of the value is made).
     let k2 = 0;
     let k3 = 0;
     for (let i = 0; i < text.length; i++) {
       const code = text.charCodeAt(i);
-      const c = code < 128 ? code : 0;
+      const c = code < 128 ? (LOWER[code] as number) : 0;
       k3 = ((k2 << 7) | c) & 0x1fffff;
       k2 = ((k2 << 7) | c) & 0x3fff;
       if (anySingle) {
@@ -666,7 +710,7 @@ function wordTest(byCondition: readonly (readonly string[])[]): (text: string) =
       const list = byPrefix.get(k3) as Entry[];
       for (let j = 0; j < list.length; j++) {
         const entry = list[j] as Entry;
-        if (text.startsWith(entry.word, i - 2)) found(entry.conditions);
+        if (startsWithLower(text, entry.word, i - 2)) found(entry.conditions);
       }
     }
     // (`found` sets `hits`: TypeScript does not see it through the call.)
@@ -674,8 +718,36 @@ function wordTest(byCondition: readonly (readonly string[])[]): (text: string) =
     if (out === undefined) return NO_HITS;
     hits = undefined;
     for (const w of out) marked[w] = 0;
-    return out.sort((a, b) => a - b);
+    return sortSmall(out);
   };
+}
+
+/** ASCII lower-cased, by code (below 128). */
+const LOWER: Uint8Array = (() => {
+  const out = new Uint8Array(128);
+  for (let c = 0; c < 128; c++) out[c] = c >= 65 && c <= 90 ? c + 32 : c;
+  return out;
+})();
+
+/** Whether `text`, ASCII lower-cased, holds the lower-case ASCII `word` at `at`. */
+function startsWithLower(text: string, word: string, at: number): boolean {
+  if (at + word.length > text.length) return false;
+  for (let j = 0; j < word.length; j++) {
+    const code = text.charCodeAt(at + j);
+    if ((code < 128 ? LOWER[code] : 0) !== word.charCodeAt(j)) return false;
+  }
+  return true;
+}
+
+/** A short list of numbers sorted in place, by insertion (`Array.prototype.sort` copies it first). */
+function sortSmall(list: number[]): number[] {
+  for (let i = 1; i < list.length; i++) {
+    const x = list[i] as number;
+    let j = i - 1;
+    for (; j >= 0 && (list[j] as number) > x; j--) list[j + 1] = list[j] as number;
+    list[j + 1] = x;
+  }
+  return list;
 }
 
 /** The characters libddwaf's base64 decoding reads (and `=` padding): a value of only these may be decoded. */
@@ -720,9 +792,14 @@ function kindTest(
     const tiers = bits & (BASE64_BIT - 1);
     if (tiers === 0) return RAW;
     const tier = 31 - Math.clz32(tiers & -tiers);
-    const hits = (hitsOf[tier] as (text: string) => readonly number[])(text);
+    // Lower-cased by JavaScript where it may change a character beyond ASCII (`İ` to `i̇`), as before
+    // the word test lower-cased ASCII itself: the same words are found either way.
+    const hits = (hitsOf[tier] as (text: string) => readonly number[])(
+      TIERS[tier] === LETTERS ? text.toLowerCase() : text,
+    );
     const decoded = decoding[tier] as readonly number[];
-    if ((bits & BASE64_BIT) === 0 || decoded.length === 0) return { kind: 1 + tier, hits };
+    if ((bits & BASE64_BIT) === 0 || decoded.length === 0)
+      return hits === NO_HITS ? (BARE[tier] as Sort) : { kind: 1 + tier, hits };
     return { kind: 1 + tier, hits: hits.length === 0 ? decoded : [...new Set([...hits, ...decoded])] };
   };
 }
@@ -789,10 +866,14 @@ function splitChains(rules: readonly RawRule[]): {
  * delete and iterator step, plus a second chance for keys read twice in the
  * request) cost more than the lookups; dropping a whole generation is free.
  *
+ * A value is entered the second time a request holds it (`admits`), not
+ * the first: what only one request holds (an order number, a comment) never
+ * recurs, and entering it cost more than the cache saves (see `admits`).
+ *
  * Keyed by the value alone (no `address + value` string to build and hash
  * per address), each entry holding the value's kind, its word hits and one
  * bit per address and kind (`Known`): a request made of recurring values costs one lookup
- * per value and group of addresses, and builds nothing. Route exclusions
+ * per value, and builds nothing. Route exclusions
  * play no part: they select which leaves are inspected (`detect`) and which
  * detections count, never what the engine reports for a value.
  */
@@ -867,9 +948,14 @@ function buildEngine(
       inert: reference || role === 'tails' ? undefined : new GenerationalCache<string, Known>(INERT_ENTRIES),
       tails,
       kindOf: reference ? () => RAW : kindTest(planned.words, planned.base64),
-      scratch: [],
-      kinds: new Map(),
+      memo: new Memo(memoEntry, resetEntry),
+      leafTexts: [],
+      leafMets: [],
+      leaves: 0,
+      words: (groups.slots + 31) >>> 5,
       pass: 0,
+      sightings: { hashes: new Int32Array(SEEN_SLOTS), stamps: new Int32Array(SEEN_SLOTS) },
+      requests: 0,
     };
   }
 }
@@ -1012,8 +1098,9 @@ export function windows(text: string): string[] {
 
 /** A slice of the inputs handed to the engine in one run, and the leaf behind each item. */
 interface Slice {
-  payload: Record<string, string[]>;
-  owners: Record<string, Leaf[]>;
+  /** Per address, its one item as a bare string, or its list (see `add`). */
+  payload: Record<string, string | string[]>;
+  owners: Record<string, Leaf | Leaf[]>;
   bytes: number;
   /** The cached values in it (`Known`) and the slot each was handed under: marked inert after a run without events. */
   known: Known[];
@@ -1129,18 +1216,25 @@ class Slices {
   }
 }
 
-/** Adds one item to a slice. */
+/**
+ * Adds one item to a slice: an address's first item as a bare string, a list from its second. Most
+ * addresses of a request get one item (a word-filtered condition's own address, a header), and
+ * the binding converts a one-item list at about 1 µs more than the string alone (measured: 20
+ * addresses of one string each, 35 µs a run as lists, 19 µs as strings). To libddwaf a string is
+ * the one value of its address (key path empty), read by the same conditions.
+ */
 function add(slice: Slice, address: string, text: string, leaf: Leaf): void {
-  let items = slice.payload[address];
-  let owners = slice.owners[address];
-  if (items === undefined || owners === undefined) {
-    items = [];
-    owners = [];
-    slice.payload[address] = items;
-    slice.owners[address] = owners;
+  const items = slice.payload[address];
+  if (items === undefined) {
+    slice.payload[address] = text;
+    slice.owners[address] = leaf;
+  } else if (typeof items === 'string') {
+    slice.payload[address] = [items, text];
+    slice.owners[address] = [slice.owners[address] as Leaf, leaf];
+  } else {
+    items.push(text);
+    (slice.owners[address] as Leaf[]).push(leaf);
   }
-  items.push(text);
-  owners.push(leaf);
 }
 
 function newSlice(): Slice {
@@ -1150,12 +1244,7 @@ function newSlice(): Slice {
 /** Nothing to hand to the engine. */
 const NO_SLICES: readonly Slice[] = Object.freeze([]);
 
-/**
- * Groups of at most this many leaves find a repeated text by comparing it with the texts before it
- * (nothing built per request); larger ones keep a Map of text → the addresses (bits) it went to.
- */
-const SMALL_GROUP = 16;
-/** The most addresses in a group (`groupAddresses`): one bit each in `prepare`'s Map. */
+/** The most addresses in a group (`groupAddresses`): one bit each in a text's memo entry (`MemoEntry.mask`). */
 const MASK_BITS = 30;
 
 /** Whether bit `slot` is set. */
@@ -1168,85 +1257,55 @@ function isSet(bits: Uint32Array, slot: number): boolean {
  * Leaf by leaf within each group of addresses (`groupAddresses`): a leaf's text is transformed,
  * windowed and sorted by charset once for all the addresses of its group, not once per address.
  *
- * The common case is a request of recurring values (the same headers, path and parameters as the
- * requests before it), all known inert: that costs one cache lookup per value and group, and builds
- * nothing (no Map, Set, slice or key string; `NO_SLICES`). What is built per address (full names,
- * cache slots) was built with the engine; slices are made at the first value to hand over.
+ * What is known of a text (`Met`: its cache entry, or its entry in the engine's memo, with its kind
+ * and the addresses of the group it was read by) is looked up once per leaf, not once per group of
+ * addresses, where the groups leave the text as it is (`leafMet`). The common case is a request of
+ * recurring values (the same headers, path and parameters as the requests before it), all known
+ * inert: that costs one cache lookup per value, and builds nothing (no Map, Set, slice or key
+ * string; `NO_SLICES`). A request of new values builds only its slices (and a cache entry for each
+ * value an earlier request held: `admits`). What is built per address (full names, cache slots) was
+ * built with the engine; slices are made at the first value to hand over.
  */
 function prepare(inputs: Inputs, built: Engine): readonly Slice[] {
-  const { groups, kindOf, inert, slots, scratch } = built;
-  const words = (slots + 31) >>> 5;
+  const { groups } = built;
+  built.requests++;
+  forget(built);
   let out: Slices | undefined;
   for (const group of groups) {
     const leaves = inputs[group.target];
     const n = leaves.length;
     if (n === 0) continue;
     const addresses = group.addresses;
-    const transformed = group.pre.length > 0;
     // The same text is inspected once per address (JSON keys repeat in every array item; a match
-    // names the first place): small groups compare with the texts before; in larger ones a text the
-    // cache holds keeps the addresses it was read by in its entry (`Known.pass`), others in a Map.
-    const small = n <= SMALL_GROUP;
-    const pass = small ? 0 : ++built.pass;
-    let seen: Map<string, number> | undefined;
+    // names the first place): its memo entry keeps the addresses of the group it was read by.
+    const pass = ++built.pass;
     for (let i = 0; i < n; i++) {
       const leaf = leaves[i] as Leaf;
       let text = leaf.text;
       for (const t of group.pre) text = t(text);
-      if (small && transformed) scratch[i] = text;
       if (text === '') continue;
-      // Whether an earlier leaf of the group has the same text (then per address: did it read it?).
-      let repeated = false;
-      if (small) {
-        for (let j = 0; j < i && !repeated; j++)
-          repeated = (transformed ? scratch[j] : (leaves[j] as Leaf).text) === text;
+      const met = leafMet(built, i, text);
+      if (met.pass !== pass) {
+        met.pass = pass;
+        met.mask = 0;
       }
       // The text is its one window when short, as nearly every value is; else `windows`, when first read.
       const long = text.length * 3 > WINDOW;
       let parts: string[] | undefined;
-      let known: Known | undefined;
-      let sort: Sort | undefined;
       let name: string | undefined;
-      // Large groups: the addresses an earlier leaf with this text was read by (one cache or Map read
-      // and at most one write per leaf, not per address).
-      let before = 0;
-      if (!small) {
-        if (!long && inert !== undefined) {
-          known = knownOf(inert, kindOf, words, text);
-          if (known !== undefined) {
-            sort = known;
-            if (known.pass !== pass) {
-              known.pass = pass;
-              known.mask = 0;
-            }
-            before = known.mask;
-          }
-        }
-        if (known === undefined) {
-          seen ??= new Map();
-          before = seen.get(text) ?? 0;
-        }
-      }
-      let mask = before;
+      let mask = met.mask;
       for (let a = 0; a < addresses.length; a++) {
         const slotted = addresses[a] as SlottedAddress;
-        const address = slotted.address;
         if (slotted.byName) {
           name ??= leafName(leaf);
-          if (!readsName(address, name)) continue;
+          if (!readsName(slotted.address, name)) continue;
         }
-        if (small) {
-          if (repeated && readBefore(leaves, i, text, address, transformed ? scratch : undefined)) continue;
-        } else {
-          if ((mask & (1 << a)) !== 0) continue;
-          mask |= 1 << a;
-        }
+        if ((mask & (1 << a)) !== 0) continue;
+        mask |= 1 << a;
         const unchanged = slotted.unshellOnly && text === leaf.text;
         if (!long) {
-          if (sort === undefined) {
-            known = inert === undefined ? undefined : knownOf(inert, kindOf, words, text);
-            sort = known ?? uncachedKind(built, text);
-          }
+          const known = met.inert === undefined ? undefined : (met as Known);
+          const sort = known ?? sorted(built, met as MemoEntry, text);
           const kind = sort.kind;
           // Left as it was by `unshell`, a PLAIN or URLISH value is read under the address without it.
           if (unchanged && SKIP_UNCHANGED[kind]) continue;
@@ -1260,8 +1319,9 @@ function prepare(inputs: Inputs, built: Engine): readonly Slice[] {
         parts ??= windows(text);
         for (const w of parts) {
           // Most windows are longer than INERT_MAX_LENGTH, but a squeezed text can be short.
-          const wKnown = inert === undefined ? undefined : knownOf(inert, kindOf, words, w);
-          const wSort = wKnown ?? uncachedKind(built, w);
+          const wMet = metOf(built, w);
+          const wKnown = wMet.inert === undefined ? undefined : (wMet as Known);
+          const wSort = wKnown ?? sorted(built, wMet as MemoEntry, w);
           if (unchanged && SKIP_UNCHANGED[wSort.kind]) continue;
           const slot = slotted.slots[wSort.kind] as number;
           if (slot < 0) continue;
@@ -1270,67 +1330,113 @@ function prepare(inputs: Inputs, built: Engine): readonly Slice[] {
           out.hand(slotted, wSort.kind, wSort.hits, w, leaf, wKnown, slot);
         }
       }
-      if (mask !== before) {
-        if (known !== undefined && !small) known.mask = mask;
-        else seen?.set(text, mask);
-      }
+      met.mask = mask;
     }
-    // Drop the references to transformed texts (they can be long).
-    if (small && transformed) scratch.fill('', 0, n);
   }
-  if (built.kinds.size > 0) built.kinds.clear();
+  forget(built);
   return out === undefined ? NO_SLICES : out.finish();
 }
 
 /**
- * What the cache knows of `text` (entered with its kind and no inert address when new), or
- * undefined when it is too long to cache.
+ * What `prepare` keeps of a text for one request: its cache entry when the cache holds it (or has
+ * just admitted it: `admits`), else its memo entry (`Engine.memo`). Both hold the text's kind (a memo
+ * entry once `sorted`) and the group pass and addresses it was read by (`pass`, `mask`).
  */
-function knownOf(
-  inert: GenerationalCache<string, Known>,
-  kindOf: (text: string) => Sort,
-  words: number,
-  text: string,
-): Known | undefined {
-  if (text.length > INERT_MAX_LENGTH) return undefined;
-  let known = inert.get(text);
-  if (known === undefined) {
-    const sort = kindOf(text);
-    known = { kind: sort.kind, hits: sort.hits, inert: new Uint32Array(words), pass: 0, mask: 0 };
-    inert.set(text, known);
-  }
-  return known;
-}
+type Met = Known | MemoEntry;
 
-/** The kind of a value the cache does not hold (too long, or no cache), sorted once per request (`Engine.kinds`). */
-function uncachedKind(built: Engine, text: string): Sort {
-  let sort = built.kinds.get(text);
-  if (sort === undefined) {
-    sort = built.kindOf(text);
-    built.kinds.set(text, sort);
+/**
+ * What is known of `text` in this request: the cache is looked up first (a recurring value costs one
+ * Map read, whose hash V8 keeps in the string), the memo only for a text the cache does not hold, and
+ * the admission filter once per request and text.
+ */
+function metOf(built: Engine, text: string): Met {
+  const inert = built.inert;
+  const cacheable = inert !== undefined && text.length <= INERT_MAX_LENGTH;
+  if (cacheable) {
+    const known = inert.get(text);
+    if (known !== undefined) return known;
   }
-  return sort;
+  const entry = built.memo.of(text);
+  if (!entry.looked) {
+    entry.looked = true;
+    if (cacheable && admits(built.sightings, built.requests, text)) {
+      const sort = built.kindOf(text);
+      const known = {
+        kind: sort.kind,
+        hits: sort.hits,
+        inert: new Uint32Array(built.words),
+        pass: 0,
+        mask: 0,
+      };
+      inert.set(text, known);
+      entry.known = known;
+    }
+  }
+  return entry.known ?? entry;
 }
 
 /**
- * Whether a leaf before `leaves[i]` in its group, with the same (transformed) `text`, is read by
- * `address`: then `text` was already handed over (or left out) under it. `texts`: the group's
- * transformed texts, when it has pre-transformations.
+ * `metOf` for the text of leaf `i` of a group: without a lookup when the last one for index `i` (a
+ * group before, most often of the same target with the text as the leaf holds it) was of the same
+ * text. Every target's leaf `i` shares the index: a match is a match of the text, whatever leaf.
  */
-function readBefore(
-  leaves: readonly Leaf[],
-  i: number,
-  text: string,
-  address: Address,
-  texts: readonly string[] | undefined,
-): boolean {
-  const byName = address.select !== undefined || address.exclude.length > 0;
-  for (let j = 0; j < i; j++) {
-    const leaf = leaves[j] as Leaf;
-    if ((texts === undefined ? leaf.text : texts[j]) !== text) continue;
-    if (!byName || readsName(address, leafName(leaf))) return true;
-  }
+function leafMet(built: Engine, i: number, text: string): Met {
+  if (built.leafTexts[i] === text) return built.leafMets[i] as Met;
+  const met = metOf(built, text);
+  built.leafTexts[i] = text;
+  built.leafMets[i] = met;
+  if (i >= built.leaves) built.leaves = i + 1;
+  return met;
+}
+
+/** Forgets what one `prepare` met (at its start and end: one cut short by an exception leaves nothing behind). */
+function forget(built: Engine): void {
+  built.memo.clear();
+  built.leafTexts.fill(undefined, 0, built.leaves);
+  built.leafMets.fill(undefined, 0, built.leaves);
+  built.leaves = 0;
+}
+
+/** Slots of the admission filter (`Sightings`): a power of two. */
+const SEEN_SLOTS = 1 << 14;
+
+/**
+ * The admission filter of the inert-value cache: which texts earlier requests held, by a 32-bit hash,
+ * one per slot (direct-mapped, made once per engine: nothing is allocated per value). Lossy both
+ * ways, which costs no detection: a text taken as seen when it was not (another with its hash) is
+ * cached a request early, one whose slot was taken over is cached a request late.
+ */
+interface Sightings {
+  readonly hashes: Int32Array;
+  /** The request (`Engine.requests`) that last wrote each slot: a text seen earlier in the same request is not admitted. */
+  readonly stamps: Int32Array;
+}
+
+/**
+ * Whether the cache admits `text`: it was seen by an earlier request (else it is noted as seen by
+ * this one). Why: an entry is a value's kind, a bit set and the text itself, all kept alive, and
+ * the young-generation collector copies every one of them (twice: it survives, then is promoted);
+ * for a request of new values that copying cost more than the cache saves, and made the p99 (a
+ * scavenge of 5 to 14 ms every 70 requests of the bench's 4 KB body). A value that recurs is cached
+ * from its second request, and skipped from its third.
+ */
+function admits(seen: Sightings, request: number, text: string): boolean {
+  const h = hashText(text);
+  const slot = h & (SEEN_SLOTS - 1);
+  if (seen.hashes[slot] === h) return seen.stamps[slot] !== request;
+  seen.hashes[slot] = h;
+  seen.stamps[slot] = request;
   return false;
+}
+
+/** `text`'s memo entry, sorted (`kindOf`) when the request first needs its kind. */
+function sorted(built: Engine, entry: MemoEntry, text: string): Sort {
+  if (entry.kind < 0) {
+    const sort = built.kindOf(text);
+    entry.kind = sort.kind;
+    entry.hits = sort.hits;
+  }
+  return entry;
 }
 
 function toPointer(location: readonly string[]): string {
@@ -1472,7 +1578,8 @@ function runEngine(
           for (const p of match.parameters) {
             let index = 0;
             for (const k of p.key_path) index = index * CHUNK + Number(k);
-            const leaf = slice.owners[p.address]?.[index];
+            const owners = slice.owners[p.address];
+            const leaf = Array.isArray(owners) ? owners[index] : owners;
             for (const id of shared.get(event.rule.id) ?? [event.rule.id]) {
               const part = parts.get(id);
               const rule = part?.rule ?? id;
@@ -1507,8 +1614,14 @@ function runEngine(
   }
 }
 
-function chunkedPayload(payload: Record<string, string[]>): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(payload)) out[k] = chunked(v);
-  return out;
+/** The payload with its longer lists chunked (`chunked`): itself when none is longer than CHUNK, as nearly always. */
+function chunkedPayload(payload: Record<string, string | string[]>): Record<string, unknown> {
+  let out: Record<string, unknown> | undefined;
+  for (const k in payload) {
+    const items = payload[k] as string | string[];
+    if (typeof items === 'string' || items.length <= CHUNK) continue;
+    out ??= { ...payload };
+    out[k] = chunked(items);
+  }
+  return out ?? payload;
 }

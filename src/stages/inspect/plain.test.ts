@@ -278,10 +278,11 @@ describe('the planned engine (plain values, words, shared libinjection)', () => 
     }
     assert.ok(fired > 500, `only ${fired} of ${values.size} values fire a rule`);
 
-    // Every value above has now been inspected once, so the inert-value cache is warm: values
-    // known to match nothing are left out of the engine's runs. Together in one request, values
-    // must still fire exactly what the rules as compiled fire (a chain whose parts are in two
-    // values, say), and the same request twice must give the same answer.
+    // Every value above has now been inspected once, so the inert-value cache admits it when a
+    // request holds it again (`admits`): the first planned request below enters its values, and
+    // the second ("again") leaves those known to match nothing out of the engine's runs. Together
+    // in one request, values must still fire exactly what the rules as compiled fire (a chain whose
+    // parts are in two values, say), and the same request twice must give the same answer.
     const list = [...values];
     for (let i = 0; i < 400; i++) {
       const pair = [pick(list), pick(list), pick(list)];
