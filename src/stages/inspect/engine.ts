@@ -1495,7 +1495,10 @@ interface WafEvent {
  * the bench with the machine's load at about 4). The file is opened once,
  * by the main thread, which is the one that runs inspection; reading it is
  * one pread (about 3 µs), done at the start of a run and again only when the
- * wall time has passed the budget.
+ * wall time has passed the budget. The kernel brings the figure up to date at
+ * scheduler ticks and switches (in steps of 0.5-3 ms on the test machine), so
+ * a reading may lag by that much: against a budget of milliseconds, a
+ * tolerance, not a hole (a request that truly needs more is still stopped).
  */
 export const threadClock: (() => number) | undefined = (() => {
   try {
