@@ -193,6 +193,20 @@ describe('the narrowed rules still catch their attacks', () => {
       assert.ok(fired(attack, '930100'), attack);
   });
 
+  it('pc-lfi-415: a "/../" after a name in the path of the request target is still refused, in its query it is not', () => {
+    const uri = (text: string): Inputs => {
+      const inputs = emptyInputs();
+      inputs.uri.push({ location: ['uri'], text });
+      return inputs;
+    };
+    const fires = (text: string) =>
+      detect(uri(text), settings()).detections.some((d) => d.rule === 'pc-lfi-415');
+    for (const target of ['/public/../admin/users', '/a/..\\b', '/x/y/../../etc/passwd'])
+      assert.ok(fires(target), target);
+    for (const target of ['/search?next=https://example.com/a/b/../c', '/get/..', '/docs/v2/intro.md'])
+      assert.equal(fires(target), false, target);
+  });
+
   it('pc-cmdi-320: "; sed" followed by a word of prose passes, by a sed script it does not', () => {
     assert.equal(detect(arg('consectetur adipiscing elit; sed do eiusmod'), settings()).reject, false);
     for (const attack of [
