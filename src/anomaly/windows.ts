@@ -121,15 +121,7 @@ export class RateBaseline {
   }
 }
 
-/** 32-bit FNV-1a of a string, continuing from `seed`. */
-export function hashString(text: string, seed = 0x811c9dc5): number {
-  let h = seed;
-  for (let i = 0; i < text.length; i++) {
-    h ^= text.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  return h >>> 0;
-}
+export { hashString } from '../util/hash.js';
 
 /** MurmurHash3's finaliser: spreads FNV's weak low bits over the whole word. */
 export function mix32(h: number): number {

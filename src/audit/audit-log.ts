@@ -23,6 +23,7 @@
 import { randomFillSync } from 'node:crypto';
 import type { AdminEvent, EventSink, RequestEvent, SecurityEvent } from '../events/types.js';
 import type { Db } from '../store/types.js';
+import { hashString } from '../util/hash.js';
 import { type AuditContent, type ContentOptions, toAuditContent } from './canonical.js';
 import { missingFromChain, readCheckpointFile, writeCheckpointFile } from './checkpoint-file.js';
 import { checkpointLine, eventLine, type JsonlSink, openJsonlSink } from './jsonl.js';
@@ -168,12 +169,7 @@ class RingQueue<T> {
  * sampling any more (a client chooses its request ids); kept for callers.
  */
 export function sampleFraction(id: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < id.length; i++) {
-    h ^= id.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  return (h >>> 0) / 0x1_0000_0000;
+  return hashString(id) / 0x1_0000_0000;
 }
 
 // The gateway's own randomness, drawn 4 KiB at a time: the coin of each sampled event.

@@ -10,12 +10,11 @@
  * table and reused; `clear` empties the slots the request used. A request of more texts than half
  * the table grows it (and the table stays that size).
  */
+import { hashString } from '../../util/hash.js';
 
-/** FNV-1a over the UTF-16 code units of a text. */
+/** FNV-1a of a text, signed, as the tables' Int32Arrays hold it. */
 export function hashText(text: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
-  return h;
+  return hashString(text) | 0;
 }
 
 /**
