@@ -886,16 +886,17 @@ export async function loadConfig(file: string, options: LoadOptions = {}): Promi
   });
   for (const i of tls.issues) issues.push(issue(i.path, i.message));
   for (const w of tls.warnings) warnings.push(issue(w.path, w.message));
+  // The admin listener's files, relative to the config file (checked below, then kept in the config).
+  const adminTls = admin.tls && {
+    cert: resolve(dirname(path), admin.tls.cert),
+    key: resolve(dirname(path), admin.tls.key),
+    clientCa: admin.tls.client_ca === undefined ? undefined : resolve(dirname(path), admin.tls.client_ca),
+  };
   if (tls.issues.length === 0) {
     const files = checkTlsFiles({
       tls: tls.settings,
       listenerCaFiles: (listen.tls?.client_auth?.ca ?? []).map((f) => resolve(dirname(path), f)),
-      admin: cfg.admin?.tls && {
-        cert: resolve(dirname(path), cfg.admin.tls.cert),
-        key: resolve(dirname(path), cfg.admin.tls.key),
-        clientCa:
-          cfg.admin.tls.client_ca === undefined ? undefined : resolve(dirname(path), cfg.admin.tls.client_ca),
-      },
+      admin: adminTls,
     });
     for (const i of files.issues) issues.push(issue(i.path, i.message));
     for (const w of files.warnings) warnings.push(issue(w.path, w.message));
@@ -961,15 +962,7 @@ export async function loadConfig(file: string, options: LoadOptions = {}): Promi
       host: admin.host,
       port: admin.port,
       api: { enabled: admin.api?.enabled ?? true, maxBodyBytes: parseSize(admin.api?.max_body ?? '64kb') },
-      tls:
-        admin.tls === undefined
-          ? undefined
-          : {
-              cert: resolve(dirname(path), admin.tls.cert),
-              key: resolve(dirname(path), admin.tls.key),
-              clientCa:
-                admin.tls.client_ca === undefined ? undefined : resolve(dirname(path), admin.tls.client_ca),
-            },
+      tls: adminTls,
       auth:
         admin.auth === undefined
           ? undefined
