@@ -27,15 +27,20 @@ function unquoted(value: string): string | undefined {
   return value.length >= 2 && value.startsWith('"') && value.endsWith('"') ? value.slice(1, -1) : undefined;
 }
 
+/** `value` percent-decoded, as express's `cookie` decodes; undefined without `%` or when it is no valid encoding. */
+export function percentDecoded(value: string): string | undefined {
+  if (!value.includes('%')) return undefined;
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    return undefined;
+  }
+}
+
 /** As express's `cookie` (0.7, 1.x) reads a value: one `"` off each end (a lone `"` reads as empty), then percent-decoded when it can be. */
 function expressReading(value: string): string {
   const inner = value.startsWith('"') && value.endsWith('"') ? value.slice(1, -1) : value;
-  if (!inner.includes('%')) return inner;
-  try {
-    return decodeURIComponent(inner);
-  } catch {
-    return inner;
-  }
+  return percentDecoded(inner) ?? inner;
 }
 
 /** As Python's http.cookies reads a quoted value: backslash escapes undone (`\"`, `\\`, octal `\141`). */

@@ -39,7 +39,7 @@ import { INPUT_ERRORS, InputError, type ProblemItem } from '../../openapi/errors
 import type { Exclusion, InspectionSettings } from '../../openapi/settings.js';
 import type { StageFactory } from '../../pipeline/types.js';
 import { hasBody, readRequestBody } from '../../request/body.js';
-import { cookieReadings, parseCookies } from '../../request/cookies.js';
+import { cookieReadings, parseCookies, percentDecoded } from '../../request/cookies.js';
 import { type Detection, emptyInputs, type Inputs, inspect, ruleInfo, TARGETS, warmUp } from './engine.js';
 
 /** Headers never inspected: credentials (checked by authentication), framing, and what the gateway sets. */
@@ -300,15 +300,6 @@ function bareCookies(header: string | undefined): string[] {
     .split(';')
     .map((p) => p.trim())
     .filter((p) => p !== '' && !p.includes('='));
-}
-
-function percentDecoded(value: string): string | undefined {
-  if (!value.includes('%')) return undefined;
-  try {
-    return decodeURIComponent(value);
-  } catch {
-    return undefined;
-  }
 }
 
 /** Adds the body's leaves, from the one reading of the body: every value and key, or its raw text. */
