@@ -80,9 +80,15 @@ const TRANSFORMERS: Record<string, string> = {
   base64decode: 'base64_decode',
 };
 /** Transformations libddwaf lacks, done by Portcullis (`engine.ts`), and those it can do first. */
-const PORTCULLIS_ONLY = new Set(['removeWhitespace', 'replaceComments', 'removeXmlDeclarations']);
+const PORTCULLIS_ONLY = new Set([
+  'removeWhitespace',
+  'replaceComments',
+  'removeXmlDeclarations',
+  'sqlSigned',
+]);
 const PORTCULLIS_CAN = new Set([
   'removeXmlDeclarations',
+  'sqlSigned',
   'urlDecodeUni',
   'urlDecode',
   'lowercase',
@@ -567,7 +573,10 @@ function compileChain(chain: SecRule[], category: string): Rule {
         // Same targets in the same order: the argument values read through the pre-transformations.
         const withPre = inputsOf(variables, [...pre, ...transforms]);
         inputs = inputs.map(
-          (input, k) => (/^crs\.args[:!|]|^crs\.args$/.test(input.address) ? withPre[k] : input) as Input,
+          (input, k) =>
+            (adjusted?.preEverywhere === true || /^crs\.args[:!|]|^crs\.args$/.test(input.address)
+              ? withPre[k]
+              : input) as Input,
         );
       }
       if (i === 0) headInputs = inputs;
@@ -620,6 +629,8 @@ interface Adjustment {
    * targets, where what the transformation is for does not occur, are left as they were).
    */
   pre?: string[];
+  /** `pre` on every target of the rule, not on argument values only. */
+  preEverywhere?: boolean;
   reason: string;
 }
 
@@ -637,6 +648,12 @@ const ADJUSTED: Record<string, Adjustment> = {
     pre: ['removeXmlDeclarations'],
     reason:
       'narrowed: in argument values, an XML declaration or xml-stylesheet instruction (<?xml version="1.0"?>) is removed before libinjection, which flags every "<?xml" for IE\'s XML data islands; the rest of the value is still checked',
+  },
+  '942100': {
+    pre: ['sqlSigned'],
+    preEverywhere: true,
+    reason:
+      'narrowed: libinjection reads only values that show a sign of SQL (a quote, comment, operator or statement end, or a word such as "or", "union", "order"), not prose whose parentheses make a fingerprint ("while (foo) is bar.", "Left (WA, RR)")',
   },
   '941130': {
     // 3.3.4's regex with a word boundary before "xlink", "xhtml"; "xmlns" only as a declaration whose value is a URL or a URN.

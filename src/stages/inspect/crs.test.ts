@@ -95,6 +95,27 @@ describe('CRS semantics', () => {
     assert.equal(preTransform('urlDecodeUni')('%u0027%27+%zz'), "'' %zz");
   });
 
+  it('hands libinjection SQL check only values with a sign of SQL, whole', () => {
+    const signed = preTransform('sqlSigned');
+    for (const text of ['while (foo) is bar.', 'Oregon, Portland (sandbox)', 'Müller (GmbH)', 'order_id'])
+      assert.equal(signed(text), text === 'order_id' ? text : '', text);
+    for (const text of [
+      "O'Brien",
+      'red or blue',
+      '1or1',
+      '1 ORDER BY 3',
+      'a=b',
+      'x -- y',
+      'a/*b',
+      '%27',
+      '&#39;',
+      'o\0r',
+      'id;',
+      'UNION(SELECT(1))',
+    ])
+      assert.equal(signed(text), text, text);
+  });
+
   it('removes XML declarations before libinjection, and nothing else of the value', () => {
     const strip = preTransform('removeXmlDeclarations');
     assert.equal(strip('<?xml version="1.0"?><a>1</a>'), ' <a>1</a>');
@@ -205,6 +226,30 @@ describe('the narrowed rules still catch their attacks', () => {
       assert.ok(fires(target), target);
     for (const target of ['/search?next=https://example.com/a/b/../c', '/get/..', '/docs/v2/intro.md'])
       assert.equal(fires(target), false, target);
+  });
+
+  it('942100 and pc-sqli-100: prose with parentheses passes, SQL with a quote, an operator or a joining word does not', () => {
+    const libinjection = ['942100', 'pc-sqli-100', 'pc-sqli-101', 'pc-sqli-102'];
+    const anyFired = (payload: string) => libinjection.some((rule) => fired(payload, rule));
+    for (const prose of [
+      'while (foo) is bar.',
+      'Left (WA, RR), following wood edge south for a mile to Pangfield Farm (564719).',
+    ]) {
+      assert.equal(anyFired(prose), false, prose);
+      assert.equal(detect(arg(prose), settings()).reject, false, prose);
+    }
+    // Each fired libinjection alone before the gate (no other rule rejects it): a quote, an
+    // operator, a comment, or only a word that joins a clause (`order`, `except select`, `or`).
+    for (const attack of [
+      '1 ORDER BY 3',
+      'except \tselect.1,2',
+      '1) or (1=1',
+      "a'or'a",
+      "admin')-- -",
+      "'/**/OR/**/1=1--",
+      '%27%20or%201%3D1--',
+    ])
+      assert.ok(anyFired(attack), attack);
   });
 
   it('pc-cmdi-320: "; sed" followed by a word of prose passes, by a sed script it does not', () => {

@@ -300,6 +300,8 @@ const IDENTITY_ON_PLAIN = new Set([
   'urlDecodeUni',
   // Changes only values with `<?`, which no charset holds.
   'removeXmlDeclarations',
+  // Leaves a value as it is or empties it, and an empty value is not handed over (`prepare`).
+  'sqlSigned',
 ]);
 
 /** Whether every transformation of a chain leaves the values of a charset as they are. */

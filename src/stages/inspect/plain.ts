@@ -209,6 +209,8 @@ const PLAIN_SAFE = new Set([
   'unshell',
   // Changes only values with `<?`, in neither charset.
   'removeXmlDeclarations',
+  // Leaves a value as it is, or empties it.
+  'sqlSigned',
 ]);
 
 /** Whether a chain of transformations keeps plain text plain. */

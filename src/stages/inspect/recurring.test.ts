@@ -62,12 +62,17 @@ describe('requests of recurring values', () => {
     assert.notDeepEqual(payloadOf(known, 1), []);
     assert.deepEqual(firing(known, 1), []);
     assert.deepEqual(payloadOf(known, 1), []);
-    const withNew = headers([...Object.entries(HEADERS), ['x-trace', 'b7ad6b7169203331']]);
+    const withNew = headers([...Object.entries(HEADERS), ['x-trace', 'span=b7ad6b7169203331']]);
     // Only new values are handed over, and only where some condition can read them: the header
-    // value is, the name may not be (a plain name holding no condition's word is read by none).
+    // value is (libinjection reads a value with `=`), the name may not be (a plain name holding
+    // no condition's word is read by none).
     const handed = new Set(payloadOf(withNew, 1).flatMap((p) => Object.values(p).flat(Infinity)));
-    assert.ok(handed.has('b7ad6b7169203331'), [...handed].join(', '));
-    for (const v of handed) assert.ok(['x-trace', 'b7ad6b7169203331'].includes(v as string), String(v));
+    assert.ok(handed.has('span=b7ad6b7169203331'), [...handed].join(', '));
+    for (const v of handed) assert.ok(['x-trace', 'span=b7ad6b7169203331'].includes(v as string), String(v));
+    // A plain value that no condition can match (no character or word any rule needs, no sign of
+    // SQL for libinjection) is not handed over at all.
+    const plain = headers([...Object.entries(HEADERS), ['x-trace', 'b7ad6b7169203331']]);
+    assert.deepEqual(payloadOf(plain, 1), []);
   });
 
   it('still detect an attack in a new value among recurring inert ones', async () => {

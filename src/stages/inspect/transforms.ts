@@ -5,8 +5,9 @@
  * (`lowercase`, `urlDecode`, `urlDecodeUni`). Each follows ModSecurity's
  * definition (its reference manual, "Transformation functions").
  *
- * And two of Portcullis's own: `removeXmlDeclarations` (below), for the
- * libinjection XSS checks, and, for its command-injection rules, `unshell`
+ * And three of Portcullis's own: `removeXmlDeclarations` (below), for the
+ * libinjection XSS checks, `sqlSigned` (below), for its SQL checks, and,
+ * for its command-injection rules, `unshell`
  * (below), which undoes the quoting tricks a shell ignores but a regex does
  * not. ModSecurity's `cmdLine` (libddwaf's `shell_unescape`) drops quotes
  * and backslashes too, but also turns `;` into a space, which loses the
@@ -104,6 +105,37 @@ function removeXmlDeclarations(text: string): string {
   return text.replace(XML_DECLARATION, ' ');
 }
 
+/**
+ * A sign that a value may be SQL: a character that opens or ends a string,
+ * a comment or a statement, or is an operator (`' " \` ; = < > | & ^ ~ * #
+ * \\`, `--`, `/*`); `%` and `&`, which the rules' decoding may turn into
+ * one; a NUL, which it removes; or a word that joins a condition or a query
+ * to the one a value is put in (`or`, `and`, `union`, `select`, `order`,
+ * `having`, `waitfor` ...), standing apart from other letters (`1or1`,
+ * `+union+`, `order_by` count).
+ */
+const SQL_SIGN =
+  /['"`;=<>|&^~*#%\\\0]|--|\/\*|(?<![a-z])(?:or|and|xor|div|mod|union|except|intersect|select|order|group|having|limit|procedure|into|like|rlike|regexp|between|sounds|waitfor|exec|execute|declare|sleep|benchmark)(?![a-z])/i;
+
+/**
+ * The value when it shows a sign of SQL (`SQL_SIGN`), else nothing (an
+ * empty value is not inspected), for libinjection's SQL check. libinjection
+ * reads a value as SQL tokens and matches the first five against a list of
+ * fingerprints of injections; prose with parentheses makes some
+ * (`while (foo) is bar.`: a T-SQL keyword and a group; `Left (WA, RR)`: a
+ * function call), though it can neither leave a string nor join a
+ * condition. An injection must do one of those: close a quote, comment the
+ * rest out, end the statement, or add to the condition or query with an
+ * operator or one of those words. Values that are plain identifiers,
+ * numbers and prose are most of what a request carries: left out of the
+ * check, they also spare its cost. Measured on every attack corpus, CRS 3.3
+ * and 4 regression tests and PayloadsAllTheThings' SQL lists, no value
+ * lost its detection (the note of issue 12).
+ */
+function sqlSigned(text: string): string {
+  return SQL_SIGN.test(text) ? text : '';
+}
+
 const TRANSFORMS: Record<string, PreTransform> = {
   lowercase: (t) => t.toLowerCase(),
   removeWhitespace: (t) => t.replace(WHITESPACE, ''),
@@ -112,6 +144,7 @@ const TRANSFORMS: Record<string, PreTransform> = {
   urlDecodeUni: (t) => urlDecode(t, true),
   unshell,
   removeXmlDeclarations,
+  sqlSigned,
 };
 
 export function preTransform(name: string): PreTransform {
