@@ -655,6 +655,11 @@ const ADJUSTED: Record<string, Adjustment> = {
     reason:
       'narrowed: libinjection reads only values that show a sign of SQL (a quote, comment, operator or statement end, or a word such as "or", "union", "order"), not prose whose parentheses make a fingerprint ("while (foo) is bar.", "Left (WA, RR)")',
   },
+  '942101': {
+    pre: ['sqlSigned'],
+    preEverywhere: true,
+    reason: 'narrowed: as 942100, libinjection reads only path names that show a sign of SQL',
+  },
   '941130': {
     // 3.3.4's regex with a word boundary before "xlink", "xhtml"; "xmlns" only as a declaration whose value is a URL or a URN.
     operator: String.raw`@rx (?i)[\s\S](?:!ENTITY\s+(?:\S+|%\s+\S+)\s+(?:PUBLIC|SYSTEM)|\bx(?:link:href|html)|\bxmlns(?::[\w.-]+)?\s*=\s*["']?\s*(?:[a-z][a-z0-9+.-]*://|urn:)|data:text\/html|pattern\b.*?=|formaction|\@import|;base64)\b`,
