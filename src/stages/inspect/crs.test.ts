@@ -173,6 +173,12 @@ describe('the CRS 4 families 3.3.4 misses, at paranoia level 1', () => {
  * second false-positive pass, and not tuned on: 3 of its 243 values were
  * flagged before that pass and after it (a crontab line naming
  * /usr/local/bin, `curl -X POST` in backticks, a `.sql.gz` backup path).
+ *
+ * `corpus/holdout/benign-3.jsonl` was written after the libinjection gate
+ * (`sqlSigned`), by someone who read neither the rules nor the other
+ * corpora: 2 of its 250 values are flagged, with the rules of the commit
+ * before the gate as with those after it (a path to nginx's access log, a
+ * glob with a brace list, `src/**\/*.{ts,tsx}`).
  */
 describe('ordinary traffic written after the rules', () => {
   it('flags at most 5 of its 150 values, each for a reason listed above', () => {
@@ -187,6 +193,13 @@ describe('ordinary traffic written after the rules', () => {
     assert.equal(values.length, 243);
     const flagged = values.filter((v) => rulesFor(v).length > 0);
     assert.ok(flagged.length <= 3, JSON.stringify(flagged));
+  });
+
+  it('flags at most 2 of the 250 values of the third held-out set', () => {
+    const values = readCorpus('holdout/benign-3.jsonl');
+    assert.equal(values.length, 250);
+    const flagged = values.filter((v) => rulesFor(v).length > 0);
+    assert.ok(flagged.length <= 2, JSON.stringify(flagged));
   });
 });
 

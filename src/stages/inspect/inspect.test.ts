@@ -68,6 +68,7 @@ describe('detection rates on the corpora', () => {
       'holdout/xss.txt',
       'holdout/benign.jsonl',
       'holdout/benign-api.jsonl',
+      'holdout/benign-3.jsonl',
     ]) {
       const payloads = readCorpus(file);
       const flagged = payloads.filter((p) => rulesFor(p).length > 0).length;
