@@ -95,7 +95,7 @@ describe('CRS semantics', () => {
     assert.equal(preTransform('urlDecodeUni')('%u0027%27+%zz'), "'' %zz");
   });
 
-  it('hands libinjection SQL check only values with a sign of SQL, whole', () => {
+  it("hands libinjection's SQL check only values with a sign of SQL, and those whole", () => {
     const signed = preTransform('sqlSigned');
     for (const text of ['while (foo) is bar.', 'Oregon, Portland (sandbox)', 'Müller (GmbH)', 'order_id'])
       assert.equal(signed(text), text === 'order_id' ? text : '', text);
@@ -251,8 +251,9 @@ describe('the narrowed rules still catch their attacks', () => {
       assert.equal(anyFired(prose), false, prose);
       assert.equal(detect(arg(prose), settings()).reject, false, prose);
     }
-    // Each fired libinjection alone before the gate (no other rule rejects it): a quote, an
-    // operator, a comment, or only a word that joins a clause (`order`, `except select`, `or`).
+    // All but the last are rejected by libinjection alone (no other rule rejects them): a quote,
+    // an operator, a comment, or only a word that joins a clause (`order`, `except select`, `or`).
+    // The last shows its signs only once decoded: `%` is one.
     for (const attack of [
       '1 ORDER BY 3',
       'except \tselect.1,2',
