@@ -1159,8 +1159,16 @@ function leafName(leaf: Leaf): string {
 interface AddressGroup {
   readonly target: Target;
   readonly pre: readonly PreTransform[];
+  /**
+   * The pre-transformation is a gate (`sqlSigned` alone): it leaves a text as it is or empties it,
+   * so what is known of the text as received holds for what the group reads (`prepare`).
+   */
+  readonly gate: boolean;
   readonly addresses: readonly SlottedAddress[];
 }
+
+/** Pre-transformations that leave a text as it is or empty it (see `AddressGroup.gate`). */
+const GATES: ReadonlySet<string> = new Set(['sqlSigned']);
 
 /**
  * The addresses by group, each with its full names, word addresses and cache slots per kind (`read`:
@@ -1173,14 +1181,19 @@ function groupAddresses(
 ): { groups: AddressGroup[]; slots: number } {
   const groups = new Map<
     string,
-    { target: Target; pre: readonly PreTransform[]; addresses: SlottedAddress[] }
+    { target: Target; pre: readonly PreTransform[]; gate: boolean; addresses: SlottedAddress[] }
   >();
   let slots = 0;
   for (const a of addresses) {
     // At most MASK_BITS addresses a group (`prepare` keeps a bit per address): more start another.
     let key = `${a.target}|${a.preNames.join(',')}`;
     while ((groups.get(key)?.addresses.length ?? 0) >= MASK_BITS) key += '+';
-    const g = groups.get(key) ?? { target: a.target, pre: a.pre, addresses: [] };
+    const g = groups.get(key) ?? {
+      target: a.target,
+      pre: a.pre,
+      gate: a.preNames.length === 1 && GATES.has(a.preNames[0] as string),
+      addresses: [],
+    };
     const full = KINDS.map((k) => (read.has(a.name + k) ? a.name + k : undefined));
     const byWord = KINDS.map((_, k) => {
       const tier = k === 0 ? undefined : TIERS[k - 1];
@@ -1320,7 +1333,18 @@ function prepare(inputs: Inputs, built: Engine): readonly Slice[] {
     for (let i = 0; i < n; i++) {
       const leaf = leaves[i] as Leaf;
       let text = leaf.text;
-      for (const t of group.pre) text = t(text);
+      if (group.gate) {
+        // A gate leaves the text as it is or empties it: where the cache knows the text inert
+        // under every address of the group, there is nothing to do, and the gate is not run. A
+        // text it empties is never read under them, which the cache is told (`closeGate`).
+        const before = leafMet(built, i, text);
+        if (before.inert !== undefined && inertUnder(before as Known, addresses)) continue;
+        text = (group.pre[0] as PreTransform)(text);
+        if (text === '') {
+          if (before.inert !== undefined) closeGate(before as Known, addresses);
+          continue;
+        }
+      } else for (const t of group.pre) text = t(text);
       if (text === '') continue;
       const met = leafMet(built, i, text);
       if (met.pass !== pass) {
@@ -1373,6 +1397,27 @@ function prepare(inputs: Inputs, built: Engine): readonly Slice[] {
   }
   forget(built);
   return out === undefined ? NO_SLICES : out.finish();
+}
+
+/** Whether a cached text is known inert under every address of a group that reads its kind. */
+function inertUnder(known: Known, addresses: readonly SlottedAddress[]): boolean {
+  for (let a = 0; a < addresses.length; a++) {
+    const slot = (addresses[a] as SlottedAddress).slots[known.kind] as number;
+    if (slot >= 0 && !isSet(known.inert, slot)) return false;
+  }
+  return true;
+}
+
+/**
+ * Marks a cached text inert under every address of a gate's group (`AddressGroup.gate`) that reads
+ * its kind: the gate empties it, so no condition reading them ever sees it. Exact, as the cache's
+ * other entries are: the gate is a function of the text alone.
+ */
+function closeGate(known: Known, addresses: readonly SlottedAddress[]): void {
+  for (let a = 0; a < addresses.length; a++) {
+    const slot = (addresses[a] as SlottedAddress).slots[known.kind] as number;
+    if (slot >= 0) known.inert[slot >>> 5] = (known.inert[slot >>> 5] as number) | (1 << (slot & 31));
+  }
 }
 
 /**

@@ -121,6 +121,28 @@ describe('requests of recurring values', () => {
     assert.deepEqual(firing(inputs, 1), first);
   });
 
+  it('skip the SQL gate for a recurring text it empties, and still read that text under every other rule', () => {
+    // `/etc/passwd` shows no sign of SQL (libinjection never reads it) but is a traversal; once the
+    // cache holds it, the gate's addresses are closed to it and the others still read it.
+    const inputs = emptyInputs();
+    inputs.args.push({ location: ['query', 'file'], text: '/etc/passwd' });
+    inputs.args.push({ location: ['query', 'q'], text: "it's 1 or 2" });
+    const reference = inspect(inputs, { paranoiaLevel: 1, budgetMicros: 1e9, reference: true })
+      .detections.map((d) => `${d.rule} ${d.location}`)
+      .sort();
+    assert.ok(
+      reference.some((d) => d.endsWith('/query/file')),
+      reference.join(', '),
+    );
+    assert.ok(!reference.some((d) => d.startsWith('942100 /query/file')), reference.join(', '));
+    for (let i = 0; i < 4; i++) assert.deepEqual(firing(inputs, 1), reference, `round ${i}`);
+    // A signed text the gate lets through and that matched nothing is not handed over again.
+    const signed = emptyInputs();
+    signed.args.push({ location: ['query', 'q'], text: 'cats and dogs' });
+    for (let i = 0; i < 3; i++) assert.deepEqual(firing(signed, 1), []);
+    assert.deepEqual(payloadOf(signed, 1), []);
+  });
+
   it('inspect each text once per address in a large group, naming its first place', () => {
     // More than the leaves a group compares one by one: the same key in every array item.
     const inputs = emptyInputs();
