@@ -41,8 +41,9 @@
  * conditions able to match them read, a condition that needs one of a few
  * words reads them through an address of its own that only values holding
  * one of its words go to, and libinjection runs once per plain value, not
- * once per rule (and its SQL check only on values that show a sign of SQL). A reference engine without the plan (tests) must fire
- * exactly the same rules (`plain.test.ts`).
+ * once per rule (and its SQL check only on values that show a sign of
+ * SQL). A reference engine without the plan (tests) must fire exactly the
+ * same rules (`plain.test.ts`).
  *
  * Cost. The budget is CPU time, not wall-clock time: a busy machine delays
  * inspection without making it cost more, so it must not turn ordinary
