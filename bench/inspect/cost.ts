@@ -55,7 +55,7 @@ function query(): Inputs {
 }
 
 function json4k(): Inputs {
-  const items = Array.from({ length: 18 }, (_, i) => ({
+  const items = Array.from({ length: 25 }, (_, i) => ({
     sku: `SKU-${1000 + i}`,
     name: `Product number ${i} with a longer descriptive name`,
     quantity: i + 1,
