@@ -151,6 +151,53 @@ describe('a long value has no blind spot', () => {
   });
 });
 
+describe('the rule sets by target', () => {
+  // Each request's values are new (`n`), so no cached value stands in for a run.
+  let n = 0;
+  const fresh = (text: string) => `${text} ${++n}`;
+  /** An attack in one target, with new benign values of other targets beside it or not. */
+  const placements: { target: keyof Inputs; location: string[]; attack: string }[] = [
+    { target: 'args', location: ['query', 'q'], attack: "1' OR '1'='1" },
+    {
+      target: 'args_names',
+      location: ['query', "x' UNION SELECT password FROM users--"],
+      attack: "x' UNION SELECT password FROM users--",
+    },
+    { target: 'headers', location: ['header', 'x-note'], attack: '<script>alert(1)</script>' },
+    { target: 'cookies', location: ['cookie', 'session'], attack: ';cat /etc/passwd' },
+  ];
+  const company: [keyof Inputs, string[], string][] = [
+    ['args', ['body', 'comment'], 'Leave it at the door'],
+    ['args_names', ['body', 'comment'], 'comment'],
+    ['headers', ['header', 'accept-language'], 'en-GB,en;q=0.9'],
+    ['cookies', ['cookie', 'theme'], 'dark'],
+  ];
+  for (const p of placements) {
+    it(`finds an attack in ${p.target}, alone and beside new values of every other target`, () => {
+      for (const beside of [false, true]) {
+        const inputs = emptyInputs();
+        inputs[p.target].push({ location: p.location, text: fresh(p.attack) });
+        if (p.target === 'args_names') inputs[p.target][0]!.text = p.attack;
+        if (beside)
+          for (const [target, location, text] of company)
+            if (target !== p.target) inputs[target].push({ location, text: fresh(text) });
+        assert.ok(locations(inputs).includes(`/${p.location.join('/')}`), `beside: ${beside}`);
+      }
+    });
+  }
+
+  it('finds nothing in the benign values alone, each target by itself or all together', () => {
+    const all = emptyInputs();
+    for (const [target, location, text] of company) {
+      const one = emptyInputs();
+      one[target].push({ location, text: fresh(text) });
+      all[target].push({ location, text: fresh(text) });
+      assert.deepEqual(locations(one), []);
+    }
+    assert.deepEqual(locations(all), []);
+  });
+});
+
 describe('windows', () => {
   /** Each window's place in the squeezed text, checked to be a contiguous slice of it. */
   function spans(text: string): { start: number; end: number }[] {
