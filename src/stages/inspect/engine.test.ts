@@ -177,7 +177,6 @@ describe('the rule sets by target', () => {
       for (const beside of [false, true]) {
         const inputs = emptyInputs();
         inputs[p.target].push({ location: p.location, text: fresh(p.attack) });
-        if (p.target === 'args_names') inputs[p.target][0]!.text = p.attack;
         if (beside)
           for (const [target, location, text] of company)
             if (target !== p.target) inputs[target].push({ location, text: fresh(text) });

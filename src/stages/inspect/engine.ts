@@ -112,7 +112,7 @@ import { pointerSegment } from '../../openapi/errors.js';
 import type { Category } from '../../openapi/schema.js';
 import { GenerationalCache } from '../../util/lru.js';
 import crsRules from './crs-rules.json' with { type: 'json' };
-import { hashText, Memo } from './memo.js';
+import { Memo } from './memo.js';
 import {
   type Charset,
   canMatchPlain,
@@ -1527,7 +1527,7 @@ function metOf(built: Engine, text: string): Met {
   const entry = built.memo.of(text);
   if (!entry.looked) {
     entry.looked = true;
-    if (cacheable && admits(built.sightings, built.requests, text)) {
+    if (cacheable && admits(built.sightings, built.requests, built.memo.hash)) {
       const sort = built.kindOf(text);
       const known = {
         kind: sort.kind,
@@ -1581,15 +1581,14 @@ interface Sightings {
 }
 
 /**
- * Whether the cache admits `text`: it was seen by an earlier request (else it is noted as seen by
+ * Whether the cache admits a text of hash `h` (`Memo.hash`): it was seen by an earlier request (else it is noted as seen by
  * this one). Why: an entry is a value's kind, a bit set and the text itself, all kept alive, and
  * the young-generation collector copies every one of them (twice: it survives, then is promoted);
  * for a request of new values that copying cost more than the cache saves, and made the p99 (a
  * scavenge of 5 to 14 ms every 70 requests of the bench's 4 KB body). A value that recurs is cached
  * from its second request, and skipped from its third.
  */
-function admits(seen: Sightings, request: number, text: string): boolean {
-  const h = hashText(text);
+function admits(seen: Sightings, request: number, h: number): boolean {
   const slot = h & (SEEN_SLOTS - 1);
   if (seen.hashes[slot] === h) return seen.stamps[slot] !== request;
   seen.hashes[slot] = h;

@@ -24,6 +24,11 @@ describe('the memo of a request’s texts', () => {
     assert.equal(memo.of('a'), first);
     assert.equal(first.n, 1);
     for (const [i, t] of texts.entries()) assert.equal(memo.of(t).n, i, t);
+    // The hash of the text last asked for, for the cache's admission filter (engine.ts `admits`).
+    for (const t of ['a', 'text 7', 'never met']) {
+      memo.of(t);
+      assert.equal(memo.hash, hashText(t), t);
+    }
     memo.clear();
     assert.equal(memo.of('a').n, -1);
     assert.equal(memo.of('text 7').n, -1);

@@ -34,6 +34,8 @@ export class Memo<E> {
   private count = 0;
   /** Texts past MAX_PROBES (see `overflowing`): none but in a request built to collide. */
   private overflow: Map<string, E> | undefined;
+  /** The hash (`hashText`) of the text `of` was last asked for: for callers that need it too. */
+  hash = 0;
 
   constructor(
     /** Makes an entry (with the table). */
@@ -51,6 +53,7 @@ export class Memo<E> {
   /** The entry of `text` in this request (reset when the request had not met it). */
   of(text: string): E {
     const h = hashText(text);
+    this.hash = h;
     const mask = this.size - 1;
     let slot = h & mask;
     for (let probes = 0; ; probes++) {
