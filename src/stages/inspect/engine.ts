@@ -19,13 +19,13 @@
  * What a run costs is mostly libddwaf evaluating every condition of every
  * rule on every value. Measured on libddwaf 1.30 (native-appsec 11), with
  * the paranoia level 1 rules as planned, one core (`bench/inspect/cost.ts`'s
- * 4 KB JSON body of new values: 96 strings over 29 addresses): a run costs
+ * JSON body of new values, then 2.9 KB: 96 strings over 29 addresses): a run costs
  * about 5 µs with nothing handed over; anything handed over adds a walk over
  * every rule and input address of the rule set (about 30 µs: one plain
  * string costs a run 37 µs; hence a rule set per group of targets, `shards`,
- * of which a request of new arguments walks one); the binding converts each string at about
- * 0.35 µs and each list at about 1 µs more, whether a rule reads it or not
- * (so an address of one value gets the bare string: `add`; 43 µs for that
+ * of which a request of new arguments walks one); the binding converts each
+ * string at about 0.35 µs and each list at about 1 µs more, whether a rule
+ * reads it or not (so an address of one value gets the bare string: `add`; 43 µs for that
  * body, 67 µs with a list per address); the rest is a few tenths of a µs
  * to a µs per condition and value it reads (transformations, regex,
  * libinjection): some 90 µs for that body (165 µs a run in all),
@@ -1212,7 +1212,7 @@ export function windows(text: string): string[] {
 
 /** A slice of the inputs handed to the engine in one run, and the leaf behind each item. */
 interface Slice {
-  /** Per shard (`shards`; undefined for one handed nothing), per address, its one item as a bare string, or its list (see `add`). */
+  /** Per shard (`shards`; undefined where nothing is handed over), per address, its one item as a bare string, or its list (`add`). */
   payloads: (Payload | undefined)[];
   owners: Record<string, Leaf | Leaf[]>;
   bytes: number;
@@ -1353,9 +1353,8 @@ class Slices {
 
 /**
  * Adds one item to a slice's payload of the address's shard: an address's first item as a bare
- * string, a list from its second. Most
- * addresses of a request get one item (a word-filtered condition's own address, a header), and
- * the binding converts a one-item list at about 1 µs more than the string alone (measured: 20
+ * string, a list from its second. Most addresses of a request get one item (a word-filtered
+ * condition's own address, a header), and the binding converts a one-item list at about 1 µs more than the string alone (measured: 20
  * addresses of one string each, 35 µs a run as lists, 19 µs as strings). To libddwaf a string is
  * the one value of its address (key path empty), read by the same conditions.
  */
@@ -1581,8 +1580,8 @@ interface Sightings {
 }
 
 /**
- * Whether the cache admits a text of hash `h` (`Memo.hash`): it was seen by an earlier request (else it is noted as seen by
- * this one). Why: an entry is a value's kind, a bit set and the text itself, all kept alive, and
+ * Whether the cache admits a text of hash `h` (`Memo.hash`): it was seen by an earlier request
+ * (else it is noted as seen by this one). Why: an entry is a value's kind, a bit set and the text itself, all kept alive, and
  * the young-generation collector copies every one of them (twice: it survives, then is promoted);
  * for a request of new values that copying cost more than the cache saves, and made the p99 (a
  * scavenge of 5 to 14 ms every 70 requests of the bench's 4 KB body). A value that recurs is cached
