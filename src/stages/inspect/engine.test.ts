@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import { Worker } from 'node:worker_threads';
 import fc from 'fast-check';
 import {
+  charsetOf,
   emptyInputs,
   type Inputs,
   inspect,
@@ -216,6 +217,15 @@ describe('windows', () => {
   it('leaves a string that fits the engine as it is', () => {
     const text = `a${' '.repeat(4000)}b`;
     assert.deepEqual(windows(text), [text]);
+  });
+
+  it('cut prose into windows that keep its charset, so only the rules that can match it read them', () => {
+    // The cut mark (U+FFFD) is in LETTERS: without it every window of a long value was read by
+    // every rule, and 20 KB of English prose ran out of the 10 ms budget.
+    const prose = LOREM.replace(/\n/g, ' ').repeat(50);
+    assert.ok(windows(prose).length > 5);
+    for (const w of windows(prose)) assert.equal(charsetOf(w, 1), 'letters');
+    assert.equal(charsetOf(prose.slice(0, 1000), 1), 'plain');
   });
 
   it('squeezes a long string before cutting it, and one that then fits is not cut', () => {

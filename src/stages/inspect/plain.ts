@@ -129,7 +129,11 @@ function lettersBeyondAscii(): string {
       changed = true;
     }
   }
-  return [...forms.keys()].join('');
+  // And U+FFFD, the mark a long value's windows are cut with (`windows` in engine.ts): a symbol, in
+  // no script, but with no case variant and a decomposition of its own, as the set's letters.
+  // Without it every window of a long value held a character beyond the set, and was read by every
+  // condition (a 20 KB paragraph of English ran out of the 10 ms budget).
+  return `${[...forms.keys()].join('')}\uFFFD`;
 }
 
 /** A regex class body for a string's characters (all in the BMP), as runs of code points. */
@@ -146,7 +150,7 @@ function rangesOf(chars: string): string {
   return out;
 }
 
-/** The letters and marks beyond ASCII that LETTERS holds (see `lettersBeyondAscii`). */
+/** The letters and marks beyond ASCII that LETTERS holds, and U+FFFD (see `lettersBeyondAscii`). */
 export const BEYOND_ASCII: string = lettersBeyondAscii();
 
 /**
