@@ -211,7 +211,12 @@ describe('the planned engine (plain values, words, shared libinjection)', () => 
       ...readdirSync(new URL('holdout/', dir)).map((f) => new URL(`holdout/${f}`, dir)),
     ].filter((u) => /\.(txt|jsonl)$/.test(u.pathname));
     for (const u of files) {
-      for (const line of readFileSync(u, 'utf8').split('\n')) if (line.trim() !== '') values.add(line);
+      for (const line of readFileSync(u, 'utf8').split('\n')) {
+        if (line.trim() === '') continue;
+        values.add(line);
+        // A JSON line's value too, with its line breaks and tabs (TEXT holds them).
+        if (u.pathname.endsWith('.jsonl') && line.startsWith('"')) values.add(JSON.parse(line) as string);
+      }
     }
     // Plain and URL-like values built from the rules' own words, so the word-filtered rules get to fire.
     const words = new Set<string>();
@@ -265,6 +270,12 @@ describe('the planned engine (plain values, words, shared libinjection)', () => 
       ' Ж ',
       '東',
       "'é",
+      '\n',
+      '\r\n',
+      '\t',
+      ' \n\n',
+      "'\n",
+      ';\n',
     ];
     for (let i = 0; i < 1200; i++) {
       let v = '';
