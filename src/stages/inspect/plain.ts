@@ -67,8 +67,8 @@ export const URLISH: Charset = {
 /**
  * URL-like, with quotes, parentheses, line breaks and tabs: prose (`O'Brien`, `"fine" (mostly)`),
  * paragraphs and lines, and User-Agent strings. Shell unescaping drops quotes, which can join
- * words. (Without line breaks, every paragraph of more than one line was read by every rule: a
- * 20 KB body of lines ran out of the 10 ms budget.)
+ * words. (Without line breaks, every paragraph of more than one line was read by every rule:
+ * 10,000 characters of prose in lines cost 7.4 ms of CPU instead of 4.2.)
  */
 export const TEXT: Charset = {
   name: 'text',
@@ -134,7 +134,7 @@ function lettersBeyondAscii(): string {
   // And U+FFFD, the mark a long value's windows are cut with (`windows` in engine.ts): a symbol, in
   // no script, but with no case variant and a decomposition of its own, as the set's letters.
   // Without it every window of a long value held a character beyond the set, and was read by every
-  // condition (a 20 KB paragraph of English ran out of the 10 ms budget).
+  // condition (10,000 characters of English prose cost 7.3 ms of CPU instead of 4.2).
   return `${[...forms.keys()].join('')}\uFFFD`;
 }
 
