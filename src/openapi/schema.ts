@@ -172,7 +172,7 @@ export const InspectionSchema = section(
       pattern: DURATION_PATTERN,
       default: '10ms',
       description:
-        'CPU-time budget of the detection engine per request (CPU time, so a busy machine does not turn ordinary requests into rejections). A request whose inspection needs more is rejected in block mode (fail closed) and let through with a log line in monitor mode.',
+        'CPU-time budget of the detection engine per request of up to 4,096 characters of text, and as much again per further 4,096 (CPU time, so a busy machine does not turn ordinary requests into rejections; in proportion to the text, so a large body is not refused for its size). A request whose inspection needs more is rejected in block mode (fail closed) and let through with a log line in monitor mode.',
       expected: 'a duration such as 5ms or 20ms',
     }),
     paranoia_level: Type.Integer({

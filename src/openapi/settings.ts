@@ -48,7 +48,7 @@ export interface InspectionSettings {
   readonly mode: 'block' | 'monitor' | 'off';
   readonly categories: readonly Category[];
   readonly exclusions: readonly Exclusion[];
-  /** The detection engine's CPU-time budget per request, in microseconds. */
+  /** The detection engine's CPU-time budget per request and per further 4,096 characters of text (`budgetFor`), in microseconds. */
   readonly timeoutMicros: number;
   /** OWASP CRS paranoia level, 1-4. */
   readonly paranoiaLevel: number;

@@ -30,6 +30,8 @@
  * inspected within it is rejected in block mode (fail closed:
  * otherwise an attacker who can make inspection slow, with a large body,
  * would get past it) and let through with a warning in monitor mode.
+ * The route's `timeout` is the budget of a request of up to BUDGET_TEXT
+ * characters of text, and of each further BUDGET_TEXT (`budgetFor`).
  */
 
 import type { BodyProblem, RequestBody } from '../../contracts/request.js';
@@ -174,6 +176,25 @@ function viewOf(settings: InspectionSettings): RouteView {
   return view;
 }
 
+/**
+ * The text one `timeout` of budget covers. Inspecting new text costs about 0.5 µs a character of
+ * prose and 1 µs of markdown or code at PL1 (`bench/inspect/long-values.ts`; each character of a
+ * value longer than 4 KB is read in two windows), so a budget per request alone refused every
+ * body of more than some 10 KB of markdown or 20 KB of prose at the default 10 ms: benign
+ * requests, refused for their size. A budget in proportion to the text (the default 10 ms per
+ * 4,096 characters: 2.4 µs a character, twice what markdown costs) lets them through and still
+ * bounds what a request costs per character it carries, which is what sets what a flood of large
+ * requests costs; a request whose inspection needs more than that is still refused.
+ */
+export const BUDGET_TEXT = 4096;
+
+/** The CPU budget for inspecting `inputs`, in µs: `timeoutMicros` per BUDGET_TEXT characters of their text, at least once. */
+export function budgetFor(inputs: Inputs, timeoutMicros: number): number {
+  let chars = 0;
+  for (const target of TARGETS) for (const leaf of inputs[target]) chars += leaf.text.length;
+  return chars <= BUDGET_TEXT ? timeoutMicros : timeoutMicros * (chars / BUDGET_TEXT);
+}
+
 /** No detections, no exclusions (shared, frozen: a write throws rather than leaks into other requests). */
 const NONE = Object.freeze([]) as unknown as Detection[];
 const NO_EXCLUSIONS: readonly Exclusion[] = Object.freeze([]);
@@ -184,12 +205,13 @@ const NO_EXCLUSIONS: readonly Exclusion[] = Object.freeze([]);
  */
 export function detect(inputs: Inputs, settings: InspectionSettings): Verdict {
   const { enabled, everywhere, located } = viewOf(settings);
+  const budget = budgetFor(inputs, settings.timeoutMicros);
   // No located exclusion (the common case): one run over all the inputs, nothing to group. (No
   // budget at all is the loop's case below: nothing inspected, timed out.)
-  if (located.length === 0 && settings.timeoutMicros > 0) {
+  if (located.length === 0 && budget > 0) {
     const result = inspect(inputs, {
       paranoiaLevel: settings.paranoiaLevel,
-      budgetMicros: settings.timeoutMicros,
+      budgetMicros: budget,
     });
     if (result.detections.length === 0)
       return {
@@ -206,12 +228,12 @@ export function detect(inputs: Inputs, settings: InspectionSettings): Verdict {
   let timedOut = false;
   let spent = 0;
   for (const group of groupByExclusion(inputs, located)) {
-    const budget = settings.timeoutMicros - spent;
-    if (budget <= 0) {
+    const left = budget - spent;
+    if (left <= 0) {
       timedOut = true;
       break;
     }
-    const result = inspect(group.inputs, { paranoiaLevel: settings.paranoiaLevel, budgetMicros: budget });
+    const result = inspect(group.inputs, { paranoiaLevel: settings.paranoiaLevel, budgetMicros: left });
     spent += result.cpuMicros;
     if (result.timedOut) timedOut = true;
     keep(result.detections, group.skip, enabled, everywhere, detections);

@@ -7,7 +7,7 @@ import { type ApiGateway, startApiGateway } from '../../test-support/gateway.js'
 import { send } from '../../test-support/http.js';
 import { captureLogger, type FakeRequest, fakeContext, fakeDeps } from '../../test-support/stage.js';
 import { emptyInputs, inspect } from './engine.js';
-import { inspectStage } from './index.js';
+import { budgetFor, inspectStage } from './index.js';
 import {
   ATTACK_FILES,
   detectionRate,
@@ -293,6 +293,24 @@ describe('modes, exclusions and the time budget', () => {
     const { logger, lines: logs } = captureLogger();
     await inspectStage.create(r, fakeDeps(logger))!.handle(fakeContext(r, input));
     assert.ok(logs.some((l) => l.msg === 'inspection incomplete (monitor)'));
+  });
+
+  it('gives a request the budget once per 4,096 characters of its text, and at least once', () => {
+    const inputs = emptyInputs();
+    inputs.args.push({ location: ['body', 'a'], text: 'x'.repeat(100) });
+    assert.equal(budgetFor(inputs, 10_000), 10_000);
+    inputs.headers.push({ location: ['header', 'x-note'], text: 'y'.repeat(8092) });
+    assert.equal(budgetFor(inputs, 10_000), 20_000);
+  });
+
+  it('inspects 22 KB of markdown within the default budget, and still finds an attack at its end', async () => {
+    // About 20 ms of CPU at PL1: a budget of 10 ms per request refused it every time.
+    const markdown =
+      '## Notes\n\nSome *text* with `code` and a [link](https://example.com/x).\n\n- item one\n- item two\n'.repeat(
+        250,
+      );
+    assert.equal(await verdict(body({ text: markdown })), 'passed');
+    assert.notEqual(await verdict(body({ text: `${markdown}\n<script>alert(1)</script>` })), 'passed');
   });
 
   it('is off where the route says so', () => {
