@@ -1088,6 +1088,13 @@ const WARM_UP_INPUTS: Inputs = (() => {
     '-filetype:pdf (draft) #3; 50% off!',
     "1' OR '1'='1",
     `${'lorem ipsum dolor sit amet '.repeat(200)}<b>`,
+    // Long, with words the word filter and the SQL gate let through: without it, the first such
+    // values after a start cost 7-15 ms of CPU each where later ones cost 2 (V8 optimising the
+    // path they take, measured on one core; `--no-concurrent-recompilation` shows it as one 25 ms
+    // compilation).
+    'Over the weekend the committee will select, and order,\nthe union of results or sleep on it. '.repeat(
+      60,
+    ),
   ];
   values.forEach((text, i) => {
     const location = ['query', `w${i}`];
