@@ -157,7 +157,6 @@ const CARRIES_ATTACK: Record<string, string> = {
   '933160-31': 'eval( in the path: CRS 4 934100',
   '934170-2': 'data://text/plain;base64,... (CRS 4 941130, ;base64)',
   '941100-5': '<script>...createElement("script")...</script> in Referer',
-  '941310-9': 'alert(XSS) between malformed script tags',
   '941140-12':
     'style=background:url(http://...): an inline style attribute, injected into a tag, loads an outside URL (CSS injection); libinjection flags it (CRS 4 941100)',
   '942101-10': "9'union all in the path",

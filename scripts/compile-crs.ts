@@ -36,6 +36,7 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import appsec from '@datadog/native-appsec';
+import { boundaryClass } from '../src/stages/inspect/boundaries.js';
 
 const out = (line: string): boolean => process.stdout.write(`${line}\n`);
 const err = (line: string): boolean => process.stderr.write(`${line}\n`);
@@ -662,7 +663,9 @@ const ADJUSTED: Record<string, Adjustment> = {
   },
   '941130': {
     // 3.3.4's regex with a word boundary before "xlink", "xhtml"; "xmlns" only as a declaration whose value is a URL or a URN.
-    operator: String.raw`@rx (?i)[\s\S](?:!ENTITY\s+(?:\S+|%\s+\S+)\s+(?:PUBLIC|SYSTEM)|\bx(?:link:href|html)|\bxmlns(?::[\w.-]+)?\s*=\s*["']?\s*(?:[a-z][a-z0-9+.-]*://|urn:)|data:text\/html|pattern\b.*?=|formaction|\@import|;base64)\b`,
+    // "[\s\S]\bx" is a character that is no word character, then "x"; a letter beyond ASCII is a word character
+    // here (`boundaryClass`, as every opening boundary is made), so "Haßxhtml" holds no "xhtml".
+    operator: String.raw`@rx (?i)(?:[\s\S](?:!ENTITY\s+(?:\S+|%\s+\S+)\s+(?:PUBLIC|SYSTEM)|data:text\/html|pattern\b.*?=|formaction|\@import|;base64)|${boundaryClass()}x(?:link:href|html)|${boundaryClass()}xmlns(?::[\w.-]+)?\s*=\s*["']?\s*(?:[a-z][a-z0-9+.-]*://|urn:))\b`,
     reason:
       'narrowed: "xmlns" and its kin as whole words ("q=7XMLNS"); "xmlns" only where it declares a namespace named by a URL or a URN, as the XHTML, XInclude and schema-instance namespaces of the attacks are ("the xmlns attribute", an XMP packet\'s xmlns:x="adobe:ns:meta/")',
   },

@@ -111,6 +111,7 @@ import appsec from '@datadog/native-appsec';
 import { pointerSegment } from '../../openapi/errors.js';
 import type { Category } from '../../openapi/schema.js';
 import { GenerationalCache } from '../../util/lru.js';
+import { unicodeBoundaries } from './boundaries.js';
 import crsRules from './crs-rules.json' with { type: 'json' };
 import { Memo } from './memo.js';
 import {
@@ -225,7 +226,20 @@ interface RawRule {
   transformers?: string[];
 }
 
-const ALL_RULES = [...(crsRules.rules as RawRule[]), ...(ownRules.rules as RawRule[])];
+/**
+ * Both rule sets as the engine runs them: each regex with its word boundaries made to know
+ * letters beyond ASCII (`boundaries.ts`: "Haßelt (1599)" holds no SQL function `elt(`).
+ */
+const ALL_RULES: RawRule[] = [...(crsRules.rules as RawRule[]), ...(ownRules.rules as RawRule[])].map(
+  (rule) => ({
+    ...rule,
+    conditions: rule.conditions.map((c) =>
+      c.parameters.regex === undefined
+        ? c
+        : { ...c, parameters: { ...c.parameters, regex: unicodeBoundaries(c.parameters.regex) } },
+    ),
+  }),
+);
 
 function infoOf(r: RawRule): RuleInfo {
   return {
