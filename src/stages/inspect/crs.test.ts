@@ -179,6 +179,15 @@ describe('the CRS 4 families 3.3.4 misses, at paranoia level 1', () => {
  * corpora: 2 of its 250 values are flagged, with the rules of the commit
  * before the gate as with those after it (a path to nginx's access log, a
  * glob with a brace list, `src/**\/*.{ts,tsx}`).
+ *
+ * `corpus/holdout/benign-4.jsonl` was written after the rules, before the
+ * word-boundary change (`boundaries.ts`), by someone who read neither the
+ * rules nor the other corpora (prose in fifteen European languages and
+ * twelve other scripts, support tickets with SQL and script words,
+ * developer talk, structured API values, recipes, legal text), and measured
+ * before that change and after it: 1 of its 300 values is flagged both
+ * times, "sqrt(2)^2 = 2" (libinjection reads a function call and an
+ * operator).
  */
 describe('ordinary traffic written after the rules', () => {
   // [file, its number of values, the most it may flag, what the test says of it]
@@ -186,6 +195,7 @@ describe('ordinary traffic written after the rules', () => {
     ['benign-traffic.jsonl', 150, 5, 'flags at most 5 of its 150 values, each for a reason listed above'],
     ['holdout/benign-api.jsonl', 243, 3, 'flags at most 3 of the 243 held-out API values'],
     ['holdout/benign-3.jsonl', 250, 2, 'flags at most 2 of the 250 values of the third held-out set'],
+    ['holdout/benign-4.jsonl', 300, 1, 'flags at most 1 of the 300 values of the fourth held-out set'],
   ];
   for (const [file, count, most, title] of ceilings) {
     it(title, () => {
