@@ -238,9 +238,7 @@ function atomMatchesPlain(atom: string, charset: Charset): boolean {
   let known = atomCache.get(key);
   if (known === undefined) {
     try {
-      // A Unicode class (`\p{L}`) means something else without the `u` flag: read with it only.
-      const unicodeOnly = /\\[pP]\{/.test(atom);
-      known = !unicodeOnly && new RegExp(`(?:${atom})`, 'is').test(charset.chars);
+      known = new RegExp(`(?:${atom})`, 'is').test(charset.chars);
       if (!known) {
         // The `u` flag refuses identity escapes of punctuation (`\'`): spelled as code points.
         const unicode = atom.replace(
@@ -301,7 +299,7 @@ function charInfo(atom: string, chars: readonly string[] | null, charset: Charse
 function classChars(cls: string): string[] | null {
   if (
     cls.startsWith('[^') ||
-    /\\[sSwWdDpP]|\\u00[89a-f]|\\u0[1-9a-f]|\\u[1-9a-f]/i.test(cls) ||
+    /\\[sSwWdD]|\\u00[89a-f]|\\u0[1-9a-f]|\\u[1-9a-f]/i.test(cls) ||
     /\P{ASCII}/u.test(cls)
   )
     return null;
@@ -509,15 +507,6 @@ class Reader {
           const code = Number.parseInt(m[1] ?? m[2] ?? '', 16);
           if (code > 0xffff) throw new Unknown();
           out += `\\u${code.toString(16).padStart(4, '0')}`;
-          j += m[0].length;
-          continue;
-        }
-        if (n === 'p' || n === 'P') {
-          // A Unicode class (`\pL`, `\p{Lu}`): JavaScript spells it `\p{L}` and reads it only with the
-          // `u` flag (`atomMatchesPlain`). A general category only; a script name is not read.
-          const m = /^\\[pP](?:([A-Z])|\{([A-Z][a-z]?)\})/.exec(s.slice(j));
-          if (!m) throw new Unknown();
-          out += `\\${n}{${m[1] ?? m[2]}}`;
           j += m[0].length;
           continue;
         }
