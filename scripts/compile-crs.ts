@@ -638,12 +638,16 @@ interface Adjustment {
 const ADJUSTED: Record<string, Adjustment> = {
   '941120': {
     // 3.3.4's regex, narrowed here: a handler name of 3 to 50 letters, and "=" not followed by "=".
+    // "=" may end the value (`<x onend=`) after a space, quote or sign, not after "/" or a digit: a
+    // base64 token ends so ("...Q/oNYdQVuuVYsLiCcdWsFbXc=": 4 of 20,000 random tokens were refused).
     operator:
       String.raw`@rx (?i)[\s\"'` +
       '`' +
-      String.raw`;\/0-9=\x0B\x09\x0C\x3B\x2C\x28\x3B]on[a-zA-Z]{3,50}[\s\x0B\x09\x0C\x3B\x2C\x28\x3B]*?=(?:[^=]|$)`,
+      String.raw`;\/0-9=\x0B\x09\x0C\x3B\x2C\x28\x3B]on[a-zA-Z]{3,50}[\s\x0B\x09\x0C\x3B\x2C\x28\x3B]*?=[^=]|[\s\"'` +
+      '`' +
+      String.raw`;=\x0B\x09\x0C\x2C\x28]on[a-zA-Z]{3,50}[\s\x0B\x09\x0C\x3B\x2C\x28\x3B]*?=$`,
     reason:
-      'narrowed: an event handler name of 3 to 50 letters and "=", not "==" (Google\'s FCNEC cookie, "  onab= "); "=" may end the value (a handler cut off at the end of a value)',
+      'narrowed: an event handler name of 3 to 50 letters and "=", not "==" (Google\'s FCNEC cookie, "  onab= "); "=" may end the value (a handler cut off at the end of a value) after a space, quote or sign, not after "/" or a digit (the end of a base64 token)',
   },
   '941100': {
     pre: ['removeXmlDeclarations'],

@@ -231,6 +231,26 @@ describe('the narrowed rules still catch their attacks', () => {
       assert.ok(fired(attack, '930100'), attack);
   });
 
+  it('941120: a base64 token that ends in "/on...=" passes, a handler cut off after a space or quote does not', () => {
+    for (const token of [
+      'VGhhbmtzLCBmb3IgYWxsIHlvdXIgd29yayBzaW5jZSB5ZWFycyBvbiBDUlMuIEh1bQo/onafe=',
+      'WzI0IUqFXZ2pCQMdPYeKUcPDqDGxQ/m+ygtFH6JI/oNYdQVuuVYsLiCcdWsFbXc=',
+      'q83Zc1onTapz=',
+    ]) {
+      assert.equal(fired(token, '941120'), false, token);
+      assert.equal(detect(arg(token), settings()).reject, false, token);
+    }
+    for (const attack of [
+      '<x onend=',
+      '"onzoom=',
+      '  onload= ',
+      "'onmouseover='",
+      '/onerror=alert(1)',
+      '1onload=x',
+    ])
+      assert.ok(fired(attack, '941120'), attack);
+  });
+
   it('pc-lfi-415: a "/../" after a name in the path of the request target is still refused, in its query it is not', () => {
     const uri = (text: string): Inputs => {
       const inputs = emptyInputs();
