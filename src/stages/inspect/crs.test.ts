@@ -251,6 +251,24 @@ describe('the narrowed rules still catch their attacks', () => {
       assert.ok(fired(attack, '941120'), attack);
   });
 
+  it('pc-sqli-128: a quoted name that starts with "Union" passes, a quote closed before a union query does not', () => {
+    for (const prose of [
+      'Meet me at "Union Station" at 5',
+      "We took the 'Union Pacific' line",
+      'Die "Union von Europa"',
+    ]) {
+      assert.equal(fired(prose, 'pc-sqli-128'), false, prose);
+      assert.equal(detect(arg(prose), settings()).reject, false, prose);
+    }
+    for (const attack of [
+      "' union select 1,2--",
+      "'union distinct select 1",
+      "' UNION ALL SELECT NULL--",
+      '" union all(select 1)',
+    ])
+      assert.ok(fired(attack, 'pc-sqli-128'), attack);
+  });
+
   it('pc-lfi-415: a "/../" after a name in the path of the request target is still refused, in its query it is not', () => {
     const uri = (text: string): Inputs => {
       const inputs = emptyInputs();
