@@ -649,6 +649,12 @@ const ADJUSTED: Record<string, Adjustment> = {
     reason:
       'narrowed: an event handler name of 3 to 50 letters and "=", not "==" (Google\'s FCNEC cookie, "  onab= "); "=" may end the value (a handler cut off at the end of a value) after a space, quote or sign, not after "/" or a digit (the end of a base64 token)',
   },
+  '941310': {
+    // CRS 4's 941310: its chained pattern, which implies the first, wants an end tag.
+    operator: String.raw`@rx \xbc[\s\x0b]*/[\s\x0b]*[^>\xbe]*[>\xbe]|<[\s\x0b]*/[\s\x0b]*[^\xbe]*\xbe`,
+    reason:
+      'narrowed as CRS 4 narrowed it: the US-ASCII evasion (¼script¾ for <script>) only with an end tag (¼/script¾), not "¼" and ">" anywhere in a value ("sitzbezÃ¼ge > fuÃmatten": UTF-8 read as Latin-1)',
+  },
   '941100': {
     pre: ['removeXmlDeclarations'],
     reason:

@@ -269,6 +269,14 @@ describe('the narrowed rules still catch their attacks', () => {
       assert.ok(fired(attack, 'pc-sqli-128'), attack);
   });
 
+  it('941310: UTF-8 read as Latin-1 passes, the US-ASCII evasion with its end tag does not', () => {
+    const mojibake = 'de_matten & sitzbez\u00c3\u00bcge > fu\u00c3\u009fmatten_mt';
+    assert.equal(fired(mojibake, '941310'), false);
+    assert.equal(detect(arg(mojibake), settings()).reject, false);
+    for (const attack of ['\u00bcscript\u00bealert(\u00a2XSS\u00a2)\u00bc/script\u00be', '<b>x</b\u00be'])
+      assert.ok(fired(attack, '941310'), attack);
+  });
+
   it('pc-lfi-415: a "/../" after a name in the path of the request target is still refused, in its query it is not', () => {
     const uri = (text: string): Inputs => {
       const inputs = emptyInputs();
