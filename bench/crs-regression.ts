@@ -27,7 +27,12 @@
  * the split is the same on every run and for every CRS checkout, and a test
  * added upstream falls on one side without moving the others. Rules are
  * tuned looking at `--split tuned` only; `--split heldout` measures how
- * that tuning generalises. `--split all` (the default) runs both.
+ * that tuning generalises. `--split all` (the default) runs both. Once, for
+ * issue 12, the held-out negatives inspection blocked were read (see
+ * HELD_OUT_READ) and the classes of five of them were fixed (942151-12,
+ * 941120-9, 941310-5, 941310-8, 942190-43): since then those negatives are
+ * not untouched; `corpus/holdout/benign-4.jsonl`, written and measured
+ * before those fixes, is the set that is.
  * `--json <file>` writes every outcome (with the request as sent) for
  * analysis.
  */
@@ -169,6 +174,24 @@ const CARRIES_ATTACK: Record<string, string> = {
   '942521-16': "an article quoting ' OR '1'='1' -- verbatim (libinjection, CRS 4 942100)",
   '942522-5': "'or'1 (the test: does not block normal SQLi)",
   '942522-8': "an article quoting ' OR '1'='1' -- verbatim (libinjection, CRS 4 942100)",
+};
+
+/**
+ * The held-out negative tests inspection blocked, read once after the fact
+ * (issue 12), as CARRIES_ATTACK was written for the tuned ones: those that
+ * carry an attack another rule is meant to catch. Reported apart from the
+ * strict count, which stays as it is.
+ */
+const HELD_OUT_READ: Record<string, string> = {
+  '932230-2': 'lwp-download/wget/curl/perl of a remote file, then rm -rf (from old modsec regressions)',
+  '932230-8': ';top after prose (the test says it is blocked, as 932230-7)',
+  '932230-16': 'shellshock: () { :;}; /bin/bash -c "curl ..."',
+  '932230-26': '` /bin/cat /etc/passwd` in backticks',
+  '932340-17': 'C:\\Windows\\System32\\ls: CRS 4 930120 (windows/system32), as 932250-19',
+  '934110-7': 'http://169.254.169.254/latest: the cloud metadata address (CRS 4 931100, an IP URL)',
+  '941140-14': 'url(javascript:alert(1)) (CRS 4 941170)',
+  '942360-31': 'UNION ALL SELECT NULL,NULL,CONCAT(...)-- (sqlmap; CRS 4 942100)',
+  '942521-15': "\\'lol' or '1 (CRS 4 942100)",
 };
 
 /** The ids of the CRS rules Portcullis compiles (3.3.4's, some narrowed): the rules a CRS negative test can name. */
@@ -476,6 +499,13 @@ function report(outcomes: Outcome[]): void {
     out(
       `\n${held ? 'Held out' : 'Tuned'}: ${mine.length} of ${negatives} negative tests blocked by inspection; ${attacks.length} carry an attack another rule is meant to catch (CARRIES_ATTACK), ${fps.length} (${pct(fps.length, negatives)}) are false positives: ${fps.map((o) => `${o.title} [${[...new Set(o.rules)].join(' ')}]`).join(', ')}`,
     );
+    if (held) {
+      const read = fps.filter((o) => HELD_OUT_READ[o.title] !== undefined);
+      const rest = fps.filter((o) => HELD_OUT_READ[o.title] === undefined);
+      out(
+        `Held out, read after the fact (HELD_OUT_READ): ${read.length} of those carry an attack another rule is meant to catch; ${rest.length} (${pct(rest.length, negatives)}) are false positives then: ${rest.map((o) => o.title).join(', ')}`,
+      );
+    }
   }
   const refused = outcomes.filter((o) => o.kind === 'negative' && o.blocked && o.status !== 403);
   if (refused.length > 0)
