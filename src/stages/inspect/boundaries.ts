@@ -73,7 +73,7 @@ type Node =
 
 class Unreadable extends Error {}
 
-/** Parses an RE2 regex into alternatives of atoms and groups (an atom's text keeps its quantifier). */
+/** Parses an RE2 regex into alternatives of atoms and groups, each with its quantifier. */
 function parse(s: string): Node[][] {
   let i = 0;
   const quantifier = (): string => {
