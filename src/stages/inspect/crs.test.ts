@@ -231,51 +231,44 @@ describe('the narrowed rules still catch their attacks', () => {
       assert.ok(fired(attack, '930100'), attack);
   });
 
-  it('941120: a base64 token that ends in "/on...=" passes, a handler cut off after a space or quote does not', () => {
-    for (const token of [
-      'VGhhbmtzLCBmb3IgYWxsIHlvdXIgd29yayBzaW5jZSB5ZWFycyBvbiBDUlMuIEh1bQo/onafe=',
-      'WzI0IUqFXZ2pCQMdPYeKUcPDqDGxQ/m+ygtFH6JI/oNYdQVuuVYsLiCcdWsFbXc=',
-      'q83Zc1onTapz=',
-    ]) {
-      assert.equal(fired(token, '941120'), false, token);
-      assert.equal(detect(arg(token), settings()).reject, false, token);
+  /** The rule leaves each ordinary value alone (and nothing else refuses it) and fires on each attack. */
+  const narrowedTo = (rule: string, ordinary: readonly string[], attacks: readonly string[]) => {
+    for (const value of ordinary) {
+      assert.equal(fired(value, rule), false, value);
+      assert.equal(detect(arg(value), settings()).reject, false, value);
     }
-    for (const attack of [
-      '<x onend=',
-      '"onzoom=',
-      '  onload= ',
-      "'onmouseover='",
-      '/onerror=alert(1)',
-      '1onload=x',
-    ])
-      assert.ok(fired(attack, '941120'), attack);
-  });
+    for (const attack of attacks) assert.ok(fired(attack, rule), attack);
+  };
 
-  it('pc-sqli-128: a quoted name that starts with "Union" passes, a quote closed before a union query does not', () => {
-    for (const prose of [
-      'Meet me at "Union Station" at 5',
-      "We took the 'Union Pacific' line",
-      'Die "Union von Europa"',
-    ]) {
-      assert.equal(fired(prose, 'pc-sqli-128'), false, prose);
-      assert.equal(detect(arg(prose), settings()).reject, false, prose);
-    }
-    for (const attack of [
-      "' union select 1,2--",
-      "'union distinct select 1",
-      "' UNION ALL SELECT NULL--",
-      '" union all(select 1)',
-    ])
-      assert.ok(fired(attack, 'pc-sqli-128'), attack);
-  });
+  it('941120: a base64 token that ends in "/on...=" passes, a handler cut off after a space or quote does not', () =>
+    narrowedTo(
+      '941120',
+      [
+        'VGhhbmtzLCBmb3IgYWxsIHlvdXIgd29yayBzaW5jZSB5ZWFycyBvbiBDUlMuIEh1bQo/onafe=',
+        'WzI0IUqFXZ2pCQMdPYeKUcPDqDGxQ/m+ygtFH6JI/oNYdQVuuVYsLiCcdWsFbXc=',
+        'q83Zc1onTapz=',
+      ],
+      ['<x onend=', '"onzoom=', '  onload= ', "'onmouseover='", '/onerror=alert(1)', '1onload=x'],
+    ));
 
-  it('941310: UTF-8 read as Latin-1 passes, the US-ASCII evasion with its end tag does not', () => {
-    const mojibake = 'de_matten & sitzbez\u00c3\u00bcge > fu\u00c3\u009fmatten_mt';
-    assert.equal(fired(mojibake, '941310'), false);
-    assert.equal(detect(arg(mojibake), settings()).reject, false);
-    for (const attack of ['\u00bcscript\u00bealert(\u00a2XSS\u00a2)\u00bc/script\u00be', '<b>x</b\u00be'])
-      assert.ok(fired(attack, '941310'), attack);
-  });
+  it('pc-sqli-128: a quoted name that starts with "Union" passes, a quote closed before a union query does not', () =>
+    narrowedTo(
+      'pc-sqli-128',
+      ['Meet me at "Union Station" at 5', "We took the 'Union Pacific' line", 'Die "Union von Europa"'],
+      [
+        "' union select 1,2--",
+        "'union distinct select 1",
+        "' UNION ALL SELECT NULL--",
+        '" union all(select 1)',
+      ],
+    ));
+
+  it('941310: UTF-8 read as Latin-1 passes, the US-ASCII evasion with its end tag does not', () =>
+    narrowedTo(
+      '941310',
+      ['de_matten & sitzbez\u00c3\u00bcge > fu\u00c3\u009fmatten_mt'],
+      ['\u00bcscript\u00bealert(\u00a2XSS\u00a2)\u00bc/script\u00be', '<b>x</b\u00be'],
+    ));
 
   it('pc-lfi-415: a "/../" after a name in the path of the request target is still refused, in its query it is not', () => {
     const uri = (text: string): Inputs => {
