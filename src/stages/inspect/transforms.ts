@@ -111,10 +111,10 @@ function removeXmlDeclarations(text: string): string {
  * \\`, `--`, `/*`); `&`, and `%` before two hex digits or `u` and four
  * (`%27`, `%u0027`), which the rules' decoding may turn into one (a `%`
  * before anything else it leaves as it is: "One quarter (24%) of people"
- * shows no sign); a NUL, which it removes; or a word that joins a condition or a query
- * to the one a value is put in (`or`, `and`, `union`, `select`, `order`,
- * `having`, `waitfor` ...), standing apart from other letters (`1or1`,
- * `+union+`, `order_by` count).
+ * shows no sign); a NUL, which it removes; or a word that joins a
+ * condition or a query to the one a value is put in (`or`, `and`, `union`,
+ * `select`, `order`, `having`, `waitfor` ...), standing apart from other
+ * letters (`1or1`, `+union+`, `order_by` count).
  */
 const SQL_SIGN =
   /['"`;=<>|&^~*#\\\0]|%(?:[0-9a-f]{2}|u[0-9a-f]{4})|--|\/\*|(?<![a-z])(?:or|and|xor|div|mod|union|except|intersect|select|order|group|having|limit|procedure|into|like|rlike|regexp|between|sounds|waitfor|exec|execute|declare|sleep|benchmark)(?![a-z])/i;
