@@ -263,6 +263,13 @@ describe('the narrowed rules still catch their attacks', () => {
       ],
     ));
 
+  it('pc-sqli-116: a quoted word that starts with "or" or "and" passes, a quote closed before or, and, || does not', () =>
+    narrowedTo(
+      'pc-sqli-116',
+      ["the 'orange' = color", "'android' = os", "'ortrue"],
+      ["'or 1=1", "'or'1'='1", "') or ('a'='a", "'||1=1", '" and true'],
+    ));
+
   it('941310: UTF-8 read as Latin-1 passes, the US-ASCII evasion with its end tag does not', () =>
     narrowedTo(
       '941310',
