@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import { boundaryClass, unicodeBoundaries } from './boundaries.js';
 import { emptyInputs } from './engine.js';
 import { detect } from './index.js';
-import { DEFAULT_SETTINGS } from './test-support/corpus.js';
+import { DEFAULT_SETTINGS, rulesFor } from './test-support/corpus.js';
 
 const B = boundaryClass();
 const OPEN = `(?:^|${B})`;
@@ -56,11 +56,7 @@ describe('word boundaries that know letters beyond ASCII', () => {
       'Der Prozeßexec (2) lief.',
       'Ébenchmark(3) est un nom de code.',
     ])
-      assert.equal(
-        detect({ ...emptyInputs(), args: [{ location: ['v'], text: prose }] }, DEFAULT_SETTINGS).reject,
-        false,
-        prose,
-      );
+      assert.deepEqual(rulesFor(prose), [], prose);
     for (const attack of [
       '1 AND elt(1=1,sleep(5))',
       "x';exec xp_cmdshell 'dir'--",
