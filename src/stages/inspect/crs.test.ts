@@ -277,6 +277,49 @@ describe('the narrowed rules still catch their attacks', () => {
       ['\u00bcscript\u00bealert(\u00a2XSS\u00a2)\u00bc/script\u00be', '<b>x</b\u00be'],
     ));
 
+  it('pc-cmdi-323: regexes, route files and XPath with brackets pass, a glob inside a path name does not', () =>
+    narrowedTo(
+      'pc-cmdi-323',
+      [
+        '/[a-z]{1,5}/',
+        '/[0-9]+/g',
+        's/[0-9]+/N/g',
+        'pages/blog/[slug].tsx',
+        'app/[locale]/page.tsx',
+        '/api/v1/users/[userId]',
+        'files/[0-9]*.log',
+        '/bookstore/book[1]/title',
+        '/bookstore/book[@lang="en"]',
+      ],
+      [
+        'cat /etc/pas[s]wd',
+        '/bi[n]/sh',
+        '/usr/[a-z]in/bash',
+        'cat /[e//]tc/[p//]asswd',
+        'cat /etc/[!abc]asswd',
+        '/???/c[a]t /e??/p?[s]swd',
+      ],
+    ));
+
+  it('pc-lfi-416: a URL to an IPv6 address is refused as one to an IPv4 address is, a host name with a port is not', () => {
+    narrowedTo(
+      'pc-lfi-416',
+      [
+        'http://db:5432/status',
+        'https://cafe:8443/menu',
+        'https://example.com/[draft]',
+        'http://[not an address]',
+      ],
+      [
+        'http://[::ffff:a9fe:a9fe]',
+        'https://[2001:41d0:701:1100::29c8]/gecko.php',
+        'http://[::]/',
+        'ftp://[0:0:0:0:0:ffff:169.254.169.254]/x',
+      ],
+    );
+    assert.ok(fired('http://169.254.169.254/latest', '931100'));
+  });
+
   it('pc-lfi-415: a "/../" after a name in the path of the request target is still refused, in its query it is not', () => {
     const uri = (text: string): Inputs => {
       const inputs = emptyInputs();
