@@ -30,9 +30,10 @@
  * that tuning generalises. `--split all` (the default) runs both. Once, for
  * issue 12, the held-out negatives inspection blocked were read (see
  * HELD_OUT_READ) and the classes of six of them were fixed (942151-12,
- * 941120-9, 941310-5, 941310-8, 942190-43, 942340-10): since then the
- * held-out negatives are not untouched; `corpus/holdout/benign-4.jsonl`,
- * written and measured before those fixes, is the set that is.
+ * 941120-9, 941310-5, 941310-8, 942190-43, 942340-10; later 933100-35, a
+ * regex typed as a value): since then the held-out negatives are not
+ * untouched; `corpus/holdout/benign-5.jsonl`, written and measured before
+ * the last of those fixes, is the set that is.
  * `--json <file>` writes every outcome (with the request as sent) for
  * analysis.
  */
@@ -187,6 +188,7 @@ const HELD_OUT_READ: Record<string, string> = {
   '932230-8': ';top after prose (the test says it is blocked, as 932230-7)',
   '932230-16': 'shellshock: () { :;}; /bin/bash -c "curl ..."',
   '932230-26': '` /bin/cat /etc/passwd` in backticks',
+  '932271-5': '~+ : the same request is 932270-1, a positive test (as 932271-6 is 932270-2)',
   '932340-17': 'C:\\Windows\\System32\\ls: CRS 4 930120 (windows/system32), as 932250-19',
   '934110-7': 'http://169.254.169.254/latest: the cloud metadata address (CRS 4 931100, an IP URL)',
   '941140-14': 'url(javascript:alert(1)) (CRS 4 941170)',

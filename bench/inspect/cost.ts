@@ -8,7 +8,10 @@
  * client of an API sends them (the typical request); and the same values
  * again (which the engine's inert-value cache leaves out of its runs).
  *
- *   npm run bench:inspect            # pin to one core: taskset -c 0 npm run bench:inspect
+ *   npm run bench:inspect            # pin to one core: taskset -c 1 npm run bench:inspect
+ *
+ * The first row is a loop of fixed work timed the same way (`fixedWork`): its p99 over its p50 is
+ * the machine's own noise, which every row's p99 carries too.
  */
 import { CATEGORIES } from '../../src/openapi/schema.js';
 import type { InspectionSettings } from '../../src/openapi/settings.js';
@@ -163,8 +166,37 @@ function measure(
   out(`| ${name} | ${values} | PL${paranoiaLevel} | ${at(0.5)} µs | ${at(0.99)} µs |`);
 }
 
+/**
+ * The machine's own noise, measured the same way: a loop of fixed work (no allocation, no
+ * branches that depend on data) sized to take about `micros` of CPU time at its p50. Whatever
+ * spread its p99 shows over its p50 (preemption, the host's other tenants, frequency changes) is in
+ * the rows above too, so a row's p99 reads against it.
+ */
+function fixedWork(micros: number): void {
+  const data = new Float64Array(4096).map((_, i) => (i % 7) + 0.5);
+  let sink = 0;
+  const work = (rounds: number) => {
+    for (let r = 0; r < rounds; r++) for (let i = 0; i < data.length; i++) sink += (data[i] as number) * r;
+  };
+  const cpu = (rounds: number) => {
+    const start = process.cpuUsage();
+    work(rounds);
+    const used = process.cpuUsage(start);
+    return used.user + used.system;
+  };
+  for (let i = 0; i < 200; i++) work(4);
+  let rounds = 4;
+  while (cpu(rounds) < micros / 2) rounds *= 2;
+  rounds = Math.max(1, Math.round((rounds * micros) / cpu(rounds)));
+  const costs = Array.from({ length: ROUNDS }, () => cpu(rounds)).sort((a, b) => a - b);
+  const at = (q: number) => costs[Math.min(costs.length - 1, Math.floor(q * costs.length))];
+  out(`| fixed work (the machine's noise) | - | - | ${at(0.5)} µs | ${at(0.99)} µs |`);
+  if (sink < 0) err('unreachable: keeps the work from being optimised away');
+}
+
 out('| request | values | level | p50 CPU | p99 CPU |');
 out('| --- | --- | --- | --- | --- |');
+fixedWork(200);
 for (const pl of [1, 2]) {
   for (const values of [
     'every value new',
