@@ -277,7 +277,7 @@ describe('the narrowed rules still catch their attacks', () => {
       ['\u00bcscript\u00bealert(\u00a2XSS\u00a2)\u00bc/script\u00be', '<b>x</b\u00be'],
     ));
 
-  it('pc-cmdi-323: regexes, route files and XPath with brackets pass, a glob inside a path name does not', () =>
+  it('pc-cmdi-323: regexes, route files, XPath and extension lists pass, a glob inside a name and a brace list of a command do not', () =>
     narrowedTo(
       'pc-cmdi-323',
       [
@@ -290,6 +290,8 @@ describe('the narrowed rules still catch their attacks', () => {
         'files/[0-9]*.log',
         '/bookstore/book[1]/title',
         '/bookstore/book[@lang="en"]',
+        'src/**/*.{ts,tsx}',
+        'assets/logo.{png,svg}',
       ],
       [
         'cat /etc/pas[s]wd',
@@ -298,6 +300,10 @@ describe('the narrowed rules still catch their attacks', () => {
         'cat /[e//]tc/[p//]asswd',
         'cat /etc/[!abc]asswd',
         '/???/c[a]t /e??/p?[s]swd',
+        '{l,-lh}s',
+        'c{a,oun}t',
+        '{,ifconfig}',
+        ';{cat,passwd}',
       ],
     ));
 
