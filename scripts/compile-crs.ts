@@ -635,6 +635,15 @@ interface Adjustment {
   reason: string;
 }
 
+/**
+ * What may follow the "(" of a SQL function call in the narrowed rules (942140, 942190, and
+ * pc-sqli-122 in rules.json, which ends with the same text): anything but a named argument,
+ * `name:` then neither ":" nor "=" (GraphQL's `user(id: 1)` and `database(name: "main")`, a
+ * named argument in C#, Swift or Kotlin), which no SQL dialect has inside a call. A PostgreSQL
+ * cast (`user(a::text)`) and MySQL's assignment (`user(@a:=1)`) still match.
+ */
+const CALL_ARGUMENTS = String.raw`(?:\s*(?:[^\s\w$]|$)|\s*\$?\w+\s*(?:[^\s\w:]|$|::|:=)|\s*\$?\w+\s+\w)`;
+
 const ADJUSTED: Record<string, Adjustment> = {
   '941120': {
     // 3.3.4's regex, narrowed here: a handler name of 3 to 50 letters, and "=" not followed by "=".
@@ -766,13 +775,24 @@ const ADJUSTED: Record<string, Adjustment> = {
     reason: 'ordinary HTML (<img src alt>) in rich-text fields; narrowed at critical by pc-xss-221',
   },
   '942140': {
-    // 3.3.4's regex, with "]" not among the non-word characters between "schema" or "database" and "(".
-    operator: String.raw`@rx (?i:\b(?:(?:m(?:s(?:ys(?:ac(?:cess(?:objects|storage|xml)|es)|(?:relationship|object|querie)s|modules2?)|db)|aster\.\.sysdatabases|ysql\.db)|pg_(?:catalog|toast)|information_schema|northwind|tempdb)\b|s(?:(?:ys(?:\.database_name|aux)|qlite(?:_temp)?_master)\b|chema(?:_name\b|[^\w\]]*\())|d(?:atabas|b_nam)e[^\w\]]*\())`,
+    // 3.3.4's regex, with "]" not among the non-word characters between "schema" or "database" and
+    // "(", and no named argument after it (CALL_ARGUMENTS).
+    operator: String.raw`@rx (?i:\b(?:(?:m(?:s(?:ys(?:ac(?:cess(?:objects|storage|xml)|es)|(?:relationship|object|querie)s|modules2?)|db)|aster\.\.sysdatabases|ysql\.db)|pg_(?:catalog|toast)|information_schema|northwind|tempdb)\b|s(?:(?:ys(?:\.database_name|aux)|qlite(?:_temp)?_master)\b|chema(?:_name\b|[^\w\]]*\(${CALL_ARGUMENTS}))|d(?:atabas|b_nam)e[^\w\]]*\(${CALL_ARGUMENTS}))`,
     reason:
-      'narrowed: a markdown link whose text ends in "schema" or "database" ("see the [Account schema](https://...)") is not a call of schema() or database(); the calls, with any other characters before "(", stay',
+      'narrowed: a markdown link whose text ends in "schema" or "database" ("see the [Account schema](https://...)") is not a call of schema() or database(), nor a GraphQL field with arguments (`database(name: "main")`); the calls, with any other characters before "(", stay',
   },
   '942160': { score: 3, reason: '"sleep(5)" in prose; narrowed at critical by pc-sqli-121' },
-  '942190': { score: 3, reason: '"union select" in prose; narrowed at critical by pc-sqli-128' },
+  '942190': {
+    score: 3,
+    // 3.3.4's regex, with a quote glued to "having", "select" or "union" only where no quote of
+    // its kind follows (a quote that opens a phrase, "Select all", is closed; one that closes the
+    // string an injection breaks out of is not), and no named argument after the "(" of user(),
+    // database(), schema(), connection_id() and current_user() (CALL_ARGUMENTS; 3.3.4's "[^\)]*?"
+    // after it matched nothing). "\x60" is its backtick.
+    operator: String.raw`@rx (?i:(?:["'\x60](?:(?:\s*?;\s*?|\s+)(?:having|select|union)\b\s*?[^\s]|\s*?!\s*?["'\x60\w])|'(?:having|select|union)\b\s*?[^\s][^']*$|"(?:having|select|union)\b\s*?[^\s][^"]*$|\x60(?:having|select|union)\b\s*?[^\s][^\x60]*$|(?:c(?:onnection_id|urrent_user)|database)\s*?\(${CALL_ARGUMENTS}|u(?:nion(?:[\w(\s]*?select| select @)|ser\s*?\(${CALL_ARGUMENTS})|s(?:chema\s*?\(${CALL_ARGUMENTS}|elect.*?\w?user\()|into[\s+]+(?:dump|out)file\s*?["'\x60]|\s*?exec(?:ute)?.*?\Wxp_cmdshell|from\W+information_schema\W|exec(?:ute)?\s+master\.|\wiif\s*?\())`,
+    reason:
+      '"union select" in prose; narrowed at critical by pc-sqli-128; narrowed: a quoted phrase that starts with "Select", "Having" or "Union" ("Select all" button) is not a quote closed before a query, and a GraphQL field with arguments (`user(id: 1)`) is not a call of user()',
+  },
   '942230': {
     score: 3,
     reason: 'code in support tickets ("if (a < b) {"); narrowed at critical by pc-sqli-129',

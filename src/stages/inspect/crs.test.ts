@@ -251,15 +251,28 @@ describe('the narrowed rules still catch their attacks', () => {
       ['<x onend=', '"onzoom=', '  onload= ', "'onmouseover='", '/onerror=alert(1)', '1onload=x'],
     ));
 
-  it('pc-sqli-128: a quoted name that starts with "Union" passes, a quote closed before a union query does not', () =>
+  it('pc-sqli-128: a quoted phrase that starts with "Union", "Select" or "Having" passes, a quote closed before a query does not', () =>
     narrowedTo(
       'pc-sqli-128',
-      ['Meet me at "Union Station" at 5', "We took the 'Union Pacific' line", 'Die "Union von Europa"'],
+      [
+        'Meet me at "Union Station" at 5',
+        "We took the 'Union Pacific' line",
+        'Die "Union von Europa"',
+        '"Select all" button does not work',
+        "He said 'select the best one' and left",
+        'query { search(text: "select a plan", type: ALL) { id } }',
+        '"Having trouble?" she asked',
+      ],
       [
         "' union select 1,2--",
         "'union distinct select 1",
         "' UNION ALL SELECT NULL--",
         '" union all(select 1)',
+        "' select @@version--",
+        "';select 1--",
+        "'select name from users--",
+        '"select * from users--',
+        "' having 1=1--",
       ],
     ));
 
@@ -306,6 +319,30 @@ describe('the narrowed rules still catch their attacks', () => {
         ';{cat,passwd}',
       ],
     ));
+
+  it('942140, 942190, pc-sqli-122: a GraphQL field with named arguments passes, a SQL function call does not', () => {
+    const graphql = [
+      '{ user(id: 1) { name email } }',
+      'query GetUser($id: ID!) { user(id: $id) { name email } }',
+      'query { database(name: "main") { tables } }',
+      '{ user(login: "octocat") { repositories(last: 3) { nodes { name } } } }',
+      'query { version(format : "long") }',
+    ];
+    narrowedTo('pc-sqli-122', graphql, [
+      "1' and sleep(5)--",
+      "' union select user(),2--",
+      'char(65)',
+      'concat(0x3a,version( ))',
+      '1 and pg_sleep(1::int)',
+      'user(@a:=1)',
+    ]);
+    for (const rule of ['942190', '942140'])
+      for (const query of graphql) assert.equal(fired(query, rule), false, `${rule}: ${query}`);
+    for (const attack of ["' union select user(),database()--", 'current_user( )', "schema('x')", 'user(id)'])
+      assert.ok(fired(attack, '942190'), attack);
+    for (const attack of ['database()', "' and schema(1)=1", 'db_name(0)'])
+      assert.ok(fired(attack, '942140'), attack);
+  });
 
   it('pc-lfi-416: a URL to an IPv6 address is refused as one to an IPv4 address is, a host name with a port is not', () => {
     narrowedTo(
