@@ -16,6 +16,7 @@ import {
   TEXT,
   URLISH,
 } from './plain.js';
+import { random } from './test-support/corpus.js';
 
 describe('the plain-value analysis', () => {
   it('knows which regexes need a character outside the charset', () => {
@@ -188,17 +189,6 @@ function rulesFiring(text: string, reference: boolean): string {
     for (const d of r.detections) out.add(`${level}:${d.rule}`);
   }
   return [...out].sort().join(' ');
-}
-
-/** A small deterministic generator (mulberry32). */
-function random(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 describe('the planned engine (plain values, words, shared libinjection)', () => {
