@@ -283,6 +283,21 @@ describe('the narrowed rules still catch their attacks', () => {
       ],
     ));
 
+  it('pc-sqli-117: a quoted phrase followed by a dash of prose passes, a quote closed into a comment does not', () =>
+    narrowedTo(
+      'pc-sqli-117',
+      ['My password reset link says "invalid token" -- help!', "He wrote 'done' -- finally"],
+      [
+        "admin'--",
+        "admin' -- ",
+        'admin"#',
+        "1'/*",
+        "x' --",
+        "'create user name identified by 'pass123' --",
+        `user'collate"\\utf8mb4_general_ci"--`,
+      ],
+    ));
+
   it('pc-sqli-116: a quoted word that starts with "or" or "and" passes, a quote closed before or, and, || does not', () =>
     narrowedTo(
       'pc-sqli-116',
