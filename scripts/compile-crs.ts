@@ -681,12 +681,14 @@ const ADJUSTED: Record<string, Adjustment> = {
     reason: 'narrowed: as 942100, libinjection reads only path names that show a sign of SQL',
   },
   '941130': {
-    // 3.3.4's regex with a word boundary before "xlink", "xhtml"; "xmlns" only as a declaration whose value is a URL or a URN.
+    // 3.3.4's regex with a word boundary before "xlink", "xhtml"; "xhtml" ending a namespace name (the end,
+    // a quote, ">", "/", "\\", ";" or a word after spaces), not the media type application/xhtml+xml, in every
+    // browser's Accept header (its "+" is a space once URL-decoded); "xmlns" only as a declaration whose value is a URL or a URN.
     // "[\s\S]\bx" is a character that is no word character, then "x"; a letter beyond ASCII is a word character
     // here (`boundaryClass`, as every opening boundary is made), so "Haßxhtml" holds no "xhtml".
-    operator: String.raw`@rx (?i)(?:[\s\S](?:!ENTITY\s+(?:\S+|%\s+\S+)\s+(?:PUBLIC|SYSTEM)|data:text\/html|pattern\b.*?=|formaction|\@import|;base64)|${boundaryClass()}x(?:link:href|html)|${boundaryClass()}xmlns(?::[\w.-]+)?\s*=\s*["']?\s*(?:[a-z][a-z0-9+.-]*://|urn:))\b`,
+    operator: String.raw`@rx (?i)(?:[\s\S](?:!ENTITY\s+(?:\S+|%\s+\S+)\s+(?:PUBLIC|SYSTEM)|data:text\/html|pattern\b.*?=|formaction|\@import|;base64)\b|${boundaryClass()}xlink:href\b|${boundaryClass()}xhtml(?:$|["'>/\\;]|\s+[^x\s])|${boundaryClass()}xmlns(?::[\w.-]+)?\s*=\s*["']?\s*(?:[a-z][a-z0-9+.-]*://|urn:)\b)`,
     reason:
-      'narrowed: "xmlns" and its kin as whole words ("q=7XMLNS"); "xmlns" only where it declares a namespace named by a URL or a URN, as the XHTML, XInclude and schema-instance namespaces of the attacks are ("the xmlns attribute", an XMP packet\'s xmlns:x="adobe:ns:meta/")',
+      'narrowed: "xmlns" and its kin as whole words ("q=7XMLNS"); "xmlns" only where it declares a namespace named by a URL or a URN, as the XHTML, XInclude and schema-instance namespaces of the attacks are ("the xmlns attribute", an XMP packet\'s xmlns:x="adobe:ns:meta/"); "xhtml" not as the media type application/xhtml+xml (an Accept header stored as a value)',
   },
   '941180': {
     // 3.3.4's list without "-->", as a regex: a name preceded by "/" and ending the value or followed by "/" is a path segment.

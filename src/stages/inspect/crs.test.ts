@@ -183,9 +183,11 @@ describe('the CRS 4 families 3.3.4 misses, at paranoia level 1', () => {
  *
  * `corpus/holdout/benign-3.jsonl` was written after the libinjection gate
  * (`sqlSigned`), by someone who read neither the rules nor the other
- * corpora: 2 of its 250 values are flagged, with the rules of the commit
+ * corpora: 2 of its 250 values were flagged, with the rules of the commit
  * before the gate as with those after it (a path to nginx's access log, a
- * glob with a brace list, `src/**\/*.{ts,tsx}`).
+ * glob with a brace list, `src/**\/*.{ts,tsx}`); 1 since pc-cmdi-323 reads
+ * a brace list after "." or "*" as a file-name pattern (so this set is no
+ * longer untouched).
  *
  * `corpus/holdout/benign-4.jsonl` was written after the rules, before the
  * word-boundary change (`boundaries.ts`), by someone who read neither the
@@ -195,14 +197,26 @@ describe('the CRS 4 families 3.3.4 misses, at paranoia level 1', () => {
  * before that change and after it: 1 of its 300 values is flagged both
  * times, "sqrt(2)^2 = 2" (libinjection reads a function call and an
  * operator).
+ *
+ * `corpus/holdout/benign-5.jsonl` was written the same way (shop values,
+ * names and addresses of many countries, support messages using SQL and
+ * script words, developer-platform values, markdown, twelve scripts,
+ * formulas, passwords and poems), while the rules were changed for the
+ * classes found by probing (GraphQL queries, quoted phrases starting with
+ * "Select", regexes, route files, generated passwords), and measured once
+ * those were done: 3 of its 300 values were flagged with the rules of the
+ * day before, 1 with those changes (an Accept header stored as a value:
+ * 941130 read "xhtml" in application/xhtml+xml), and none once 941130 was
+ * narrowed for it (so this set too is no longer untouched).
  */
 describe('ordinary traffic written after the rules', () => {
   // [file, its number of values, the most it may flag, what the test says of it]
   const ceilings: [string, number, number, string][] = [
     ['benign-traffic.jsonl', 150, 5, 'flags at most 5 of its 150 values, each for a reason listed above'],
     ['holdout/benign-api.jsonl', 243, 3, 'flags at most 3 of the 243 held-out API values'],
-    ['holdout/benign-3.jsonl', 250, 2, 'flags at most 2 of the 250 values of the third held-out set'],
+    ['holdout/benign-3.jsonl', 250, 1, 'flags at most 1 of the 250 values of the third held-out set'],
     ['holdout/benign-4.jsonl', 300, 1, 'flags at most 1 of the 300 values of the fourth held-out set'],
+    ['holdout/benign-5.jsonl', 300, 0, 'flags none of the 300 values of the fifth held-out set'],
   ];
   for (const [file, count, most, title] of ceilings) {
     it(title, () => {

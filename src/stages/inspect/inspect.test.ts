@@ -70,6 +70,7 @@ describe('detection rates on the corpora', () => {
       'holdout/benign-api.jsonl',
       'holdout/benign-3.jsonl',
       'holdout/benign-4.jsonl',
+      'holdout/benign-5.jsonl',
     ]) {
       const payloads = readCorpus(file);
       const flagged = payloads.filter((p) => rulesFor(p).length > 0).length;
