@@ -208,6 +208,13 @@ describe('the CRS 4 families 3.3.4 misses, at paranoia level 1', () => {
  * day before, 1 with those changes (an Accept header stored as a value:
  * 941130 read "xhtml" in application/xhtml+xml), and none once 941130 was
  * narrowed for it (so this set too is no longer untouched).
+ *
+ * `corpus/holdout/benign-6.jsonl` was written the same way, after those
+ * changes, across twelve API domains (healthcare, finance, travel, logistics,
+ * HR, education, gaming, telemetry, developer tools, content, shop filters,
+ * sixteen languages), and measured once, never tuned on: 1 of its 300
+ * values is flagged, pseudo-code that reads as a cmd.exe IF comparison
+ * ("if n % 2 == 0 then even else odd", 932140), as it was the day before.
  */
 describe('ordinary traffic written after the rules', () => {
   // [file, its number of values, the most it may flag, what the test says of it]
@@ -217,6 +224,7 @@ describe('ordinary traffic written after the rules', () => {
     ['holdout/benign-3.jsonl', 250, 1, 'flags at most 1 of the 250 values of the third held-out set'],
     ['holdout/benign-4.jsonl', 300, 1, 'flags at most 1 of the 300 values of the fourth held-out set'],
     ['holdout/benign-5.jsonl', 300, 0, 'flags none of the 300 values of the fifth held-out set'],
+    ['holdout/benign-6.jsonl', 300, 1, 'flags at most 1 of the 300 values of the sixth held-out set'],
   ];
   for (const [file, count, most, title] of ceilings) {
     it(title, () => {
