@@ -48,8 +48,11 @@ describe('the compiled CRS rule file', () => {
   it('reads SQL function calls the same way in pc-sqli-122 as in the compiled 942140 and 942190', () => {
     // CALL_ARGUMENTS (scripts/compile-crs.ts) is written out in rules.json too: a change to one
     // that the other does not follow would let a GraphQL field pass one rule and not the other.
-    const regexOf = (rules: { id: string; conditions: unknown[] }[], id: string) =>
-      (rules.find((r) => r.id === id)?.conditions[0] as { parameters: { regex: string } }).parameters.regex;
+    const regexOf = (rules: { id: string; conditions: unknown[] }[], id: string): string => {
+      const rule = rules.find((r) => r.id === id);
+      assert.ok(rule !== undefined, id);
+      return (rule.conditions[0] as { parameters: { regex: string } }).parameters.regex;
+    };
     const ownCall = regexOf(own.rules, 'pc-sqli-122');
     const tail = ownCall.slice(ownCall.lastIndexOf('\\(') + 2);
     assert.ok(tail.startsWith('(?:\\s*'), tail);
