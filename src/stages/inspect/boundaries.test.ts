@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { boundaryClass, unicodeBoundaries } from './boundaries.js';
+import fc from 'fast-check';
+import { boundaryClass, splitRegex, unicodeBoundaries } from './boundaries.js';
 import { emptyInputs } from './engine.js';
 import { detect } from './index.js';
 import { DEFAULT_SETTINGS, rulesFor } from './test-support/corpus.js';
@@ -29,6 +30,24 @@ describe('word boundaries that know letters beyond ASCII', () => {
       assert.equal(b.test(ch), false, ch);
     assert.equal(js(boundaryClass('.$@')).test('$'), false);
     assert.ok(js(boundaryClass('.$@')).test('('));
+  });
+
+  it("keeps the signs beyond ASCII that the rule's language reads as such: all, Latin-1's for SQL, none for PHP", () => {
+    const js = (cls: string) => new RegExp(`^${cls.replace(/\\x\{([0-9a-f]+)\}/g, '\\u{$1}')}$`, 'u');
+    const [all, latin1, none] = (['all', 'latin1', 'none'] as const).map((s) => js(boundaryClass('', s)));
+    for (const cls of [all, latin1, none]) {
+      for (const ch of [' ', '(', ';']) assert.ok(cls?.test(ch), ch);
+      for (const ch of ['a', '_', 'ß', '山']) assert.equal(cls?.test(ch), false, ch);
+    }
+    for (const ch of ['\u00a0', '¾']) {
+      assert.ok(all?.test(ch) && latin1?.test(ch), ch);
+      assert.equal(none?.test(ch), false, ch);
+    }
+    for (const ch of ['\u2028', '’', '\u3000', '（']) {
+      assert.ok(all?.test(ch), ch);
+      assert.equal(latin1?.test(ch) || none?.test(ch), false, ch);
+    }
+    assert.equal(unicodeBoundaries('\\bsleep\\(', 'none'), `(?:^|${boundaryClass('', 'none')})sleep\\(`);
   });
 
   it('leaves a boundary where consuming a character would change what matches', () => {
@@ -102,5 +121,53 @@ describe('word boundaries that know letters beyond ASCII', () => {
       }
     }
     assert.deepEqual(wrong, []);
+  });
+});
+
+describe('a regex cut into pieces that match together where it matches', () => {
+  it('cuts the largest alternation that nothing repeats, keeping what surrounds it on each piece', () => {
+    assert.deepEqual(splitRegex('a(?:x|y)b', 2), ['a(?:x)b', 'a(?:y)b']);
+    assert.deepEqual(splitRegex('(?s)(?i:abc|d)', 2), ['(?s)(?i:abc)', '(?s)(?i:d)']);
+    assert.deepEqual(splitRegex('q|r(?:xxxx|yyyy|z)', 3), ['q', 'r(?:xxxx)', 'r(?:yyyy|z)']);
+    // Fewer pieces than asked for when it has no more alternatives to cut.
+    assert.deepEqual(splitRegex('a|b', 5), ['a', 'b']);
+  });
+
+  it('leaves a regex whole when a cut would change what it matches, or it cannot read it', () => {
+    for (const regex of [
+      '(?:x|y)+', // a repeated alternation
+      '(?:a(?:x|y))?b', // inside an optional group
+      '(?i)a|b', // the flag reaches b
+      'abc', // nothing to cut
+      'a(?:x|y', // unreadable
+    ])
+      assert.equal(splitRegex(regex, 4), undefined, regex);
+  });
+
+  it('matches, piece by piece, exactly the texts the whole regex matches', () => {
+    const regexes = [
+      'a(?:x|y)b',
+      '^(?:ab|x(?:y|yy|a)b)$|ba',
+      '(?:a|b)+x|y(?:x|(?:a|b)c)',
+      'x(?:a|b|c|yy|e)*y|(?:q(?:a|b)|r)s|^a(?:b|cc|x)',
+      '(?:^|[^a])(?:ab|ba|xy(?:a|b))(?:$|[^b])',
+    ];
+    for (const regex of regexes) {
+      const whole = new RegExp(regex);
+      for (const count of [2, 3, 4, 6]) {
+        const pieces = (splitRegex(regex, count) ?? []).map((p) => new RegExp(p));
+        assert.ok(pieces.length >= 2, `${regex} in ${count}`);
+        fc.assert(
+          fc.property(fc.stringMatching(/^[abcxyqrs]{0,10}$/), (text) =>
+            assert.equal(
+              pieces.some((p) => p.test(text)),
+              whole.test(text),
+              `${regex} in ${count} on ${text}`,
+            ),
+          ),
+          { numRuns: 500, seed: 7 },
+        );
+      }
+    }
   });
 });

@@ -24,7 +24,16 @@
  * beyond ASCII (`SIGNS`): `¾` still ends a word, because in the US-ASCII
  * evasion (CRS 941310: `¼script¾alert(¢XSS¢)`) it stands for `>` with
  * its high bit set, and a non-breaking space does, which JavaScript reads
- * as a space. A `\b` elsewhere (after a consuming atom, inside a repeated
+ * as a space (and PowerShell reads the General Punctuation block's spaces,
+ * dashes and quotes as its own). Which signs depends on the language a
+ * rule guards (`Signs`): PHP's lexer takes every byte beyond ASCII into a
+ * name, so a PHP rule's B is ASCII alone (`none`); MySQL, PostgreSQL and
+ * SQLite do too, and a SQL rule keeps only Latin-1's signs (`latin1`: a
+ * non-breaking space, which other SQL dialects may read as a space). The
+ * signs beyond Latin-1 are three-byte UTF-8 sequences, and in front of a
+ * long list of names they cost RE2's automaton more states than libddwaf
+ * lets it keep (see `engine.ts`, SPLIT): PHP's and SQL's function lists
+ * cost 10-15 times as much per byte with them as without. A `\b` elsewhere (after a consuming atom, inside a repeated
  * group) is left as it is; `scripts/compile-crs.ts` writes one such rule
  * (941130) with B by hand, and its closing `\b` (after "formaction") is
  * left.
@@ -45,8 +54,21 @@
 const SIGNS =
   '\\x{a0}-\\x{bf}\\x{d7}\\x{f7}\\x{2000}-\\x{206f}\\x{3000}-\\x{303f}\\x{feff}\\x{ff01}-\\x{ff0f}\\x{ff1a}-\\x{ff20}\\x{ff3b}-\\x{ff40}\\x{ff5b}-\\x{ff65}';
 
-/** A class of the ASCII characters that are no word character (but `except`), and the SIGNS. */
-export function boundaryClass(except = ''): string {
+/**
+ * Which characters beyond ASCII end a word for a rule: every sign (`all`: JavaScript,
+ * PowerShell, and rules of several languages), Latin-1's alone (`latin1`: SQL), or none (`none`:
+ * PHP). See the header.
+ */
+export type Signs = 'all' | 'latin1' | 'none';
+
+const SIGNS_OF: Readonly<Record<Signs, string>> = {
+  all: SIGNS,
+  latin1: '\\x{a0}-\\x{bf}\\x{d7}\\x{f7}',
+  none: '',
+};
+
+/** A class of the ASCII characters that are no word character (but `except`), and the signs beyond ASCII. */
+export function boundaryClass(except = '', signs: Signs = 'all'): string {
   let out = '';
   for (let c = 0; c < 128; c++) {
     const ch = String.fromCharCode(c);
@@ -61,11 +83,8 @@ export function boundaryClass(except = ''): string {
     const hex = (n: number) => `\\x${n.toString(16).padStart(2, '0')}`;
     out += c === start ? hex(start) : `${hex(start)}-${hex(c)}`;
   }
-  return `[${out}${SIGNS}]`;
+  return `[${out}${SIGNS_OF[signs]}]`;
 }
-
-const OPENING = `(?:^|${boundaryClass()})`;
-const CLOSING = `(?:$|${boundaryClass()})`;
 
 type Node =
   | { kind: 'atom'; text: string; quantifier: string }
@@ -165,19 +184,19 @@ function seqAtEdge(seq: readonly Node[], last: boolean): boolean {
 }
 
 /** Rewrites the boundaries of a sequence; `free`: nothing of the match comes before (after) it. */
-function rewrite(alt: Node[][], startFree: boolean, endFree: boolean): void {
+function rewrite(alt: Node[][], startFree: boolean, endFree: boolean, cls: string): void {
   for (const seq of alt) {
     for (let k = 0; k < seq.length; k++) {
       const node = seq[k] as Node;
       const before = startFree && seq.slice(0, k).every(isFlags);
       const after = endFree && seq.slice(k + 1).every(isFlags);
       if (node.kind === 'group') {
-        if (node.quantifier === '') rewrite(node.alt, before, after);
+        if (node.quantifier === '') rewrite(node.alt, before, after, cls);
         continue;
       }
       if (node.text !== '\\b' || node.quantifier !== '') continue;
-      if (before && seqAtEdge(seq.slice(k + 1), false)) node.text = OPENING;
-      else if (after && seqAtEdge(seq.slice(0, k), true)) node.text = CLOSING;
+      if (before && seqAtEdge(seq.slice(k + 1), false)) node.text = `(?:^|${cls})`;
+      else if (after && seqAtEdge(seq.slice(0, k), true)) node.text = `(?:$|${cls})`;
     }
   }
 }
@@ -194,12 +213,15 @@ function print(alt: Node[][]): string {
     .join('|');
 }
 
-/** The regex with its boundaries made to know letters beyond ASCII (see the header); unchanged if unreadable. */
-export function unicodeBoundaries(regex: string): string {
+/**
+ * The regex with its boundaries made to know letters beyond ASCII, and the `signs` beyond ASCII that
+ * end a word in the language its rule guards (see the header); unchanged if unreadable.
+ */
+export function unicodeBoundaries(regex: string, signs: Signs = 'all'): string {
   // `(?:^|[^\w.$@])`: the class, with the signs beyond ASCII, minus the characters it leaves out.
   const widened = regex.replace(
     /\(\?:\^\|\[\^\\w([^\]\\[-]*)\]\)/g,
-    (_, except: string) => `(?:^|${boundaryClass(except)})`,
+    (_, except: string) => `(?:^|${boundaryClass(except, signs)})`,
   );
   let tree: Node[][];
   try {
@@ -208,6 +230,75 @@ export function unicodeBoundaries(regex: string): string {
     if (err instanceof Unreadable) return widened;
     throw err;
   }
-  rewrite(tree, true, true);
+  rewrite(tree, true, true, boundaryClass('', signs));
   return print(tree);
+}
+
+type Alternation = Node[][];
+
+/** The alternations of a tree that a split may cut: two or more alternatives, no quantifier on them or around them, no flags in them. */
+function cuttable(alt: Alternation, into: Alternation[]): void {
+  if (alt.length >= 2 && !alt.some((seq) => seq.some(isFlags))) into.push(alt);
+  for (const seq of alt)
+    for (const n of seq) if (n.kind === 'group' && n.quantifier === '') cuttable(n.alt, into);
+}
+
+/** The tree with alternation `target` (found by identity) replaced by `by`. */
+function substitute(alt: Alternation, target: Alternation, by: Alternation): Alternation {
+  if (alt === target) return by;
+  return alt.map((seq) =>
+    seq.map((n) =>
+      n.kind === 'group' && n.quantifier === '' ? { ...n, alt: substitute(n.alt, target, by) } : n,
+    ),
+  );
+}
+
+const size = (alt: Alternation): number => print(alt).length;
+
+/** The tree as two, its largest cuttable alternation cut in two halves of about the same length. */
+function halve(tree: Alternation): [Alternation, Alternation] | undefined {
+  const found: Alternation[] = [];
+  cuttable(tree, found);
+  const target = found.reduce<Alternation | undefined>(
+    (a, b) => (a === undefined || size(b) > size(a) ? b : a),
+    undefined,
+  );
+  if (target === undefined) return undefined;
+  const lengths = target.map((seq) => size([seq]));
+  const total = lengths.reduce((a, b) => a + b, 0);
+  let cut = 1;
+  for (
+    let sum = lengths[0] as number;
+    cut < target.length - 1 && sum + (lengths[cut] as number) / 2 < total / 2;
+    cut++
+  )
+    sum += lengths[cut] as number;
+  return [substitute(tree, target, target.slice(0, cut)), substitute(tree, target, target.slice(cut))];
+}
+
+/**
+ * A regex as `pieces` regexes (or fewer, if it has not so many alternatives) that match together
+ * exactly where it matches: a search for `a(?:x|y)b` finds a match where a search for `a(?:x)b` or
+ * one for `a(?:y)b` does, since an alternation that no quantifier repeats distributes over what
+ * surrounds it. Each cut halves the largest alternation of the longest piece. An alternation
+ * holding a flag group (`(?i)a|b`, whose flag reaches `b`) is never cut. `undefined` when the
+ * regex cannot be cut or is unreadable. For the rules whose regex outgrows RE2's memory in
+ * libddwaf (`engine.ts`, SPLIT).
+ */
+export function splitRegex(regex: string, pieces: number): string[] | undefined {
+  let tree: Alternation;
+  try {
+    tree = parse(regex);
+  } catch (err) {
+    if (err instanceof Unreadable) return undefined;
+    throw err;
+  }
+  const out: Alternation[] = [tree];
+  while (out.length < pieces) {
+    const longest = out.reduce((a, b) => (size(b) > size(a) ? b : a));
+    const halves = halve(longest);
+    if (halves === undefined) break;
+    out.splice(out.indexOf(longest), 1, ...halves);
+  }
+  return out.length > 1 ? out.map((alt) => print(alt)) : undefined;
 }
