@@ -198,6 +198,55 @@ describe('the rule sets by target', () => {
   });
 });
 
+/**
+ * The rules whose regex runs in pieces (`engine.ts`, SPLIT): each piece is a rule of its own in
+ * libddwaf, and what it finds is reported as the rule, once per value, as the reference engine
+ * (the regex whole) reports it.
+ */
+describe('a rule whose regex runs in pieces', () => {
+  const detections = (text: string, reference: boolean, paranoiaLevel = 1) => {
+    const inputs = emptyInputs();
+    inputs.args.push({ location: ['query', 'q'], text });
+    return inspect(inputs, { paranoiaLevel, budgetMicros: BUDGET, reference }).detections.map(
+      (d) => `${d.rule} ${d.location}`,
+    );
+  };
+
+  it('is reported once, under its own id, when several of its pieces match one value', () => {
+    // Both alternatives of pc-cmdi-320: a command after ";" and one after "&&" on a new line.
+    const found = detections('; wget http://a.example/x\n&& curl http://b.example/y', false);
+    assert.deepEqual(
+      found.filter((d) => d.startsWith('pc-cmdi-320 ')),
+      ['pc-cmdi-320 /query/q'],
+    );
+    assert.deepEqual(
+      found.sort(),
+      detections('; wget http://a.example/x\n&& curl http://b.example/y', true).sort(),
+    );
+  });
+
+  it('fires where the whole regex fires, on attacks and ordinary values, at paranoia levels 1 and 2', () => {
+    for (const text of [
+      '<img src=x onerror=alert(1)>',
+      '"onmouseover="alert(1)',
+      "<a href='x' ondblclick='go()'>",
+      "1' AND ascii(substring(version(),1,1))>51--",
+      'x" or instr(@@version,0x35)="1',
+      '; cat /etc/passwd',
+      "O'Brien's <b>bold</b> idea",
+      'Meet me at 5 & bring the deck',
+    ])
+      for (const level of [1, 2]) {
+        const planned = detections(text, false, level);
+        assert.ok(
+          planned.every((d) => !/^\S+\/\d+ /.test(d)),
+          planned.join(),
+        );
+        assert.deepEqual(planned.sort(), detections(text, true, level).sort(), `${text} at ${level}`);
+      }
+  });
+});
+
 describe('windows', () => {
   /** Each window's place in the squeezed text, checked to be a contiguous slice of it. */
   function spans(text: string): { start: number; end: number }[] {

@@ -111,7 +111,7 @@ import appsec from '@datadog/native-appsec';
 import { pointerSegment } from '../../openapi/errors.js';
 import type { Category } from '../../openapi/schema.js';
 import { GenerationalCache } from '../../util/lru.js';
-import { unicodeBoundaries } from './boundaries.js';
+import { type Signs, splitRegex, unicodeBoundaries } from './boundaries.js';
 import crsRules from './crs-rules.json' with { type: 'json' };
 import { Memo } from './memo.js';
 import {
@@ -227,6 +227,16 @@ interface RawRule {
 }
 
 /**
+ * The signs beyond ASCII that end a word in a rule's boundaries (`boundaries.ts`): none for PHP
+ * (CRS `language-php`: PHP takes every byte beyond ASCII into a name), Latin-1's for SQL, every
+ * sign for the rest (JavaScript, PowerShell, rules of several languages).
+ */
+function signsOf(rule: RawRule): Signs {
+  if ((rule.tags.crs ?? '').split(' ').includes('language-php')) return 'none';
+  return rule.tags.type === 'sqli' ? 'latin1' : 'all';
+}
+
+/**
  * Both rule sets as the engine runs them: each regex with its word boundaries made to know
  * letters beyond ASCII (`boundaries.ts`: "Haßelt (1599)" holds no SQL function `elt(`).
  */
@@ -236,10 +246,59 @@ const ALL_RULES: RawRule[] = [...(crsRules.rules as RawRule[]), ...(ownRules.rul
     conditions: rule.conditions.map((c) =>
       c.parameters.regex === undefined
         ? c
-        : { ...c, parameters: { ...c.parameters, regex: unicodeBoundaries(c.parameters.regex) } },
+        : {
+            ...c,
+            parameters: { ...c.parameters, regex: unicodeBoundaries(c.parameters.regex, signsOf(rule)) },
+          },
     ),
   }),
 );
+
+/**
+ * The rules whose regex runs as several (`splitRegex`: pieces that match together exactly where it
+ * matches), each piece a rule of its own, `<id>/<n>`, reported as the rule (`PIECE_OF`); by rule,
+ * the number of pieces. Why: libddwaf gives each regex 512 KB (RE2's `max_mem`), and a regex whose
+ * search needs more automaton states than fit leaves RE2's automaton (DFA) for its slow simulation
+ * (NFA): tens of ns a byte where most regexes cost one or two. Its pieces each fit. Found with
+ * `npm run bench:regex` (each regex's cost per byte of ordinary and attack values), in ns a byte
+ * of ordinary values whole and split: pc-cmdi-320 84 and about 1 (two pieces: the backtick
+ * parser at its start multiplied the states of the command names); 941160 28 and about 1 (four:
+ * a long list of event-handler names after "anything, then a space"); at paranoia level 2, 942480
+ * 62 and about 1 (eight), 942150 and 942410 12 and about 1 (two). The reference engine (tests)
+ * runs each whole.
+ */
+const SPLIT: ReadonlyMap<string, number> = new Map([
+  ['pc-cmdi-320', 2],
+  ['941160', 4],
+  ['942480', 8],
+  ['942150', 2],
+  ['942410', 2],
+]);
+
+/** A piece of a SPLIT rule → the rule. */
+const PIECE_OF = new Map<string, string>();
+
+/** The rules with each SPLIT rule as its pieces (`SPLIT`). */
+function splitPieces(rules: readonly RawRule[]): RawRule[] {
+  return rules.flatMap((r) => {
+    const count = SPLIT.get(r.id);
+    if (count === undefined) return [r];
+    const [condition, ...more] = r.conditions;
+    const pieces =
+      condition?.parameters.regex === undefined ? undefined : splitRegex(condition.parameters.regex, count);
+    if (condition === undefined || more.length > 0 || pieces === undefined)
+      throw new Error(`inspection rule ${r.id} cannot run as pieces of its regex`);
+    return pieces.map((regex, n) => {
+      const id = `${r.id}/${n}`;
+      PIECE_OF.set(id, r.id);
+      return {
+        ...r,
+        id,
+        conditions: [{ ...condition, parameters: { ...condition.parameters, regex } }],
+      };
+    });
+  });
+}
 
 function infoOf(r: RawRule): RuleInfo {
   return {
@@ -935,7 +994,8 @@ const INERT_MAX_LENGTH = 256;
 function engine(paranoiaLevel: number, reference = false): Engine {
   const built = (reference ? referenceEngines : engines)[paranoiaLevel];
   if (built !== undefined) return built;
-  const split = splitChains(ALL_RULES.filter((r) => Number(r.tags.paranoia_level ?? '1') <= paranoiaLevel));
+  const rules = ALL_RULES.filter((r) => Number(r.tags.paranoia_level ?? '1') <= paranoiaLevel);
+  const split = splitChains(reference ? rules : splitPieces(rules));
   const tails =
     split.tails.length > 0 ? buildEngine(split.tails, split.parts, reference, 'tails') : undefined;
   const made = buildEngine(split.heads, split.parts, reference, 'main', tails);
@@ -1052,7 +1112,9 @@ function shards(rules: readonly RawRule[]): RawRule[][] {
 
 /** The rules of a paranoia level as libddwaf runs them (for tests and cost measurements). */
 export function plannedRules(paranoiaLevel: number): { id: string; conditions: unknown[] }[] {
-  const split = splitChains(ALL_RULES.filter((r) => Number(r.tags.paranoia_level ?? '1') <= paranoiaLevel));
+  const split = splitChains(
+    splitPieces(ALL_RULES.filter((r) => Number(r.tags.paranoia_level ?? '1') <= paranoiaLevel)),
+  );
   return [...plan(split.heads).rules, ...plan(split.tails).rules];
 }
 
@@ -1840,7 +1902,8 @@ function found(
       for (const k of p.key_path) index = index * CHUNK + Number(k);
       const owners = slice.owners[p.address];
       const leaf = Array.isArray(owners) ? owners[index] : owners;
-      for (const id of shared.get(event.rule.id) ?? [event.rule.id]) {
+      for (const ran of shared.get(event.rule.id) ?? [event.rule.id]) {
+        const id = PIECE_OF.get(ran) ?? ran;
         const part = parts.get(id);
         const rule = part?.rule ?? id;
         const detection: Detection = {
@@ -1849,6 +1912,10 @@ function found(
           location: leaf === undefined ? '' : toPointer(leaf.location),
           segments: leaf?.location ?? [],
         };
+        // Two pieces of a SPLIT rule may match the same value: it is one detection.
+        const again =
+          id !== ran && run.detections.some((d) => d.rule === rule && d.location === detection.location);
+        if (again) continue;
         if (part === undefined) run.detections.push(detection);
         else {
           const hits = run.partHits.get(part.rule) ?? {
