@@ -120,6 +120,7 @@ import {
   conditionKeys,
   keepsPlain,
   LETTERS,
+  LUMPED,
   PLAIN,
   TEXT,
   URLISH,
@@ -742,7 +743,8 @@ function resetEntry(e: MemoEntry): void {
  */
 function wordTest(byCondition: readonly (readonly string[])[]): (text: string) => readonly number[] {
   // Words are ASCII: two characters make a 14-bit key, three 21 bits. A character beyond ASCII (in
-  // LETTERS's values) is in no word and counts as NUL, so it neither starts nor blurs a key.
+  // LETTERS's values) is in no word and counts as NUL, so it neither starts nor blurs a key; but for
+  // those LUMPED to an ASCII sign, which count as the sign (`LOWER`).
   const key2 = (t: string, i: number) => (t.charCodeAt(i) << 7) | t.charCodeAt(i + 1);
   const key3 = (t: string, i: number) => (key2(t, i) << 7) | t.charCodeAt(i + 2);
   const conditionsOf = new Map<string, number[]>();
@@ -802,7 +804,7 @@ function wordTest(byCondition: readonly (readonly string[])[]): (text: string) =
     let k3 = 0;
     for (let i = 0; i < text.length; i++) {
       const code = text.charCodeAt(i);
-      const c = code < 128 ? (LOWER[code] as number) : 0;
+      const c = LOWER[code] as number;
       k3 = ((k2 << 7) | c) & 0x1fffff;
       k2 = ((k2 << 7) | c) & 0x3fff;
       if (anySingle) {
@@ -828,10 +830,15 @@ function wordTest(byCondition: readonly (readonly string[])[]): (text: string) =
   };
 }
 
-/** ASCII lower-cased, by code (below 128). */
+/**
+ * What the word test reads a UTF-16 code unit as: ASCII lower-cased, a character LUMPED to an ASCII
+ * sign as that sign (`’` as `'`: a chain's `unicode_normalize` makes the one of the other), any
+ * other character beyond ASCII as NUL.
+ */
 const LOWER: Uint8Array = (() => {
-  const out = new Uint8Array(128);
+  const out = new Uint8Array(0x10000);
   for (let c = 0; c < 128; c++) out[c] = c >= 65 && c <= 90 ? c + 32 : c;
+  for (const [from, to] of Object.entries(LUMPED)) out[from.charCodeAt(0)] = to.charCodeAt(0);
   return out;
 })();
 
@@ -840,7 +847,7 @@ function startsWithLower(text: string, word: string, at: number): boolean {
   if (at + word.length > text.length) return false;
   for (let j = 0; j < word.length; j++) {
     const code = text.charCodeAt(at + j);
-    if ((code < 128 ? LOWER[code] : 0) !== word.charCodeAt(j)) return false;
+    if (LOWER[code] !== word.charCodeAt(j)) return false;
   }
   return true;
 }

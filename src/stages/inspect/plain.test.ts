@@ -10,8 +10,10 @@ import {
   inCharset,
   isPlain,
   LETTERS,
+  LUMPED,
   needsNonPlain,
   PLAIN,
+  PUNCTUATION,
   requiredWords,
   TEXT,
   URLISH,
@@ -45,7 +47,9 @@ describe('the plain-value analysis', () => {
       ['\\xbc[^\\xbe>]*[\\xbe>]', true], // ¼ and ¾ are not letters
       ['\u00e9', false],
       ['\u00c9', false], // É: é matches it case-insensitively
-      ['[\u00b4\u2018\u2019]', true],
+      ['[\u00b4\u2013\u2026]', true], // an acute accent, a dash, an ellipsis: not in LETTERS
+      ['[\u00b4\u2018\u2019]', false], // the curly single quotes are (LUMPED)
+      ['\u00bf', false], // and ¿ (PUNCTUATION)
       ['\uff1c', true], // fullwidth <
     ] as const)
       assert.equal(needsNonPlain(re, LETTERS), needs, re);
@@ -54,16 +58,19 @@ describe('the plain-value analysis', () => {
   it('takes into LETTERS only letters and marks that stay letters of LETTERS to every transformation', () => {
     const set = new Set(BEYOND_ASCII);
     assert.ok(set.size > 30000);
-    for (const c of "Seán O'Brien Müller Αθήνα Москва 東京都 서울 ǆ e\u0301")
+    for (const c of "Seán O'Brien Müller Αθήνα Москва 東京都 서울 ǆ e\u0301 «“¿¡”» 。、「」 ،؟")
       assert.ok(isPlain(c, LETTERS), c);
-    for (const c of '\uff1c\uff07\ufb01\u017f\u212a\u00bc\u00b4\u2018\u2028\u200b\u200d\u00ad\ufeff\u00a0\u3000\u3001')
+    // Not what libddwaf's normalisation makes another character of (but `’`, LUMPED): `–` is `-`,
+    // `…` is `...`, `‹` and `〈` are `<`.
+    for (const c of '\uff1c\uff07\ufb01\u017f\u212a\u00bc\u00b4\u2013\u2014\u2026\u2039\u3008\u2028\u200b\u200d\u00ad\ufeff\u00a0\u3000')
       assert.equal(set.has(c), false, `U+${c.charCodeAt(0).toString(16)}`);
     const inSet = (d: string) => /[A-Za-z0-9]/.test(d) || set.has(d);
     // U+FFFD, the mark long values' windows are cut with (engine.ts `windows`), is the one symbol.
     assert.ok(set.has('\ufffd'));
     for (const c of set) {
       const hex = `U+${c.charCodeAt(0).toString(16)}`;
-      if (c !== '\ufffd') assert.match(c, /^[\p{L}\p{M}]$/u, hex);
+      if (c !== '\ufffd' && !PUNCTUATION.includes(c) && !(c in LUMPED))
+        assert.match(c, /^[\p{L}\p{M}]$/u, hex);
       // No ASCII character is a case variant of it (to RE2's case folding, as to the `u` flag's).
       assert.doesNotMatch(c, /\p{ASCII}/iu, hex);
       for (const form of [c.normalize('NFKD'), c.toLowerCase(), c.toUpperCase()])
@@ -72,7 +79,11 @@ describe('the plain-value analysis', () => {
     // libddwaf's own `unicode_normalize` (utf8proc: NFKD, marks stripped, lumped, case restored) on
     // every character of the set, in batches under its 4096-byte limit: a rule fires when anything
     // but ASCII letters and digits and the set comes out.
-    const codes = [...set].map((c) => c.charCodeAt(0)).sort((a, b) => a - b);
+    const lumped = Object.keys(LUMPED);
+    const codes = [...set]
+      .filter((c) => !lumped.includes(c))
+      .map((c) => c.charCodeAt(0))
+      .sort((a, b) => a - b);
     let cls = '';
     for (let i = 0; i < codes.length; ) {
       let j = i;
@@ -89,7 +100,14 @@ describe('the plain-value analysis', () => {
       transformers: ['unicode_normalize'],
     });
     const waf = new appsec.DDWAF(
-      { version: '2.1', rules: [rule('outside', `[^A-Za-z0-9${cls}]`), rule('changed', '[A-Za-z]')] },
+      {
+        version: '2.1',
+        rules: [
+          rule('outside', `[^A-Za-z0-9${cls}]`),
+          rule('changed', '[A-Za-z]'),
+          rule('apostrophe', "^'$"),
+        ],
+      },
       'letters',
     );
     const fires = (text: string): string[] => {
@@ -101,7 +119,12 @@ describe('the plain-value analysis', () => {
     // The check can fail: a fullwidth `<` comes out as `<`, and `é` as `e`.
     assert.deepEqual(fires('\uff1c'), ['outside']);
     assert.deepEqual(fires('\u00e9'), ['changed']);
-    const all = [...set];
+    // The LUMPED characters come out as the sign they are taken for, and only as that.
+    for (const [c, sign] of Object.entries(LUMPED)) {
+      assert.equal(sign, "'");
+      assert.deepEqual(fires(c), ['apostrophe', 'outside'], `U+${c.charCodeAt(0).toString(16)}`);
+    }
+    const all = [...set].filter((c) => !lumped.includes(c));
     for (let i = 0; i < all.length; i += 1000) {
       const batch = all.slice(i, i + 1000).join('');
       assert.ok(!fires(batch).includes('outside'), `a character of ${JSON.stringify(batch)}`);
@@ -260,6 +283,14 @@ describe('the planned engine (plain values, words, shared libinjection)', () => 
       ' Ж ',
       '東',
       "'é",
+      ' «',
+      '» ',
+      '¿',
+      '“',
+      '’',
+      '’s ',
+      '。',
+      '、',
       '\n',
       '\r\n',
       '\t',
