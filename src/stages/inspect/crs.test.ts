@@ -229,6 +229,13 @@ describe('the CRS 4 families 3.3.4 misses, at paranoia level 1', () => {
  * sixteen languages), and measured once, never tuned on: 1 of its 300
  * values is flagged, pseudo-code that reads as a cmd.exe IF comparison
  * ("if n % 2 == 0 then even else odd", 932140), as it was the day before.
+ *
+ * `corpus/holdout/benign-7.jsonl` was written the same way, after the
+ * regexes run in pieces and the prose punctuation joined LETTERS, with the
+ * punctuation people type (curly quotes and apostrophes, dashes, `…`, `« »`,
+ * `¿ ¡`, CJK and Arabic marks) in some 25 languages, names, product,
+ * developer, finance and travel values, markdown, emoji and URLs: none of
+ * its 300 values is flagged, with the rules of the day before or since.
  */
 describe('ordinary traffic written after the rules', () => {
   // [file, its number of values, the most it may flag, what the test says of it]
@@ -239,6 +246,7 @@ describe('ordinary traffic written after the rules', () => {
     ['holdout/benign-4.jsonl', 300, 1, 'flags at most 1 of the 300 values of the fourth held-out set'],
     ['holdout/benign-5.jsonl', 300, 0, 'flags none of the 300 values of the fifth held-out set'],
     ['holdout/benign-6.jsonl', 300, 1, 'flags at most 1 of the 300 values of the sixth held-out set'],
+    ['holdout/benign-7.jsonl', 300, 0, 'flags none of the 300 values of the seventh held-out set'],
   ];
   for (const [file, count, most, title] of ceilings) {
     it(title, () => {
