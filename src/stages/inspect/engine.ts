@@ -124,6 +124,7 @@ import {
   PLAIN,
   TEXT,
   URLISH,
+  WORDS,
 } from './plain.js';
 import ownRules from './rules.json' with { type: 'json' };
 import { type PreTransform, preTransform } from './transforms.js';
@@ -328,8 +329,15 @@ export function ruleCategories(): Record<string, Category> {
 /** The CRS version the compiled rules come from. */
 export const CRS_VERSION: string = crsRules.metadata.rules_version;
 
-/** The charsets values are sorted by, narrowest first (see `plain.ts`). */
-const TIERS: readonly Charset[] = [PLAIN, URLISH, TEXT, LETTERS];
+/**
+ * The charsets values are sorted by (see `plain.ts`): a value goes to the first that holds it.
+ * Each holds the ones before it but WORDS, which holds PLAIN and URLISH but not TEXT (ASCII with
+ * quotes goes to TEXT, letters beyond ASCII without them to WORDS, both to LETTERS).
+ */
+const TIERS: readonly Charset[] = [PLAIN, URLISH, TEXT, WORDS, LETTERS];
+
+/** Per tier, whether its charset holds characters beyond ASCII (which JavaScript lower-cases for the word test). */
+const BEYOND: readonly boolean[] = TIERS.map((t) => [...t.chars].some((c) => c.charCodeAt(0) >= 128));
 
 /** The address suffix for values of a charset: `#plain`. */
 function suffix(charset: Charset): string {
@@ -872,7 +880,7 @@ const BASE64_BIT = 1 << TIERS.length;
  * Per UTF-16 code unit, one bit per tier (TIERS) whose charset holds the character, and BASE64_BIT:
  * a value's tier is the first whose bit survives the AND over its characters (`inCharset`, in one
  * pass for all tiers), and it may be base64-decoded when BASE64_BIT survives. Beyond ASCII only
- * LETTERS's bit is ever set (never on a surrogate: its characters are all in the BMP).
+ * WORDS's and LETTERS's bits are ever set (never on a surrogate: their characters are all in the BMP).
  */
 const TIER_BITS: Uint8Array = (() => {
   const bits = new Uint8Array(0x10000);
@@ -908,7 +916,7 @@ function kindTest(
     // Lower-cased by JavaScript where it may change a character beyond ASCII (`İ` to `i̇`), as before
     // the word test lower-cased ASCII itself: the same words are found either way.
     const hits = (hitsOf[tier] as (text: string) => readonly number[])(
-      TIERS[tier] === LETTERS ? text.toLowerCase() : text,
+      BEYOND[tier] === true ? text.toLowerCase() : text,
     );
     const decoded = decoding[tier] as readonly number[];
     if ((bits & BASE64_BIT) === 0 || decoded.length === 0)

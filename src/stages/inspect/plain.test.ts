@@ -17,6 +17,7 @@ import {
   requiredWords,
   TEXT,
   URLISH,
+  WORDS,
 } from './plain.js';
 import { random } from './test-support/corpus.js';
 
@@ -162,7 +163,7 @@ describe('the plain-value analysis', () => {
 
   it('sorts values in the engine into the narrowest charset that holds them, as inCharset says', () => {
     const rnd = random(7);
-    const alphabet = `${TEXT.chars}<>%&+\\\u00e9\u0000-\u017f\u212a\u0301\uff1c\u6771\u0416\u00a0\ud83d`;
+    const alphabet = `${TEXT.chars}<>%&+\\\u2019\u00bf\u00e9\u0000-\u017f\u212a\u0301\uff1c\u6771\u0416\u00a0\ud83d`;
     const samples = ['', '-', '--', 'a-b', 'a--b', 'a - -b', 'AbC', "O'Brien", 'x=1', 'é', 'a<b', 'é--'];
     for (let i = 0; i < 3000; i++) {
       let v = '';
@@ -171,9 +172,24 @@ describe('the plain-value analysis', () => {
       samples.push(v);
     }
     for (const v of samples) {
-      const want = [PLAIN, URLISH, TEXT, LETTERS].find((c) => inCharset(v, c))?.name ?? '';
+      const want = [PLAIN, URLISH, TEXT, WORDS, LETTERS].find((c) => inCharset(v, c))?.name ?? '';
       assert.equal(charsetOf(v, 1), want, JSON.stringify(v));
     }
+  });
+
+  it('sorts names and prose beyond ASCII without quotes, parentheses or line breaks into WORDS', () => {
+    for (const v of [
+      'Jürgen Müller',
+      'Οδός Ερμού 10, Αθήνα',
+      '東京都千代田区',
+      '¿Qué tal? ¡Bien!',
+      '«Très bien»',
+    ])
+      assert.equal(charsetOf(v, 1), 'words', v);
+    // A curly apostrophe is `'` to unicode_normalize, which WORDS does not hold.
+    for (const v of ["Seán O'Brien", 'Siobhán O’Connor', 'Müller (GmbH)', 'Straße 1\nZeile 2'])
+      assert.equal(charsetOf(v, 1), 'letters', v);
+    assert.ok(![...'\'"()\n\u2018\u2019'].some((c) => WORDS.chars.includes(c)));
   });
 
   it('knows libinjection XSS cannot fire on plain values, and may on wider ones', () => {
