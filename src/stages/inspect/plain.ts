@@ -13,8 +13,9 @@
  * transformed: the engine gives plain values only to the conditions that
  * can match them (`canMatchPlain`), which is most of the saving in CPU time.
  *
- * Values beyond ASCII have a charset too: LETTERS, text with letters and
- * marks of most scripts (`Seán`, `Müller`, `Москва`, `東京`). libddwaf's
+ * Values beyond ASCII have charsets too: LETTERS, text with letters and
+ * marks of most scripts (`Seán`, `Müller`, `Москва`, `東京`), and WORDS,
+ * such text without quotes, parentheses or line breaks. libddwaf's
  * transformations leave those letters letters (its NFKD makes some ASCII
  * letters), and a regex needing `<` or `;` needs it still; but classes like
  * `[^a-z]` or `\W` match them, which the analysis tests every atom for.
