@@ -13,7 +13,8 @@
  * large (`boundaries.ts`, on signs beyond ASCII). Those above `--flag` ns (default 5) are marked.
  */
 import appsec from '@datadog/native-appsec';
-import { plannedRules } from '../../src/stages/inspect/engine.js';
+import { emptyInputs, plannedRules } from '../../src/stages/inspect/engine.js';
+import { collectJson } from '../../src/stages/inspect/index.js';
 import { readCorpus } from '../../src/stages/inspect/test-support/corpus.js';
 
 const out = (line: string): boolean => process.stdout.write(`${line}\n`);
@@ -28,16 +29,12 @@ const PL = option('--pl', 4);
 const TOP = option('--top', 30);
 const FLAG = option('--flag', 5);
 
-function strings(value: unknown, into: string[]): void {
-  if (typeof value === 'string') into.push(value);
-  else if (value !== null && typeof value === 'object')
-    for (const v of Object.values(value)) strings(v, into);
-}
+/** The string values of corpus files (a JSON line's leaves, as the inspect stage collects them). */
 function values(files: readonly string[]): string[] {
-  const into: string[] = [];
-  for (const f of files) for (const v of readCorpus(f)) strings(v, into);
+  const inputs = emptyInputs();
+  for (const f of files) for (const v of readCorpus(f)) collectJson(v, ['body'], inputs);
   // libddwaf reads at most 4096 bytes of a string.
-  return into.filter((s) => Buffer.byteLength(s) <= 4096);
+  return inputs.args.map((leaf) => leaf.text).filter((s) => Buffer.byteLength(s) <= 4096);
 }
 const SETS: [string, string[]][] = [
   [

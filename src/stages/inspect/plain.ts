@@ -197,6 +197,9 @@ export const LETTERS: Charset = {
   unsteady: ['unicode_normalize'],
 };
 
+/** BEYOND_ASCII without the LUMPED quotes (WORDS holds no `'` for them to become). */
+const UNLUMPED: string = [...BEYOND_ASCII].filter((c) => !(c in LUMPED)).join('');
+
 /**
  * URL-like, with the letters and marks beyond ASCII (BEYOND_ASCII, but for the LUMPED quotes,
  * which `unicode_normalize` makes `'`): names, addresses and prose in most of the world's
@@ -207,10 +210,8 @@ export const LETTERS: Charset = {
  */
 export const WORDS: Charset = {
   name: 'words',
-  chars: `${URLISH.chars}${[...BEYOND_ASCII].filter((c) => !(c in LUMPED)).join('')}`,
-  test: new RegExp(
-    `^[A-Za-z0-9 _.,@/:;=?!\\-${rangesOf([...BEYOND_ASCII].filter((c) => !(c in LUMPED)).join(''))}]*$`,
-  ),
+  chars: `${URLISH.chars}${UNLUMPED}`,
+  test: new RegExp(`^[A-Za-z0-9 _.,@/:;=?!\\-${rangesOf(UNLUMPED)}]*$`),
   joiners: [...URLISH.joiners, 'unicode_normalize'],
   unsteady: ['unicode_normalize'],
 };
