@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import { Worker } from 'node:worker_threads';
 import fc from 'fast-check';
 import {
+  CONTEXT_RUNS,
   charsetOf,
   emptyInputs,
   type Inputs,
@@ -195,6 +196,53 @@ describe('the rule sets by target', () => {
       assert.deepEqual(locations(one), []);
     }
     assert.deepEqual(locations(all), []);
+  });
+});
+
+/**
+ * The engine keeps a libddwaf context per rule set between inspections (`runEngine`), for at most
+ * CONTEXT_RUNS runs, and drops it after a run that found something or ran out of time: what it finds
+ * must not depend on what the context ran before.
+ */
+describe('the contexts kept between inspections', () => {
+  let n = 0;
+  const attacks: [keyof Inputs, string][] = [
+    ['args', "1' OR '1'='1"],
+    ['args', '<script>alert(1)</script>'],
+    ['args', ';cat /etc/passwd'],
+    ['headers', "x' UNION SELECT password FROM users--"],
+  ];
+  /** A request of new values (so no cached value stands in for a run), with `attack` or not. */
+  const request = (attack?: [keyof Inputs, string]) => {
+    const inputs = emptyInputs();
+    n++;
+    inputs.args.push({ location: ['body', 'name'], text: `Seán O'Brien ${n}` });
+    inputs.args.push({ location: ['body', 'note'], text: `Leave it at the door, please! ${n}` });
+    inputs.headers.push({ location: ['header', 'accept-language'], text: `en-GB,en;q=0.${n}` });
+    if (attack !== undefined)
+      inputs[attack[0]].push({ location: ['x', 'attack'], text: `${attack[1]} ${n}` });
+    return inputs;
+  };
+  const rules = (inputs: Inputs, budgetMicros = BUDGET) =>
+    [...new Set(inspect(inputs, { paranoiaLevel: 1, budgetMicros }).detections.map((d) => d.rule))].sort();
+
+  it('find the same rules in every attack and nothing in ordinary values, over more runs than one context serves', () => {
+    const first = attacks.map((a) => rules(request(a)));
+    for (const found of first) assert.ok(found.length > 0);
+    for (let i = 0; i < 2 * CONTEXT_RUNS + 5; i++) {
+      if (i % 97 === 96) {
+        const a = Math.floor(i / 97) % attacks.length;
+        assert.deepEqual(rules(request(attacks[a])), first[a], `run ${i}`);
+      } else assert.deepEqual(rules(request()), [], `run ${i}`);
+    }
+  });
+
+  it('find an attack right after a run that ran out of time', () => {
+    const expected = rules(request(attacks[0]));
+    const cut = inspect(request(attacks[1]), { paranoiaLevel: 1, budgetMicros: 1 });
+    assert.equal(cut.timedOut, true);
+    assert.deepEqual(rules(request(attacks[0])), expected);
+    assert.deepEqual(rules(request()), []);
   });
 });
 
