@@ -169,32 +169,37 @@ describe('the rule sets by target', () => {
     { target: 'cookies', location: ['cookie', 'session'], attack: ';cat /etc/passwd' },
   ];
   const company: [keyof Inputs, string[], string][] = [
-    ['args', ['body', 'comment'], 'Leave it at the door'],
+    // Each value is handed over (none is PLAIN without words), so each brings its shard into the run.
+    ['args', ['body', 'comment'], 'Leave it at the door, please!'],
     ['args_names', ['body', 'comment'], 'comment'],
     ['headers', ['header', 'accept-language'], 'en-GB,en;q=0.9'],
-    ['cookies', ['cookie', 'theme'], 'dark'],
+    ['cookies', ['cookie', 'theme'], 'dark/large'],
   ];
   for (const p of placements) {
-    it(`finds an attack in ${p.target}, alone and beside new values of every other target`, () => {
-      for (const beside of [false, true]) {
+    it(`finds an attack in ${p.target}, alone and beside new values of other targets, with cookies or without`, () => {
+      for (const beside of ['nothing', 'every other target', 'the other targets but cookies']) {
         const inputs = emptyInputs();
         inputs[p.target].push({ location: p.location, text: fresh(p.attack) });
-        if (beside)
+        if (beside !== 'nothing')
           for (const [target, location, text] of company)
-            if (target !== p.target) inputs[target].push({ location, text: fresh(text) });
-        assert.ok(locations(inputs).includes(`/${p.location.join('/')}`), `beside: ${beside}`);
+            if (target !== p.target && (beside === 'every other target' || target !== 'cookies'))
+              inputs[target].push({ location, text: fresh(text) });
+        assert.ok(locations(inputs).includes(`/${p.location.join('/')}`), `beside ${beside}`);
       }
     });
   }
 
-  it('finds nothing in the benign values alone, each target by itself or all together', () => {
+  it('finds nothing in the benign values alone, each target by itself, all but cookies, or all together', () => {
     const all = emptyInputs();
+    const allButCookies = emptyInputs();
     for (const [target, location, text] of company) {
       const one = emptyInputs();
       one[target].push({ location, text: fresh(text) });
       all[target].push({ location, text: fresh(text) });
+      if (target !== 'cookies') allButCookies[target].push({ location, text: fresh(text) });
       assert.deepEqual(locations(one), []);
     }
+    assert.deepEqual(locations(allButCookies), []);
     assert.deepEqual(locations(all), []);
   });
 });

@@ -22,7 +22,7 @@
  * JSON body of new values, then 2.9 KB: 96 strings over 29 addresses): a run costs
  * about 5 µs with nothing handed over; anything handed over adds a walk over
  * every rule and input address of the rule set (about 30 µs: one plain
- * string costs a run 37 µs; hence a rule set per group of targets, `shards`,
+ * string costs a run 37 µs; hence a rule set per group of targets, `ruleSet`,
  * of which a request of new arguments walks one); the binding converts each
  * string at about 0.35 µs and each list at about 1 µs more, whether a rule
  * reads it or not (so an address of one value gets the bare string: `add`; 43 µs for that
@@ -147,7 +147,7 @@ export const TARGETS = [
 export type Target = (typeof TARGETS)[number];
 
 /**
- * The engine's three rule sets (`shards`), by the targets their inputs read: what a request of an
+ * The engine's three shards (`ruleSet`), by the targets their inputs read: what a request of an
  * API client brings anew (its arguments, path and body), the names and headers that a client's
  * requests mostly repeat, and what API requests seldom carry (cookies, files).
  */
@@ -166,6 +166,24 @@ const SHARD_OF: Readonly<Record<Target, number>> = {
   files: 2,
 };
 const SHARDS = 3;
+
+/**
+ * The sets of shards with a rule set of their own (`ruleSet`), as bit masks (`1 << shard` each):
+ * each shard alone; arguments with names and headers, which a client's first request brings all
+ * new (without cookies or files, which hold a third of the rules' input addresses); and all.
+ */
+const SHARD_SETS: readonly number[] = [0b001, 0b010, 0b100, 0b011, 0b111];
+
+/** For each mask of shards a slice hands something to, the smallest of SHARD_SETS holding them. */
+const SET_FOR: readonly number[] = Array.from({ length: 1 << SHARDS }, (_, mask) =>
+  SHARD_SETS.filter((set) => (set & mask) === mask).reduce((a, b) => (bitCount(b) < bitCount(a) ? b : a)),
+);
+
+function bitCount(mask: number): number {
+  let n = 0;
+  for (let m = mask; m !== 0; m &= m - 1) n++;
+  return n;
+}
 
 /** One input value (or key) and where it is: `['query', 'q']`, `['body', 'items', '0', 'note']`. */
 export interface Leaf {
@@ -585,7 +603,7 @@ function plan(rules: readonly RawRule[]): Plan {
  */
 interface SlottedAddress {
   readonly address: Address;
-  /** The libddwaf instance whose rules read it (`SHARD_OF` its target, see `shards`). */
+  /** The libddwaf instance whose rules read it (`SHARD_OF` its target, see `ruleSet`). */
   readonly shard: number;
   readonly full: readonly (string | undefined)[];
   readonly byWord: readonly (readonly (string | undefined)[])[];
@@ -646,8 +664,8 @@ type Context = ReturnType<Waf['createContext']>;
 
 interface Engine {
   /**
-   * The libddwaf instance of each shard (`shards`; none where no rule reads its targets), then one of
-   * all the rules, for a slice that hands something to more than one shard.
+   * The libddwaf instances by the mask of the shards their rule set reads (`ruleSet`), one for each
+   * of SHARD_SETS (none where no rule reads its targets).
    */
   readonly wafs: readonly (Waf | undefined)[];
   readonly addresses: readonly Address[];
@@ -679,7 +697,7 @@ interface Engine {
   readonly sightings: Sightings;
   /** Counts the calls of `prepare` (see `Sightings.stamps`). */
   requests: number;
-  /** Per instance of `wafs`, a context kept for the next run (`runEngine`, CONTEXT_RUNS). */
+  /** Per instance of `wafs` (by the same mask), a context kept for the next run (`runEngine`, CONTEXT_RUNS). */
   readonly contexts: (PooledContext | undefined)[];
 }
 
@@ -1056,8 +1074,10 @@ function buildEngine(
           base64: new Map(),
         }
       : plan(rules);
-    const wafs = [...shards(planned.rules), planned.rules].map((rules) => {
-      if (rules.length === 0) return undefined;
+    const wafs: (Waf | undefined)[] = [];
+    for (const set of SHARD_SETS) {
+      const rules = ruleSet(planned.rules, set);
+      if (rules.length === 0) continue;
       const waf = new appsec.DDWAF({ version: '2.1', rules }, 'portcullis');
       const failed = waf.diagnostics.rules;
       if (failed && 'failed' in failed && failed.failed.length > 0) {
@@ -1066,8 +1086,8 @@ function buildEngine(
           `inspection rules failed to load: ${failed.failed.join(', ')} ${JSON.stringify(failed.errors)}`,
         );
       }
-      return waf;
-    });
+      wafs[set] = waf;
+    }
     const names = new Set<string>();
     const read = new Set<string>();
     for (const r of planned.rules)
@@ -1107,40 +1127,37 @@ function buildEngine(
 }
 
 /**
- * The rules split into one rule set per shard (`SHARD_OF`), each rule with the inputs of that
- * shard's targets: a rule reading targets of several shards is in each of their sets. Why:
- * libddwaf's run walks every rule and every input address of its rule set whenever anything is
- * handed over (about 80 ns a rule and 9 ns an input address; measured with the 168 rules of
- * paranoia level 1: some 38 µs of a run that matches 8 µs of values), whether the rule reads
- * what was handed over or not. A request of an API client hands over new arguments, and seldom
- * new names or headers, or cookies and files (a third of the input addresses): a 4 KB JSON body
- * of new values costs libddwaf about 30 µs with the rule sets split, 56 µs in one. A slice that
- * hands something to several shards (a client's first request: every target new) runs all the
- * rules at once (the last instance of `Engine.wafs`), as a run per shard costs more there
- * (`runEngine`).
+ * The rules as read from the shards of `mask` (`SHARD_OF`, SHARD_SETS): each rule with the inputs
+ * of those shards' targets, and without the rules that read none. Why: libddwaf's run walks every
+ * rule and every input address of its rule set whenever anything is handed over (about 80 ns a
+ * rule and 9 ns an input address; measured with the 168 rules of paranoia level 1: some 38 µs of
+ * a run that matches 8 µs of values), whether the rule reads what was handed over or not. A
+ * request of an API client hands over new arguments, and seldom new names or headers, or cookies
+ * and files (a third of the input addresses): a 4 KB JSON body of new values costs libddwaf about
+ * 30 µs with the rule sets split, 56 µs in one. A slice that hands something to several shards (a
+ * client's first request: every target new) runs the smallest set holding them all (`SET_FOR`), as a
+ * run per shard costs more there (`runEngine`); without cookies and files, that set's run costs
+ * about 12 µs less than all the rules' (116 against 128 µs for the 4 KB body, every value new).
  *
  * Exact: a single-condition rule matches when one of its inputs does, whatever set the input is
  * in. Every rule the engine runs has one condition (`splitChains`); one with more would have to be
  * matched in one run, and is refused.
  */
-function shards(rules: readonly RawRule[]): RawRule[][] {
-  const out: RawRule[][] = Array.from({ length: SHARDS }, () => []);
+function ruleSet(rules: readonly RawRule[], mask: number): RawRule[] {
+  const out: RawRule[] = [];
   for (const r of rules) {
     const [condition, ...more] = r.conditions;
     if (condition === undefined || more.length > 0)
       throw new Error(`inspection rule ${r.id} has ${r.conditions.length} conditions, not one`);
-    const byShard = new Map<number, RawCondition['parameters']['inputs']>();
-    for (const input of condition.parameters.inputs) {
-      const shard = SHARD_OF[parseAddress(input.address.replace(/#.*$/, '')).target];
-      const inputs = byShard.get(shard) ?? [];
-      inputs.push(input);
-      byShard.set(shard, inputs);
-    }
-    for (const [shard, inputs] of byShard)
-      (out[shard] as RawRule[]).push({
-        ...r,
-        conditions: [{ ...condition, parameters: { ...condition.parameters, inputs } }],
-      });
+    const inputs = condition.parameters.inputs.filter(
+      (input) => (mask & (1 << SHARD_OF[parseAddress(input.address.replace(/#.*$/, '')).target])) !== 0,
+    );
+    if (inputs.length === 0) continue;
+    out.push(
+      inputs.length === condition.parameters.inputs.length
+        ? r
+        : { ...r, conditions: [{ ...condition, parameters: { ...condition.parameters, inputs } }] },
+    );
   }
   return out;
 }
@@ -1179,7 +1196,7 @@ export function warmUp(levels: Iterable<number>): void {
     // sets up on first use): measured cold, a 14-character value cost 2.4 ms of CPU and a
     // 5,000-character one 8 ms, near the default 10 ms budget, which then refused a benign
     // request or two after each start. So every path runs here, twice, before any request does:
-    // each shard's rule set (`shards`) alone, and all the rules at once. (Every run holds a match,
+    // each of the rule sets (`ruleSet`, SHARD_SETS) alone. (Every run holds a match,
     // so the inert-value cache learns nothing of these values.)
     for (let round = 0; round < 2; round++)
       for (const inputs of WARM_UP_RUNS) inspect(inputs, { paranoiaLevel: l, budgetMicros: 1_000_000 });
@@ -1221,15 +1238,13 @@ const WARM_UP_INPUTS: Inputs = (() => {
   return inputs;
 })();
 
-/** WARM_UP_INPUTS as a whole, then its inputs of each shard alone (`SHARD_OF`). */
-const WARM_UP_RUNS: readonly Inputs[] = [
-  WARM_UP_INPUTS,
-  ...Array.from({ length: SHARDS }, (_, shard) => {
-    const inputs = emptyInputs();
-    for (const target of TARGETS) if (SHARD_OF[target] === shard) inputs[target] = WARM_UP_INPUTS[target];
-    return inputs;
-  }),
-];
+/** WARM_UP_INPUTS's inputs of the shards of each of SHARD_SETS (`SHARD_OF`), so that each rule set runs. */
+const WARM_UP_RUNS: readonly Inputs[] = SHARD_SETS.map((set) => {
+  const inputs = emptyInputs();
+  for (const target of TARGETS)
+    if ((set & (1 << SHARD_OF[target])) !== 0) inputs[target] = WARM_UP_INPUTS[target];
+  return inputs;
+});
 
 const CHUNK = 256;
 /** The most UTF-8 bytes of a string the engine reads. */
@@ -1342,7 +1357,7 @@ export function windows(text: string): string[] {
 
 /** A slice of the inputs handed to the engine in one run, and the leaf behind each item. */
 interface Slice {
-  /** Per shard (`shards`; undefined where nothing is handed over), per address, its one item as a bare string, or its list (`add`). */
+  /** Per shard (`SHARD_OF`; undefined where nothing is handed over), per address, its one item as a bare string, or its list (`add`). */
   payloads: (Payload | undefined)[];
   owners: Record<string, Leaf | Leaf[]>;
   bytes: number;
@@ -1868,10 +1883,10 @@ interface Run {
 
 /**
  * Runs one engine over the slices within the budget, adding what it finds to `run`. A slice that
- * hands something to one shard only (`shards`), as a request of an API client's new values does,
- * runs that shard's rules; one that hands something to several runs all the rules at once, which
- * costs less than a run per shard (measured: 178 µs against 226 µs for libddwaf's part of the 4 KB
- * body with every value new, the path's and headers' too).
+ * hands something to one shard only (`SHARD_OF`), as a request of an API client's new values does,
+ * runs that shard's rules; one that hands something to several runs the smallest rule set reading
+ * them all (`SET_FOR`) at once, which costs less than a run per shard (measured: 178 µs against
+ * 226 µs for libddwaf's part of the 4 KB body with every value new, the path's and headers' too).
  */
 function runEngine(
   built: Engine,
@@ -1884,18 +1899,16 @@ function runEngine(
   const ceiling = budgetMicros * WALL_FACTOR;
   for (const slice of slices) {
     const { payloads } = slice;
-    let shard = -1;
-    for (let s = 0; s < payloads.length; s++) {
-      if (payloads[s] === undefined) continue;
-      shard = shard === -1 ? s : SHARDS;
-    }
-    const payload =
-      shard === SHARDS
-        ? (Object.assign({}, ...payloads.filter((p) => p !== undefined)) as Payload)
-        : (payloads[shard] as Payload);
+    let mask = 0;
+    for (let s = 0; s < payloads.length; s++) if (payloads[s] !== undefined) mask |= 1 << s;
+    const single = (mask & (mask - 1)) === 0;
+    const payload = single
+      ? (payloads[31 - Math.clz32(mask)] as Payload)
+      : (Object.assign({}, ...payloads.filter((p) => p !== undefined)) as Payload);
+    const set = SET_FOR[mask] as number;
     // The instance's kept context, taken out while it runs: one that throws is not kept.
-    const pooled = contexts[shard] ?? { context: (wafs[shard] as Waf).createContext(), runs: 0 };
-    contexts[shard] = undefined;
+    const pooled = contexts[set] ?? { context: (wafs[set] as Waf).createContext(), runs: 0 };
+    contexts[set] = undefined;
     const left = Math.max(1, ceiling - (performance.now() - clock.wall) * 1000);
     let result: ReturnType<Context['run']>;
     try {
@@ -1908,7 +1921,7 @@ function runEngine(
     // Kept only after a run that found nothing and ran to its end: a run that matched or timed out
     // leaves state in the context (a rule's match, a condition cut short) that only its disposal
     // clears for sure.
-    if (events.length === 0 && !result.timeout && ++pooled.runs < CONTEXT_RUNS) contexts[shard] = pooled;
+    if (events.length === 0 && !result.timeout && ++pooled.runs < CONTEXT_RUNS) contexts[set] = pooled;
     else pooled.context.dispose();
     for (const event of events) found(event, slice, shared, parts, run);
     if (events.length === 0 && !result.timeout && inert !== undefined) {
