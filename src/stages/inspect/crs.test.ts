@@ -125,7 +125,7 @@ describe('CRS semantics', () => {
       'red or blue',
       '1or1',
       '1 ORDER BY 3',
-      'a=b',
+      'name=b',
       'x -- y',
       'a/*b',
       '%27',
@@ -133,8 +133,30 @@ describe('CRS semantics', () => {
       'o\0r',
       'id;',
       'UNION(SELECT(1))',
+      // Not formulas: a condition joined, a quote, a comment, a word that is not the calculator's.
+      '1 and 1=1',
+      'sqrt(4)=2 or 1',
+      "1' or '1'='1",
+      'x=1#',
+      '5--3',
+      'floor(rand(0)*2)',
+      'exp(~(select 1))',
     ])
       assert.equal(signed(text), text, text);
+  });
+
+  it('hands libinjection no formula: numbers, one-letter variables, calculator functions and signs', () => {
+    // libinjection reads `sqrt(16) + 2*3 = 10` as a call followed by an operator (`f(1)o`).
+    const signed = preTransform('sqlSigned');
+    for (const text of [
+      'sqrt(16) + 2*3 = 10',
+      'sqrt(2)^2 = 2',
+      'abs(-3) = 3',
+      'f(x) = sin(x)/x',
+      'x² + y² ≤ r²',
+      '2^10 > 1000',
+    ])
+      assert.equal(signed(text), '', text);
   });
 
   it('removes XML declarations before libinjection, and nothing else of the value', () => {
@@ -208,9 +230,11 @@ describe('the CRS 4 families 3.3.4 misses, at paranoia level 1', () => {
  * rules nor the other corpora (prose in fifteen European languages and
  * twelve other scripts, support tickets with SQL and script words,
  * developer talk, structured API values, recipes, legal text), and measured
- * before that change and after it: 1 of its 300 values is flagged both
+ * before that change and after it: 1 of its 300 values was flagged both
  * times, "sqrt(2)^2 = 2" (libinjection reads a function call and an
- * operator).
+ * operator), and none since formulas are no sign of SQL (`sqlSigned`) and
+ * pc-sqli-122 reads a calculator function of numbers as no SQL call (so this
+ * set is no longer untouched).
  *
  * `corpus/holdout/benign-5.jsonl` was written the same way (shop values,
  * names and addresses of many countries, support messages using SQL and
@@ -236,6 +260,17 @@ describe('the CRS 4 families 3.3.4 misses, at paranoia level 1', () => {
  * `¿ ¡`, CJK and Arabic marks) in some 25 languages, names, product,
  * developer, finance and travel values, markdown, emoji and URLs: none of
  * its 300 values is flagged, with the rules of the day before or since.
+ *
+ * `corpus/holdout/benign-8.jsonl` was written the same way, in ten kinds of
+ * value (support chat, developer-platform values, searches, names,
+ * addresses, reviews and posts, data values, short technical texts,
+ * education and science, form free text), and measured once before the
+ * day's rule changes: 5 of its 300 values were flagged, four of them
+ * formulas (`f(x) = sin(x)/x`, `sqrt(16) + 2*3 = 10`: pc-sqli-122 read a
+ * calculator function as a SQL call, libinjection a call and an operator).
+ * That class was fixed (`sqlSigned`'s formulas, pc-sqli-122's calculator
+ * functions), so this set is no longer untouched: 1 is flagged since, an
+ * ssh command naming `~/.ssh/id_ed25519` (a private key, pc-lfi-401).
  */
 describe('ordinary traffic written after the rules', () => {
   // [file, its number of values, the most it may flag, what the test says of it]
@@ -243,10 +278,11 @@ describe('ordinary traffic written after the rules', () => {
     ['benign-traffic.jsonl', 150, 5, 'flags at most 5 of its 150 values, each for a reason listed above'],
     ['holdout/benign-api.jsonl', 243, 3, 'flags at most 3 of the 243 held-out API values'],
     ['holdout/benign-3.jsonl', 250, 1, 'flags at most 1 of the 250 values of the third held-out set'],
-    ['holdout/benign-4.jsonl', 300, 1, 'flags at most 1 of the 300 values of the fourth held-out set'],
+    ['holdout/benign-4.jsonl', 300, 0, 'flags none of the 300 values of the fourth held-out set'],
     ['holdout/benign-5.jsonl', 300, 0, 'flags none of the 300 values of the fifth held-out set'],
     ['holdout/benign-6.jsonl', 300, 1, 'flags at most 1 of the 300 values of the sixth held-out set'],
     ['holdout/benign-7.jsonl', 300, 0, 'flags none of the 300 values of the seventh held-out set'],
+    ['holdout/benign-8.jsonl', 300, 1, 'flags at most 1 of the 300 values of the eighth held-out set'],
   ];
   for (const [file, count, most, title] of ceilings) {
     it(title, () => {
@@ -300,6 +336,29 @@ describe('the narrowed rules still catch their attacks', () => {
         'q83Zc1onTapz=',
       ],
       ['<x onend=', '"onzoom=', '  onload= ', "'onmouseover='", '/onerror=alert(1)', '1onload=x'],
+    ));
+
+  it('pc-sqli-122: a calculator function of numbers and one-letter variables passes, one of a name, a call or a subquery does not', () =>
+    narrowedTo(
+      'pc-sqli-122',
+      [
+        'f(x) = sin(x)/x',
+        'sqrt(16) + 2*3 = 10',
+        'sqrt(2)^2 = 2',
+        'lim x→0 sin(x)/x = 1',
+        'pow(2, 10) = 1024',
+        'ceil(x/2)',
+      ],
+      [
+        'floor(rand(0)*2)',
+        '1 and exp(~(select * from (select user())a))',
+        "1' and floor(rand(0)*2)--",
+        'log(price)',
+        'sqrt(',
+        'pow(@@version,1)',
+        'ceiling (user())',
+        'ascii(x)',
+      ],
     ));
 
   it('pc-sqli-128: a quoted phrase that starts with "Union", "Select" or "Having" passes, a quote closed before a query does not', () =>

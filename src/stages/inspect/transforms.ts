@@ -142,8 +142,22 @@ const SQL_SIGN =
  * lost its detection (the note of issue 12).
  */
 function sqlSigned(text: string): string {
-  return SQL_SIGN.test(text) ? text : '';
+  return SQL_SIGN.test(text) && !MATHS.test(text) ? text : '';
 }
+
+/**
+ * A formula and nothing else, as people type one into a homework, calculator or support form
+ * (`sqrt(16) + 2*3 = 10`, `f(x) = sin(x)/x`, `2^10 > 1000`): numbers, variables of one letter, the
+ * functions of a scientific calculator applied to them, arithmetic and comparison signs, and
+ * parentheses. libinjection reads the first as a function call followed by an operator (`f(1)o`, as
+ * it reads `sleep(5)+1`), but a formula can neither close a quote nor comment out or end the
+ * statement it is put in (no quote, `#`, `--`, `/*` or `;`), nor name a table, a column of more than
+ * one letter or a function that reads data (its only words are the calculator's), nor join a
+ * condition (no `and`, `or`): so it shows no sign of SQL. `1 and 1=1`, `sqrt(4)=2 or 1`,
+ * `floor(rand(0)*2)` and `%27` are not formulas.
+ */
+const MATHS =
+  /^(?!.*--|.*\/\*)(?:[\s0-9.,+*/^=<>()!×÷√π≤≥≠±²³∞·-]|(?<![A-Za-z])[A-Za-z](?![A-Za-z])|(?<![A-Za-z])(?:sqrt|cbrt|sin|cos|tan|cot|asin|acos|atan|atan2|sinh|cosh|tanh|ln|log|log2|log10|exp|abs|floor|ceil|round|min|max|pow)(?=\s*\())+$/i;
 
 const TRANSFORMS: Record<string, PreTransform> = {
   lowercase: (t) => t.toLowerCase(),
