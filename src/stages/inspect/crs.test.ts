@@ -271,6 +271,14 @@ describe('the CRS 4 families 3.3.4 misses, at paranoia level 1', () => {
  * That class was fixed (`sqlSigned`'s formulas, pc-sqli-122's calculator
  * functions), so this set is no longer untouched: 1 is flagged since, an
  * ssh command naming `~/.ssh/id_ed25519` (a private key, pc-lfi-401).
+ *
+ * `corpus/holdout/benign-9.jsonl` was written the same way, after that fix,
+ * across twelve API domains (payments, travel, healthcare, HR, rentals,
+ * gaming, telemetry, legal forms, education with maths, SQL and code
+ * answers, publishing, logistics, twenty languages), and measured once,
+ * never tuned on: 1 of its 300 values is flagged, a C condition
+ * (`if (a > b && b > c) { return a; }`: libinjection, and 942230's
+ * conditional).
  */
 describe('ordinary traffic written after the rules', () => {
   // [file, its number of values, the most it may flag, what the test says of it]
@@ -283,6 +291,7 @@ describe('ordinary traffic written after the rules', () => {
     ['holdout/benign-6.jsonl', 300, 1, 'flags at most 1 of the 300 values of the sixth held-out set'],
     ['holdout/benign-7.jsonl', 300, 0, 'flags none of the 300 values of the seventh held-out set'],
     ['holdout/benign-8.jsonl', 300, 1, 'flags at most 1 of the 300 values of the eighth held-out set'],
+    ['holdout/benign-9.jsonl', 300, 1, 'flags at most 1 of the 300 values of the ninth held-out set'],
   ];
   for (const [file, count, most, title] of ceilings) {
     it(title, () => {

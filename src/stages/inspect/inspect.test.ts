@@ -74,6 +74,7 @@ describe('detection rates on the corpora', () => {
       'holdout/benign-6.jsonl',
       'holdout/benign-7.jsonl',
       'holdout/benign-8.jsonl',
+      'holdout/benign-9.jsonl',
     ]) {
       const payloads = readCorpus(file);
       const flagged = payloads.filter((p) => rulesFor(p).length > 0).length;
