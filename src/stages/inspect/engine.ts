@@ -603,7 +603,7 @@ function plan(rules: readonly RawRule[]): Plan {
  */
 interface SlottedAddress {
   readonly address: Address;
-  /** The libddwaf instance whose rules read it (`SHARD_OF` its target, see `ruleSet`). */
+  /** The shard of its target (`SHARD_OF`): which of a slice's payloads it goes to (`Slice.payloads`). */
   readonly shard: number;
   readonly full: readonly (string | undefined)[];
   readonly byWord: readonly (readonly (string | undefined)[])[];
@@ -713,8 +713,8 @@ interface PooledContext {
  * (libddwaf's `context_wrapper`: a monotonic buffer); runs of ephemeral data that match nothing
  * leave no state behind but add a little to the arena (about 100 bytes a run, measured over 200,000
  * runs of the paranoia level 1 rules), so a kept context is bounded by its number of runs. Made
- * fresh for every inspection, the contexts cost a request of new values about 9 µs more of the
- * engine's time (measured on the 4 KB body of `bench/inspect/cost.ts`).
+ * fresh for every inspection, the contexts cost a request of new values 11 µs (the 4 KB body of
+ * `bench/inspect/cost.ts`, new values) to 32 µs (every value new, all the rules) more.
  */
 export const CONTEXT_RUNS = 1024;
 
