@@ -603,7 +603,7 @@ function plan(rules: readonly RawRule[]): Plan {
  */
 interface SlottedAddress {
   readonly address: Address;
-  /** The shard of its target (`SHARD_OF`): which of a slice's payloads it goes to (`Slice.payloads`). */
+  /** The shard of its target (`SHARD_OF`): what a slice it goes to must run (`Slice.shards`). */
   readonly shard: number;
   readonly full: readonly (string | undefined)[];
   readonly byWord: readonly (readonly (string | undefined)[])[];
@@ -1172,9 +1172,7 @@ export function plannedRules(paranoiaLevel: number): { id: string; conditions: u
 
 /** What the engine is handed for these inputs at a paranoia level (for cost measurements). */
 export function payloadOf(inputs: Inputs, paranoiaLevel: number): Record<string, unknown>[] {
-  return prepare(inputs, engine(paranoiaLevel)).map((slice) =>
-    chunkedPayload(Object.assign({}, ...slice.payloads.filter((p) => p !== undefined))),
-  );
+  return prepare(inputs, engine(paranoiaLevel)).map((slice) => chunkedPayload(slice.payload));
 }
 
 /** The charset a value is sorted into by the engine of a paranoia level, or '' for none (for tests). */
@@ -1357,8 +1355,10 @@ export function windows(text: string): string[] {
 
 /** A slice of the inputs handed to the engine in one run, and the leaf behind each item. */
 interface Slice {
-  /** Per shard (`SHARD_OF`; undefined where nothing is handed over), per address, its one item as a bare string, or its list (`add`). */
-  payloads: (Payload | undefined)[];
+  /** Per address, its one item as a bare string, or its list (`add`). */
+  payload: Payload;
+  /** The shards (`SHARD_OF`, a bit each) of the addresses in `payload`: which rule set runs it (`SET_FOR`). */
+  shards: number;
   owners: Record<string, Leaf | Leaf[]>;
   bytes: number;
   /** The cached values in it (`Known`) and the slot each was handed under: marked inert after a run without events. */
@@ -1477,11 +1477,8 @@ class Slices {
       current.known.push(known);
       current.slots.push(slot);
     }
-    let payload = current.payloads[slotted.shard];
-    if (payload === undefined) {
-      payload = {};
-      current.payloads[slotted.shard] = payload;
-    }
+    current.shards |= 1 << slotted.shard;
+    const payload = current.payload;
     if (full !== undefined) add(current, payload, full, text, leaf);
     for (let i = 0; i < hits.length; i++) {
       const name = byWord[hits[i] as number];
@@ -1497,7 +1494,7 @@ class Slices {
 }
 
 /**
- * Adds one item to a slice's payload of the address's shard: an address's first item as a bare
+ * Adds one item to a slice's payload: an address's first item as a bare
  * string, a list from its second. Most addresses of a request get one item (a word-filtered
  * condition's own address, a header), and the binding converts a one-item list at about 1 µs more than the string alone (measured: 20
  * addresses of one string each, 35 µs a run as lists, 19 µs as strings). To libddwaf a string is
@@ -1518,7 +1515,7 @@ function add(slice: Slice, payload: Payload, address: string, text: string, leaf
 }
 
 function newSlice(): Slice {
-  return { payloads: [], owners: {}, bytes: 0, known: [], slots: [] };
+  return { payload: {}, shards: 0, owners: {}, bytes: 0, known: [], slots: [] };
 }
 
 /** Nothing to hand to the engine. */
@@ -1573,7 +1570,7 @@ function prepare(inputs: Inputs, built: Engine): readonly Slice[] {
           if (before.inert !== undefined) closeGate(before as Known, addresses);
           continue;
         }
-      } else for (const t of group.pre) text = t(text);
+      } else for (let t = 0; t < group.pre.length; t++) text = (group.pre[t] as PreTransform)(text);
       if (text === '') continue;
       const met = leafMet(built, i, text);
       if (met.pass !== pass) {
@@ -1860,7 +1857,12 @@ export function inspect(inputs: Inputs, options: InspectOptions): InspectionResu
   runEngine(built, slices, clock, options.budgetMicros, run);
   // A chain's later conditions, over every value of the request, only when a first one matched.
   const tails = built.tails;
-  if (tails !== undefined && !run.timedOut && [...run.partHits.values()].some((h) => h.matched.has(0))) {
+  if (
+    tails !== undefined &&
+    !run.timedOut &&
+    run.partHits.size > 0 &&
+    [...run.partHits.values()].some((h) => h.matched.has(0))
+  ) {
     runEngine(tails, prepare(inputs, tails), clock, options.budgetMicros, run);
   }
   for (const hits of run.partHits.values()) {
@@ -1898,14 +1900,8 @@ function runEngine(
   const { wafs, shared, parts, inert, contexts } = built;
   const ceiling = budgetMicros * WALL_FACTOR;
   for (const slice of slices) {
-    const { payloads } = slice;
-    let mask = 0;
-    for (let s = 0; s < payloads.length; s++) if (payloads[s] !== undefined) mask |= 1 << s;
-    const single = (mask & (mask - 1)) === 0;
-    const payload = single
-      ? (payloads[31 - Math.clz32(mask)] as Payload)
-      : (Object.assign({}, ...payloads.filter((p) => p !== undefined)) as Payload);
-    const set = SET_FOR[mask] as number;
+    const { payload } = slice;
+    const set = SET_FOR[slice.shards] as number;
     // The instance's kept context, taken out while it runs: one that throws is not kept.
     const pooled = contexts[set] ?? { context: (wafs[set] as Waf).createContext(), runs: 0 };
     contexts[set] = undefined;
