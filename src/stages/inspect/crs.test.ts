@@ -279,6 +279,14 @@ describe('the CRS 4 families 3.3.4 misses, at paranoia level 1', () => {
  * never tuned on: 1 of its 300 values is flagged, a C condition
  * (`if (a > b && b > c) { return a; }`: libinjection, and 942230's
  * conditional).
+ *
+ * `corpus/holdout/benign-10.jsonl` was written the same way, the next day's
+ * last, in twelve further domains (logistics, real estate, legal, job
+ * applications, IoT, music, sports, lab notebooks, gaming, government forms,
+ * developer-tool fields, twelve languages), and measured once, after that
+ * day's changes to what inspection costs (which fire the same rules): 1 of
+ * its 300 values is flagged, a cover letter naming Northwind (the SQL Server
+ * sample database, which 942140 names, as the CRS does at PL1).
  */
 describe('ordinary traffic written after the rules', () => {
   // [file, its number of values, the most it may flag, what the test says of it]
@@ -292,6 +300,7 @@ describe('ordinary traffic written after the rules', () => {
     ['holdout/benign-7.jsonl', 300, 0, 'flags none of the 300 values of the seventh held-out set'],
     ['holdout/benign-8.jsonl', 300, 1, 'flags at most 1 of the 300 values of the eighth held-out set'],
     ['holdout/benign-9.jsonl', 300, 1, 'flags at most 1 of the 300 values of the ninth held-out set'],
+    ['holdout/benign-10.jsonl', 300, 1, 'flags at most 1 of the 300 values of the tenth held-out set'],
   ];
   for (const [file, count, most, title] of ceilings) {
     it(title, () => {

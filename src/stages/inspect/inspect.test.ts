@@ -75,6 +75,7 @@ describe('detection rates on the corpora', () => {
       'holdout/benign-7.jsonl',
       'holdout/benign-8.jsonl',
       'holdout/benign-9.jsonl',
+      'holdout/benign-10.jsonl',
     ]) {
       const payloads = readCorpus(file);
       const flagged = payloads.filter((p) => rulesFor(p).length > 0).length;
