@@ -8,6 +8,7 @@ import { CRS_VERSION, emptyInputs, type Inputs, inspect, ruleCount, ruleInfo } f
 import { detect } from './index.js';
 import own from './rules.json' with { type: 'json' };
 import {
+  ATTACK_FILES,
   CRS4_FILES,
   DEFAULT_SETTINGS,
   pathRejected,
@@ -15,7 +16,7 @@ import {
   readCorpus,
   rulesFor,
 } from './test-support/corpus.js';
-import { preTransform } from './transforms.js';
+import { preTransform, showsSqlSign } from './transforms.js';
 
 const settings = (over: Partial<InspectionSettings> = {}): InspectionSettings => ({
   ...DEFAULT_SETTINGS,
@@ -143,6 +144,48 @@ describe('CRS semantics', () => {
       'exp(~(select 1))',
     ])
       assert.equal(signed(text), text, text);
+  });
+
+  it('finds a sign of SQL exactly where the regex of signs it is written from does', () => {
+    // The specification `showsSqlSign` is written out from (see there), with JavaScript's legacy
+    // case-insensitive matching: only ASCII letters are [a-z] (`ſ` and the Kelvin sign are not).
+    const regex =
+      /['"`;=<>|&^~*#\\\0]|%(?:[0-9a-f]{2}|u[0-9a-f]{4})|--|\/\*|(?<![a-z])(?:or|and|xor|div|mod|union|except|intersect|select|order|group|having|limit|procedure|into|like|rlike|regexp|between|sounds|waitfor|exec|execute|declare|sleep|benchmark)(?![a-z])/i;
+    const texts: string[] = [];
+    for (const file of [
+      ...Object.values(ATTACK_FILES),
+      'benign.jsonl',
+      'benign-traffic.jsonl',
+      'beyond-ascii.txt',
+    ])
+      for (const v of readCorpus(file)) texts.push(typeof v === 'string' ? v : JSON.stringify(v));
+    // Random texts of the pieces the two read differently if either is wrong: word parts and
+    // whole words in both cases, letters around them, signs, `-`, `/` and `*`, and letters beyond
+    // ASCII (which end a run of letters); and texts of `%`, `u` and hex digits and others alone.
+    const alphabets = [
+      "or OR and Union sElEcT benchmark into sleep exec a Z x r d _ 1 - / * ' \0 é ſ \u212a İ ǅ".split(' '),
+      '% %u u U 0 2 7 f F a g x'.split(' '),
+    ];
+    const next = random(12);
+    for (const pieces of alphabets) {
+      for (let i = 0; i < 25_000; i++) {
+        let text = '';
+        const length = 1 + Math.floor(next() * 8);
+        for (let k = 0; k < length; k++) {
+          text += pieces[Math.floor(next() * pieces.length)];
+          if (next() < 0.2) text += ' ';
+        }
+        texts.push(text);
+      }
+    }
+    let signed = 0;
+    for (const text of texts) {
+      const expected = regex.test(text);
+      assert.equal(showsSqlSign(text), expected, JSON.stringify(text));
+      if (expected) signed++;
+    }
+    // Both answers occur often: the comparison is not of one answer.
+    assert.ok(signed > texts.length / 5 && signed < (texts.length * 4) / 5, `${signed} of ${texts.length}`);
   });
 
   it('hands libinjection no formula: numbers, one-letter variables, calculator functions and signs', () => {
