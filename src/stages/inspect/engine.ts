@@ -1484,29 +1484,31 @@ function groupAddresses(
  * `AddressGroup.passes` for a group, where its pre-transformations are known to leave a text as it
  * is, so that what it would hand over follows from the kind and words of the text as received:
  * - a gate (`sqlSigned`) leaves a text as it is or empties it: it hands over a text only under an
- *   address that reads its kind in full or one of its words (as `Slices.hand` counts copies), and
- *   then the gate runs; a text it would hand to none needs no gate;
+ *   address that reads its kind in full or one of its words (`copies`), and then the gate runs; a
+ *   text it would hand to none needs no gate;
  * - `unshell` alone leaves PLAIN and URLISH texts as they are (`identityOn`), which its addresses
  *   then do not read (`SKIP_UNCHANGED`).
  * Measured on the 4 KB body with every value new: the SQL gate ran on each of its 110 values and
  * `unshell` on each, 8-18 µs a request each.
  */
 function passesOver(group: {
-  pre: readonly PreTransform[];
   gate: boolean;
   addresses: readonly SlottedAddress[];
 }): ((sort: Sort) => boolean) | undefined {
-  if (group.gate)
-    return (sort) => {
-      for (const a of group.addresses) {
-        if (a.full[sort.kind] !== undefined) return false;
-        const byWord = a.byWord[sort.kind] as readonly (string | undefined)[];
-        for (const h of sort.hits) if (byWord[h] !== undefined) return false;
-      }
-      return true;
-    };
+  if (group.gate) return (sort) => group.addresses.every((a) => copies(a, sort.kind, sort.hits) === 0);
   if (group.addresses.every((a) => a.unshellOnly)) return (sort) => SKIP_UNCHANGED[sort.kind] === true;
   return undefined;
+}
+
+/**
+ * How many times a text of kind `kind` holding the words of conditions `hits` is handed over under
+ * an address (`Slices.hand`): under its full name for the kind, and its word address for each hit.
+ */
+function copies(slotted: SlottedAddress, kind: number, hits: readonly number[]): number {
+  const byWord = slotted.byWord[kind] as readonly (string | undefined)[];
+  let n = slotted.full[kind] === undefined ? 0 : 1;
+  for (let i = 0; i < hits.length; i++) if (byWord[hits[i] as number] !== undefined) n++;
+  return n;
 }
 
 /** Slices being filled by `prepare`: made at the first value that is to be handed over, not before. */
@@ -1528,13 +1530,12 @@ class Slices {
     known: Known | undefined,
     slot: number,
   ): void {
+    const n = copies(slotted, kind, hits);
+    if (n === 0) return;
     const full = slotted.full[kind];
     const byWord = slotted.byWord[kind] as readonly (string | undefined)[];
-    let copies = full === undefined ? 0 : 1;
-    for (let i = 0; i < hits.length; i++) if (byWord[hits[i] as number] !== undefined) copies++;
-    if (copies === 0) return;
     let current = this.current;
-    const bytes = text.length * copies;
+    const bytes = text.length * n;
     if (current.bytes > 0 && current.bytes + bytes > SLICE) {
       this.done.push(current);
       current = newSlice();
